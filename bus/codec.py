@@ -1,0 +1,221 @@
+"""msgpack codec for :mod:`bus.messages`, strict on decode.
+
+Wire format: one msgpack map ``{"type": str, "header": {...}, <field>: value, ...}``. Arrays
+travel as ``{"dtype": str, "shape": [int, ...], "data": bytes}`` (C order, little endian) and are
+rebuilt with ``np.frombuffer`` without copying, so decoded arrays are read-only. Nothing is ever
+unpickled.
+
+Decode rejects, with a :class:`~bus.errors.DecodeError` naming topic, field and reason: payloads
+that are not msgpack or over ``max_bytes``, unknown types, a type not allowed on the topic, a
+header topic that differs from the transport topic, a wrong schema version, missing or extra keys,
+wrong scalar types, wrong dtype or shape, inconsistent lengths, NaN/inf, and broken CSR offsets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Final
+
+import msgpack
+import numpy as np
+
+from bus import messages as m
+from bus.errors import DecodeError, EncodeError
+
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+_HEADER_KEYS: Final = ("topic", "seq", "stamp_ns", "sent_mono_ns", "schema")
+_SCALAR_CHECK: Final = {
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+    bool: lambda v: isinstance(v, bool),
+    dict: lambda v: isinstance(v, dict),
+}
+
+
+def _wire_array(a: np.ndarray) -> dict[str, Any]:
+    a = np.ascontiguousarray(a)
+    if a.dtype.byteorder == ">":
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
+
+
+def check_message(msg: Any) -> None:
+    """Check dtypes, shapes, symbol consistency and finiteness of ``msg``; raise on violation.
+
+    Raises:
+        EncodeError: with the field and reason.
+    """
+    cls = type(msg)
+    dims: dict[str, int] = {}
+    for name, spec in m.array_specs(cls).items():
+        a = getattr(msg, name)
+        if not isinstance(a, np.ndarray):
+            raise EncodeError(f"{cls.__name__}.{name}: expected numpy array, got {type(a).__name__}")
+        reason = _check_array(a, spec, dims)
+        if reason:
+            raise EncodeError(f"{cls.__name__}.{name}: {reason}")
+    for name, kind in m.scalar_specs(cls).items():
+        reason = _check_scalar(getattr(msg, name), kind)
+        if reason:
+            raise EncodeError(f"{cls.__name__}.{name}: {reason}")
+    reason_field = _check_csr(msg)
+    if reason_field:
+        raise EncodeError(f"{cls.__name__}.{reason_field[1]}: {reason_field[0]}")
+
+
+def encode(msg: Any, *, check: bool = True) -> bytes:
+    """Serialise a message to msgpack bytes.
+
+    Args:
+        msg: an instance of a registered message type.
+        check: validate dtypes/shapes/finiteness first (cheap; leave on except in benchmarks).
+
+    Raises:
+        EncodeError: if the message would be rejected by :func:`decode`.
+    """
+    cls = type(msg)
+    if cls.__name__ not in m.MESSAGE_TYPES:
+        raise EncodeError(f"not a registered message type: {cls.__name__}")
+    if check:
+        check_message(msg)
+    h = msg.header
+    wire: dict[str, Any] = {
+        "type": cls.__name__,
+        "header": {"topic": h.topic, "seq": h.seq, "stamp_ns": h.stamp_ns, "sent_mono_ns": h.sent_mono_ns, "schema": h.schema},
+    }
+    for f in dataclasses.fields(cls):
+        if f.name == "header":
+            continue
+        v = getattr(msg, f.name)
+        wire[f.name] = _wire_array(v) if "array" in f.metadata else v
+    return msgpack.packb(wire, use_bin_type=True)
+
+
+def decode(topic: str, payload: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """Parse and validate one payload received on ``topic``.
+
+    Returns:
+        The message instance; its arrays are read-only views into ``payload``.
+
+    Raises:
+        DecodeError: naming topic, field and reason. Nothing else escapes.
+    """
+    n = len(payload)
+    if n > max_bytes:
+        raise DecodeError(topic, f"payload {n} bytes exceeds limit {max_bytes}", n)
+    try:
+        raw = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_bin_len=max_bytes, max_str_len=1 << 20)
+    except Exception as e:  # msgpack may raise errors outside UnpackException
+        raise DecodeError(topic, f"not msgpack: {type(e).__name__}: {e}", n) from e
+    if not isinstance(raw, dict):
+        raise DecodeError(topic, f"top level is {type(raw).__name__}, expected map", n)
+    type_name = raw.get("type")
+    cls = m.MESSAGE_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        raise DecodeError(topic, f"unknown message type {type_name!r}", n, "type")
+    expected = m.topic_type(topic)
+    if expected is not None and expected is not cls:
+        raise DecodeError(topic, f"type {type_name} not allowed on this topic (expects {expected.__name__})", n, "type")
+    header = _decode_header(topic, raw.get("header"), n)
+
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "header"]
+    keys = set(raw) - {"type", "header"}
+    missing, extra = [k for k in names if k not in keys], sorted(keys - set(names))
+    if missing:
+        raise DecodeError(topic, f"missing keys {missing}", n, missing[0])
+    if extra:
+        raise DecodeError(topic, f"unexpected keys {extra}", n, str(extra[0]))
+
+    kwargs: dict[str, Any] = {"header": header}
+    dims: dict[str, int] = {}
+    scalars = m.scalar_specs(cls)
+    for name, spec in m.array_specs(cls).items():
+        a = _decode_array(topic, name, raw[name], n)
+        reason = _check_array(a, spec, dims)
+        if reason:
+            raise DecodeError(topic, reason, n, name)
+        kwargs[name] = a
+    for name, kind in scalars.items():
+        reason = _check_scalar(raw[name], kind)
+        if reason:
+            raise DecodeError(topic, reason, n, name)
+        kwargs[name] = float(raw[name]) if kind is float else raw[name]
+    msg = cls(**kwargs)
+    bad = _check_csr(msg)
+    if bad:
+        raise DecodeError(topic, bad[0], n, bad[1])
+    return msg
+
+
+def _decode_header(topic: str, h: Any, n: int) -> m.Header:
+    if not isinstance(h, dict):
+        raise DecodeError(topic, "header missing or not a map", n, "header")
+    if set(h) != set(_HEADER_KEYS):
+        raise DecodeError(topic, f"header keys {sorted(h)} != {sorted(_HEADER_KEYS)}", n, "header")
+    if h["schema"] != m.SCHEMA_VERSION:
+        raise DecodeError(topic, f"schema version {h['schema']!r}, expected {m.SCHEMA_VERSION}", n, "header.schema")
+    if h["topic"] != topic:
+        raise DecodeError(topic, f"header topic {h['topic']!r} differs from transport topic", n, "header.topic")
+    for k in ("seq", "stamp_ns", "sent_mono_ns"):
+        v = h[k]
+        if not _SCALAR_CHECK[int](v) or v < 0:
+            raise DecodeError(topic, f"{k} must be a non-negative int, got {v!r}", n, f"header.{k}")
+    return m.Header(topic=h["topic"], seq=h["seq"], stamp_ns=h["stamp_ns"], sent_mono_ns=h["sent_mono_ns"], schema=h["schema"])
+
+
+def _decode_array(topic: str, name: str, v: Any, n: int) -> np.ndarray:
+    if not isinstance(v, dict) or set(v) != {"dtype", "shape", "data"}:
+        raise DecodeError(topic, "array must be a map with keys dtype, shape, data", n, name)
+    dtype_s, shape, data = v["dtype"], v["shape"], v["data"]
+    if not isinstance(dtype_s, str) or not isinstance(data, bytes) or not isinstance(shape, list):
+        raise DecodeError(topic, "array dtype/shape/data have wrong types", n, name)
+    if not all(_SCALAR_CHECK[int](d) and d >= 0 for d in shape):
+        raise DecodeError(topic, f"bad shape {shape!r}", n, name)
+    try:
+        dtype = np.dtype(dtype_s)
+    except TypeError as e:
+        raise DecodeError(topic, f"bad dtype {dtype_s!r}", n, name) from e
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise DecodeError(topic, f"dtype {dtype_s!r} not allowed", n, name)
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if count * dtype.itemsize != len(data):
+        raise DecodeError(topic, f"{len(data)} data bytes do not match shape {shape} of {dtype_s}", n, name)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _check_array(a: np.ndarray, spec: m.ArraySpec, dims: dict[str, int]) -> str:
+    """Return '' if ``a`` matches ``spec`` (recording symbols in ``dims``), else the reason."""
+    if a.dtype != spec.dtype:
+        return f"dtype {a.dtype.str}, expected {spec.dtype.str}"
+    if a.ndim != len(spec.shape):
+        return f"shape {list(a.shape)}, expected {list(spec.shape)}"
+    for size, want in zip(a.shape, spec.shape):
+        if isinstance(want, int):
+            if size != want:
+                return f"shape {list(a.shape)}, expected {list(spec.shape)}"
+        elif dims.setdefault(want, size) != size:
+            return f"inconsistent length: {want}={size} here but {dims[want]} in an earlier field"
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        return "contains NaN or inf"
+    return ""
+
+
+def _check_scalar(v: Any, kind: type) -> str:
+    if not _SCALAR_CHECK[kind](v):
+        return f"expected {kind.__name__}, got {type(v).__name__}"
+    if kind is float and not np.isfinite(v):
+        return "NaN or inf"
+    if kind is dict and not all(isinstance(k, str) and _SCALAR_CHECK[int](x) for k, x in v.items()):
+        return "expected a map of str -> int"
+    return ""
+
+
+def _check_csr(msg: Any) -> tuple[str, str] | None:
+    for points, offsets, owner in m.CSR_FIELDS.get(type(msg).__name__, ()):
+        o, n_points = getattr(msg, offsets), len(getattr(msg, points))
+        if len(o) == 0 or o[0] != 0 or o[-1] != n_points or (np.diff(o) < 0).any():
+            return (f"offsets must start at 0, not decrease, and end at {n_points}", offsets)
+        if owner is not None and len(o) != len(getattr(msg, owner)) + 1:
+            return (f"{len(o)} offsets for {len(getattr(msg, owner))} {owner} entries (need +1)", offsets)
+    return None

@@ -1,0 +1,47 @@
+"""Bus configuration (pydantic at the edge; validated once, then plain values)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class CurveConfig(BaseModel):
+    """CurveZMQ keys. ``authorized_dir`` holds the public ``*.key`` files of allowed clients.
+
+    Servers (the proxy, or a publisher that binds) need ``server_secret``; clients need
+    ``server_public`` (the server's ``*.key``) and their own ``client_secret``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    server_secret: Path | None = None
+    server_public: Path | None = None
+    client_secret: Path | None = None
+    authorized_dir: Path | None = None
+
+
+class BusConfig(BaseModel):
+    """Where the bus lives and how sockets behave.
+
+    The default layout is an XSUB/XPUB proxy (``prescient bus``): publishers connect to
+    ``pub_endpoint``, subscribers to ``sub_endpoint``. Loopback-only by default.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    pub_endpoint: str = "tcp://127.0.0.1:5550"
+    sub_endpoint: str = "tcp://127.0.0.1:5551"
+    map_endpoint: str = "tcp://127.0.0.1:5552"
+    conditional_endpoint: str = "tcp://127.0.0.1:5553"
+    sndhwm: int = Field(1000, ge=1)
+    rcvhwm: int = Field(1000, ge=1)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    poll_ms: int = Field(100, ge=1, le=5000)
+    curve: CurveConfig | None = None
+
+    @field_validator("pub_endpoint", "sub_endpoint", "map_endpoint", "conditional_endpoint")
+    @classmethod
+    def _known_transport(cls, v: str) -> str:
+        if not v.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError(f"endpoint {v!r} must start with tcp://, ipc:// or inproc://")
+        return v

@@ -1,0 +1,351 @@
+"""ZeroMQ transport: publish/subscribe through an XSUB/XPUB proxy, and request/reply.
+
+Every socket has ``linger=0`` and bounded high-water marks; every receive polls with a timeout,
+so SIGINT/SIGTERM always reach a clean shutdown. Publishers are XPUB sockets so that they *see*
+subscriptions arrive and can wait for them before sending (the slow-joiner loss). Subscribers
+count sequence gaps and rejected payloads per topic; nothing rejected is silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from bus import codec
+from bus.config import BusConfig, CurveConfig
+from bus.errors import DecodeError, RequestTimeout, TransportError
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------
+# CurveZMQ helpers.
+# ----------------------------------------------------------------------------------------------
+def apply_curve_server(sock: zmq.Socket, curve: CurveConfig | None) -> None:
+    """Make ``sock`` a CurveZMQ server if keys are configured."""
+    if curve is None or curve.server_secret is None:
+        return
+    public, secret = zmq.auth.load_certificate(str(curve.server_secret))
+    sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
+
+
+def apply_curve_client(sock: zmq.Socket, curve: CurveConfig | None) -> None:
+    """Make ``sock`` a CurveZMQ client if keys are configured."""
+    if curve is None or curve.server_public is None:
+        return
+    if curve.client_secret is None:
+        raise TransportError("curve.server_public is set but curve.client_secret is not")
+    server_public, _ = zmq.auth.load_certificate(str(curve.server_public))
+    public, secret = zmq.auth.load_certificate(str(curve.client_secret))
+    sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_public, public, secret
+
+
+def start_authenticator(ctx: zmq.Context, curve: CurveConfig | None) -> ThreadAuthenticator | None:
+    """Start pyzmq's authenticator allowing only the public keys in ``curve.authorized_dir``."""
+    if curve is None or curve.server_secret is None:
+        return None
+    if curve.authorized_dir is None:
+        raise TransportError("curve.server_secret is set but curve.authorized_dir is not")
+    auth = ThreadAuthenticator(ctx)
+    auth.start()
+    auth.configure_curve(domain="*", location=str(curve.authorized_dir))
+    return auth
+
+
+def _socket(ctx: zmq.Context, kind: int, cfg: BusConfig) -> zmq.Socket:
+    s = ctx.socket(kind)
+    s.linger = 0
+    s.sndhwm, s.rcvhwm = cfg.sndhwm, cfg.rcvhwm
+    return s
+
+
+def _connect_or_bind(sock: zmq.Socket, endpoint: str, bind: bool) -> None:
+    try:
+        sock.bind(endpoint) if bind else sock.connect(endpoint)
+    except zmq.ZMQError as e:
+        raise TransportError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {e}") from e
+
+
+# ----------------------------------------------------------------------------------------------
+# Publish / subscribe.
+# ----------------------------------------------------------------------------------------------
+class Publisher:
+    """Publishes messages with per-topic sequence numbers and a monotonic send time.
+
+    Args:
+        cfg: bus configuration. By default connects to the proxy's ``pub_endpoint``.
+        endpoint / bind: override, e.g. bind directly for a proxy-less setup or a test.
+    """
+
+    def __init__(self, cfg: BusConfig, ctx: zmq.Context | None = None, endpoint: str | None = None, bind: bool = False) -> None:
+        self._ctx = ctx or zmq.Context.instance()
+        self._cfg = cfg
+        self._sock = _socket(self._ctx, zmq.XPUB, cfg)
+        self._sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # see every subscription, not only the first
+        self._auth = None
+        if bind:
+            apply_curve_server(self._sock, cfg.curve)
+            self._auth = start_authenticator(self._ctx, cfg.curve)
+        else:
+            apply_curve_client(self._sock, cfg.curve)
+        _connect_or_bind(self._sock, endpoint or cfg.pub_endpoint, bind)
+        self._seq: dict[str, int] = {}
+        self.subscriptions: set[bytes] = set()
+        self.sent = 0
+
+    def _drain_subscriptions(self) -> None:
+        while self._sock.poll(0, zmq.POLLIN):
+            frame = self._sock.recv()
+            if frame[:1] == b"\x01":
+                self.subscriptions.add(frame[1:])
+            elif frame[:1] == b"\x00":
+                self.subscriptions.discard(frame[1:])
+
+    def has_subscriber(self, topic: str) -> bool:
+        """True when some subscriber's prefix matches ``topic`` (as far as this socket knows)."""
+        self._drain_subscriptions()
+        t = topic.encode()
+        return any(t.startswith(p) for p in self.subscriptions)
+
+    def wait_for_subscribers(self, topics: Iterable[str], timeout_s: float) -> bool:
+        """Block (polling) until every topic has a subscriber, or the timeout expires."""
+        topics = list(topics)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if all(self.has_subscriber(t) for t in topics):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._sock.poll(min(50, max(1, int(remaining * 1000))), zmq.POLLIN)
+
+    def next_seq(self, topic: str) -> int:
+        return self._seq.get(topic, 0)
+
+    def publish(self, msg: Any, *, check: bool = True) -> bytes:
+        """Stamp seq and ``sent_mono_ns`` into the header, encode, send. Returns the payload."""
+        topic = msg.header.topic
+        seq = self._seq.get(topic, 0)
+        self._seq[topic] = seq + 1
+        header = dataclasses.replace(msg.header, seq=seq, sent_mono_ns=time.monotonic_ns())
+        payload = codec.encode(dataclasses.replace(msg, header=header), check=check)
+        self.publish_raw(topic, payload)
+        return payload
+
+    def publish_raw(self, topic: str, payload: bytes) -> None:
+        """Send an already-encoded payload (replayer). Drops at the HWM rather than blocking."""
+        try:
+            self._sock.send_multipart([topic.encode(), payload], flags=zmq.NOBLOCK, copy=False)
+            self.sent += 1
+        except zmq.Again:
+            log.warning("publisher HWM reached; dropped %s", topic)
+        self._drain_subscriptions()
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+
+
+@dataclasses.dataclass
+class RxStats:
+    """Receive-side counters: per topic seq gaps, restarts, and rejections by reason."""
+
+    received: dict[str, int] = dataclasses.field(default_factory=dict)
+    gaps: dict[str, int] = dataclasses.field(default_factory=dict)
+    restarts: dict[str, int] = dataclasses.field(default_factory=dict)
+    rejected: dict[str, int] = dataclasses.field(default_factory=dict)
+    last_seq: dict[str, int] = dataclasses.field(default_factory=dict)
+    rejected_payloads: deque = dataclasses.field(default_factory=lambda: deque(maxlen=64))
+
+    def reject(self, topic: str, reason: str, payload: bytes | None = None) -> None:
+        key = f"{topic}:{reason}"
+        self.rejected[key] = self.rejected.get(key, 0) + 1
+        if payload is not None:
+            self.rejected_payloads.append((topic, reason, bytes(payload[:65536])))
+
+    def check_seq(self, topic: str, seq: int) -> str:
+        """Account for ``seq``; return '' to accept, or the rejection reason (duplicate/old)."""
+        last = self.last_seq.get(topic)
+        if last is not None:
+            if seq == 0 and last > 0:  # the publisher restarted: new stream, not a duplicate
+                self.restarts[topic] = self.restarts.get(topic, 0) + 1
+            elif seq <= last:
+                return "duplicate_or_out_of_order_seq"
+            elif seq > last + 1:
+                self.gaps[topic] = self.gaps.get(topic, 0) + (seq - last - 1)
+        self.last_seq[topic] = seq
+        self.received[topic] = self.received.get(topic, 0) + 1
+        return ""
+
+    def total_rejected(self) -> int:
+        return sum(self.rejected.values())
+
+
+class Subscriber:
+    """Subscribes to topic prefixes; decodes strictly and counts gaps and rejections.
+
+    ``recv()`` never blocks longer than its timeout, so callers can honour shutdown signals.
+    """
+
+    def __init__(
+        self,
+        cfg: BusConfig,
+        prefixes: Iterable[str] = ("",),
+        ctx: zmq.Context | None = None,
+        endpoint: str | None = None,
+        bind: bool = False,
+    ) -> None:
+        self._ctx = ctx or zmq.Context.instance()
+        self._cfg = cfg
+        self._sock = _socket(self._ctx, zmq.SUB, cfg)
+        apply_curve_client(self._sock, cfg.curve)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_bytes + 4096)  # oversize frames never reach us
+        for p in prefixes:
+            self._sock.setsockopt(zmq.SUBSCRIBE, p.encode())
+        _connect_or_bind(self._sock, endpoint or cfg.sub_endpoint, bind)
+        self.stats = RxStats()
+
+    @property
+    def socket(self) -> zmq.Socket:
+        return self._sock
+
+    def recv_raw(self, timeout_ms: int | None = None) -> tuple[str, bytes] | None:
+        """One ``(topic, payload)`` or None on timeout. Malformed framing is counted and skipped."""
+        if not self._sock.poll(self._cfg.poll_ms if timeout_ms is None else timeout_ms, zmq.POLLIN):
+            return None
+        frames = self._sock.recv_multipart()
+        if len(frames) != 2:
+            self.stats.reject("?", f"bad_framing_{len(frames)}_frames")
+            return None
+        try:
+            topic = frames[0].decode()
+        except UnicodeDecodeError:
+            self.stats.reject("?", "topic_not_utf8", frames[1])
+            return None
+        return topic, frames[1]
+
+    def recv(self, timeout_ms: int | None = None) -> Any | None:
+        """One decoded, accepted message, or None (timeout, or the message was rejected)."""
+        got = self.recv_raw(timeout_ms)
+        if got is None:
+            return None
+        return self.accept(*got)
+
+    def accept(self, topic: str, payload: bytes) -> Any | None:
+        """Decode and sequence-check one payload; return the message or None if rejected."""
+        try:
+            msg = codec.decode(topic, payload, max_bytes=self._cfg.max_bytes)
+        except DecodeError as e:
+            self.stats.reject(topic, e.field or "payload", payload)
+            log.debug("rejected %s", e)
+            return None
+        reason = self.stats.check_seq(topic, msg.header.seq)
+        if reason:
+            self.stats.reject(topic, reason, payload)
+            return None
+        return msg
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Request / reply.
+# ----------------------------------------------------------------------------------------------
+class Replier:
+    """Server side of a request/reply endpoint (REP). Binds ``endpoint``."""
+
+    def __init__(self, cfg: BusConfig, endpoint: str, ctx: zmq.Context | None = None) -> None:
+        self._ctx = ctx or zmq.Context.instance()
+        self._cfg = cfg
+        self._sock = _socket(self._ctx, zmq.REP, cfg)
+        apply_curve_server(self._sock, cfg.curve)
+        self._auth = start_authenticator(self._ctx, cfg.curve)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_bytes + 4096)
+        _connect_or_bind(self._sock, endpoint, True)
+        self.stats = RxStats()
+
+    def serve_once(self, handler: Any, timeout_ms: int | None = None) -> bool:
+        """Wait up to ``timeout_ms`` for one request, call ``handler(msg) -> reply msg``, reply.
+
+        A request that fails to decode gets an empty reply frame pair ``[b"error", reason]`` so
+        the client never hangs. Returns True if a request was handled.
+        """
+        if not self._sock.poll(self._cfg.poll_ms if timeout_ms is None else timeout_ms, zmq.POLLIN):
+            return False
+        frames = self._sock.recv_multipart()
+        if len(frames) != 2:
+            self.stats.reject("?", "bad_framing")
+            self._sock.send_multipart([b"error", b"expected [topic, payload]"])
+            return True
+        topic = frames[0].decode(errors="replace")
+        try:
+            req = codec.decode(topic, frames[1], max_bytes=self._cfg.max_bytes)
+        except DecodeError as e:
+            self.stats.reject(topic, e.field or "payload", frames[1])
+            self._sock.send_multipart([b"error", str(e).encode()])
+            return True
+        try:
+            reply = handler(req)
+        except Exception as e:  # the server must answer and keep serving whatever the handler does
+            log.exception("request handler failed")
+            self._sock.send_multipart([b"error", f"handler failed: {e}".encode()])
+            return True
+        reply = dataclasses.replace(reply, header=dataclasses.replace(reply.header, sent_mono_ns=time.monotonic_ns()))
+        self._sock.send_multipart([reply.header.topic.encode(), codec.encode(reply)])
+        return True
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+
+
+class Requester:
+    """Client side (REQ) with a timeout; on timeout the socket is rebuilt (lazy pirate)."""
+
+    def __init__(self, cfg: BusConfig, endpoint: str, ctx: zmq.Context | None = None) -> None:
+        self._ctx = ctx or zmq.Context.instance()
+        self._cfg, self._endpoint = cfg, endpoint
+        self._seq = 0
+        self._sock = self._make()
+
+    def _make(self) -> zmq.Socket:
+        s = _socket(self._ctx, zmq.REQ, self._cfg)
+        apply_curve_client(s, self._cfg.curve)
+        _connect_or_bind(s, self._endpoint, False)
+        return s
+
+    def request(self, msg: Any, timeout_ms: int) -> Any:
+        """Send ``msg`` and return the decoded reply.
+
+        Raises:
+            RequestTimeout: no reply in ``timeout_ms`` (the socket is rebuilt for the next call).
+            TransportError: the server answered with an error.
+            DecodeError: the reply is malformed.
+        """
+        header = dataclasses.replace(msg.header, seq=self._seq, sent_mono_ns=time.monotonic_ns())
+        self._seq += 1
+        self._sock.send_multipart([header.topic.encode(), codec.encode(dataclasses.replace(msg, header=header))])
+        if not self._sock.poll(timeout_ms, zmq.POLLIN):
+            self._sock.close(linger=0)
+            self._sock = self._make()
+            raise RequestTimeout(f"no reply from {self._endpoint} within {timeout_ms} ms")
+        frames = self._sock.recv_multipart()
+        if len(frames) != 2:
+            raise TransportError(f"reply from {self._endpoint} has {len(frames)} frames")
+        if frames[0] == b"error":
+            raise TransportError(f"server error: {frames[1].decode(errors='replace')}")
+        return codec.decode(frames[0].decode(errors="replace"), frames[1], max_bytes=self._cfg.max_bytes)
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
