@@ -82,7 +82,13 @@ def encode(msg: Any, *, check: bool = True) -> bytes:
     h = msg.header
     wire: dict[str, Any] = {
         "type": cls.__name__,
-        "header": {"topic": h.topic, "seq": h.seq, "stamp_ns": h.stamp_ns, "sent_mono_ns": h.sent_mono_ns, "schema": h.schema},
+        "header": {
+            "topic": h.topic,
+            "seq": h.seq,
+            "stamp_ns": h.stamp_ns,
+            "sent_mono_ns": h.sent_mono_ns,
+            "schema": h.schema,
+        },
     }
     for f in dataclasses.fields(cls):
         if f.name == "header":
@@ -105,7 +111,9 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     if n > max_bytes:
         raise DecodeError(topic, f"payload {n} bytes exceeds limit {max_bytes}", n)
     try:
-        raw = msgpack.unpackb(payload, raw=False, strict_map_key=True, max_bin_len=max_bytes, max_str_len=1 << 20)
+        raw = msgpack.unpackb(
+            payload, raw=False, strict_map_key=True, max_bin_len=max_bytes, max_str_len=1 << 20
+        )
     except Exception as e:  # msgpack may raise errors outside UnpackException
         raise DecodeError(topic, f"not msgpack: {type(e).__name__}: {e}", n) from e
     if not isinstance(raw, dict):
@@ -116,7 +124,9 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         raise DecodeError(topic, f"unknown message type {type_name!r}", n, "type")
     expected = m.topic_type(topic)
     if expected is not None and expected is not cls:
-        raise DecodeError(topic, f"type {type_name} not allowed on this topic (expects {expected.__name__})", n, "type")
+        raise DecodeError(
+            topic, f"type {type_name} not allowed on this topic (expects {expected.__name__})", n, "type"
+        )
     header = _decode_header(topic, raw.get("header"), n)
 
     names = [f.name for f in dataclasses.fields(cls) if f.name != "header"]
@@ -154,14 +164,24 @@ def _decode_header(topic: str, h: Any, n: int) -> m.Header:
     if set(h) != set(_HEADER_KEYS):
         raise DecodeError(topic, f"header keys {sorted(h)} != {sorted(_HEADER_KEYS)}", n, "header")
     if h["schema"] != m.SCHEMA_VERSION:
-        raise DecodeError(topic, f"schema version {h['schema']!r}, expected {m.SCHEMA_VERSION}", n, "header.schema")
+        raise DecodeError(
+            topic, f"schema version {h['schema']!r}, expected {m.SCHEMA_VERSION}", n, "header.schema"
+        )
     if h["topic"] != topic:
-        raise DecodeError(topic, f"header topic {h['topic']!r} differs from transport topic", n, "header.topic")
+        raise DecodeError(
+            topic, f"header topic {h['topic']!r} differs from transport topic", n, "header.topic"
+        )
     for k in ("seq", "stamp_ns", "sent_mono_ns"):
         v = h[k]
         if not _SCALAR_CHECK[int](v) or v < 0:
             raise DecodeError(topic, f"{k} must be a non-negative int, got {v!r}", n, f"header.{k}")
-    return m.Header(topic=h["topic"], seq=h["seq"], stamp_ns=h["stamp_ns"], sent_mono_ns=h["sent_mono_ns"], schema=h["schema"])
+    return m.Header(
+        topic=h["topic"],
+        seq=h["seq"],
+        stamp_ns=h["stamp_ns"],
+        sent_mono_ns=h["sent_mono_ns"],
+        schema=h["schema"],
+    )
 
 
 def _decode_array(topic: str, name: str, v: Any, n: int) -> np.ndarray:

@@ -26,3 +26,10 @@ class TransportError(BusError):
 
 class RequestTimeout(TransportError):
     """A request/reply round trip did not complete in time."""
+
+
+class StartupError(Exception):
+    """A problem that stops a command before it runs (bad config, missing file, busy port).
+
+    Raised by command handlers; ``prescient`` prints it as one clear line and exits 1.
+    """

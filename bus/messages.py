@@ -83,8 +83,18 @@ class Corner(IntEnum):
     REAR_RIGHT = 3
 
 
-CORNER_TAGS: Final = {Corner.FRONT_LEFT: "fl", Corner.FRONT_RIGHT: "fr", Corner.REAR_LEFT: "rl", Corner.REAR_RIGHT: "rr"}
-MODALITY_TAGS: Final = {Modality.CAMERA: "camera", Modality.LIDAR: "lidar", Modality.RADAR: "radar", Modality.LWIR: "lwir"}
+CORNER_TAGS: Final = {
+    Corner.FRONT_LEFT: "fl",
+    Corner.FRONT_RIGHT: "fr",
+    Corner.REAR_LEFT: "rl",
+    Corner.REAR_RIGHT: "rr",
+}
+MODALITY_TAGS: Final = {
+    Modality.CAMERA: "camera",
+    Modality.LIDAR: "lidar",
+    Modality.RADAR: "radar",
+    Modality.LWIR: "lwir",
+}
 
 
 class LaneType(IntEnum):
@@ -494,7 +504,9 @@ def topic_type(topic: str) -> type | None:
     """The message type a topic must carry, or None for topics with no fixed type."""
     if topic.startswith("sensor."):
         modality = topic.split(".")[1] if topic.count(".") == 2 else ""
-        return {"camera": CameraFrame, "lidar": LidarFrame, "radar": RadarFrame, "lwir": LwirFrame}.get(modality)
+        return {"camera": CameraFrame, "lidar": LidarFrame, "radar": RadarFrame, "lwir": LwirFrame}.get(
+            modality
+        )
     if topic.startswith(TOPIC_HEALTH_PREFIX):
         return Health
     return {
@@ -529,7 +541,7 @@ def empty(cls: type, topic: str, stamp_ns: int = 0, **overrides: Any) -> Any:
     defaults = {int: 0, float: 0.0, str: "", bool: False, dict: {}}
     for name, kind in scalar_specs(cls).items():
         kwargs[name] = defaults[kind] if kind is not dict else {}
-    for name, spec in array_specs(cls).items():
+    for name in array_specs(cls):
         if name.endswith("_offsets"):
             kwargs[name] = np.zeros(1, np.int64)
     kwargs.update(overrides)

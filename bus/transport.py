@@ -85,7 +85,9 @@ class Publisher:
         endpoint / bind: override, e.g. bind directly for a proxy-less setup or a test.
     """
 
-    def __init__(self, cfg: BusConfig, ctx: zmq.Context | None = None, endpoint: str | None = None, bind: bool = False) -> None:
+    def __init__(
+        self, cfg: BusConfig, ctx: zmq.Context | None = None, endpoint: str | None = None, bind: bool = False
+    ) -> None:
         self._ctx = ctx or zmq.Context.instance()
         self._cfg = cfg
         self._sock = _socket(self._ctx, zmq.XPUB, cfg)
@@ -300,7 +302,9 @@ class Replier:
             log.exception("request handler failed")
             self._sock.send_multipart([b"error", f"handler failed: {e}".encode()])
             return True
-        reply = dataclasses.replace(reply, header=dataclasses.replace(reply.header, sent_mono_ns=time.monotonic_ns()))
+        reply = dataclasses.replace(
+            reply, header=dataclasses.replace(reply.header, sent_mono_ns=time.monotonic_ns())
+        )
         self._sock.send_multipart([reply.header.topic.encode(), codec.encode(reply)])
         return True
 
@@ -335,7 +339,9 @@ class Requester:
         """
         header = dataclasses.replace(msg.header, seq=self._seq, sent_mono_ns=time.monotonic_ns())
         self._seq += 1
-        self._sock.send_multipart([header.topic.encode(), codec.encode(dataclasses.replace(msg, header=header))])
+        self._sock.send_multipart(
+            [header.topic.encode(), codec.encode(dataclasses.replace(msg, header=header))]
+        )
         if not self._sock.poll(timeout_ms, zmq.POLLIN):
             self._sock.close(linger=0)
             self._sock = self._make()

@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from bus.errors import StartupError
+
 COMMAND_MODULES = (
     "bus.cli",  # prescient bus, prescient bus-bench
     "bus.log_cli",  # prescient log ..., prescient import ...
@@ -58,13 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as e:
         print(f"prescient {args.command}: error: {e}", file=sys.stderr)
         return 1
-
-
-class StartupError(Exception):
-    """A problem that stops a command before it runs (bad config, missing file, busy port).
-
-    Raised by command handlers; ``main`` prints it as one clear line and exits 1.
-    """
 
 
 if __name__ == "__main__":
