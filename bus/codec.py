@@ -36,7 +36,7 @@ _SCALAR_CHECK: Final = {
 def _wire_array(a: np.ndarray) -> dict[str, Any]:
     a = np.ascontiguousarray(a)
     if a.dtype.byteorder == ">":
-        a = a.astype(a.dtype.newbyteorder("<"))
+        a = a.astype(a.dtype.newbyteorder("<"))  # only reachable with check=False
     return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
 
 

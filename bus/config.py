@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class CurveConfig(BaseModel):
@@ -45,3 +45,8 @@ class BusConfig(BaseModel):
         if not v.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError(f"endpoint {v!r} must start with tcp://, ipc:// or inproc://")
         return v
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line naming each bad field and why (for StartupError messages)."""
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}" for e in err.errors())

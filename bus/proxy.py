@@ -30,8 +30,15 @@ class Proxy:
             apply_curve_server(s, cfg.curve)
         # Subscribers that join late must still be announced to every publisher.
         self._back.setsockopt(zmq.XPUB_VERBOSE, 1)
-        _connect_or_bind(self._front, cfg.pub_endpoint, True)
-        _connect_or_bind(self._back, cfg.sub_endpoint, True)
+        try:
+            _connect_or_bind(self._front, cfg.pub_endpoint, True)
+            _connect_or_bind(self._back, cfg.sub_endpoint, True)
+        except Exception:
+            self._front.close(linger=0)
+            self._back.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
+            raise
         self._ctrl_addr = f"inproc://proxy-ctrl-{uuid.uuid4().hex}"
         self._ctrl = self._ctx.socket(zmq.PAIR)
         self._ctrl.bind(self._ctrl_addr)

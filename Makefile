@@ -1,0 +1,34 @@
+# prescient: the two commands of the README, plus helpers.
+#   make demo   set up (if needed) and run the main job
+#   make test   set up (if needed) and run the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= cpu,dev,data,train
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+
+.PHONY: setup test lint demo bench-bus clean
+
+$(BIN)/prescient: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+setup: $(BIN)/prescient
+
+lint: setup
+	$(BIN)/ruff check bus sim_sensors service models benchmarks tests
+
+test: setup
+	$(BIN)/ruff check bus sim_sensors service models benchmarks tests
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/python -m service.demo
+
+bench-bus: setup
+	$(BIN)/python -m benchmarks.bench_bus
+
+clean:
+	rm -rf $(VENV) .numba_cache .pytest_cache build *.egg-info

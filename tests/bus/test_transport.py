@@ -1,0 +1,241 @@
+"""Pub/sub through the proxy, request/reply, gap counting and CurveZMQ over real sockets."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+import zmq.auth
+
+from bus import codec
+from bus import messages as m
+from bus.config import BusConfig, CurveConfig
+from bus.errors import RequestTimeout, TransportError
+from bus.proxy import Proxy
+from bus.transport import Publisher, Replier, Requester, RxStats, Subscriber
+from tests.bus.samples import assert_msg_equal, sample_message
+
+
+@pytest.fixture
+def ctx():
+    c = zmq.Context()
+    yield c
+    c.destroy(linger=0)
+
+
+@pytest.fixture
+def cfg(ipc_endpoints) -> BusConfig:
+    return BusConfig(
+        pub_endpoint=ipc_endpoints("pub"),
+        sub_endpoint=ipc_endpoints("sub"),
+        map_endpoint=ipc_endpoints("map"),
+        conditional_endpoint=ipc_endpoints("cond"),
+        poll_ms=20,
+    )
+
+
+def _recv_until(sub: Subscriber, n: int, timeout_s: float = 3.0) -> list:
+    got, deadline = [], time.monotonic() + timeout_s
+    while len(got) < n and time.monotonic() < deadline:
+        msg = sub.recv(timeout_ms=50)
+        if msg is not None:
+            got.append(msg)
+    return got
+
+
+def test_pubsub_through_proxy_waits_for_subscriber_and_loses_nothing(ctx, cfg) -> None:
+    """A publisher that waits for the subscription delivers every message, in order, no gaps."""
+    with Proxy(cfg, ctx):
+        sub = Subscriber(cfg, [m.TOPIC_TRACKS], ctx)
+        pub = Publisher(cfg, ctx)
+        assert pub.wait_for_subscribers([m.TOPIC_TRACKS], timeout_s=3.0)
+        msg = sample_message(m.Tracks)
+        for _ in range(50):
+            pub.publish(msg)
+        got = _recv_until(sub, 50)
+        assert [g.header.seq for g in got] == list(range(50))
+        assert sub.stats.gaps == {} and sub.stats.total_rejected() == 0
+        assert got[0].header.sent_mono_ns > 0
+        assert_msg_equal(dataclasses.replace(msg, header=got[7].header), got[7])
+        pub.close()
+        sub.close()
+
+
+def test_wait_for_subscribers_times_out_without_one(ctx, cfg) -> None:
+    with Proxy(cfg, ctx):
+        pub = Publisher(cfg, ctx)
+        t0 = time.monotonic()
+        assert not pub.wait_for_subscribers([m.TOPIC_TRACKS], timeout_s=0.2)
+        assert time.monotonic() - t0 < 1.0
+        pub.close()
+
+
+def test_subscriber_prefix_filter(ctx, cfg) -> None:
+    with Proxy(cfg, ctx):
+        sub = Subscriber(cfg, ["sensor.lidar"], ctx)
+        pub = Publisher(cfg, ctx)
+        assert pub.wait_for_subscribers(["sensor.lidar.fl"], 3.0)
+        pub.publish(sample_message(m.CameraFrame))
+        lidar = sample_message(m.LidarFrame)
+        pub.publish(lidar)
+        got = _recv_until(sub, 1)
+        assert len(got) == 1 and isinstance(got[0], m.LidarFrame)
+        assert sub.recv(timeout_ms=100) is None
+        pub.close()
+        sub.close()
+
+
+def test_direct_bind_without_proxy(ctx, ipc_endpoints, cfg) -> None:
+    ep = ipc_endpoints("direct")
+    pub = Publisher(cfg, ctx, endpoint=ep, bind=True)
+    sub = Subscriber(cfg, [""], ctx, endpoint=ep)
+    assert pub.wait_for_subscribers([m.TOPIC_EGO], 3.0)
+    pub.publish(sample_message(m.EgoState))
+    assert isinstance(_recv_until(sub, 1)[0], m.EgoState)
+    pub.close()
+    sub.close()
+
+
+def test_malformed_messages_counted_and_stream_continues(ctx, cfg) -> None:
+    """Garbage, wrong type and NaN payloads are rejected by reason; good ones still arrive."""
+    with Proxy(cfg, ctx):
+        sub = Subscriber(cfg, [""], ctx)
+        pub = Publisher(cfg, ctx)
+        assert pub.wait_for_subscribers([m.TOPIC_TRACKS], 3.0)
+        good = sample_message(m.Tracks)
+        pub.publish(good)
+        pub.publish_raw(m.TOPIC_TRACKS, b"\xc1garbage")
+        pub.publish_raw(m.TOPIC_TRACKS, codec.encode(sample_message(m.EgoState)))
+        pub.publish(good)
+        got = _recv_until(sub, 2)
+        assert [g.header.seq for g in got] == [0, 1]
+        assert sub.stats.rejected == {f"{m.TOPIC_TRACKS}:payload": 1, f"{m.TOPIC_TRACKS}:type": 1}
+        assert len(sub.stats.rejected_payloads) == 2  # kept for post-mortem, nothing lost
+        pub.close()
+        sub.close()
+
+
+def test_seq_gaps_duplicates_and_restarts_are_counted() -> None:
+    s = RxStats()
+    for seq in (0, 1, 2, 5, 5, 4, 6):
+        reason = s.check_seq("t", seq)
+        if reason:
+            s.reject("t", reason)
+    assert s.gaps == {"t": 2}
+    assert s.rejected == {"t:duplicate_or_out_of_order_seq": 2}
+    assert s.check_seq("t", 0) == "" and s.restarts == {"t": 1}
+
+
+def test_request_reply_roundtrip_and_bad_request(ctx, cfg) -> None:
+    srv = Replier(cfg, cfg.map_endpoint, ctx)
+    stop = threading.Event()
+    vmap = sample_message(m.VectorMap)
+
+    def serve() -> None:
+        while not stop.is_set():
+            srv.serve_once(lambda req: vmap, timeout_ms=20)
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        cli = Requester(cfg, cfg.map_endpoint, ctx)
+        reply = cli.request(m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST)), timeout_ms=2000)
+        assert_msg_equal(vmap, dataclasses.replace(reply, header=vmap.header))
+        # A request the server cannot decode gets an error reply, not a hang.
+        raw = ctx.socket(zmq.REQ)
+        raw.linger = 0
+        raw.connect(cfg.map_endpoint)
+        raw.send_multipart([m.TOPIC_MAP_REQUEST.encode(), b"\xc1"])
+        assert raw.poll(2000)
+        assert raw.recv_multipart()[0] == b"error"
+        raw.close()
+        assert srv.stats.total_rejected() == 1
+        cli.close()
+    finally:
+        stop.set()
+        th.join(2)
+        srv.close()
+
+
+def test_request_times_out_and_recovers(ctx, cfg) -> None:
+    cli = Requester(cfg, cfg.conditional_endpoint, ctx)
+    req = m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST))
+    t0 = time.monotonic()
+    with pytest.raises(RequestTimeout):
+        cli.request(req, timeout_ms=100)
+    assert time.monotonic() - t0 < 1.0
+    with pytest.raises(RequestTimeout):  # the rebuilt socket works (no EFSM state error)
+        cli.request(req, timeout_ms=50)
+    cli.close()
+
+
+def test_bind_conflict_is_a_clear_transport_error(ctx, cfg) -> None:
+    """A TCP port already in use gives a TransportError naming the endpoint."""
+    holder = ctx.socket(zmq.PUB)
+    port = holder.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        busy = cfg.model_copy(update={"pub_endpoint": f"tcp://127.0.0.1:{port}"})
+        with pytest.raises(TransportError, match=f"cannot bind tcp://127.0.0.1:{port}"):
+            Proxy(busy, ctx)
+    finally:
+        holder.close(linger=0)
+
+
+# ----------------------------------------------------------------------------------------------
+# CurveZMQ.
+# ----------------------------------------------------------------------------------------------
+def _keys(tmp_path: Path) -> dict[str, Path]:
+    keys, allowed = tmp_path / "keys", tmp_path / "authorized"
+    keys.mkdir()
+    allowed.mkdir()
+    out = {}
+    for name in ("server", "good", "bad"):
+        pub, sec = zmq.auth.create_certificates(str(keys), name)
+        out[name], out[name + "_public"] = Path(sec), Path(pub)
+    (allowed / "good.key").write_bytes(out["good_public"].read_bytes())
+    out["authorized"] = allowed
+    return out
+
+
+def test_curve_authorized_publisher_delivers_unauthorized_cannot_inject(ctx, cfg, tmp_path) -> None:
+    """With keys configured, only publishers whose public key is authorised get through."""
+    k = _keys(tmp_path)
+    server_cfg = cfg.model_copy(
+        update={"curve": CurveConfig(server_secret=k["server"], authorized_dir=k["authorized"])}
+    )
+    good_cfg = cfg.model_copy(
+        update={"curve": CurveConfig(server_public=k["server_public"], client_secret=k["good"])}
+    )
+    bad_cfg = cfg.model_copy(
+        update={"curve": CurveConfig(server_public=k["server_public"], client_secret=k["bad"])}
+    )
+    plain_cfg = cfg  # no curve at all
+    with Proxy(server_cfg, ctx):
+        sub = Subscriber(good_cfg, [""], ctx)
+        bad_pub = Publisher(bad_cfg, ctx)
+        plain_pub = Publisher(plain_cfg, ctx)
+        good_pub = Publisher(good_cfg, ctx)
+        assert good_pub.wait_for_subscribers([m.TOPIC_EGO], 3.0)
+        # The rejected publishers never complete the handshake, so they never see the subscriber.
+        assert not bad_pub.wait_for_subscribers([m.TOPIC_EGO], 0.3)
+        for p in (bad_pub, plain_pub):
+            for _ in range(5):
+                p.publish(sample_message(m.Tracks))
+        good_pub.publish(sample_message(m.EgoState))
+        got = _recv_until(sub, 1)
+        time.sleep(0.2)
+        more = _recv_until(sub, 10, timeout_s=0.3)
+        assert len(got) == 1 and isinstance(got[0], m.EgoState)
+        assert more == []
+        for s in (sub, bad_pub, plain_pub, good_pub):
+            s.close()
+
+
+def test_curve_client_without_secret_is_a_clear_error(ctx, cfg, tmp_path) -> None:
+    k = _keys(tmp_path)
+    with pytest.raises(TransportError, match="client_secret"):
+        Subscriber(cfg.model_copy(update={"curve": CurveConfig(server_public=k["server_public"])}), [""], ctx)
