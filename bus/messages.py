@@ -423,7 +423,8 @@ class Predictions(Message):
     """K weighted trajectories per agent, world frame, starting ``dt_s`` after ``header.stamp_ns``.
 
     mode_probs: (N, K) rows sum to 1; trajectories_m: (N, K, T, 2); scale_m: (N, K, T, 2) Laplace
-    scale per step (>0). ``source_stamp_ns`` is the capture time of the newest sensor input used;
+    scale per step (>0). ``source_stamp_ns`` is the capture time of the newest sensor input used and
+    ``source_sent_mono_ns`` the monotonic time it was published (same host: end-to-end latency);
     ``timings_ns`` holds per-stage durations (decode, track, raster, infer, ...). ``degraded`` is
     true when the physics fallback produced it; ``reason`` says why.
     """
@@ -433,6 +434,7 @@ class Predictions(Message):
     dt_s: float = scalar_field(float)
     plan_id: int = scalar_field(int)  # -1: unconditioned; >=0 index of a candidate plan
     source_stamp_ns: int = scalar_field(int)
+    source_sent_mono_ns: int = scalar_field(int)  # publish time of that input (end-to-end latency)
     degraded: bool = scalar_field(bool)
     reason: str = scalar_field(str)
     timings_ns: dict = scalar_field(dict)
