@@ -19,9 +19,8 @@ log = logging.getLogger(__name__)
 
 def add_bus_args(p: argparse.ArgumentParser) -> None:
     """Endpoint and CurveZMQ options shared by every command that talks to the bus."""
-    d = BusConfig()
-    p.add_argument("--pub-endpoint", default=d.pub_endpoint, help="where publishers connect (proxy XSUB)")
-    p.add_argument("--sub-endpoint", default=d.sub_endpoint, help="where subscribers connect (proxy XPUB)")
+    p.add_argument("--pub-endpoint", default=None, help="where publishers connect (proxy XSUB); default from $PRESCIENT_BUS or tcp://127.0.0.1:5550")
+    p.add_argument("--sub-endpoint", default=None, help="where subscribers connect (proxy XPUB); default port +1")
     p.add_argument(
         "--curve-dir",
         type=Path,
@@ -48,9 +47,13 @@ def bus_config_from_args(args: argparse.Namespace, server: bool = False) -> BusC
                 raise StartupError(
                     f"CurveZMQ file missing: {path} (create keys with `prescient bus keys {d}`)"
                 )
+    given = {k: v for k, v in (("pub_endpoint", getattr(args, "pub_endpoint", None)), ("sub_endpoint", getattr(args, "sub_endpoint", None))) if v}
     try:
-        return BusConfig(pub_endpoint=args.pub_endpoint, sub_endpoint=args.sub_endpoint, curve=curve)
-    except ValidationError as e:
+        return BusConfig(curve=curve, **given)
+    except ValueError as e:  # pydantic's ValidationError is a ValueError; so is a bad $PRESCIENT_BUS
+        if isinstance(e, ValidationError):
+            raise StartupError(format_validation_error(e)) from e
+        raise StartupError(str(e)) from e
         raise StartupError(format_validation_error(e)) from e
 
 

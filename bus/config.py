@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+ENV_BUS: Final = "PRESCIENT_BUS"
+_PORT_OFFSETS: Final = {"pub": 0, "sub": 1, "map": 2, "conditional": 3}
+
+
+def default_endpoint(name: str) -> str:
+    """Default endpoint ``name`` (pub, sub, map, conditional).
+
+    ``$PRESCIENT_BUS`` moves the whole bus: ``tcp://HOST:PORT`` uses PORT..PORT+3, and
+    ``ipc:///path/prefix`` uses ``ipc:///path/prefix-<name>``. Unset: loopback ports 5550-5553.
+    This lets several stacks (tests, benchmarks) run side by side without editing every command.
+    """
+    base = os.environ.get(ENV_BUS, "").strip() or "tcp://127.0.0.1:5550"
+    if base.startswith("tcp://"):
+        host, _, port = base[len("tcp://") :].rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"{ENV_BUS}={base!r}: expected tcp://HOST:PORT")
+        return f"tcp://{host}:{int(port) + _PORT_OFFSETS[name]}"
+    if base.startswith("ipc://"):
+        return f"{base}-{name}"
+    raise ValueError(f"{ENV_BUS}={base!r}: expected tcp://HOST:PORT or ipc:///path/prefix")
 
 
 class CurveConfig(BaseModel):
@@ -29,10 +53,10 @@ class BusConfig(BaseModel):
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
-    pub_endpoint: str = "tcp://127.0.0.1:5550"
-    sub_endpoint: str = "tcp://127.0.0.1:5551"
-    map_endpoint: str = "tcp://127.0.0.1:5552"
-    conditional_endpoint: str = "tcp://127.0.0.1:5553"
+    pub_endpoint: str = Field(default_factory=lambda: default_endpoint("pub"))
+    sub_endpoint: str = Field(default_factory=lambda: default_endpoint("sub"))
+    map_endpoint: str = Field(default_factory=lambda: default_endpoint("map"))
+    conditional_endpoint: str = Field(default_factory=lambda: default_endpoint("conditional"))
     sndhwm: int = Field(1000, ge=1)
     rcvhwm: int = Field(1000, ge=1)
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)

@@ -276,6 +276,10 @@ class Replier:
         _connect_or_bind(self._sock, endpoint, True)
         self.stats = RxStats()
 
+    @property
+    def socket(self) -> zmq.Socket:
+        return self._sock
+
     def serve_once(self, handler: Any, timeout_ms: int | None = None) -> bool:
         """Wait up to ``timeout_ms`` for one request, call ``handler(msg) -> reply msg``, reply.
 

@@ -1,0 +1,218 @@
+"""The processes around the pure stages: the prediction service node and the planner stub node.
+
+Only these loops touch sockets and the wall clock. Each loop polls with a timeout, drains every
+queued message before deciding what to do (only the newest inputs count: no backlog), and
+returns when ``stop`` is set (SIGINT/SIGTERM in the CLI).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from bus import messages as m
+from bus.config import BusConfig
+from bus.errors import RequestTimeout, StartupError, TransportError
+from bus.transport import Publisher, Replier, Requester, Subscriber
+from service.pipeline import Pipeline, PipelineConfig
+from service.planner_stub import candidate_plans, judge, score_plans
+
+log = logging.getLogger(__name__)
+
+SERVICE_NODE = "predictor"
+PLANNER_NODE = "planner"
+HEALTH_PERIOD_NS = 1_000_000_000
+MAX_DRAIN = 10_000  # messages handled per loop turn before a tick gets its chance
+
+
+def fetch_map(cfg: BusConfig, timeout_s: float, stop: threading.Event | None = None) -> m.VectorMap:
+    """Ask the map server (the simulator or a replayer) for the map, retrying until ``timeout_s``.
+
+    Raises:
+        StartupError: no map server answered in time.
+    """
+    req = Requester(cfg, cfg.map_endpoint)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
+            try:
+                reply = req.request(m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST)), timeout_ms=500)
+            except RequestTimeout:
+                continue
+            except TransportError as e:
+                raise StartupError(f"map server at {cfg.map_endpoint} answered with an error: {e}") from e
+            if isinstance(reply, m.VectorMap):
+                return reply
+            raise StartupError(f"map server at {cfg.map_endpoint} sent {type(reply).__name__}, not a VectorMap")
+    finally:
+        req.close()
+    raise StartupError(f"no map server answered at {cfg.map_endpoint} within {timeout_s:.0f} s (is `prescient sim` running?)")
+
+
+def load_predictor(model: Path | None, threads: int, providers: tuple[str, ...]) -> tuple[object | None, str]:
+    """Load the ONNX model, or return (None, reason) when the file is absent.
+
+    A model that exists but disagrees with its manifest or the raster spec is a startup error
+    (raised by the predictor as :class:`~bus.errors.StartupError`): running a wrong model is
+    worse than running none.
+    """
+    from service.predictor import OnnxPredictor
+    from service.raster import CHANNELS, SPEC_VERSION
+
+    if model is None:
+        return None, "no model configured"
+    if not Path(model).is_file():
+        log.warning("model %s not found: publishing constant-velocity predictions flagged degraded", model)
+        return None, f"model file missing: {model}"
+    predictor = OnnxPredictor(
+        model, providers=providers, intra_op_threads=threads, expected_spec_version=SPEC_VERSION, expected_num_channels=len(CHANNELS)
+    )
+    return predictor, ""
+
+
+@dataclass
+class ServiceOptions:
+    model: Path | None
+    threads: int = 2
+    providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    budget_ms: float = 100.0
+    map_timeout_s: float = 30.0
+    use_lidar: bool = True
+
+
+def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> int:
+    """The onboard prediction service: sensors in, tracks + predictions + health out."""
+    predictor, no_model_reason = load_predictor(opts.model, opts.threads, opts.providers)
+    provider = getattr(predictor, "provider", "none")
+    log.info("onnxruntime provider in use: %s", provider)
+    vmap = fetch_map(cfg, opts.map_timeout_s, stop)
+    pipe = Pipeline(
+        vmap,
+        predictor,
+        PipelineConfig(budget_ns=int(opts.budget_ms * 1e6), use_lidar=opts.use_lidar),
+        no_model_reason=no_model_reason,
+    )
+    sub = Subscriber(cfg, ["sensor.", m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS])
+    pub = Publisher(cfg)
+    try:
+        rep = Replier(cfg, cfg.conditional_endpoint)
+    except TransportError as e:
+        sub.close()
+        pub.close()
+        raise StartupError(str(e)) from e
+    poller = zmq.Poller()
+    poller.register(sub.socket, zmq.POLLIN)
+    poller.register(rep.socket, zmq.POLLIN)
+    log.info("service live: map %s, model %s, budget %.0f ms", vmap.map_id, pipe.model_id, opts.budget_ms)
+    next_health = time.monotonic_ns()
+    decode_ns = 0
+    last_tick_ns = 0
+    try:
+        while not stop.is_set():
+            events = dict(poller.poll(20))
+            if rep.socket in events:
+                rep.serve_once(pipe.conditional, timeout_ms=0)
+            for _ in range(MAX_DRAIN):
+                got = sub.recv_raw(timeout_ms=0)
+                if got is None:
+                    break
+                t0 = time.perf_counter_ns()
+                msg = sub.accept(*got)
+                decode_ns += time.perf_counter_ns() - t0
+                if msg is not None:
+                    pipe.feed(msg)
+            tick_ns = pipe.due_tick()
+            if tick_ns is not None:
+                res = pipe.tick(tick_ns, decode_ns=decode_ns)
+                decode_ns = 0
+                if res is not None:
+                    t0 = time.perf_counter_ns()
+                    pub.publish(res.tracks, check=False)
+                    pub.publish(res.predictions)
+                    last_tick_ns = tick_ns
+                    log.debug("tick %d: %d tracks, %.1f ms (publish %.2f ms)", tick_ns, len(res.tracks.track_id), res.total_ns / 1e6, (time.perf_counter_ns() - t0) / 1e6)
+            now = time.monotonic_ns()
+            if now >= next_health:
+                next_health = now + HEALTH_PERIOD_NS
+                rejected = {**sub.stats.rejected, **{f"conditional:{k}": v for k, v in rep.stats.rejected.items()}}
+                pub.publish(pipe.health(SERVICE_NODE, last_tick_ns, provider, rejected, sub.stats.gaps))
+    finally:
+        sub.close()
+        pub.close()
+        rep.close()
+    s = pipe.stats
+    log.info("service stopped: %d ticks, %d deadline misses, %d degraded, %d skipped", s.ticks, s.deadline_misses, s.degraded_ticks, s.skipped_ticks)
+    return 0
+
+
+@dataclass
+class PlannerStats:
+    e2e_ns: list[int] = field(default_factory=list)
+    conditional_ns: list[int] = field(default_factory=list)
+    conditional_failures: int = 0
+    degraded: int = 0
+    received: int = 0
+
+
+def run_planner(cfg: BusConfig, stop: threading.Event, conditional_every: int = 10, conditional_timeout_ms: int = 300) -> PlannerStats:
+    """The planner stub node. Returns its latency statistics when stopped."""
+    sub = Subscriber(cfg, [m.TOPIC_PREDICTIONS, m.TOPIC_EGO])
+    pub = Publisher(cfg)
+    req = Requester(cfg, cfg.conditional_endpoint)
+    stats = PlannerStats()
+    ego: m.EgoState | None = None
+    request_id = 0
+    try:
+        while not stop.is_set():
+            msg = sub.recv(timeout_ms=50)
+            if msg is None:
+                continue
+            if isinstance(msg, m.EgoState):
+                ego = msg
+                continue
+            if not isinstance(msg, m.Predictions) or ego is None:
+                continue
+            now = time.monotonic_ns()
+            e2e = now - msg.source_sent_mono_ns if msg.source_sent_mono_ns > 0 else 0
+            stats.received += 1
+            stats.e2e_ns.append(e2e)
+            stats.degraded += int(msg.degraded)
+            plans = candidate_plans(ego)
+            verdict = judge(plans, msg.trajectories_m, msg.mode_probs, msg.degraded)
+            status = verdict.status
+            if conditional_every > 0 and stats.received % conditional_every == 0:
+                request_id += 1
+                t0 = time.perf_counter_ns()
+                try:
+                    reply = req.request(
+                        m.ConditionalRequest(header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST, stamp_ns=msg.header.stamp_ns), request_id=request_id, plans_xy_m=plans),
+                        timeout_ms=conditional_timeout_ms,
+                    )
+                    stats.conditional_ns.append(time.perf_counter_ns() - t0)
+                    dist = np.array([score_plans(plans[b : b + 1], reply.trajectories_m[b], reply.mode_probs[b])[0][0] for b in range(len(plans))])
+                    status += f"; conditional min distance per plan {np.round(np.minimum(dist, 1e6), 1).tolist()}"
+                except (RequestTimeout, TransportError) as e:
+                    stats.conditional_failures += 1
+                    status += f"; conditional request failed: {e}"
+            pub.publish(
+                m.PlannerStatus(
+                    header=m.Header(topic=m.TOPIC_PLANNER_STATUS, stamp_ns=msg.header.stamp_ns),
+                    prediction_seq=msg.header.seq,
+                    e2e_latency_ns=int(e2e),
+                    chosen_plan=verdict.chosen_plan,
+                    min_distance_m=verdict.min_distance_m,
+                    min_ttc_s=verdict.min_ttc_s,
+                    status=status,
+                )
+            )
+    finally:
+        sub.close()
+        pub.close()
+        req.close()
+    return stats

@@ -1,0 +1,305 @@
+"""The service's processing pipeline: bus messages in, tracks and predictions out.
+
+A pure stage: no sockets and no wall clock in the logic. Time comes from message headers, so the
+same log fed twice gives the same tracks, rasters and predictions (the live node and the offline
+replayer both drive this class). Wall-clock durations are *measured* (``perf_counter_ns``) for
+the per-stage timings that travel with each prediction; they influence behaviour only when the
+deadline guard is on (live mode), and that guard is off for offline replay.
+
+Per tick at ``now_ns`` (a multiple of ``tick_period_ns`` on the sensor clock):
+  tracker.tracks(now) -> rasterizer.render(...) -> predictor.predict(...) -> Predictions.
+The model path falls back to constant velocity, flagged ``degraded`` with a reason, when the model
+is missing, fails, returns non-finite values, or (deadline guard) is not expected to finish
+within what is left of the budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bus import messages as m
+from models.baselines import constant_velocity_predictions
+from service.raster import RasterConfig, Rasterizer
+from service.tracker import Tracker, TrackerConfig
+
+log = logging.getLogger(__name__)
+
+NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Plain, validated-once settings of the pipeline (built from the CLI's pydantic model).
+
+    Attributes:
+        tick_period_ns: tick spacing on the sensor clock (100 ms).
+        budget_ns: end-to-end compute budget of one tick.
+        deadline_guard: use the fallback when the model is not expected to finish in budget
+            (live only: it makes output depend on machine speed, so replay turns it off).
+        use_lidar: splat the newest LiDAR point clouds into the raster.
+        num_modes / future_steps: shape of the fallback when no model is loaded.
+    """
+
+    tick_period_ns: int = 100 * NS_PER_MS
+    budget_ns: int = 100 * NS_PER_MS
+    deadline_guard: bool = True
+    use_lidar: bool = True
+    num_modes: int = 6
+    future_steps: int = m.PRED_HORIZON_STEPS
+
+
+@dataclass
+class PipelineStats:
+    """Counters reported on the health topic."""
+
+    ticks: int = 0
+    skipped_ticks: int = 0
+    degraded_ticks: int = 0
+    deadline_misses: int = 0
+    no_ego_ticks: int = 0
+    degraded_reasons: dict[str, int] = field(default_factory=dict)
+
+    def degraded(self, reason: str) -> None:
+        self.degraded_ticks += 1
+        key = reason.split(":")[0]
+        self.degraded_reasons[key] = self.degraded_reasons.get(key, 0) + 1
+
+
+@dataclass(frozen=True, eq=False)
+class TickResult:
+    """What one tick produced. ``raster`` is the rasterizer's buffer (overwritten next tick)."""
+
+    tracks: m.Tracks
+    predictions: m.Predictions
+    raster: np.ndarray
+    total_ns: int
+
+
+class Pipeline:
+    """Tracker -> rasterizer -> predictor, driven by sensor time.
+
+    Args:
+        vector_map: the map (world frame).
+        predictor: an :class:`service.predictor.OnnxPredictor`, or None to run on the physics
+            fallback only (every prediction then says ``degraded: no model``).
+        cfg: pipeline settings. tracker_cfg / raster_cfg: stage settings.
+    """
+
+    def __init__(
+        self,
+        vector_map: m.VectorMap,
+        predictor: Any | None,
+        cfg: PipelineConfig | None = None,
+        tracker_cfg: TrackerConfig | None = None,
+        raster_cfg: RasterConfig | None = None,
+        no_model_reason: str = "no model loaded",
+    ) -> None:
+        self.cfg = cfg or PipelineConfig()
+        self.tracker = Tracker(tracker_cfg or TrackerConfig())
+        self.tracker.warm_up()
+        self.rasterizer = Rasterizer(raster_cfg or RasterConfig(), vector_map)
+        self.predictor = predictor
+        self._no_model_reason = no_model_reason
+        if predictor is not None:
+            if predictor.cfg.in_channels != self.rasterizer.num_channels:
+                raise ValueError(f"model takes {predictor.cfg.in_channels} channels, rasterizer renders {self.rasterizer.num_channels}")
+        self.model_id = predictor.model_id if predictor is not None else "constant_velocity"
+        self.num_modes = predictor.cfg.num_modes if predictor is not None else self.cfg.num_modes
+        self.future_steps = predictor.cfg.future_steps if predictor is not None else self.cfg.future_steps
+        self.stats = PipelineStats()
+        self._ego: m.EgoState | None = None
+        self._ego_hist: deque[tuple[int, np.ndarray]] = deque(maxlen=m.TRACK_HISTORY_STEPS)
+        self._lights: m.TrafficLights | None = None
+        self._lidar: dict[str, m.LidarFrame] = {}
+        self._newest_stamp_ns: int | None = None
+        self._newest_sent_mono_ns = 0
+        self._next_tick_ns: int | None = None
+        self._infer_ns: deque[int] = deque(maxlen=20)
+        self._last: tuple[m.Tracks, m.EgoState, int] | None = None
+
+    # ------------------------------------------------------------------------------------------
+    def feed(self, msg: Any) -> bool:
+        """Take one decoded bus message. Returns True if some stage used it."""
+        used = False
+        if isinstance(msg, m.EgoState):
+            used = self.tracker.process(msg)
+            if used:
+                self._ego = msg
+                stamp = msg.header.stamp_ns
+                if not self._ego_hist or stamp - self._ego_hist[-1][0] >= self.cfg.tick_period_ns:
+                    self._ego_hist.append((stamp, np.asarray(msg.pose[:2], np.float64)))
+        elif isinstance(msg, m.TrafficLights):
+            self._lights, used = msg, True
+        elif isinstance(msg, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
+            used = self.tracker.process(msg)
+            if used:
+                if isinstance(msg, m.LidarFrame):
+                    self._lidar[msg.header.topic] = msg
+                stamp = msg.header.stamp_ns
+                if self._newest_stamp_ns is None or stamp > self._newest_stamp_ns:
+                    self._newest_stamp_ns = stamp
+                    self._newest_sent_mono_ns = msg.header.sent_mono_ns
+        return used
+
+    def due_tick(self) -> int | None:
+        """The tick time to run now, or None. Only the newest due tick counts (no backlog)."""
+        if self._newest_stamp_ns is None:
+            return None
+        period = self.cfg.tick_period_ns
+        latest = (self._newest_stamp_ns // period) * period
+        if self._next_tick_ns is None:
+            self._next_tick_ns = latest
+        if latest < self._next_tick_ns:
+            return None
+        skipped = (latest - self._next_tick_ns) // period
+        self.stats.skipped_ticks += int(skipped)
+        self._next_tick_ns = latest + period
+        return int(latest)
+
+    # ------------------------------------------------------------------------------------------
+    def tick(self, now_ns: int, decode_ns: int = 0) -> TickResult | None:
+        """Run one tick at ``now_ns`` (sensor clock). None until an ego state has arrived."""
+        t_start = time.perf_counter_ns()
+        tracks = self.tracker.tracks(now_ns)
+        t_track = time.perf_counter_ns()
+        ego = self._ego
+        if ego is None:
+            self.stats.no_ego_ticks += 1
+            return None
+        raster = self._render(tracks, ego, ego.plan_xy_m)
+        t_raster = time.perf_counter_ns()
+        traj, probs, scale, degraded, reason, infer_ns = self._predict(raster, tracks, ego, ego.plan_xy_m, t_start)
+        t_end = time.perf_counter_ns()
+        timings = {
+            "decode": int(decode_ns),
+            "track": t_track - t_start,
+            "raster": t_raster - t_track,
+            "infer": int(infer_ns),
+            "predict": t_end - t_raster,
+            "total": t_end - t_start + int(decode_ns),
+        }
+        self.stats.ticks += 1
+        if timings["total"] > self.cfg.budget_ns:
+            self.stats.deadline_misses += 1
+        if degraded:
+            self.stats.degraded(reason)
+        pred = m.Predictions(
+            header=m.Header(topic=m.TOPIC_PREDICTIONS, stamp_ns=int(now_ns)),
+            model_id=self.model_id,
+            dt_s=m.PRED_DT_S,
+            plan_id=-1,
+            source_stamp_ns=int(self._newest_stamp_ns or now_ns),
+            source_sent_mono_ns=int(self._newest_sent_mono_ns),
+            degraded=degraded,
+            reason=reason,
+            timings_ns=timings,
+            track_id=np.asarray(tracks.track_id, np.int64),
+            class_id=np.asarray(tracks.class_id, np.int32),
+            mode_probs=probs,
+            trajectories_m=traj,
+            scale_m=scale,
+        )
+        self._last = (tracks, ego, int(now_ns))
+        return TickResult(tracks, pred, raster, timings["total"])
+
+    def conditional(self, request: m.ConditionalRequest) -> m.ConditionalReply:
+        """Predictions for the last tick's scene, once per candidate ego plan in ``request``."""
+        t0 = time.perf_counter_ns()
+        plans = np.asarray(request.plans_xy_m, np.float32)
+        if self._last is None:
+            n = 0
+            tracks, now_ns = None, 0
+        else:
+            tracks, ego, now_ns = self._last
+            n = len(tracks.track_id)
+        b, k, t = plans.shape[0], self.num_modes, self.future_steps
+        traj = np.zeros((b, n, k, t, 2), np.float32)
+        probs = np.zeros((b, n, k), np.float32)
+        scale = np.ones((b, n, k, t, 2), np.float32)
+        reasons: list[str] = []
+        infer_total = 0
+        for i in range(b if tracks is not None else 0):
+            raster = self._render(tracks, ego, plans[i])
+            tr, pr, sc, degraded, reason, infer_ns = self._predict(raster, tracks, ego, plans[i], None)
+            traj[i], probs[i], scale[i] = tr, pr, sc
+            infer_total += infer_ns
+            if degraded:
+                reasons.append(reason)
+        return m.ConditionalReply(
+            header=m.Header(topic=m.TOPIC_CONDITIONAL_REPLY, stamp_ns=int(now_ns)),
+            request_id=request.request_id,
+            model_id=self.model_id,
+            source_stamp_ns=int(now_ns),
+            degraded=bool(reasons) or tracks is None,
+            reason=reasons[0] if reasons else ("no tick yet" if tracks is None else ""),
+            timings_ns={"infer": int(infer_total), "total": time.perf_counter_ns() - t0},
+            track_id=np.asarray(tracks.track_id if tracks is not None else np.zeros(0), np.int64),
+            mode_probs=probs,
+            trajectories_m=traj,
+            scale_m=scale,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def _render(self, tracks: m.Tracks, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
+        hist = np.array([xy for _, xy in self._ego_hist], np.float64).reshape(-1, 2)
+        lidar = list(self._lidar.values()) if self.cfg.use_lidar else None
+        return self.rasterizer.render(tracks, ego.pose, self._lights, plan_xy_m, lidar, hist)
+
+    def _predict(
+        self, raster: np.ndarray, tracks: m.Tracks, ego: m.EgoState, plan_xy_m: np.ndarray, t_start: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, str, int]:
+        """Model output, or the constant-velocity fallback with the reason it was needed."""
+        reason = self._no_model_reason if self.predictor is None else ""
+        if not reason and t_start is not None and self.cfg.deadline_guard and self._infer_ns:
+            left_ns = self.cfg.budget_ns - (time.perf_counter_ns() - t_start)
+            expected_ns = max(self._infer_ns)
+            if expected_ns > left_ns:
+                reason = f"model over budget: expected {expected_ns / 1e6:.1f} ms, {left_ns / 1e6:.1f} ms left"
+                self._infer_ns.append(int(expected_ns * 0.9))  # decay, so the model is retried
+        if not reason:
+            try:
+                out = self.predictor.predict(raster, tracks, ego.velocity_mps, ego.size_lwh_m, plan_xy_m)
+            except Exception as e:  # the service must publish something whatever the model does
+                reason = f"model failed: {type(e).__name__}: {e}"
+                log.warning(reason)
+            else:
+                self._infer_ns.append(out.infer_ns)
+                if all(np.isfinite(a).all() for a in (out.trajectories_m, out.mode_probs, out.scale_m)):
+                    return out.trajectories_m, out.mode_probs, out.scale_m, False, "", out.infer_ns
+                reason = "model output not finite"
+        traj, probs, scale = constant_velocity_predictions(
+            np.asarray(tracks.position_m, np.float64),
+            np.asarray(tracks.velocity_mps, np.float64),
+            num_modes=self.num_modes,
+            future_steps=self.future_steps,
+            dt_s=m.PRED_DT_S,
+        )
+        return traj, probs, scale, True, reason, 0
+
+    def health(self, node: str, now_ns: int, provider: str, rx_rejected: dict[str, int], seq_gaps: dict[str, int]) -> m.Health:
+        """Health message: provider, degraded state and every rejection/gap counter."""
+        rejected = dict(rx_rejected)
+        for key, n in self.tracker.stats.rejected.items():
+            rejected[f"tracker:{key}"] = rejected.get(f"tracker:{key}", 0) + int(n)
+        for key, n in self.stats.degraded_reasons.items():
+            rejected[f"degraded:{key}"] = int(n)
+        rejected["skipped_ticks"] = self.stats.skipped_ticks
+        degraded = self.predictor is None
+        return m.Health(
+            header=m.Header(topic=m.health_topic(node), stamp_ns=int(now_ns)),
+            node=node,
+            provider=provider,
+            degraded=degraded,
+            reason=self._no_model_reason if degraded else "",
+            ticks=self.stats.ticks,
+            deadline_misses=self.stats.deadline_misses,
+            rejected=rejected,
+            seq_gaps={k: int(v) for k, v in seq_gaps.items()},
+        )
+

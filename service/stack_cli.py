@@ -1,0 +1,173 @@
+"""``prescient serve | planner | up | replay | health``: the service, the planner stub, the whole stack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bus.cli import add_bus_args, bus_config_from_args
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "shipped" / "prescient.onnx"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from service.node import ServiceOptions, run_service
+
+    cfg = bus_config_from_args(args)
+    providers = ("CPUExecutionProvider",) if args.cpu else ("CUDAExecutionProvider", "CPUExecutionProvider")
+    opts = ServiceOptions(
+        model=None if args.no_model else Path(args.model),
+        threads=args.threads,
+        providers=providers,
+        budget_ms=args.budget_ms,
+        map_timeout_s=args.map_timeout_s,
+        use_lidar=not args.no_lidar,
+    )
+    stop = threading.Event()
+    _install_stop(stop, args.duration)
+    return run_service(cfg, opts, stop)
+
+
+def _install_stop(stop: threading.Event, duration_s: float | None) -> None:
+    """SIGINT/SIGTERM (and an optional duration) set ``stop``; the loops poll it."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if duration_s is not None:
+        timer = threading.Timer(duration_s, stop.set)
+        timer.daemon = True
+        timer.start()
+
+
+def _planner(args: argparse.Namespace) -> int:
+    from benchmarks.common import percentiles_ms
+    from service.node import run_planner
+
+    cfg = bus_config_from_args(args)
+    stop = threading.Event()
+    _install_stop(stop, args.duration)
+    stats = run_planner(cfg, stop, conditional_every=args.conditional_every)
+    e2e, cond = percentiles_ms(stats.e2e_ns), percentiles_ms(stats.conditional_ns)
+    summary = {"received": stats.received, "degraded": stats.degraded, "e2e_ms": e2e, "conditional_ms": cond, "conditional_failures": stats.conditional_failures}
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(summary, indent=2))
+    log.info(
+        "planner: %d predictions (%d degraded); end-to-end p50 %.1f ms p99 %.1f ms max %.1f ms; conditional p50 %.1f ms (%d failed)",
+        stats.received,
+        stats.degraded,
+        e2e["p50"],
+        e2e["p99"],
+        e2e["max"],
+        cond["p50"],
+        stats.conditional_failures,
+    )
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from service.stack import StackOptions, run_stack
+
+    opts = StackOptions(
+        scenario=args.scenario,
+        seed=args.seed,
+        agents=args.agents,
+        duration_s=args.duration,
+        night=args.night,
+        model=None if args.no_model else Path(args.model),
+        out_dir=Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S"),
+        bus=args.bus,
+        record=not args.no_record,
+        picture=not args.no_picture,
+        live=not args.no_live,
+    )
+    return run_stack(opts)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from service.replay import replay_log
+
+    model = None if args.no_model else Path(args.model)
+    summary = replay_log(Path(args.log), model, Path(args.out) if args.out else None, start_s=args.start, end_s=args.end)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    from bus import messages as m
+    from bus.transport import Subscriber
+
+    cfg = bus_config_from_args(args)
+    prefix = m.health_topic(args.node) if args.node else m.TOPIC_HEALTH_PREFIX
+    sub = Subscriber(cfg, [prefix])
+    deadline = time.monotonic() + args.timeout_s
+    try:
+        while time.monotonic() < deadline:
+            msg = sub.recv(timeout_ms=100)
+            if msg is not None:
+                print(json.dumps({"node": msg.node, "provider": msg.provider, "degraded": msg.degraded, "reason": msg.reason, "ticks": msg.ticks, "deadline_misses": msg.deadline_misses}))
+                return 0
+    finally:
+        sub.close()
+    print(f"no health message on {prefix!r} within {args.timeout_s} s", file=sys.stderr)
+    return 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the prediction service (tracker -> raster -> ONNX -> predictions)")
+    add_bus_args(p)
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="ONNX model (manifest next to it)")
+    p.add_argument("--no-model", action="store_true", help="run on the constant-velocity fallback only (degraded)")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("PRESCIENT_ORT_THREADS", "2")), help="onnxruntime intra-op threads")
+    p.add_argument("--cpu", action="store_true", help="do not try the CUDA provider")
+    p.add_argument("--budget-ms", type=float, default=100.0)
+    p.add_argument("--map-timeout-s", type=float, default=30.0)
+    p.add_argument("--no-lidar", action="store_true", help="do not splat LiDAR points into the raster")
+    p.add_argument("--duration", type=float, default=None)
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("planner", help="run the planner stub (latency, plan checks, conditional requests)")
+    add_bus_args(p)
+    p.add_argument("--conditional-every", type=int, default=10, help="ask for conditional predictions every N predictions (0: never)")
+    p.add_argument("--duration", type=float, default=None)
+    p.add_argument("--stats-json", default=None, help="write latency statistics here on exit")
+    p.set_defaults(func=_planner)
+
+    p = sub.add_parser("up", help="start the whole stack (bus, simulator, service, planner, recorder) with a live table")
+    p.add_argument("--scenario", default="intersection")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--agents", type=int, default=40)
+    p.add_argument("--duration", type=float, default=40.0, help="simulated seconds (real time)")
+    p.add_argument("--night", action="store_true")
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--no-model", action="store_true")
+    p.add_argument("--out", default=None, help="run directory (log, picture, summary); default runs/<time>")
+    p.add_argument("--bus", default=None, help="bus base endpoint for this stack (sets $PRESCIENT_BUS), e.g. ipc:///tmp/prescient")
+    p.add_argument("--no-record", action="store_true")
+    p.add_argument("--no-picture", action="store_true")
+    p.add_argument("--no-live", action="store_true", help="no live table (logs only)")
+    p.set_defaults(func=_up)
+
+    p = sub.add_parser("replay", help="run the service offline on a recorded or imported log (deterministic)")
+    p.add_argument("log")
+    p.add_argument("--model", default=str(DEFAULT_MODEL))
+    p.add_argument("--no-model", action="store_true")
+    p.add_argument("--out", default=None, help="write tracks and predictions to this MCAP")
+    p.add_argument("--start", type=float, default=None, help="seconds from the log start")
+    p.add_argument("--end", type=float, default=None)
+    p.set_defaults(func=_replay)
+
+    p = sub.add_parser("health", help="exit 0 when a node's health message arrives (container health check)")
+    add_bus_args(p)
+    p.add_argument("--node", default=None)
+    p.add_argument("--timeout-s", type=float, default=5.0)
+    p.set_defaults(func=_health)
+
