@@ -1,0 +1,345 @@
+"""``prescient record``, ``prescient log info|replay|export-foxglove`` and ``prescient import ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mcap.well_known import MessageEncoding, SchemaEncoding
+from mcap.writer import CompressionType, Writer
+
+from bus.config import BusConfig
+from bus.errors import StartupError, TransportError
+from bus.logfile import LogError, ReadStats, json_from_message, json_schema, summarize_log
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGINT/SIGTERM while inside the block (handlers restored after)."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handler(signum: int, _frame: Any) -> None:
+        log.info("%s received: finishing", signal.Signals(signum).name)
+        stop.set()
+
+    for s in previous:
+        signal.signal(s, _handler)
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _bus_config(args: argparse.Namespace) -> BusConfig:
+    overrides = {}
+    if getattr(args, "pub_endpoint", None):
+        overrides["pub_endpoint"] = args.pub_endpoint
+    if getattr(args, "sub_endpoint", None):
+        overrides["sub_endpoint"] = args.sub_endpoint
+    try:
+        return BusConfig(**overrides)
+    except ValueError as e:
+        raise StartupError(f"bad bus endpoint: {e}") from e
+
+
+def _add_endpoints(p: argparse.ArgumentParser) -> None:
+    d = BusConfig()
+    p.add_argument("--pub-endpoint", help=f"proxy endpoint publishers connect to (default {d.pub_endpoint})")
+    p.add_argument("--sub-endpoint", help=f"proxy endpoint subscribers connect to (default {d.sub_endpoint})")
+
+
+# ----------------------------------------------------------------------------------------------
+# record
+# ----------------------------------------------------------------------------------------------
+def add_record_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, help="output MCAP log")
+    p.add_argument("--duration", type=float, default=None, help="seconds to record (default: until Ctrl-C)")
+    p.add_argument(
+        "--topics", nargs="+", default=[""], metavar="PREFIX", help="topic prefixes (default: all)"
+    )
+    p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd")
+    p.add_argument(
+        "--chunk-interval",
+        type=float,
+        default=1.0,
+        help="max seconds a message waits before its chunk is written",
+    )
+    _add_endpoints(p)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from bus.recorder import Recorder, summary_lines
+
+    cfg = _bus_config(args)
+    if args.out.parent and not args.out.parent.exists():
+        raise StartupError(f"output directory {args.out.parent} does not exist")
+    try:
+        rec = Recorder(
+            cfg,
+            args.out,
+            prefixes=args.topics,
+            compression=args.compression,
+            chunk_interval_s=args.chunk_interval,
+        )
+    except (TransportError, OSError) as e:
+        raise StartupError(f"cannot start recorder: {e}") from e
+    log.info("recording %s from %s to %s", args.topics, cfg.sub_endpoint, args.out)
+    with _stop_on_signals() as stop:
+        summary = rec.run(duration_s=args.duration, stop=stop)
+    for line in summary_lines(summary):
+        print(line)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# log info / replay / export-foxglove
+# ----------------------------------------------------------------------------------------------
+def _open_error(e: LogError) -> StartupError:
+    return StartupError(str(e))
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        s = summarize_log(args.log)
+    except LogError as e:
+        raise _open_error(e) from e
+    if args.json:
+        out = {
+            "path": s.path,
+            "messages": s.count,
+            "duration_s": s.duration_s,
+            "start_ns": s.start_ns,
+            "end_ns": s.end_ns,
+            "gaps": s.gaps,
+            "complete": s.stats.complete,
+            "problems": s.stats.problems,
+            "skipped": s.stats.skipped,
+            "metadata": s.stats.metadata,
+            "topics": {
+                t.topic: {
+                    "type": t.type_name,
+                    "count": t.count,
+                    "bytes": t.bytes,
+                    "rate_hz": t.rate_hz,
+                    "gaps": t.gaps,
+                    "restarts": t.restarts,
+                }
+                for t in s.topics.values()
+            },
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(
+            f"{s.path}: {s.count} messages, {len(s.topics)} topics, {s.duration_s:.2f} s, "
+            f"seq gaps {s.gaps}, {'finished' if s.stats.complete else 'NOT FINISHED'}"
+        )
+        print(f"  {'topic':32s} {'type':16s} {'count':>8s} {'rate Hz':>8s} {'MB':>8s} {'gaps':>6s}")
+        for t in s.topics.values():
+            print(
+                f"  {t.topic:32s} {t.type_name or '?':16s} {t.count:8d} {t.rate_hz:8.2f} "
+                f"{t.bytes / 1e6:8.2f} {t.gaps:6d}" + (f"  restarts {t.restarts}" if t.restarts else "")
+            )
+        rec_meta = s.stats.metadata.get("prescient.recorder")
+        if rec_meta:
+            print(f"  recorder reported: gaps {rec_meta.get('gaps')}, rejected {rec_meta.get('rejected')}")
+        for k, n in s.stats.skipped.items():
+            print(f"  skipped {n}: {k}")
+        for p in s.stats.problems:
+            print(f"  DAMAGE: {p}")
+    return 1 if s.stats.problems else 0
+
+
+def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    if args.start is None and args.end is None:
+        return None, None
+    try:
+        s = summarize_log(args.log)
+    except LogError as e:
+        raise _open_error(e) from e
+    start = None if args.start is None else s.start_ns + int(args.start * 1e9)
+    end = None if args.end is None else s.start_ns + int(args.end * 1e9)
+    return start, end
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from bus.replayer import BusReplayer, iter_messages
+
+    start_ns, end_ns = _window(args)
+    if args.offline:
+        stats = ReadStats()
+        counts: dict[str, int] = {}
+        try:
+            for lm in iter_messages(args.log, args.topics, start_ns, end_ns, stats=stats):
+                counts[lm.topic] = counts.get(lm.topic, 0) + 1
+        except LogError as e:
+            raise _open_error(e) from e
+        print(f"offline replay: {sum(counts.values())} messages decoded, {stats.total_skipped} skipped")
+        for t, n in sorted(counts.items()):
+            print(f"  {t:32s} {n:8d}")
+        for k, n in stats.skipped.items():
+            print(f"  skipped {n}: {k}")
+        for p in stats.problems:
+            print(f"  DAMAGE: {p}")
+        return 1 if stats.problems else 0
+    rate = 0.0 if args.max_speed else args.rate
+    cfg = _bus_config(args)
+    try:
+        rp = BusReplayer(cfg, args.log, rate=rate, topics=args.topics, start_ns=start_ns, end_ns=end_ns)
+    except TransportError as e:
+        raise StartupError(str(e)) from e
+    try:
+        with _stop_on_signals() as stop:
+            st = rp.run(stop=stop, wait_topics=args.wait_for, wait_s=args.wait_s)
+    except LogError as e:
+        raise _open_error(e) from e
+    finally:
+        rp.close()
+    late = sorted(st.late_ns)
+    p99 = late[int(0.99 * (len(late) - 1))] / 1e6 if late else 0.0
+    print(
+        f"replayed {st.sent} messages in {st.wall_s:.2f} s (rate {rate or 'max'}), dropped {st.dropped}, "
+        f"p99 lateness {p99:.2f} ms" + (" (interrupted)" if st.interrupted else "")
+    )
+    for p in st.read.problems:
+        print(f"  DAMAGE: {p}")
+    return 1 if st.read.problems else 0
+
+
+def export_foxglove(src: Path, out: Path, stats: ReadStats | None = None) -> dict[str, int]:
+    """Write a JSON-encoded copy of ``src`` (jsonschema schemas) that Foxglove can display.
+
+    Undecodable messages and unknown topics are skipped and counted in ``stats``.
+
+    Returns:
+        messages written per topic.
+    """
+    from bus.replayer import iter_messages
+
+    stats = stats if stats is not None else ReadStats()
+    counts: dict[str, int] = {}
+    with open(out, "wb") as f:
+        w = Writer(f, compression=CompressionType.ZSTD)
+        w.start(profile="", library="prescient.export-foxglove")
+        schemas: dict[str, int] = {}
+        channels: dict[str, int] = {}
+        for lm in iter_messages(src, stats=stats):
+            cls = type(lm.msg)
+            if lm.topic not in channels:
+                if cls.__name__ not in schemas:
+                    schemas[cls.__name__] = w.register_schema(
+                        f"prescient.{cls.__name__}",
+                        SchemaEncoding.JSONSchema,
+                        json.dumps(json_schema(cls)).encode(),
+                    )
+                channels[lm.topic] = w.register_channel(lm.topic, MessageEncoding.JSON, schemas[cls.__name__])
+            data = json.dumps(json_from_message(lm.msg), separators=(",", ":")).encode()
+            w.add_message(
+                channels[lm.topic],
+                log_time=lm.log_time_ns,
+                data=data,
+                publish_time=lm.publish_time_ns,
+                sequence=lm.msg.header.seq & 0xFFFFFFFF,
+            )
+            counts[lm.topic] = counts.get(lm.topic, 0) + 1
+        w.finish()
+    return counts
+
+
+def cmd_export_foxglove(args: argparse.Namespace) -> int:
+    stats = ReadStats()
+    try:
+        counts = export_foxglove(args.log, args.out, stats)
+    except LogError as e:
+        raise _open_error(e) from e
+    print(
+        f"wrote {sum(counts.values())} JSON messages on {len(counts)} topics to {args.out}; "
+        f"skipped {stats.total_skipped}"
+    )
+    for k, n in stats.skipped.items():
+        print(f"  skipped {n}: {k}")
+    for p in stats.problems:
+        print(f"  DAMAGE: {p}")
+    return 1 if stats.problems else 0
+
+
+# ----------------------------------------------------------------------------------------------
+# import
+# ----------------------------------------------------------------------------------------------
+def cmd_import(args: argparse.Namespace) -> int:
+    from bus.importers import InputError
+
+    if args.kind == "eth-ucy":
+        from bus.importers.eth_ucy import import_eth_ucy as fn
+    elif args.kind == "av2-sensor":
+        from bus.importers.av2_sensor import import_av2_sensor as fn
+    else:
+        from bus.importers.av2_motion import import_av2_motion as fn
+    try:
+        report = fn(args.src, args.out)
+    except (InputError, FileNotFoundError) as e:
+        raise StartupError(str(e)) from e
+    print(f"imported {args.src} -> {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(report.items())))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("record", help="record every bus topic to an MCAP log")
+    add_record_arguments(p)
+    p.set_defaults(func=cmd_record)
+
+    lg = subparsers.add_parser("log", help="inspect, replay and export recorded logs")
+    lsub = lg.add_subparsers(dest="log_command", metavar="LOG_COMMAND", required=True)
+    p = lsub.add_parser("info", help="topics, counts, rates, duration, gaps, damage")
+    p.add_argument("log", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = lsub.add_parser("replay", help="publish a log through the bus with its original timing")
+    p.add_argument("log", type=Path)
+    p.add_argument("--rate", type=float, default=1.0, help="time scale: 0.5 half speed, 4 four times faster")
+    p.add_argument("--max-speed", action="store_true", help="no pacing: send as fast as possible")
+    p.add_argument("--topics", nargs="+", default=None, metavar="PREFIX", help="topic prefixes to replay")
+    p.add_argument("--start", type=float, default=None, help="seconds from the log start")
+    p.add_argument("--end", type=float, default=None, help="seconds from the log start")
+    p.add_argument(
+        "--wait-for",
+        nargs="+",
+        default=None,
+        metavar="TOPIC",
+        help="start once one of these topics has a subscriber (default: the first topic)",
+    )
+    p.add_argument("--wait-s", type=float, default=10.0, help="max seconds to wait for subscribers")
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="no bus: decode in-process, deterministic, as fast as possible; print counts",
+    )
+    _add_endpoints(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = lsub.add_parser("export-foxglove", help="write a JSON/JSON-Schema copy Foxglove can display")
+    p.add_argument("log", type=Path)
+    p.add_argument("out", type=Path)
+    p.set_defaults(func=cmd_export_foxglove)
+
+    imp = subparsers.add_parser("import", help="convert a public data set to a prescient log")
+    imp.add_argument("kind", choices=("eth-ucy", "av2-sensor", "av2-motion"))
+    imp.add_argument(
+        "src", type=Path, help="eth-ucy: .txt file; av2-sensor: log dir; av2-motion: scenario dir"
+    )
+    imp.add_argument("--out", required=True, type=Path, help="output MCAP log")
+    imp.set_defaults(func=cmd_import)

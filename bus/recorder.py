@@ -1,0 +1,224 @@
+"""Record every bus topic into an MCAP log (raw msgpack payloads, bit-exact).
+
+The recorder subscribes to ``""`` (every topic) on the proxy's ``sub_endpoint``. Each payload is
+written *before* it is decoded, so nothing the bus delivered is lost, not even a payload the codec
+rejects. It is then checked with :meth:`bus.transport.Subscriber.accept` only to count sequence
+gaps, restarts and rejections per topic (``Subscriber.stats``).
+
+Times: ``log_time`` = ``time.monotonic_ns()`` at receive on this host; ``publish_time`` =
+``header.sent_mono_ns`` of the sender (same clock on one host), or the receive time when the
+payload did not decode.
+
+Crash safety: chunks go to the OS as soon as they are complete, and at least every
+``chunk_interval_s`` the chunk in progress is written out, so ``kill -9`` loses at most that much.
+SIGINT/SIGTERM end the loop and finish the file (summary, footer), with the gap counts in a
+``prescient.recorder`` metadata record.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from bus.config import BusConfig
+from bus.logfile import LogWriter, peek_header
+from bus.transport import RxStats, Subscriber
+
+log = logging.getLogger(__name__)
+
+METADATA_NAME = "prescient.recorder"
+
+
+@dataclasses.dataclass
+class RecordSummary:
+    """What a recording saw: per-topic received counts, seq gaps, restarts and rejections."""
+
+    path: str
+    messages: int
+    bytes: int
+    duration_s: float
+    received: dict[str, int]
+    gaps: dict[str, int]
+    restarts: dict[str, int]
+    rejected: dict[str, int]
+
+    @property
+    def total_gaps(self) -> int:
+        return sum(self.gaps.values())
+
+    def metadata(self) -> dict[str, str]:
+        """String map for the MCAP metadata record."""
+        return {
+            "messages": str(self.messages),
+            "bytes": str(self.bytes),
+            "duration_s": f"{self.duration_s:.3f}",
+            "total_gaps": str(self.total_gaps),
+            "received": json.dumps(self.received, sort_keys=True),
+            "gaps": json.dumps(self.gaps, sort_keys=True),
+            "restarts": json.dumps(self.restarts, sort_keys=True),
+            "rejected": json.dumps(self.rejected, sort_keys=True),
+        }
+
+
+class Recorder:
+    """Subscribes to topic prefixes and writes everything received into an MCAP log.
+
+    Args:
+        cfg: bus configuration (subscribes at ``cfg.sub_endpoint``).
+        out: output log path.
+        prefixes: topic prefixes ("" = every topic).
+        compression: ``zstd``, ``lz4`` or ``none``.
+        chunk_bytes: uncompressed chunk size.
+        chunk_interval_s: the longest a received message waits in memory before its chunk is
+            written out (what ``kill -9`` can lose).
+        ctx, endpoint: passed to :class:`~bus.transport.Subscriber`.
+        latency_samples: how many per-message write latencies to keep (for benchmarks).
+    """
+
+    def __init__(
+        self,
+        cfg: BusConfig,
+        out: str | Path,
+        *,
+        prefixes: Iterable[str] = ("",),
+        compression: str = "zstd",
+        chunk_bytes: int = 1024 * 1024,
+        chunk_interval_s: float = 1.0,
+        ctx: zmq.Context | None = None,
+        endpoint: str | None = None,
+        latency_samples: int = 200_000,
+    ) -> None:
+        self.out = Path(out)
+        self._sub = Subscriber(cfg, prefixes, ctx=ctx, endpoint=endpoint)
+        self._writer = LogWriter(self.out, compression=compression, chunk_bytes=chunk_bytes, stamp_seq=False)
+        self._chunk_interval_ns = int(chunk_interval_s * 1e9)
+        self._last_flush_ns = time.monotonic_ns()
+        self._pending = 0
+        self._t_first: int | None = None
+        self._t_last = 0
+        self.messages = 0
+        self.write_latency_ns: collections.deque[int] = collections.deque(maxlen=latency_samples)
+        self.summary: RecordSummary | None = None
+
+    @property
+    def stats(self) -> RxStats:
+        """Receive-side counters of the underlying subscriber (gaps, restarts, rejections)."""
+        return self._sub.stats
+
+    def step(self, timeout_ms: int = 100) -> int:
+        """Receive and write every message available (waiting up to ``timeout_ms`` for the first).
+
+        Returns:
+            number of messages written.
+        """
+        n = 0
+        wait = timeout_ms
+        while True:
+            got = self._sub.recv_raw(wait)
+            if got is None:
+                break
+            wait = 0
+            self._record(*got)
+            n += 1
+            if n >= 10_000:  # let the caller check its stop flag under a flood
+                break
+        now = time.monotonic_ns()
+        if self._pending and now - self._last_flush_ns >= self._chunk_interval_ns:
+            self._writer.flush_chunk()
+            self._pending = 0
+            self._last_flush_ns = now
+        return n
+
+    def _record(self, topic: str, payload: bytes) -> None:
+        t_rx = time.monotonic_ns()
+        hdr = peek_header(payload)
+        seq, sent_ns = hdr if hdr is not None else (0, 0)
+        t0 = time.perf_counter_ns()
+        self._writer.write_raw(topic, payload, t_rx, sent_ns or t_rx, seq=seq)
+        self.write_latency_ns.append(time.perf_counter_ns() - t0)
+        self._pending += 1
+        self.messages += 1
+        if self._t_first is None:
+            self._t_first = t_rx
+        self._t_last = t_rx
+        self._sub.accept(topic, payload)  # only for the gap / rejection counters
+
+    def run(self, *, duration_s: float | None = None, stop: threading.Event | None = None) -> RecordSummary:
+        """Record until ``stop`` is set or ``duration_s`` elapsed, then finish the file."""
+        stop = stop or threading.Event()
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        try:
+            while not stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self.step(100)
+        finally:
+            summary = self.close()
+        return summary
+
+    def close(self) -> RecordSummary:
+        """Drain nothing more; write the gap metadata, finish the log, close the socket."""
+        if self.summary is not None:
+            return self.summary
+        s = self._sub.stats
+        self.summary = RecordSummary(
+            path=str(self.out),
+            messages=self.messages,
+            bytes=self._writer.bytes_written,
+            duration_s=((self._t_last - self._t_first) / 1e9) if self._t_first is not None else 0.0,
+            received=dict(sorted(self._writer.counts.items())),
+            gaps=dict(sorted(s.gaps.items())),
+            restarts=dict(sorted(s.restarts.items())),
+            rejected=dict(sorted(s.rejected.items())),
+        )
+        try:
+            self._writer.add_metadata(METADATA_NAME, self.summary.metadata())
+            self._writer.close()
+        finally:
+            self._sub.close()
+        return self.summary
+
+
+def summary_lines(summary: RecordSummary) -> list[str]:
+    """Human-readable end-of-recording report."""
+    lines = [
+        f"recorded {summary.messages} messages ({summary.bytes / 1e6:.1f} MB payload) "
+        f"over {summary.duration_s:.1f} s to {summary.path}",
+        f"seq gaps: {summary.total_gaps} in total" + ("" if summary.total_gaps else " (nothing lost)"),
+    ]
+    for topic, n in summary.received.items():
+        extra: list[Any] = []
+        if summary.gaps.get(topic):
+            extra.append(f"gaps {summary.gaps[topic]}")
+        if summary.restarts.get(topic):
+            extra.append(f"restarts {summary.restarts[topic]}")
+        lines.append(f"  {topic:32s} {n:8d}" + (f"  ({', '.join(extra)})" if extra else ""))
+    if summary.rejected:
+        lines.append(f"rejected by the codec (still recorded raw): {summary.rejected}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bus.recorder``: same as ``prescient record``."""
+    import argparse
+
+    from bus.log_cli import add_record_arguments, cmd_record
+
+    parser = argparse.ArgumentParser(prog="python -m bus.recorder", description="Record the bus to MCAP.")
+    add_record_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
+    return cmd_record(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
