@@ -49,10 +49,14 @@ def fetch_map(cfg: BusConfig, timeout_s: float, stop: threading.Event | None = N
                 raise StartupError(f"map server at {cfg.map_endpoint} answered with an error: {e}") from e
             if isinstance(reply, m.VectorMap):
                 return reply
-            raise StartupError(f"map server at {cfg.map_endpoint} sent {type(reply).__name__}, not a VectorMap")
+            raise StartupError(
+                f"map server at {cfg.map_endpoint} sent {type(reply).__name__}, not a VectorMap"
+            )
     finally:
         req.close()
-    raise StartupError(f"no map server answered at {cfg.map_endpoint} within {timeout_s:.0f} s (is `prescient sim` running?)")
+    raise StartupError(
+        f"no map server answered at {cfg.map_endpoint} within {timeout_s:.0f} s (is `prescient sim` running?)"
+    )
 
 
 def load_predictor(model: Path | None, threads: int, providers: tuple[str, ...]) -> tuple[object | None, str]:
@@ -71,7 +75,11 @@ def load_predictor(model: Path | None, threads: int, providers: tuple[str, ...])
         log.warning("model %s not found: publishing constant-velocity predictions flagged degraded", model)
         return None, f"model file missing: {model}"
     predictor = OnnxPredictor(
-        model, providers=providers, intra_op_threads=threads, expected_spec_version=SPEC_VERSION, expected_num_channels=len(CHANNELS)
+        model,
+        providers=providers,
+        intra_op_threads=threads,
+        expected_spec_version=SPEC_VERSION,
+        expected_num_channels=len(CHANNELS),
     )
     return predictor, ""
 
@@ -136,18 +144,33 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
                     pub.publish(res.tracks, check=False)
                     pub.publish(res.predictions)
                     last_tick_ns = tick_ns
-                    log.debug("tick %d: %d tracks, %.1f ms (publish %.2f ms)", tick_ns, len(res.tracks.track_id), res.total_ns / 1e6, (time.perf_counter_ns() - t0) / 1e6)
+                    log.debug(
+                        "tick %d: %d tracks, %.1f ms (publish %.2f ms)",
+                        tick_ns,
+                        len(res.tracks.track_id),
+                        res.total_ns / 1e6,
+                        (time.perf_counter_ns() - t0) / 1e6,
+                    )
             now = time.monotonic_ns()
             if now >= next_health:
                 next_health = now + HEALTH_PERIOD_NS
-                rejected = {**sub.stats.rejected, **{f"conditional:{k}": v for k, v in rep.stats.rejected.items()}}
+                rejected = {
+                    **sub.stats.rejected,
+                    **{f"conditional:{k}": v for k, v in rep.stats.rejected.items()},
+                }
                 pub.publish(pipe.health(SERVICE_NODE, last_tick_ns, provider, rejected, sub.stats.gaps))
     finally:
         sub.close()
         pub.close()
         rep.close()
     s = pipe.stats
-    log.info("service stopped: %d ticks, %d deadline misses, %d degraded, %d skipped", s.ticks, s.deadline_misses, s.degraded_ticks, s.skipped_ticks)
+    log.info(
+        "service stopped: %d ticks, %d deadline misses, %d degraded, %d skipped",
+        s.ticks,
+        s.deadline_misses,
+        s.degraded_ticks,
+        s.skipped_ticks,
+    )
     return 0
 
 
@@ -160,7 +183,9 @@ class PlannerStats:
     received: int = 0
 
 
-def run_planner(cfg: BusConfig, stop: threading.Event, conditional_every: int = 10, conditional_timeout_ms: int = 300) -> PlannerStats:
+def run_planner(
+    cfg: BusConfig, stop: threading.Event, conditional_every: int = 10, conditional_timeout_ms: int = 300
+) -> PlannerStats:
     """The planner stub node. Returns its latency statistics when stopped."""
     sub = Subscriber(cfg, [m.TOPIC_PREDICTIONS, m.TOPIC_EGO])
     pub = Publisher(cfg)
@@ -191,12 +216,23 @@ def run_planner(cfg: BusConfig, stop: threading.Event, conditional_every: int = 
                 t0 = time.perf_counter_ns()
                 try:
                     reply = req.request(
-                        m.ConditionalRequest(header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST, stamp_ns=msg.header.stamp_ns), request_id=request_id, plans_xy_m=plans),
+                        m.ConditionalRequest(
+                            header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST, stamp_ns=msg.header.stamp_ns),
+                            request_id=request_id,
+                            plans_xy_m=plans,
+                        ),
                         timeout_ms=conditional_timeout_ms,
                     )
                     stats.conditional_ns.append(time.perf_counter_ns() - t0)
-                    dist = np.array([score_plans(plans[b : b + 1], reply.trajectories_m[b], reply.mode_probs[b])[0][0] for b in range(len(plans))])
-                    status += f"; conditional min distance per plan {np.round(np.minimum(dist, 1e6), 1).tolist()}"
+                    dist = np.array(
+                        [
+                            score_plans(plans[b : b + 1], reply.trajectories_m[b], reply.mode_probs[b])[0][0]
+                            for b in range(len(plans))
+                        ]
+                    )
+                    status += (
+                        f"; conditional min distance per plan {np.round(np.minimum(dist, 1e6), 1).tolist()}"
+                    )
                 except (RequestTimeout, TransportError) as e:
                     stats.conditional_failures += 1
                     status += f"; conditional request failed: {e}"

@@ -99,8 +99,13 @@ class Pipeline:
         tracker_cfg: TrackerConfig | None = None,
         raster_cfg: RasterConfig | None = None,
         no_model_reason: str = "no model loaded",
+        tracks_from_log: bool = False,
     ) -> None:
         self.cfg = cfg or PipelineConfig()
+        # Imported logs (Argoverse 2, ETH/UCY) carry ground truth as Tracks and no sensor frames:
+        # then the Tracks messages are the tracker's output and drive the ticks.
+        self.tracks_from_log = tracks_from_log
+        self._given_tracks: m.Tracks | None = None
         self.tracker = Tracker(tracker_cfg or TrackerConfig())
         self.tracker.warm_up()
         self.rasterizer = Rasterizer(raster_cfg or RasterConfig(), vector_map)
@@ -108,7 +113,9 @@ class Pipeline:
         self._no_model_reason = no_model_reason
         if predictor is not None:
             if predictor.cfg.in_channels != self.rasterizer.num_channels:
-                raise ValueError(f"model takes {predictor.cfg.in_channels} channels, rasterizer renders {self.rasterizer.num_channels}")
+                raise ValueError(
+                    f"model takes {predictor.cfg.in_channels} channels, rasterizer renders {self.rasterizer.num_channels}"
+                )
         self.model_id = predictor.model_id if predictor is not None else "constant_velocity"
         self.num_modes = predictor.cfg.num_modes if predictor is not None else self.cfg.num_modes
         self.future_steps = predictor.cfg.future_steps if predictor is not None else self.cfg.future_steps
@@ -136,16 +143,21 @@ class Pipeline:
                     self._ego_hist.append((stamp, np.asarray(msg.pose[:2], np.float64)))
         elif isinstance(msg, m.TrafficLights):
             self._lights, used = msg, True
+        elif isinstance(msg, m.Tracks) and self.tracks_from_log:
+            self._given_tracks, used = msg, True
+            self._note_input(msg.header)
         elif isinstance(msg, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
             used = self.tracker.process(msg)
             if used:
                 if isinstance(msg, m.LidarFrame):
                     self._lidar[msg.header.topic] = msg
-                stamp = msg.header.stamp_ns
-                if self._newest_stamp_ns is None or stamp > self._newest_stamp_ns:
-                    self._newest_stamp_ns = stamp
-                    self._newest_sent_mono_ns = msg.header.sent_mono_ns
+                self._note_input(msg.header)
         return used
+
+    def _note_input(self, header: m.Header) -> None:
+        if self._newest_stamp_ns is None or header.stamp_ns > self._newest_stamp_ns:
+            self._newest_stamp_ns = header.stamp_ns
+            self._newest_sent_mono_ns = header.sent_mono_ns
 
     def due_tick(self) -> int | None:
         """The tick time to run now, or None. Only the newest due tick counts (no backlog)."""
@@ -166,7 +178,12 @@ class Pipeline:
     def tick(self, now_ns: int, decode_ns: int = 0) -> TickResult | None:
         """Run one tick at ``now_ns`` (sensor clock). None until an ego state has arrived."""
         t_start = time.perf_counter_ns()
-        tracks = self.tracker.tracks(now_ns)
+        if self.tracks_from_log:
+            if self._given_tracks is None:
+                return None
+            tracks = self._given_tracks
+        else:
+            tracks = self.tracker.tracks(now_ns)
         t_track = time.perf_counter_ns()
         ego = self._ego
         if ego is None:
@@ -174,7 +191,9 @@ class Pipeline:
             return None
         raster = self._render(tracks, ego, ego.plan_xy_m)
         t_raster = time.perf_counter_ns()
-        traj, probs, scale, degraded, reason, infer_ns = self._predict(raster, tracks, ego, ego.plan_xy_m, t_start)
+        traj, probs, scale, degraded, reason, infer_ns = self._predict(
+            raster, tracks, ego, ego.plan_xy_m, t_start
+        )
         t_end = time.perf_counter_ns()
         timings = {
             "decode": int(decode_ns),
@@ -252,7 +271,12 @@ class Pipeline:
         return self.rasterizer.render(tracks, ego.pose, self._lights, plan_xy_m, lidar, hist)
 
     def _predict(
-        self, raster: np.ndarray, tracks: m.Tracks, ego: m.EgoState, plan_xy_m: np.ndarray, t_start: int | None
+        self,
+        raster: np.ndarray,
+        tracks: m.Tracks,
+        ego: m.EgoState,
+        plan_xy_m: np.ndarray,
+        t_start: int | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, str, int]:
         """Model output, or the constant-velocity fallback with the reason it was needed."""
         reason = self._no_model_reason if self.predictor is None else ""
@@ -260,7 +284,9 @@ class Pipeline:
             left_ns = self.cfg.budget_ns - (time.perf_counter_ns() - t_start)
             expected_ns = max(self._infer_ns)
             if expected_ns > left_ns:
-                reason = f"model over budget: expected {expected_ns / 1e6:.1f} ms, {left_ns / 1e6:.1f} ms left"
+                reason = (
+                    f"model over budget: expected {expected_ns / 1e6:.1f} ms, {left_ns / 1e6:.1f} ms left"
+                )
                 self._infer_ns.append(int(expected_ns * 0.9))  # decay, so the model is retried
         if not reason:
             try:
@@ -282,7 +308,9 @@ class Pipeline:
         )
         return traj, probs, scale, True, reason, 0
 
-    def health(self, node: str, now_ns: int, provider: str, rx_rejected: dict[str, int], seq_gaps: dict[str, int]) -> m.Health:
+    def health(
+        self, node: str, now_ns: int, provider: str, rx_rejected: dict[str, int], seq_gaps: dict[str, int]
+    ) -> m.Health:
         """Health message: provider, degraded state and every rejection/gap counter."""
         rejected = dict(rx_rejected)
         for key, n in self.tracker.stats.rejected.items():
@@ -302,4 +330,3 @@ class Pipeline:
             rejected=rejected,
             seq_gaps={k: int(v) for k, v in seq_gaps.items()},
         )
-

@@ -27,7 +27,9 @@ SAFE_TTC_S = 3.0
 PLAN_NAMES = ("keep_speed", "slow_down", "stop")
 
 
-def candidate_plans(ego: m.EgoState, steps: int = m.PRED_HORIZON_STEPS, dt_s: float = m.PRED_DT_S) -> np.ndarray:
+def candidate_plans(
+    ego: m.EgoState, steps: int = m.PRED_HORIZON_STEPS, dt_s: float = m.PRED_DT_S
+) -> np.ndarray:
     """Three candidate plans along the ego route.
 
     Args:
@@ -44,7 +46,9 @@ def candidate_plans(ego: m.EgoState, steps: int = m.PRED_HORIZON_STEPS, dt_s: fl
     s_keep = v0 * t
     v_half = max(v0 * 0.5, 0.0)
     t_half = (v0 - v_half) / 1.5
-    s_slow = np.where(t < t_half, v0 * t - 0.75 * t**2, v0 * t_half - 0.75 * t_half**2 + v_half * (t - t_half))
+    s_slow = np.where(
+        t < t_half, v0 * t - 0.75 * t**2, v0 * t_half - 0.75 * t_half**2 + v_half * (t - t_half)
+    )
     t_stop = v0 / 3.0
     s_stop = np.where(t < t_stop, v0 * t - 1.5 * t**2, v0 * t_stop - 1.5 * t_stop**2)
     route = np.asarray(ego.plan_xy_m, dtype=np.float64)
@@ -54,11 +58,18 @@ def candidate_plans(ego: m.EgoState, steps: int = m.PRED_HORIZON_STEPS, dt_s: fl
         route = np.vstack([[x, y], route])
     seg = np.diff(route, axis=0)
     arc = np.concatenate([[0.0], np.cumsum(np.hypot(seg[:, 0], seg[:, 1]))])
-    plans = np.stack([np.stack([np.interp(s, arc, route[:, 0]), np.interp(s, arc, route[:, 1])], -1) for s in (s_keep, s_slow, s_stop)])
+    plans = np.stack(
+        [
+            np.stack([np.interp(s, arc, route[:, 0]), np.interp(s, arc, route[:, 1])], -1)
+            for s in (s_keep, s_slow, s_stop)
+        ]
+    )
     return plans.astype(np.float32)
 
 
-def score_plans(plans_xy_m: np.ndarray, traj_m: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def score_plans(
+    plans_xy_m: np.ndarray, traj_m: np.ndarray, probs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Score candidate plans against multi-modal predictions.
 
     Args:

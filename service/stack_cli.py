@@ -57,7 +57,13 @@ def _planner(args: argparse.Namespace) -> int:
     _install_stop(stop, args.duration)
     stats = run_planner(cfg, stop, conditional_every=args.conditional_every)
     e2e, cond = percentiles_ms(stats.e2e_ns), percentiles_ms(stats.conditional_ns)
-    summary = {"received": stats.received, "degraded": stats.degraded, "e2e_ms": e2e, "conditional_ms": cond, "conditional_failures": stats.conditional_failures}
+    summary = {
+        "received": stats.received,
+        "degraded": stats.degraded,
+        "e2e_ms": e2e,
+        "conditional_ms": cond,
+        "conditional_failures": stats.conditional_failures,
+    }
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(summary, indent=2))
     log.info(
@@ -96,7 +102,9 @@ def _replay(args: argparse.Namespace) -> int:
     from service.replay import replay_log
 
     model = None if args.no_model else Path(args.model)
-    summary = replay_log(Path(args.log), model, Path(args.out) if args.out else None, start_s=args.start, end_s=args.end)
+    summary = replay_log(
+        Path(args.log), model, Path(args.out) if args.out else None, start_s=args.start, end_s=args.end
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -113,7 +121,18 @@ def _health(args: argparse.Namespace) -> int:
         while time.monotonic() < deadline:
             msg = sub.recv(timeout_ms=100)
             if msg is not None:
-                print(json.dumps({"node": msg.node, "provider": msg.provider, "degraded": msg.degraded, "reason": msg.reason, "ticks": msg.ticks, "deadline_misses": msg.deadline_misses}))
+                print(
+                    json.dumps(
+                        {
+                            "node": msg.node,
+                            "provider": msg.provider,
+                            "degraded": msg.degraded,
+                            "reason": msg.reason,
+                            "ticks": msg.ticks,
+                            "deadline_misses": msg.deadline_misses,
+                        }
+                    )
+                )
                 return 0
     finally:
         sub.close()
@@ -125,8 +144,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the prediction service (tracker -> raster -> ONNX -> predictions)")
     add_bus_args(p)
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="ONNX model (manifest next to it)")
-    p.add_argument("--no-model", action="store_true", help="run on the constant-velocity fallback only (degraded)")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("PRESCIENT_ORT_THREADS", "2")), help="onnxruntime intra-op threads")
+    p.add_argument(
+        "--no-model", action="store_true", help="run on the constant-velocity fallback only (degraded)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("PRESCIENT_ORT_THREADS", "2")),
+        help="onnxruntime intra-op threads",
+    )
     p.add_argument("--cpu", action="store_true", help="do not try the CUDA provider")
     p.add_argument("--budget-ms", type=float, default=100.0)
     p.add_argument("--map-timeout-s", type=float, default=30.0)
@@ -136,12 +162,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("planner", help="run the planner stub (latency, plan checks, conditional requests)")
     add_bus_args(p)
-    p.add_argument("--conditional-every", type=int, default=10, help="ask for conditional predictions every N predictions (0: never)")
+    p.add_argument(
+        "--conditional-every",
+        type=int,
+        default=10,
+        help="ask for conditional predictions every N predictions (0: never)",
+    )
     p.add_argument("--duration", type=float, default=None)
     p.add_argument("--stats-json", default=None, help="write latency statistics here on exit")
     p.set_defaults(func=_planner)
 
-    p = sub.add_parser("up", help="start the whole stack (bus, simulator, service, planner, recorder) with a live table")
+    p = sub.add_parser(
+        "up", help="start the whole stack (bus, simulator, service, planner, recorder) with a live table"
+    )
     p.add_argument("--scenario", default="intersection")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--agents", type=int, default=40)
@@ -150,7 +183,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--no-model", action="store_true")
     p.add_argument("--out", default=None, help="run directory (log, picture, summary); default runs/<time>")
-    p.add_argument("--bus", default=None, help="bus base endpoint for this stack (sets $PRESCIENT_BUS), e.g. ipc:///tmp/prescient")
+    p.add_argument(
+        "--bus",
+        default=None,
+        help="bus base endpoint for this stack (sets $PRESCIENT_BUS), e.g. ipc:///tmp/prescient",
+    )
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--no-picture", action="store_true")
     p.add_argument("--no-live", action="store_true", help="no live table (logs only)")
@@ -170,4 +207,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--node", default=None)
     p.add_argument("--timeout-s", type=float, default=5.0)
     p.set_defaults(func=_health)
-
