@@ -19,7 +19,13 @@ def default_endpoint(name: str) -> str:
     ``$PRESCIENT_BUS`` moves the whole bus: ``tcp://HOST:PORT`` uses PORT..PORT+3, and
     ``ipc:///path/prefix`` uses ``ipc:///path/prefix-<name>``. Unset: loopback ports 5550-5553.
     This lets several stacks (tests, benchmarks) run side by side without editing every command.
+    ``$PRESCIENT_BUS_PUB`` (``_SUB``, ``_MAP``, ``_CONDITIONAL``) set one endpoint outright, e.g.
+    ``tcp://*:5550`` on the side that binds and ``tcp://bus:5550`` on the sides that connect
+    (containers on a compose network).
     """
+    explicit = os.environ.get(f"{ENV_BUS}_{name.upper()}", "").strip()
+    if explicit:
+        return explicit
     base = os.environ.get(ENV_BUS, "").strip() or "tcp://127.0.0.1:5550"
     if base.startswith("tcp://"):
         host, _, port = base[len("tcp://") :].rpartition(":")
