@@ -1,0 +1,168 @@
+"""Rasterizer benchmark: per-frame latency of the numba fast path vs the numpy reference.
+
+Main case: default config (58 x 256 x 256 at 0.5 m/px), 200 agents with 2 s of history (5
+occupancy frames per class), a synthetic grid map, traffic lights, plan, ego path and 2000 LiDAR
+points, on one core. Prints p50/p95/p99/max, the reference's time on the same scenes, and how the
+cost grows with agents, resolution, history frames and map size. Writes JSON to
+``benchmarks/results/bench_raster.json``.
+
+Usage: ``python -m benchmarks.bench_raster [--frames 200] [--ref-frames 3] [--quick]``
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from service.raster import RasterConfig, Rasterizer  # noqa: E402
+from service.raster.reference import render_reference  # noqa: E402
+from service.raster.scenes import grid_map, random_scene  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _pcts(samples_ns: list[int]) -> dict[str, float]:
+    a = np.asarray(samples_ns, np.float64) / 1e6
+    return {
+        "n": int(a.size),
+        "p50_ms": float(np.percentile(a, 50)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "max_ms": float(a.max()),
+    }
+
+
+def time_fast(r: Rasterizer, scenes: list[dict], frames: int) -> dict[str, float]:
+    """Render ``frames`` frames cycling through ``scenes``; per-frame wall time."""
+    for s in scenes[:3]:
+        r.render(**s)  # warm caches
+    out = []
+    for i in range(frames):
+        s = scenes[i % len(scenes)]
+        t0 = time.perf_counter_ns()
+        r.render(**s)
+        out.append(time.perf_counter_ns() - t0)
+    return _pcts(out)
+
+
+def time_reference(r: Rasterizer, scenes: list[dict], frames: int) -> dict[str, float]:
+    """Reference time on the first ``frames`` scenes."""
+    out = []
+    for s in scenes[:frames]:
+        t0 = time.perf_counter_ns()
+        render_reference(r, **s)
+        out.append(time.perf_counter_ns() - t0)
+    return _pcts(out)
+
+
+def make_scenes(n_agents: int, n: int, vmap, seed: int = 0) -> list[dict]:
+    """``n`` seeded scenes with ``n_agents`` agents around poses inside the map."""
+    rng = np.random.default_rng(seed)
+    return [
+        random_scene(
+            rng,
+            n_agents,
+            ego_pose=(rng.uniform(40, 120), rng.uniform(40, 120), rng.uniform(-np.pi, np.pi)),
+            spread_m=64.0,
+            vector_map=vmap,
+        )  # fmt: skip
+        for _ in range(n)
+    ]
+
+
+def main() -> int:
+    """Run the benchmark; print the tables; write JSON."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=200, help="timed frames for the main case")
+    ap.add_argument("--ref-frames", type=int, default=3, help="reference frames (slow: ~1 s each)")
+    ap.add_argument("--quick", action="store_true", help="fewer frames in the sweeps")
+    args = ap.parse_args()
+    sweep_frames = 30 if args.quick else 60
+    vmap = grid_map(n_blocks=2, block_m=80.0)
+    results: dict = {"host": platform.node(), "cpu": platform.processor() or platform.machine()}
+    try:
+        results["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        results["commit"] = ""
+
+    cfg = RasterConfig()
+    r = Rasterizer(cfg, vmap)
+    scenes = make_scenes(200, 20, vmap)
+    fast = time_fast(r, scenes, args.frames)
+    ref = time_reference(r, scenes, args.ref_frames)
+    fast_same = time_fast(r, scenes[: args.ref_frames], max(args.ref_frames * 10, 30))
+    results["main"] = {
+        "shape": list(r.spec.shape),
+        "agents": 200,
+        "history_frames": cfg.history_frames,
+        "fast": fast,
+        "reference": ref,
+        "fast_on_reference_scenes": fast_same,
+        "speedup_p50": ref["p50_ms"] / fast_same["p50_ms"],
+    }
+    c, h, w = r.spec.shape
+    print(f"main case: {c}x{h}x{w}, 200 agents, {cfg.history_frames} history frames (2 s), one core")
+    print(f"{'path':<28}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for name, s in (
+        ("fast (numba)", fast),
+        ("fast, reference scenes", fast_same),
+        ("reference (numpy)", ref),
+    ):
+        print(
+            f"{name:<28}{s['n']:>5}{s['p50_ms']:>10.2f}{s['p95_ms']:>10.2f}{s['p99_ms']:>10.2f}{s['max_ms']:>10.2f}"
+        )
+    print(f"speed-up (p50, same scenes): {results['main']['speedup_p50']:.0f}x")
+
+    sweeps: dict[str, list] = {"agents": [], "resolution_m": [], "history_frames": [], "map_blocks": []}
+    for n in (10, 50, 100, 200, 400):
+        s = time_fast(r, make_scenes(n, 10, vmap, seed=n), sweep_frames)
+        sweeps["agents"].append({"value": n, **s})
+    for res, extent in ((1.0, 64.0), (0.5, 64.0), (0.25, 64.0)):
+        rr = Rasterizer(RasterConfig(resolution_m=res, extent_m=extent), vmap)
+        s = time_fast(rr, scenes[:10], sweep_frames)
+        sweeps["resolution_m"].append({"value": res, "hw": [rr.spec.height_px, rr.spec.width_px], **s})
+    for frames, stride in ((1, 5), (3, 5), (5, 5), (10, 2), (20, 1)):
+        rr = Rasterizer(RasterConfig(history_frames=frames, history_stride_steps=stride), vmap)
+        s = time_fast(rr, scenes[:10], sweep_frames)
+        sweeps["history_frames"].append({"value": frames, "channels": rr.num_channels, **s})
+    for blocks in (1, 2, 6):
+        big = grid_map(n_blocks=blocks, block_m=80.0)
+        rr = Rasterizer(cfg, big)
+        s = time_fast(rr, make_scenes(200, 10, big, seed=7), sweep_frames)
+        sweeps["map_blocks"].append({"value": blocks, "map_m": blocks * 80.0 + 20.0, **s})
+    results["sweeps"] = sweeps
+    for name, rows in sweeps.items():
+        print(f"\ncost vs {name} (fast path, 200 agents unless varied)")
+        print(f"{name:<16}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}  note")
+        for row in rows:
+            note = {
+                "resolution_m": f"H x W = {row.get('hw')}",
+                "history_frames": f"C = {row.get('channels')}",
+                "map_blocks": f"map {row.get('map_m')} m square",
+            }.get(name, "")
+            print(
+                f"{row['value']!s:<16}{row['p50_ms']:>10.2f}{row['p95_ms']:>10.2f}{row['p99_ms']:>10.2f}"
+                f"{row['max_ms']:>10.2f}  {note}"
+            )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "bench_raster.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

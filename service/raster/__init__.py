@@ -1,0 +1,42 @@
+"""Bird's-eye-view rasterizer: the scene as the CNN sees it, ego at the centre, ~60 channels.
+
+Public API::
+
+    from service.raster import RasterConfig, RasterSpec, CHANNELS, SPEC_VERSION, Rasterizer
+
+    r = Rasterizer(RasterConfig(), vector_map)  # static layers pre-rendered, kernels warmed up
+    raster = r.render(tracks, ego_pose, lights, plan_xy_m, lidar, ego_history_xy_m)  # (C, H, W)
+
+See :mod:`service.raster.render_context` for the image convention and ``CHANNELS.md`` for the
+channel table.
+"""
+
+from service.raster.channels import (
+    CHANNELS,
+    DEFAULT_SPEC,
+    ChannelSpec,
+    build_channels,
+    build_spec,
+    channels_markdown,
+)
+from service.raster.config import SPEC_VERSION, RasterConfig, RasterSpec, RasterSpecMismatch
+from service.raster.rasterizer import RasterInputError, Rasterizer
+from service.raster.render_context import RenderContext
+from service.raster.static_layers import MapTooLargeError
+
+__all__ = [
+    "CHANNELS",
+    "DEFAULT_SPEC",
+    "SPEC_VERSION",
+    "ChannelSpec",
+    "MapTooLargeError",
+    "RasterConfig",
+    "RasterInputError",
+    "RasterSpec",
+    "RasterSpecMismatch",
+    "Rasterizer",
+    "RenderContext",
+    "build_channels",
+    "build_spec",
+    "channels_markdown",
+]
