@@ -8,7 +8,6 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-
 ENV_BUS: Final = "PRESCIENT_BUS"
 _PORT_OFFSETS: Final = {"pub": 0, "sub": 1, "map": 2, "conditional": 3}
 

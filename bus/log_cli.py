@@ -176,6 +176,8 @@ def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from bus.map_server import MapServer
+    from bus.messages import TOPIC_MAP
     from bus.replayer import BusReplayer, iter_messages
 
     start_ns, end_ns = _window(args)
@@ -201,6 +203,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         rp = BusReplayer(cfg, args.log, rate=rate, topics=args.topics, start_ns=start_ns, end_ns=end_ns)
     except TransportError as e:
         raise StartupError(str(e)) from e
+    vmap = next((lm.msg for lm in iter_messages(args.log, [TOPIC_MAP])), None)
+    server = MapServer(cfg, vmap).start() if vmap is not None else None  # the service asks for it
     try:
         with _stop_on_signals() as stop:
             st = rp.run(stop=stop, wait_topics=args.wait_for, wait_s=args.wait_s)
@@ -208,6 +212,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise _open_error(e) from e
     finally:
         rp.close()
+        if server is not None:
+            server.stop()
     late = sorted(st.late_ns)
     p99 = late[int(0.99 * (len(late) - 1))] / 1e6 if late else 0.0
     print(

@@ -92,6 +92,7 @@ class ServiceOptions:
     budget_ms: float = 100.0
     map_timeout_s: float = 30.0
     use_lidar: bool = True
+    tracks_input: bool = False  # take Tracks from the bus (imported logs) instead of running the tracker
 
 
 def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> int:
@@ -105,8 +106,10 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
         predictor,
         PipelineConfig(budget_ns=int(opts.budget_ms * 1e6), use_lidar=opts.use_lidar),
         no_model_reason=no_model_reason,
+        tracks_from_log=opts.tracks_input,
     )
-    sub = Subscriber(cfg, ["sensor.", m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS])
+    inputs = [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."]
+    sub = Subscriber(cfg, [*inputs, m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS])
     pub = Publisher(cfg)
     try:
         rep = Replier(cfg, cfg.conditional_endpoint)
@@ -130,18 +133,20 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
                 got = sub.recv_raw(timeout_ms=0)
                 if got is None:
                     break
+                recv_mono_ns = time.monotonic_ns()
                 t0 = time.perf_counter_ns()
                 msg = sub.accept(*got)
                 decode_ns += time.perf_counter_ns() - t0
                 if msg is not None:
-                    pipe.feed(msg)
+                    pipe.feed(msg, recv_mono_ns)
             tick_ns = pipe.due_tick()
             if tick_ns is not None:
                 res = pipe.tick(tick_ns, decode_ns=decode_ns)
                 decode_ns = 0
                 if res is not None:
                     t0 = time.perf_counter_ns()
-                    pub.publish(res.tracks, check=False)
+                    if not opts.tracks_input:  # never echo tracks we were given
+                        pub.publish(res.tracks, check=False)
                     pub.publish(res.predictions)
                     last_tick_ns = tick_ns
                     log.debug(

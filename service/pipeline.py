@@ -131,8 +131,12 @@ class Pipeline:
         self._last: tuple[m.Tracks, m.EgoState, int] | None = None
 
     # ------------------------------------------------------------------------------------------
-    def feed(self, msg: Any) -> bool:
-        """Take one decoded bus message. Returns True if some stage used it."""
+    def feed(self, msg: Any, recv_mono_ns: int = 0) -> bool:
+        """Take one decoded bus message. Returns True if some stage used it.
+
+        ``recv_mono_ns`` (live only) is when the node received it; it stands in for the sender's
+        publish time when that one is from another run (a replayed log keeps its recorded stamps).
+        """
         used = False
         if isinstance(msg, m.EgoState):
             used = self.tracker.process(msg)
@@ -145,19 +149,22 @@ class Pipeline:
             self._lights, used = msg, True
         elif isinstance(msg, m.Tracks) and self.tracks_from_log:
             self._given_tracks, used = msg, True
-            self._note_input(msg.header)
+            self._note_input(msg.header, recv_mono_ns)
         elif isinstance(msg, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
             used = self.tracker.process(msg)
             if used:
                 if isinstance(msg, m.LidarFrame):
                     self._lidar[msg.header.topic] = msg
-                self._note_input(msg.header)
+                self._note_input(msg.header, recv_mono_ns)
         return used
 
-    def _note_input(self, header: m.Header) -> None:
+    def _note_input(self, header: m.Header, recv_mono_ns: int) -> None:
         if self._newest_stamp_ns is None or header.stamp_ns > self._newest_stamp_ns:
             self._newest_stamp_ns = header.stamp_ns
-            self._newest_sent_mono_ns = header.sent_mono_ns
+            sent = header.sent_mono_ns
+            if recv_mono_ns and not 0 < recv_mono_ns - sent < 10_000_000_000:
+                sent = recv_mono_ns
+            self._newest_sent_mono_ns = sent
 
     def due_tick(self) -> int | None:
         """The tick time to run now, or None. Only the newest due tick counts (no backlog)."""

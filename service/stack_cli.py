@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         budget_ms=args.budget_ms,
         map_timeout_s=args.map_timeout_s,
         use_lidar=not args.no_lidar,
+        tracks_input=args.tracks_input,
     )
     stop = threading.Event()
     _install_stop(stop, args.duration)
@@ -157,6 +158,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-ms", type=float, default=100.0)
     p.add_argument("--map-timeout-s", type=float, default=30.0)
     p.add_argument("--no-lidar", action="store_true", help="do not splat LiDAR points into the raster")
+    p.add_argument("--tracks-input", action="store_true", help="take perception.tracks from the bus (replayed imported logs) instead of sensor frames")
     p.add_argument("--duration", type=float, default=None)
     p.set_defaults(func=_serve)
 

@@ -1,0 +1,56 @@
+"""Serve a :class:`~bus.messages.VectorMap` on the map request/reply endpoint from a thread.
+
+Used by whatever owns the map in a run: the simulator, or the log replayer (the map of a recorded
+or imported log), so the service can always ask ``map.request`` at startup.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from bus import messages as m
+from bus.config import BusConfig
+from bus.errors import StartupError, TransportError
+from bus.transport import Replier
+
+log = logging.getLogger(__name__)
+
+
+class MapServer:
+    """Answers every :class:`~bus.messages.MapRequest` with ``vector_map`` until ``stop()``."""
+
+    def __init__(self, cfg: BusConfig, vector_map: m.VectorMap) -> None:
+        self._map = vector_map
+        try:
+            self._rep = Replier(cfg, cfg.map_endpoint)
+        except TransportError as e:
+            raise StartupError(f"map server: {e}") from e
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="map-server", daemon=True)
+        self.served = 0
+
+    def _handle(self, req: object) -> m.VectorMap:
+        if not isinstance(req, m.MapRequest):
+            raise ValueError(f"expected MapRequest, got {type(req).__name__}")
+        self.served += 1
+        return self._map
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._rep.serve_once(self._handle, timeout_ms=100)
+
+    def start(self) -> MapServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._rep.close()
+
+    def __enter__(self) -> MapServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
