@@ -102,6 +102,7 @@ class Monitor:
     stage_ns: dict[str, deque] = field(default_factory=dict)
     e2e_ns: deque = field(default_factory=lambda: deque(maxlen=600))
     e2e_all: list = field(default_factory=list)
+    degraded_all: list = field(default_factory=list)  # per prediction, in arrival order
     stage_all: dict[str, list] = field(default_factory=dict)
     degraded: int = 0
     predictions: int = 0
@@ -137,6 +138,7 @@ class Monitor:
         if isinstance(msg, m.Predictions):
             self.predictions += 1
             self.degraded += int(msg.degraded)
+            self.degraded_all.append(bool(msg.degraded))
             for k, v in msg.timings_ns.items():
                 self.stage_ns.setdefault(k, deque(maxlen=600)).append(v)
                 self.stage_all.setdefault(k, []).append(v)
@@ -201,8 +203,15 @@ def render_table(mon: Monitor, children: list[Child], elapsed_s: float):
     return Group(rates, lat, state)
 
 
-def run_stack(opts: StackOptions) -> int:
-    """Start, supervise, show, stop. Returns 0 when the run completed and predictions flowed."""
+@dataclass
+class StackResult:
+    ok: bool  # the run completed and predictions flowed
+    monitor: Monitor
+    summary: dict
+
+
+def run_stack(opts: StackOptions) -> StackResult:
+    """Start, supervise, show, stop."""
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -331,4 +340,4 @@ def run_stack(opts: StackOptions) -> int:
     )
     if not ended_normally:
         log.warning("the stack did not complete normally")
-    return 0 if ended_normally and mon.predictions > 0 else 1
+    return StackResult(ended_normally and mon.predictions > 0, mon, summary)

@@ -96,7 +96,7 @@ def _up(args: argparse.Namespace) -> int:
         picture=not args.no_picture,
         live=not args.no_live,
     )
-    return run_stack(opts)
+    return 0 if run_stack(opts).ok else 1
 
 
 def _replay(args: argparse.Namespace) -> int:

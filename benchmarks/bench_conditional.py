@@ -1,0 +1,105 @@
+"""Conditional-prediction request latency for 1, 3 and 8 candidate ego plans.
+
+The scene comes from the simulator (offline, ``--agents`` agents, through the real tracker and
+rasterizer) fed into a :class:`service.pipeline.Pipeline` with the ONNX model. The pipeline
+serves :class:`~bus.messages.ConditionalRequest` on a real REP socket in a thread (as the service
+does); the planner side is a :class:`~bus.transport.Requester`. Each request is a full round
+trip: encode, send, B raster renders + B model passes, reply, decode.
+
+Usage: python -m benchmarks.bench_conditional [--agents 100] [--requests 100] [--plans 1 3 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import markdown_table, percentiles_ms, write_json
+from bus import messages as m
+from bus.config import BusConfig
+from bus.transport import Replier, Requester
+
+
+def build_scene(agents: int, model: Path | None, seconds: float = 5.0):
+    from service.node import load_predictor
+    from service.pipeline import Pipeline, PipelineConfig
+    from sim_sensors import SimConfig, Simulation
+
+    sim = Simulation(SimConfig(scenario="intersection", seed=3, n_agents=agents))
+    predictor, reason = load_predictor(model, threads=int(os.environ.get("PRESCIENT_ORT_THREADS", "2")), providers=("CPUExecutionProvider",))
+    pipe = Pipeline(sim.map, predictor, PipelineConfig(deadline_guard=False), no_model_reason=reason)
+    ego = None
+    for msgs in sim.run(seconds):
+        for msg in msgs:
+            pipe.feed(msg)
+            if isinstance(msg, m.EgoState):
+                ego = msg
+        tick = pipe.due_tick()
+        if tick is not None:
+            pipe.tick(tick)
+    return pipe, ego
+
+
+def main(argv: list[str] | None = None) -> int:
+    from service.planner_stub import candidate_plans
+    from service.stack_cli import DEFAULT_MODEL
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agents", type=int, default=100)
+    ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--plans", type=int, nargs="+", default=[1, 3, 8])
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--no-model", action="store_true")
+    args = ap.parse_args(argv)
+    pipe, ego = build_scene(args.agents, None if args.no_model else Path(args.model))
+    n_tracks = len(pipe._last[0].track_id) if pipe._last else 0
+    base = candidate_plans(ego)
+    ep = f"ipc://{tempfile.mkdtemp(prefix='bench-cond-')}/cond"
+    cfg = BusConfig(conditional_endpoint=ep, poll_ms=20)
+    rep = Replier(cfg, ep)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            rep.serve_once(pipe.conditional, timeout_ms=20)
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    req = Requester(cfg, ep)
+    rows, results = [], []
+    try:
+        for b in args.plans:
+            plans = base[[i % len(base) for i in range(b)]].copy()
+            plans[:, :, 1] += (0.2 * np.arange(b, dtype=np.float32))[:, None]  # distinct plans
+            msg = m.ConditionalRequest(header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST), request_id=0, plans_xy_m=plans)
+            rtt, degraded = [], 0
+            for i in range(args.requests + args.warmup):
+                t0 = time.perf_counter_ns()
+                reply = req.request(msg, timeout_ms=10_000)
+                dt = time.perf_counter_ns() - t0
+                if i >= args.warmup:
+                    rtt.append(dt)
+                    degraded += int(reply.degraded)
+            r = {"plans": b, "agents_tracked": n_tracks, "degraded": degraded, **percentiles_ms(rtt)}
+            results.append(r)
+            rows.append([b, n_tracks, r["n"], r["p50"], r["p95"], r["p99"], r["max"], degraded])
+    finally:
+        stop.set()
+        th.join(2)
+        req.close()
+        rep.close()
+    print(f"Conditional prediction round trip (ms), model {pipe.model_id}")
+    print(markdown_table(["plans", "tracks", "n", "p50", "p95", "p99", "max", "degraded"], rows))
+    print(f"json: {write_json('conditional', {'results': results, 'model': pipe.model_id})}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,190 @@
+"""End-to-end latency across the real multi-process stack, at the real 10 Hz cadence.
+
+For each (scenario, agent count) point it runs ``prescient up`` (bus proxy, simulator with 16
+sensors in real time, prediction service, planner stub; no recorder) for ``warmup + ticks/10``
+seconds and measures, per prediction after warm-up: end to end (publish of the newest sensor
+frame used -> the planner stub has it, same host, monotonic clock), the service's stages
+(decode, track, raster, infer, total) and the rest (bus hops and queueing = e2e - total).
+A tick is a deadline miss when its end-to-end latency exceeds 100 ms; degraded ticks (physics
+fallback) are counted separately.
+
+Usage: python -m benchmarks.bench_e2e [--agents 10 50 100 200 400] [--scenarios day night]
+       [--ticks 600] [--warmup-s 8] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.common import RESULTS_DIR, machine, markdown_table, percentiles_ms, write_json
+
+BUDGETS = Path(__file__).resolve().parent / "budgets.toml"
+DEADLINE_NS = 100_000_000
+STAGES = ("decode", "track", "raster", "infer", "total")
+
+
+def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Path | None, idx: int) -> dict:
+    from service.stack import StackOptions, run_stack
+
+    night = scenario == "night"
+    out = RESULTS_DIR / "e2e" / f"{scenario}-{agents}"
+    opts = StackOptions(
+        scenario="intersection",
+        seed=idx,
+        agents=agents,
+        duration_s=warmup_s + ticks / 10.0,
+        night=night,
+        model=model,
+        out_dir=out,
+        bus=f"ipc:///tmp/prescient-bench-{os.getpid()}-{idx}",
+        record=False,
+        picture=False,
+        live=False,
+    )
+    res = run_stack(opts)
+    mon = res.monitor
+    skip = int(warmup_s * 10)
+    e2e = np.asarray(mon.e2e_all[skip:], np.int64)
+    stages = {k: np.asarray(v[skip:], np.int64) for k, v in mon.stage_all.items()}
+    n = min(len(e2e), len(stages.get("total", [])))
+    bus = e2e[-n:] - stages["total"][-n:] if n else np.zeros(0, np.int64)
+    degraded = mon.degraded_all[skip:]
+    return {
+        "scenario": scenario,
+        "agents": agents,
+        "completed": res.ok,
+        "ticks": int(len(e2e)),
+        "provider": mon.provider,
+        "e2e": percentiles_ms(e2e),
+        "stages": {k: percentiles_ms(stages[k]) for k in STAGES if k in stages},
+        "bus_and_queue": percentiles_ms(bus),
+        "deadline_miss_rate": float((e2e > DEADLINE_NS).mean()) if len(e2e) else float("nan"),
+        "deadline_misses": int((e2e > DEADLINE_NS).sum()),
+        "degraded_ticks": int(sum(degraded)),
+    }
+
+
+def plot(points: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for scenario in sorted({p["scenario"] for p in points}):
+        pts = [p for p in points if p["scenario"] == scenario and p["ticks"]]
+        x = [p["agents"] for p in pts]
+        for q, style in (("p50", "-o"), ("p99", "--s"), ("max", ":^")):
+            axes[0].plot(x, [p["e2e"][q] for p in pts], style, label=f"{scenario} {q}")
+    axes[0].axhline(100, color="red", lw=1, label="100 ms budget")
+    axes[0].set_xlabel("agents")
+    axes[0].set_ylabel("end-to-end latency (ms)")
+    axes[0].set_xscale("log")
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("end to end: sensor publish -> planner")
+    day = [p for p in points if p["scenario"] == points[0]["scenario"] and p["ticks"]]
+    bottom = np.zeros(len(day))
+    labels = [str(p["agents"]) for p in day]
+    for stage in ("decode", "track", "raster", "infer"):
+        vals = np.array([p["stages"].get(stage, {}).get("p50", 0.0) for p in day])
+        axes[1].bar(labels, vals, bottom=bottom, label=stage)
+        bottom += vals
+    vals = np.array([max(p["bus_and_queue"]["p50"], 0.0) for p in day])
+    axes[1].bar(labels, vals, bottom=bottom, label="bus + queue")
+    axes[1].set_xlabel("agents")
+    axes[1].set_ylabel("p50 per stage (ms)")
+    axes[1].set_title(f"where the time goes ({day[0]['scenario'] if day else ''}, p50)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def table(points: list[dict]) -> str:
+    rows = []
+    for p in points:
+        s = p["stages"]
+        rows.append(
+            [
+                p["scenario"],
+                p["agents"],
+                p["ticks"],
+                p["e2e"]["p50"],
+                p["e2e"]["p95"],
+                p["e2e"]["p99"],
+                p["e2e"]["max"],
+                f"{100 * p['deadline_miss_rate']:.1f}%",
+                p["degraded_ticks"],
+                s.get("track", {}).get("p50", float("nan")),
+                s.get("raster", {}).get("p50", float("nan")),
+                s.get("infer", {}).get("p50", float("nan")),
+                p["bus_and_queue"]["p50"],
+            ]
+        )
+    headers = ["scenario", "agents", "ticks", "e2e p50", "p95", "p99", "max", ">100 ms", "degraded", "track p50", "raster p50", "infer p50", "bus+queue p50"]
+    return markdown_table(headers, rows)
+
+
+def check(points: list[dict], budgets: dict) -> list[str]:
+    """Budget violations, as readable lines (empty: all budgets held)."""
+    bad = []
+    b = budgets["e2e"]
+    for p in points:
+        if p["agents"] == b["budget_agents"]:
+            if not p["ticks"]:
+                bad.append(f"{p['scenario']} {p['agents']} agents: no predictions reached the planner")
+                continue
+            if p["e2e"]["p99"] > b["p99_ms"]:
+                bad.append(f"{p['scenario']} {p['agents']} agents: e2e p99 {p['e2e']['p99']:.1f} ms > {b['p99_ms']} ms")
+            if p["deadline_miss_rate"] > b["max_deadline_miss_rate"]:
+                bad.append(f"{p['scenario']} {p['agents']} agents: deadline-miss rate {p['deadline_miss_rate']:.3f}")
+            for stage, limit in budgets["stages"].items():
+                name = stage.removesuffix("_ms")
+                v = p["stages"].get(name, {}).get("p99")
+                if v is not None and v > limit:
+                    bad.append(f"{p['scenario']} {p['agents']} agents: {name} p99 {v:.1f} ms > {limit} ms")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    from service.stack_cli import DEFAULT_MODEL
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--agents", type=int, nargs="+", default=[10, 50, 100, 200, 400])
+    ap.add_argument("--scenarios", nargs="+", default=["day", "night"], choices=["day", "night"])
+    ap.add_argument("--ticks", type=int, default=600, help="measured ticks per point (after warm-up)")
+    ap.add_argument("--warmup-s", type=float, default=8.0)
+    ap.add_argument("--model", default=str(DEFAULT_MODEL))
+    ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname).1s %(name)s: %(message)s")
+    model = None if args.no_model else Path(args.model)
+    points = []
+    for i, (scenario, agents) in enumerate((s, a) for s in args.scenarios for a in args.agents):
+        print(f"[{i + 1}/{len(args.scenarios) * len(args.agents)}] {scenario}, {agents} agents, {args.ticks} ticks ...", flush=True)
+        points.append(run_point(scenario, agents, args.ticks, args.warmup_s, model, i))
+    print()
+    print(f"End-to-end latency (ms), provider {points[0]['provider']}, machine: {machine()['cpu']} x{machine()['cores']}, commit {machine()['commit']}")
+    print(table(points))
+    slowest = max(("track", "raster", "infer"), key=lambda k: np.nanmean([p["stages"].get(k, {}).get("p50", np.nan) for p in points]))
+    print(f"slowest service stage (mean p50 over points): {slowest}")
+    budgets = tomllib.loads(BUDGETS.read_text())
+    path = write_json("e2e", {"points": points, "threads": {"ort_intra_op": int(os.environ.get("PRESCIENT_ORT_THREADS", "2"))}, "budgets": budgets, "model": str(model)})
+    print(f"json: {path}\nplot: {plot(points, RESULTS_DIR / 'e2e.png')}")
+    violations = check(points, budgets)
+    for v in violations:
+        print(f"BUDGET MISSED: {v}")
+    return 1 if (args.check and violations) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
