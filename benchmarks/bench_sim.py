@@ -1,0 +1,94 @@
+"""Simulator speed: simulated seconds per wall second and step-time tail, at 50/100/200 agents.
+
+Each run warms up (JIT, initial spawns) for 1 sim s, then times every ``Simulation.step()`` with
+``perf_counter_ns`` over ``--duration`` sim seconds (all 16 sensors on, intersection scenario by
+default). Prints a table and writes JSON to ``benchmarks/results/bench_sim.json``.
+
+    .venv/bin/python benchmarks/bench_sim.py [--duration 10] [--agents 50 100 200] [--scenario NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sim_sensors import SCENARIOS, SimConfig, Simulation
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def bench_one(scenario: str, n_agents: int, duration_s: float, seed: int) -> dict:
+    """Time one configuration; returns the summary row."""
+    sim = Simulation(SimConfig(scenario=scenario, seed=seed, n_agents=n_agents))
+    for _ in sim.run(1.0):  # warm-up: JIT and spawning
+        pass
+    n = int(round(duration_s * 1e9 / sim.dt_ns))
+    step_ns = np.empty(n, np.int64)
+    n_msgs = 0
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        a = time.perf_counter_ns()
+        n_msgs += len(sim.step())
+        step_ns[i] = time.perf_counter_ns() - a
+    wall_s = (time.perf_counter_ns() - t0) / 1e9
+    ms = step_ns / 1e6
+    return {
+        "scenario": scenario,
+        "agents": n_agents,
+        "active_agents_end": sim.n_active,
+        "sim_s": duration_s,
+        "wall_s": wall_s,
+        "x_real_time": duration_s / wall_s,
+        "wall_ms_per_sim_s": 1e3 * wall_s / duration_s,
+        "messages_per_sim_s": n_msgs / duration_s,
+        "step_ms_p50": float(np.percentile(ms, 50)),
+        "step_ms_p95": float(np.percentile(ms, 95)),
+        "step_ms_p99": float(np.percentile(ms, 99)),
+        "step_ms_max": float(ms.max()),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default="intersection", choices=SCENARIOS)
+    parser.add_argument("--agents", type=int, nargs="+", default=[50, 100, 200])
+    parser.add_argument("--duration", type=float, default=10.0, help="timed sim seconds per run")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rows = [bench_one(args.scenario, n, args.duration, args.seed) for n in args.agents]
+    print(
+        f"{'agents':>6} {'x_rt':>7} {'ms/sim_s':>9} {'msg/s':>7} {'p50_ms':>7} {'p95_ms':>7} {'p99_ms':>7} {'max_ms':>7}"
+    )
+    for r in rows:
+        print(
+            f"{r['agents']:>6} {r['x_real_time']:>7.1f} {r['wall_ms_per_sim_s']:>9.1f} {r['messages_per_sim_s']:>7.0f} "
+            f"{r['step_ms_p50']:>7.3f} {r['step_ms_p95']:>7.3f} {r['step_ms_p99']:>7.3f} {r['step_ms_max']:>7.3f}"
+        )
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / "bench_sim.json"
+    meta = {
+        "commit": commit,
+        "cpu": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    out.write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

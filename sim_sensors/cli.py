@@ -1,0 +1,193 @@
+"""``prescient sim``: run the simulator and publish every message on the bus.
+
+Publishes through the proxy (``BusConfig().pub_endpoint``), serves the map on
+``BusConfig().map_endpoint`` (a ``Replier`` thread answering ``MapRequest`` with the VectorMap),
+paces to the sim clock with a monotonic clock in ``--realtime`` mode (default) or runs flat out
+with ``--fast``, and prints per-topic counts at the end. ``--offline`` skips the bus (data
+generation, pictures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+
+from pydantic import ValidationError
+
+from bus.config import BusConfig
+from bus.errors import BusError, StartupError
+from bus.messages import TOPIC_MAP, MapRequest, VectorMap
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``sim`` subcommand."""
+    from sim_sensors.maps import SCENARIOS
+
+    p = subparsers.add_parser("sim", help="run the simulated world and its 16 sensors on the bus")
+    p.add_argument("--scenario", default="intersection", choices=SCENARIOS)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--agents", type=int, default=50, help="target number of agents (ego excluded)")
+    p.add_argument("--duration", type=float, default=30.0, help="sim seconds to run")
+    p.add_argument("--night", action="store_true", help="darkness: camera degrades, LWIR does not")
+    p.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        metavar="MODALITY",
+        help="camera|lidar|radar|lwir (repeatable)",
+    )
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="fast", action="store_false", help="pace to the sim clock (default)")
+    pace.add_argument("--fast", dest="fast", action="store_true", help="run as fast as possible")
+    p.add_argument(
+        "--offline", action="store_true", help="do not touch the bus (with --snapshot: just a picture)"
+    )
+    p.add_argument(
+        "--wait-subscribers", type=float, default=2.0, metavar="S", help="wait this long for a subscriber"
+    )
+    p.add_argument("--snapshot", metavar="PNG", help="write a picture of the last state and detections")
+    p.set_defaults(func=run_sim, fast=False)
+
+
+class _MapServer(threading.Thread):
+    """Answers MapRequest on the map endpoint with the VectorMap until stopped."""
+
+    def __init__(self, cfg: BusConfig, vector_map: VectorMap) -> None:
+        super().__init__(name="map-server", daemon=True)
+        self._cfg, self._map = cfg, vector_map
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+        self.error: str = ""
+        self.served = 0
+
+    def _handle(self, req: MapRequest) -> VectorMap:
+        if req.map_id not in ("", self._map.map_id):
+            raise ValueError(f"unknown map_id {req.map_id!r}; serving {self._map.map_id!r}")
+        self.served += 1
+        return self._map
+
+    def run(self) -> None:
+        from bus.transport import Replier
+
+        try:
+            rep = Replier(self._cfg, self._cfg.map_endpoint)
+        except BusError as e:
+            self.error = str(e)
+            self.ready.set()
+            return
+        self.ready.set()
+        try:
+            while not self.stop.is_set():
+                rep.serve_once(self._handle, timeout_ms=100)
+        finally:
+            rep.close()
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    """Handler of ``prescient sim``; returns the exit code."""
+    from sim_sensors.config import SimConfig
+    from sim_sensors.simulation import Simulation
+
+    try:
+        cfg = SimConfig(
+            scenario=args.scenario,
+            seed=args.seed,
+            n_agents=args.agents,
+            night=args.night,
+            disabled_modalities=tuple(args.disable),
+        )
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise StartupError(f"bad argument {'.'.join(map(str, err['loc']))}: {err['msg']}") from e
+    if args.duration <= 0:
+        raise StartupError(f"--duration must be > 0, got {args.duration}")
+    sim = Simulation(cfg)
+    bus_cfg = BusConfig()
+    pub = server = None
+    stop = threading.Event()
+    if not args.offline:
+        from bus.transport import Publisher
+
+        server = _MapServer(bus_cfg, sim.map)
+        server.start()
+        server.ready.wait(5.0)
+        if server.error:
+            raise StartupError(f"map server: {server.error}")
+        try:
+            pub = Publisher(bus_cfg)
+        except BusError as e:
+            server.stop.set()
+            raise StartupError(f"publisher: {e}") from e
+        if not pub.wait_for_subscribers(["sensor."], args.wait_subscribers):
+            log.warning(
+                "no subscriber after %.1f s (is `prescient bus` running?); publishing anyway",
+                args.wait_subscribers,
+            )
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    old = (
+        {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        if threading.current_thread() is threading.main_thread()
+        else {}
+    )
+    counts: Counter[str] = Counter()
+    latest: dict[str, object] = {}
+    n_steps = int(round(args.duration * 1e9 / sim.dt_ns))
+    log.info(
+        "sim %s seed=%d agents=%d %s, %s for %.1f s",
+        cfg.scenario,
+        cfg.seed,
+        cfg.n_agents,
+        "night" if cfg.night else "day",
+        "fast" if args.fast else "realtime",
+        args.duration,
+    )
+    t_start = time.monotonic()
+    try:
+        for _ in range(n_steps):
+            if stop.is_set():
+                break
+            for m in sim.step():
+                counts[m.header.topic] += 1
+                if m.header.topic.startswith("sensor."):
+                    latest[m.header.topic] = m
+                if pub is not None:
+                    pub.publish(m, check=False)
+            if not args.fast:
+                lag = t_start + sim.time_ns / 1e9 - time.monotonic()
+                if lag > 0:
+                    time.sleep(lag)
+    finally:
+        wall = time.monotonic() - t_start
+        for s, h in old.items():
+            signal.signal(s, h)
+        if pub is not None:
+            pub.close()
+        if server is not None:
+            server.stop.set()
+            server.join(2.0)
+    sim_s = sim.time_ns / 1e9
+    print(
+        f"prescient sim: {cfg.scenario} seed={cfg.seed}: {sim_s:.1f} sim s in {wall:.2f} wall s ({sim_s / max(wall, 1e-9):.1f}x real time)"
+    )
+    print(f"{'topic':<24}{'count':>8}{'rate_hz':>10}")
+    for topic in sorted(counts):
+        print(f"{topic:<24}{counts[topic]:>8}{counts[topic] / max(sim_s, 1e-9):>10.1f}")
+    if server is not None:
+        print(f"map requests served on {bus_cfg.map_endpoint} ({TOPIC_MAP}): {server.served}")
+    print("counters: " + ", ".join(f"{k}={v}" for k, v in sim.counters.items()))
+    if args.snapshot:
+        from sim_sensors.snapshot import draw_snapshot
+
+        out = draw_snapshot(sim, latest, args.snapshot)
+        print(f"snapshot written to {out}")
+    return 0
