@@ -33,6 +33,8 @@ class MapServer:
     def _handle(self, req: object) -> m.VectorMap:
         if not isinstance(req, m.MapRequest):
             raise ValueError(f"expected MapRequest, got {type(req).__name__}")
+        if req.map_id not in ("", self._map.map_id):
+            raise ValueError(f"unknown map_id {req.map_id!r}; serving {self._map.map_id!r}")
         self.served += 1
         return self._map
 

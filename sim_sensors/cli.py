@@ -10,6 +10,7 @@ generation, pictures).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import threading
@@ -20,9 +21,12 @@ from pydantic import ValidationError
 
 from bus.config import BusConfig
 from bus.errors import BusError, StartupError
-from bus.messages import TOPIC_MAP, MapRequest, VectorMap
+from bus.map_server import MapServer
+from bus.messages import TOPIC_MAP
 
 log = logging.getLogger(__name__)
+
+MAP_REPUBLISH_NS = 5_000_000_000  # the map is also published every 5 s for late joiners (recorders)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,40 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_sim, fast=False)
 
 
-class _MapServer(threading.Thread):
-    """Answers MapRequest on the map endpoint with the VectorMap until stopped."""
-
-    def __init__(self, cfg: BusConfig, vector_map: VectorMap) -> None:
-        super().__init__(name="map-server", daemon=True)
-        self._cfg, self._map = cfg, vector_map
-        self.ready = threading.Event()
-        self.stop = threading.Event()
-        self.error: str = ""
-        self.served = 0
-
-    def _handle(self, req: MapRequest) -> VectorMap:
-        if req.map_id not in ("", self._map.map_id):
-            raise ValueError(f"unknown map_id {req.map_id!r}; serving {self._map.map_id!r}")
-        self.served += 1
-        return self._map
-
-    def run(self) -> None:
-        from bus.transport import Replier
-
-        try:
-            rep = Replier(self._cfg, self._cfg.map_endpoint)
-        except BusError as e:
-            self.error = str(e)
-            self.ready.set()
-            return
-        self.ready.set()
-        try:
-            while not self.stop.is_set():
-                rep.serve_once(self._handle, timeout_ms=100)
-        finally:
-            rep.close()
-
-
 def run_sim(args: argparse.Namespace) -> int:
     """Handler of ``prescient sim``; returns the exit code."""
     from sim_sensors.config import SimConfig
@@ -114,15 +84,11 @@ def run_sim(args: argparse.Namespace) -> int:
     if not args.offline:
         from bus.transport import Publisher
 
-        server = _MapServer(bus_cfg, sim.map)
-        server.start()
-        server.ready.wait(5.0)
-        if server.error:
-            raise StartupError(f"map server: {server.error}")
+        server = MapServer(bus_cfg, sim.map).start()  # raises StartupError if it cannot bind
         try:
             pub = Publisher(bus_cfg)
         except BusError as e:
-            server.stop.set()
+            server.stop()
             raise StartupError(f"publisher: {e}") from e
         if not pub.wait_for_subscribers(["sensor."], args.wait_subscribers):
             log.warning(
@@ -152,10 +118,20 @@ def run_sim(args: argparse.Namespace) -> int:
         args.duration,
     )
     t_start = time.monotonic()
+    next_map_ns = 0
     try:
         for _ in range(n_steps):
             if stop.is_set():
                 break
+            if pub is not None and sim.time_ns >= next_map_ns:
+                # Also on the bus (not only on request), so recorders put the map in every log.
+                pub.publish(
+                    dataclasses.replace(
+                        sim.map,
+                        header=dataclasses.replace(sim.map.header, topic=TOPIC_MAP, stamp_ns=sim.time_ns),
+                    )
+                )
+                next_map_ns = sim.time_ns + MAP_REPUBLISH_NS
             for m in sim.step():
                 counts[m.header.topic] += 1
                 if m.header.topic.startswith("sensor."):
@@ -173,8 +149,7 @@ def run_sim(args: argparse.Namespace) -> int:
         if pub is not None:
             pub.close()
         if server is not None:
-            server.stop.set()
-            server.join(2.0)
+            server.stop()
     sim_s = sim.time_ns / 1e9
     print(
         f"prescient sim: {cfg.scenario} seed={cfg.seed}: {sim_s:.1f} sim s in {wall:.2f} wall s ({sim_s / max(wall, 1e-9):.1f}x real time)"

@@ -8,11 +8,12 @@ import pytest
 
 from bus.config import BusConfig
 from bus.errors import StartupError
+from bus.map_server import MapServer
 from bus.messages import TOPIC_MAP_REQUEST, Header, MapRequest
 from bus.transport import Requester
 from service.cli import main
 from sim_sensors import build_map
-from sim_sensors.cli import _MapServer, register
+from sim_sensors.cli import register
 
 
 def test_sim_offline_prints_all_topics_and_writes_snapshot(tmp_path, capsys) -> None:
@@ -54,14 +55,12 @@ def test_map_server_answers_map_request(ipc_endpoints) -> None:
     """The map thread replies to MapRequest with the scenario's VectorMap."""
     cfg = BusConfig(map_endpoint=ipc_endpoints("map"))
     vm = build_map("t_junction")
-    server = _MapServer(cfg, vm)
-    server.start()
+    server = MapServer(cfg, vm).start()
     try:
-        assert server.ready.wait(5.0) and not server.error
         req = Requester(cfg, cfg.map_endpoint)
         got = req.request(MapRequest(header=Header(topic=TOPIC_MAP_REQUEST)), timeout_ms=3000)
         req.close()
         assert got.map_id == vm.map_id and len(got.lane_id) == len(vm.lane_id)
+        assert server.served == 1
     finally:
-        server.stop.set()
-        server.join(2.0)
+        server.stop()
