@@ -32,31 +32,42 @@ MAX_DRAIN = 10_000  # messages handled per loop turn before a tick gets its chan
 
 
 def fetch_map(cfg: BusConfig, timeout_s: float, stop: threading.Event | None = None) -> m.VectorMap:
-    """Ask the map server (the simulator or a replayer) for the map, retrying until ``timeout_s``.
+    """Get the map: ask the map server (simulator or log replayer), or take it off the bus.
+
+    The request is retried until ``timeout_s``; meanwhile a ``map.vector`` message published on
+    the bus (the simulator republishes it every few seconds) is accepted too, so one lost
+    request/reply exchange cannot stall startup.
 
     Raises:
-        StartupError: no map server answered in time.
+        StartupError: no map within ``timeout_s``.
     """
     req = Requester(cfg, cfg.map_endpoint)
-    deadline = time.monotonic() + timeout_s
+    sub = Subscriber(cfg, [m.TOPIC_MAP])
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    attempt = 0
     try:
         while time.monotonic() < deadline and not (stop and stop.is_set()):
+            attempt += 1
             try:
-                reply = req.request(m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST)), timeout_ms=500)
+                reply = req.request(m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST)), timeout_ms=min(250 * attempt, 2000))
             except RequestTimeout:
+                published = sub.recv(timeout_ms=0)
+                if isinstance(published, m.VectorMap):
+                    log.info("map %s taken from the bus after %.1f s", published.map_id, time.monotonic() - t0)
+                    return published
+                log.debug("map request %d timed out", attempt)
                 continue
             except TransportError as e:
                 raise StartupError(f"map server at {cfg.map_endpoint} answered with an error: {e}") from e
             if isinstance(reply, m.VectorMap):
+                log.info("map %s received from %s after %.1f s", reply.map_id, cfg.map_endpoint, time.monotonic() - t0)
                 return reply
-            raise StartupError(
-                f"map server at {cfg.map_endpoint} sent {type(reply).__name__}, not a VectorMap"
-            )
+            raise StartupError(f"map server at {cfg.map_endpoint} sent {type(reply).__name__}, not a VectorMap")
     finally:
         req.close()
-    raise StartupError(
-        f"no map server answered at {cfg.map_endpoint} within {timeout_s:.0f} s (is `prescient sim` running?)"
-    )
+        sub.close()
+    raise StartupError(f"no map server answered at {cfg.map_endpoint} within {timeout_s:.0f} s (is `prescient sim` running?)")
 
 
 def load_predictor(model: Path | None, threads: int, providers: tuple[str, ...]) -> tuple[object | None, str]:
