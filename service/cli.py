@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "service.tracker.cli",  # prescient track
     "service.raster.cli",  # prescient raster
     "models.cli",  # prescient data / train / eval / export
+    "models.sim_cli",  # prescient data generate / train-sim / eval-sim / eval-av2
     "service.stack_cli",  # prescient up / replay / serve / planner
     "benchmarks.cli",  # prescient bench
     "models.scenario_diffusion.cli",  # prescient scenarios

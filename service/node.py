@@ -50,24 +50,47 @@ def fetch_map(cfg: BusConfig, timeout_s: float, stop: threading.Event | None = N
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             attempt += 1
             try:
-                reply = req.request(m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST)), timeout_ms=min(250 * attempt, 2000))
+                reply = req.request(
+                    m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST)),
+                    timeout_ms=min(250 * attempt, 2000),
+                )
             except RequestTimeout:
                 published = sub.recv(timeout_ms=0)
                 if isinstance(published, m.VectorMap):
-                    log.info("map %s taken from the bus after %.1f s", published.map_id, time.monotonic() - t0)
+                    log.info(
+                        "map %s taken from the bus after %.1f s", published.map_id, time.monotonic() - t0
+                    )
                     return published
                 log.debug("map request %d timed out", attempt)
                 continue
             except TransportError as e:
                 raise StartupError(f"map server at {cfg.map_endpoint} answered with an error: {e}") from e
             if isinstance(reply, m.VectorMap):
-                log.info("map %s received from %s after %.1f s", reply.map_id, cfg.map_endpoint, time.monotonic() - t0)
+                log.info(
+                    "map %s received from %s after %.1f s",
+                    reply.map_id,
+                    cfg.map_endpoint,
+                    time.monotonic() - t0,
+                )
                 return reply
-            raise StartupError(f"map server at {cfg.map_endpoint} sent {type(reply).__name__}, not a VectorMap")
+            raise StartupError(
+                f"map server at {cfg.map_endpoint} sent {type(reply).__name__}, not a VectorMap"
+            )
     finally:
         req.close()
         sub.close()
-    raise StartupError(f"no map server answered at {cfg.map_endpoint} within {timeout_s:.0f} s (is `prescient sim` running?)")
+    raise StartupError(
+        f"no map server answered at {cfg.map_endpoint} within {timeout_s:.0f} s (is `prescient sim` running?)"
+    )
+
+
+def warm_up_stages() -> None:
+    """Compile the tracker and raster kernels (numba) before the map arrives."""
+    from service.raster.kernels import warm_up_kernels
+    from service.tracker import Tracker
+
+    Tracker().warm_up()
+    warm_up_kernels()
 
 
 def load_predictor(model: Path | None, threads: int, providers: tuple[str, ...]) -> tuple[object | None, str]:
@@ -111,7 +134,30 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
     predictor, no_model_reason = load_predictor(opts.model, opts.threads, opts.providers)
     provider = getattr(predictor, "provider", "none")
     log.info("onnxruntime provider in use: %s", provider)
-    vmap = fetch_map(cfg, opts.map_timeout_s, stop)
+    pub = Publisher(cfg)
+    try:
+        t0 = time.monotonic()
+        warm_up_stages()  # JIT before going live (seconds on a cold numba cache)
+        log.info("stages warmed up in %.1f s", time.monotonic() - t0)
+        # Tell the world we are ready for a map (the launcher starts the sensors on this).
+        pub.wait_for_subscribers([m.health_topic(SERVICE_NODE)], 1.0)
+        pub.publish(
+            m.Health(
+                header=m.Header(topic=m.health_topic(SERVICE_NODE)),
+                node=SERVICE_NODE,
+                provider=provider,
+                degraded=True,
+                reason="waiting for map",
+                ticks=0,
+                deadline_misses=0,
+                rejected={},
+                seq_gaps={},
+            )
+        )
+        vmap = fetch_map(cfg, opts.map_timeout_s, stop)
+    except BaseException:
+        pub.close()
+        raise
     pipe = Pipeline(
         vmap,
         predictor,
@@ -121,7 +167,6 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
     )
     inputs = [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."]
     sub = Subscriber(cfg, [*inputs, m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS])
-    pub = Publisher(cfg)
     try:
         rep = Replier(cfg, cfg.conditional_endpoint)
     except TransportError as e:

@@ -31,6 +31,7 @@ from service.tracker import Tracker, TrackerConfig
 log = logging.getLogger(__name__)
 
 NS_PER_MS = 1_000_000
+CLOCK_RESET_NS = 2_000_000_000  # an input this much older than the newest means a restart
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class PipelineStats:
     degraded_ticks: int = 0
     deadline_misses: int = 0
     no_ego_ticks: int = 0
+    clock_resets: int = 0
     degraded_reasons: dict[str, int] = field(default_factory=dict)
 
     def degraded(self, reason: str) -> None:
@@ -106,7 +108,8 @@ class Pipeline:
         # then the Tracks messages are the tracker's output and drive the ticks.
         self.tracks_from_log = tracks_from_log
         self._given_tracks: m.Tracks | None = None
-        self.tracker = Tracker(tracker_cfg or TrackerConfig())
+        self._tracker_cfg = tracker_cfg or TrackerConfig()
+        self.tracker = Tracker(self._tracker_cfg)
         self.tracker.warm_up()
         self.rasterizer = Rasterizer(raster_cfg or RasterConfig(), vector_map)
         self.predictor = predictor
@@ -140,6 +143,19 @@ class Pipeline:
         """
         used = False
         t0 = time.perf_counter_ns()
+        stamp = getattr(getattr(msg, "header", None), "stamp_ns", 0)
+        if (
+            self._newest_stamp_ns is not None
+            and stamp < self._newest_stamp_ns - CLOCK_RESET_NS
+            and not isinstance(msg, m.TrafficLights)
+        ):
+            # The sensor clock jumped back (simulator or log restarted): start over rather than
+            # waiting for the old clock to be reached again.
+            log.warning(
+                "sensor clock jumped back %.1f s: resetting tracker and tick clock",
+                (self._newest_stamp_ns - stamp) / 1e9,
+            )
+            self._reset()
         if isinstance(msg, m.EgoState):
             used = self.tracker.process(msg)
             if used:
@@ -161,6 +177,14 @@ class Pipeline:
         # The tracker does its per-frame work as frames arrive; that time belongs to "track".
         self._feed_ns += time.perf_counter_ns() - t0
         return used
+
+    def _reset(self) -> None:
+        self.stats.clock_resets += 1
+        self.tracker = Tracker(self._tracker_cfg)
+        self._ego, self._lights, self._given_tracks, self._last = None, None, None, None
+        self._ego_hist.clear()
+        self._lidar.clear()
+        self._newest_stamp_ns = self._next_tick_ns = None
 
     def _note_input(self, header: m.Header, recv_mono_ns: int) -> None:
         if self._newest_stamp_ns is None or header.stamp_ns > self._newest_stamp_ns:
@@ -330,6 +354,7 @@ class Pipeline:
         for key, n in self.stats.degraded_reasons.items():
             rejected[f"degraded:{key}"] = int(n)
         rejected["skipped_ticks"] = self.stats.skipped_ticks
+        rejected["clock_resets"] = self.stats.clock_resets
         degraded = self.predictor is None
         return m.Health(
             header=m.Header(topic=m.health_topic(node), stamp_ns=int(now_ns)),

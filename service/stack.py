@@ -33,6 +33,7 @@ from bus.transport import Subscriber
 log = logging.getLogger(__name__)
 
 MAX_RESTARTS = 3
+SERVICE_READY_TIMEOUT_S = 120.0
 LIGHT_TOPICS = (m.TOPIC_PREDICTIONS, m.TOPIC_PLANNER_STATUS, m.TOPIC_HEALTH_PREFIX)
 
 
@@ -111,6 +112,7 @@ class Monitor:
     health_reason: str = ""
     rejected: int = 0
     planner_status: str = ""
+    health_seen: bool = False
 
     def run(self, cfg: BusConfig, stop: threading.Event) -> None:
         sub = Subscriber(cfg, [""])
@@ -148,6 +150,7 @@ class Monitor:
                 self.e2e_all.append(msg.e2e_latency_ns)
             self.planner_status = msg.status
         elif isinstance(msg, m.Health) and msg.node == "predictor":
+            self.health_seen = True
             self.provider, self.deadline_misses, self.health_reason = (
                 msg.provider,
                 msg.deadline_misses,
@@ -248,14 +251,28 @@ def run_stack(opts: StackOptions) -> StackResult:
         signal.signal(sig, lambda *_: stop.set())
     mon = Monitor()
     t_start = time.monotonic()
+    mon_thread = threading.Thread(target=mon.run, args=(cfg, stop), daemon=True)
     for c in children:
+        if c.name == "sim":
+            # Sensors start once the service is warmed up and asks for the map (its first
+            # health message); otherwise the first seconds of the run are lost to JIT.
+            t_wait = time.monotonic()
+            while (
+                not mon.health_seen
+                and time.monotonic() - t_wait < SERVICE_READY_TIMEOUT_S
+                and not stop.is_set()
+            ):
+                time.sleep(0.1)
+            if not mon.health_seen:
+                log.warning(
+                    "service not ready after %.0f s; starting the simulator anyway", SERVICE_READY_TIMEOUT_S
+                )
         c.start(env, out)
         if c.name == "bus":
             time.sleep(0.3)
             if not c.alive():
                 raise StartupError(f"bus proxy failed to start: {c.last_line()}")
-    mon_thread = threading.Thread(target=mon.run, args=(cfg, stop), daemon=True)
-    mon_thread.start()
+            mon_thread.start()
     ended_normally = False
     live = None
     if opts.live:
@@ -267,7 +284,7 @@ def run_stack(opts: StackOptions) -> StackResult:
         )
         live.start()
     try:
-        deadline = t_start + opts.duration_s + 60.0  # generous: the simulator ends the run
+        deadline = time.monotonic() + opts.duration_s + 60.0  # generous: the simulator ends the run
         while not stop.is_set() and time.monotonic() < deadline:
             time.sleep(0.5)
             for c in children:

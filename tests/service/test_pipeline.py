@@ -190,3 +190,19 @@ def test_replay_log_twice_is_identical(tiny_model: Path, tmp_path: Path) -> None
 
     a, b = once(), once()
     assert len(a) == 8 and a == b
+
+
+def test_pipeline_clock_jump_back_resets_and_ticks_again() -> None:
+    """A restarted simulator (sensor clock back to 0) is followed, not waited for."""
+    pipe = _pipe()
+    for i in range(40, 50):
+        ego, tracks = _scene(i * 100 * MS)
+        pipe.feed(ego)
+        pipe.feed(tracks)
+        pipe.due_tick()
+    ego, tracks = _scene(0)
+    pipe.feed(ego)
+    pipe.feed(tracks)
+    assert pipe.stats.clock_resets == 1
+    assert pipe.due_tick() == 0
+    assert pipe.tick(0) is not None

@@ -1,0 +1,298 @@
+"""Onboard predictor: the exported net under onnxruntime (no torch), plus the physics fallback.
+
+Load-time checks (fail fast, one clear line via :class:`bus.errors.StartupError`): the ONNX file's
+sha256, the session's input/output names, shapes and dtypes, and the raster spec version all must
+match the manifest written by :mod:`models.export`. The provider actually in use is read back from
+``session.get_providers()``: onnxruntime-gpu silently falls back to CPU when CUDA cannot start, and
+``get_available_providers()`` only lists what was compiled in.
+
+Per tick: ``predict(raster, inputs)`` runs one pass for the whole scene and returns world-frame
+trajectories. :func:`constant_velocity_predictions` is the fallback when the model is missing or
+late; the service marks those predictions ``degraded``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from bus.errors import StartupError
+from bus.messages import Tracks
+from models.baselines import constant_velocity_predictions
+from models.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+from models.features import AgentInputs, agent_inputs_from_tracks, world_from_agent_predictions
+from models.manifest import manifest_path_for, sha256_file
+
+log = logging.getLogger(__name__)
+
+Float32Array = npt.NDArray[np.float32]
+
+__all__ = [
+    "ModelLoadError",
+    "OnnxPredictor",
+    "PredictionInputError",
+    "PredictorOutput",
+    "constant_velocity_predictions",
+]
+
+DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class ModelLoadError(StartupError):
+    """The model file or its manifest is missing, corrupt or disagrees with the other."""
+
+
+class PredictionInputError(ValueError):
+    """A per-tick input the model cannot take (wrong shape, non-finite); counted, not fatal."""
+
+
+@dataclass(frozen=True, eq=False)
+class PredictorOutput:
+    """World-frame predictions for the caller's agents, in the caller's order.
+
+    Attributes:
+        trajectories_m: (N, K, T, 2) float32 world frame, first step ``dt_s`` after now.
+        mode_probs: (N, K) float32 rows sum to 1.
+        scale_m: (N, K, T, 2) float32 Laplace scales (> 0), world axes.
+        from_model: (N,) bool; False for agents beyond ``n_max`` that got constant velocity.
+        infer_ns: duration of ``session.run``.
+    """
+
+    trajectories_m: Float32Array
+    mode_probs: Float32Array
+    scale_m: Float32Array
+    from_model: npt.NDArray[np.bool_]
+    infer_ns: int
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelLoadError(f"model manifest not found: {path}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"model manifest {path} is not valid JSON: {e}") from e
+    missing = [
+        k for k in ("sha256", "inputs", "outputs", "model_config", "raster_spec_version") if k not in manifest
+    ]
+    if missing:
+        raise ModelLoadError(f"model manifest {path} lacks keys {missing}")
+    return manifest
+
+
+class OnnxPredictor:
+    """One onnxruntime session for the exported :class:`models.net.TrajectoryNet`.
+
+    Args:
+        model_path: the ``.onnx`` file.
+        manifest_path: its manifest; default ``<stem>.manifest.json`` next to it.
+        providers: onnxruntime providers in order of preference; unavailable ones are skipped.
+        intra_op_threads: onnxruntime intra-op threads.
+        expected_spec_version: raster spec version the caller renders; a different one in the
+            manifest is refused. None skips the check (tests, offline tools).
+        expected_num_channels: raster channel count the caller renders, or None.
+        warmup: run the model once on zeros at load, so the first tick is not slow.
+
+    Raises:
+        ModelLoadError: missing file, sha256 / names / shapes / spec mismatch.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        manifest_path: str | Path | None = None,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        intra_op_threads: int = 2,
+        expected_spec_version: str | None = None,
+        expected_num_channels: int | None = None,
+        warmup: bool = True,
+    ) -> None:
+        model_path = Path(model_path)
+        manifest_path = Path(manifest_path) if manifest_path is not None else manifest_path_for(model_path)
+        if not model_path.is_file():
+            raise ModelLoadError(f"model file not found: {model_path}")
+        manifest = _load_manifest(manifest_path)
+        digest = sha256_file(model_path)
+        if digest != manifest["sha256"]:
+            raise ModelLoadError(
+                f"sha256 of {model_path} is {digest[:16]}..., manifest {manifest_path.name} says "
+                f"{str(manifest['sha256'])[:16]}...: wrong or corrupt model file"
+            )
+        spec = str(manifest["raster_spec_version"])
+        if expected_spec_version is not None and spec != str(expected_spec_version):
+            raise ModelLoadError(
+                f"model {model_path.name} was trained on raster spec {spec!r}, "
+                f"the rasterizer renders {expected_spec_version!r}: refusing to run"
+            )
+        try:
+            self.cfg = ModelConfig.from_dict(manifest["model_config"])
+        except (TypeError, ValueError) as e:
+            raise ModelLoadError(f"manifest {manifest_path.name}: bad model_config: {e}") from e
+        if expected_num_channels is not None and self.cfg.in_channels != expected_num_channels:
+            raise ModelLoadError(
+                f"model {model_path.name} takes {self.cfg.in_channels} raster channels, "
+                f"the rasterizer renders {expected_num_channels}"
+            )
+
+        available = set(ort.get_available_providers())
+        use = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(intra_op_threads)
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(model_path), so, providers=use)
+        except Exception as e:  # onnxruntime raises its own exception types for bad graphs
+            raise ModelLoadError(f"onnxruntime cannot load {model_path}: {e}") from e
+        self._check_io(manifest, model_path.name)
+        # The provider that really runs the graph (CUDA may have silently fallen back to CPU).
+        self.provider: str = self.session.get_providers()[0]
+        if providers and providers[0] != self.provider:
+            log.warning("requested provider %s, running on %s", providers[0], self.provider)
+        self.manifest = manifest
+        self.model_id: str = str(manifest.get("model_id", model_path.stem))
+        self.spec_version = spec
+        self.intra_op_threads = int(intra_op_threads)
+        self._batch_symbolic = not isinstance(manifest["inputs"][0]["shape"][0], int)
+        if warmup:
+            self._run({n: np.zeros(s, np.float32) for n, s in self.cfg.input_shapes(1).items()})
+        log.info("loaded model %s (%s, spec %s) on %s", self.model_id, model_path.name, spec, self.provider)
+
+    def _check_io(self, manifest: dict[str, Any], name: str) -> None:
+        def described(items: list[Any]) -> list[tuple[str, list[Any], str]]:
+            out = []
+            for it in items:
+                shape = [d if isinstance(d, int) else str(d) for d in it.shape]
+                out.append((it.name, shape, it.type))
+            return out
+
+        got_in = described(self.session.get_inputs())
+        got_out = described(self.session.get_outputs())
+        for kind, got, want, names in (
+            ("input", got_in, manifest["inputs"], INPUT_NAMES),
+            ("output", got_out, manifest["outputs"], OUTPUT_NAMES),
+        ):
+            got_names = [g[0] for g in got]
+            want_names = [w["name"] for w in want]
+            if got_names != want_names or tuple(want_names) != names:
+                raise ModelLoadError(
+                    f"{name}: {kind} names {got_names}, manifest {want_names}, runtime expects {list(names)}"
+                )
+            for (g_name, g_shape, g_type), w in zip(got, want):
+                w_shape = [d if isinstance(d, int) else str(d) for d in w["shape"]]
+                if [d if isinstance(d, int) else "?" for d in g_shape] != [
+                    d if isinstance(d, int) else "?" for d in w_shape
+                ]:
+                    raise ModelLoadError(
+                        f"{name}: {kind} {g_name} has shape {g_shape}, manifest says {w_shape}"
+                    )
+                if g_type != f"tensor({w['dtype'].replace('float32', 'float')})":
+                    raise ModelLoadError(
+                        f"{name}: {kind} {g_name} has type {g_type}, manifest says {w['dtype']}"
+                    )
+        cfg_shapes = self.cfg.input_shapes(1)
+        for w in manifest["inputs"]:
+            if list(cfg_shapes[w["name"]][1:]) != list(w["shape"][1:]):
+                raise ModelLoadError(
+                    f"{name}: manifest input {w['name']} shape {w['shape']} disagrees with model_config"
+                )
+
+    def _run(self, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(list(OUTPUT_NAMES), feed)
+
+    def check_raster(self, raster: np.ndarray) -> Float32Array:
+        """Validate a (C, H, W) raster; returns it as contiguous float32.
+
+        Raises:
+            PredictionInputError: wrong shape or non-finite values.
+        """
+        c = self.cfg.in_channels
+        h, w = self.cfg.raster_hw
+        if raster.shape != (c, h, w):
+            raise PredictionInputError(f"raster: expected shape {(c, h, w)}, got {raster.shape}")
+        raster = np.ascontiguousarray(raster, dtype=np.float32)
+        if not np.isfinite(np.sum(raster, dtype=np.float64)):
+            raise PredictionInputError("raster: non-finite values")
+        return raster
+
+    def predict_inputs(
+        self, raster: np.ndarray, inputs: AgentInputs
+    ) -> tuple[Float32Array, Float32Array, Float32Array, int]:
+        """Run the net on prepared inputs; outputs for the valid slots, world frame.
+
+        Args:
+            raster: (C, H, W) float32.
+            inputs: from :func:`models.features.build_agent_inputs` with this predictor's ``cfg``.
+
+        Returns:
+            traj (M, K, T, 2), probs (M, K), scale (M, K, T, 2) world frame for the M valid slots
+            (slot i is the caller's agent ``inputs.agent_index[i]``), and the inference time in ns.
+        """
+        raster = self.check_raster(raster)
+        if inputs.agent_hist.shape != self.cfg.input_shapes(1)["agent_hist"][1:]:
+            raise PredictionInputError(
+                f"agent_hist: expected {self.cfg.input_shapes(1)['agent_hist'][1:]}, got {inputs.agent_hist.shape}"
+            )
+        feed = inputs.as_feed()
+        for name, arr in feed.items():
+            if not np.all(np.isfinite(arr)):
+                raise PredictionInputError(f"{name}: non-finite values")
+        feed["raster"] = raster[None]
+        t0 = time.perf_counter_ns()
+        traj, probs, scale = self._run(feed)
+        infer_ns = time.perf_counter_ns() - t0
+        m = int(np.count_nonzero(inputs.agent_index >= 0))
+        traj_w, scale_w = world_from_agent_predictions(traj[0, :m], scale[0, :m], inputs.agent_pose_world[:m])
+        return traj_w, probs[0, :m].astype(np.float32), scale_w, infer_ns
+
+    def predict(
+        self,
+        raster: np.ndarray,
+        tracks: Tracks,
+        ego_velocity_mps: np.ndarray,
+        ego_size_lwh_m: np.ndarray,
+        plan_xy_m: np.ndarray | None = None,
+    ) -> PredictorOutput:
+        """Predict every track of ``tracks`` (world frame, caller's order).
+
+        Args:
+            raster: (C, H, W) float32 from the rasterizer for the same tick.
+            tracks: current tracks (world frame, with history).
+            ego_velocity_mps: (2,) world frame. ego_size_lwh_m: (3,).
+            plan_xy_m: (S, 2) world-frame ego plan, or None.
+
+        Returns:
+            :class:`PredictorOutput` with N = number of tracks; tracks beyond ``n_max`` (the
+            farthest from the ego) get constant velocity and ``from_model`` False.
+
+        Raises:
+            PredictionInputError: bad raster or track arrays.
+        """
+        cfg = self.cfg
+        try:
+            inputs = agent_inputs_from_tracks(cfg, tracks, ego_velocity_mps, ego_size_lwh_m, plan_xy_m)
+        except ValueError as e:
+            raise PredictionInputError(str(e)) from e
+        traj_m, probs_m, scale_m, infer_ns = self.predict_inputs(raster, inputs)
+        n = tracks.position_m.shape[0]
+        traj, probs, scale = constant_velocity_predictions(
+            tracks.position_m.astype(np.float64),
+            tracks.velocity_mps.astype(np.float64),
+            num_modes=cfg.num_modes,
+            future_steps=cfg.future_steps,
+            dt_s=cfg.dt_s,
+        )
+        idx = inputs.agent_index[: traj_m.shape[0]]
+        traj[idx], probs[idx], scale[idx] = traj_m, probs_m, scale_m
+        from_model = np.zeros(n, bool)
+        from_model[idx] = True
+        return PredictorOutput(traj, probs, scale, from_model, infer_ns)
