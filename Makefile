@@ -25,7 +25,7 @@ test: setup
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/python -m service.demo
+	$(BIN)/prescient up --scenario intersection --agents 40 --duration 40 --out runs/demo
 
 bench-bus: setup
 	$(BIN)/python -m benchmarks.bench_bus
