@@ -1,0 +1,189 @@
+"""Model inference latency: onnxruntime vs PyTorch eager, each runtime in its own process.
+
+Same weights, same seeded inputs (default 60 x 256 x 256 raster, N_MAX 128 with 100 valid agents),
+``--threads`` intra-op threads (default 2). Prints p50/p95/p99/max per runtime and writes JSON to
+``benchmarks/results/bench_model.json``. Torch and onnxruntime are never timed in the same process:
+they would fight over the same cores.
+
+    .venv/bin/python -m benchmarks.bench_model [--runs 100] [--model path.onnx] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+TARGET_P99_MS = 40.0
+
+
+def _stats(samples_ns: list[int]) -> dict[str, float]:
+    a = np.asarray(samples_ns, np.float64) / 1e6
+    return {
+        "n": int(a.size),
+        "p50_ms": float(np.percentile(a, 50)),
+        "p95_ms": float(np.percentile(a, 95)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "max_ms": float(a.max()),
+        "mean_ms": float(a.mean()),
+    }
+
+
+def _feed(cfg, n_valid: int, seed: int) -> dict[str, np.ndarray]:
+    from models.export import random_inputs  # torch-free path is not needed here: worker-only
+
+    return random_inputs(cfg, 1, seed=seed, n_valid=n_valid)
+
+
+def worker(runtime: str, model_dir: Path, runs: int, warmup: int, threads: int, n_valid: int) -> dict:
+    """Time one runtime in this process; returns stats (ms) and the provider / thread counts."""
+    manifest = json.loads((model_dir / "model.manifest.json").read_text())
+    from models.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+
+    cfg = ModelConfig.from_dict(manifest["model_config"])
+    samples: list[int] = []
+    if runtime == "onnxruntime":
+        from service.predictor import OnnxPredictor
+
+        pred = OnnxPredictor(
+            model_dir / "model.onnx", providers=("CPUExecutionProvider",), intra_op_threads=threads
+        )
+        sess = pred.session
+        info = {"provider": pred.provider}
+        feeds = [_feed(cfg, n_valid, seed) for seed in range(4)]
+        for i in range(warmup):
+            sess.run(list(OUTPUT_NAMES), feeds[i % 4])
+        for i in range(runs):
+            t0 = time.perf_counter_ns()
+            sess.run(list(OUTPUT_NAMES), feeds[i % 4])
+            samples.append(time.perf_counter_ns() - t0)
+    else:
+        import torch
+
+        from models.export import load_checkpoint
+
+        torch.set_num_threads(threads)
+        model, _ = load_checkpoint(model_dir / "model.pt")
+        info = {"provider": "torch-eager-cpu", "torch": torch.__version__}
+        feeds = [
+            [torch.from_numpy(f[n]) for n in INPUT_NAMES]
+            for f in (_feed(cfg, n_valid, seed) for seed in range(4))
+        ]
+        with torch.inference_mode():
+            for i in range(warmup):
+                model(*feeds[i % 4])
+            for i in range(runs):
+                t0 = time.perf_counter_ns()
+                model(*feeds[i % 4])
+                samples.append(time.perf_counter_ns() - t0)
+    return {"runtime": runtime, "threads": threads, **info, **_stats(samples)}
+
+
+def build_model(model_dir: Path, channels: int, size: int, n_max: int, seed: int) -> None:
+    """Export a seeded random-weight full-size model plus its checkpoint into ``model_dir``."""
+    import torch
+
+    from models.config import ModelConfig
+    from models.export import export_onnx, save_checkpoint
+    from models.net import TrajectoryNet
+
+    torch.manual_seed(seed)
+    model = TrajectoryNet(ModelConfig(in_channels=channels, raster_hw=(size, size), n_max=n_max)).eval()
+    export_onnx(model, model_dir / "model.onnx", training_meta={"note": "random weights, benchmark only"})
+    save_checkpoint(model_dir / "model.pt", model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--agents", type=int, default=100, help="valid agents (<= N_MAX)")
+    parser.add_argument("--channels", type=int, default=60)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--n-max", type=int, default=128)
+    parser.add_argument("--runtimes", default="onnxruntime,torch")
+    parser.add_argument("--model-dir", type=Path, default=None, help="dir with model.onnx/.pt (else built)")
+    parser.add_argument(
+        "--check", action="store_true", help=f"exit 1 if onnxruntime p99 > {TARGET_P99_MS} ms"
+    )
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_model.json")
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        res = worker(args.worker, args.model_dir, args.runs, args.warmup, args.threads, args.agents)
+        print(json.dumps(res))
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model_dir or Path(tmp)
+        if args.model_dir is None:
+            # Built in a child too, so this process never holds torch threads during timing.
+            code = (
+                "import sys; from pathlib import Path; from benchmarks.bench_model import build_model; "
+                f"build_model(Path({str(model_dir)!r}), {args.channels}, {args.size}, {args.n_max}, 0)"
+            )
+            subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+        results = []
+        for runtime in args.runtimes.split(","):
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_model",
+                "--worker",
+                runtime,
+                "--model-dir",
+                str(model_dir),
+            ]
+            cmd += ["--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads)]
+            cmd += ["--agents", str(args.agents)]
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+            out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, env=env).stdout
+            results.append(json.loads(out.strip().splitlines()[-1]))
+
+    print(
+        f"model inference, raster {args.channels}x{args.size}x{args.size}, {args.agents} agents, {args.threads} threads"
+    )
+    print(f"{'runtime':<12} {'provider':<22} {'n':>4} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>8}  (ms)")
+    for r in results:
+        print(
+            f"{r['runtime']:<12} {r['provider']:<22} {r['n']:>4} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
+            f"{r['p99_ms']:>8.1f} {r['max_ms']:>8.1f}"
+        )
+    report = {
+        "bench": "model",
+        "config": {k: v for k, v in vars(args).items() if k not in ("out", "model_dir", "worker")},
+        "target_p99_ms": TARGET_P99_MS,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip(),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    ort_res = [r for r in results if r["runtime"] == "onnxruntime"]
+    if args.check and ort_res and ort_res[0]["p99_ms"] > TARGET_P99_MS:
+        print(f"FAIL: onnxruntime p99 {ort_res[0]['p99_ms']:.1f} ms > {TARGET_P99_MS} ms")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

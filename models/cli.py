@@ -1,0 +1,130 @@
+"""``prescient train | eval | export``: model training, evaluation and ONNX export.
+
+Registered by :mod:`service.cli`. Torch is imported inside the handlers only, so ``prescient --help``
+stays fast and works without the ``train`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from bus.errors import StartupError
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ETH_UCY = REPO.parent / "shared" / "data" / "eth_ucy"
+
+
+def _eth_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data", type=Path, default=DEFAULT_ETH_UCY, help="root with SCENE/{train,val,test}/*.txt"
+    )
+    p.add_argument("--scenes", default="", help="comma-separated scene names (default: all found)")
+    p.add_argument("--minutes", type=float, default=3.0, help="training wall-clock budget per scene")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-windows", type=int, default=None, help="cap windows per split (quick runs)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--out", type=Path, default=None, help="write results JSON here")
+    p.add_argument("--checkpoints", type=Path, default=None, help="save each scene's best checkpoint here")
+
+
+def _run_eth_ucy(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.eth_ucy import EthUcyError, format_table, list_scenes, train_scene
+
+    torch.set_num_threads(args.threads)
+    try:
+        scenes = list_scenes(args.data)
+    except EthUcyError as e:
+        raise StartupError(str(e)) from e
+    if args.scenes:
+        wanted = [s.strip() for s in args.scenes.split(",") if s.strip()]
+        missing = sorted(set(wanted) - {s.name for s in scenes})
+        if missing:
+            raise StartupError(f"scenes {missing} not found under {args.data}")
+        scenes = [s for s in scenes if s.name in wanted]
+    results = []
+    for scene in scenes:
+        try:
+            res = train_scene(
+                scene,
+                minutes=args.minutes,
+                seed=args.seed,
+                batch_size=args.batch_size,
+                out_dir=args.checkpoints,
+                max_windows=args.max_windows,
+            )
+        except EthUcyError as e:
+            raise StartupError(str(e)) from e
+        results.append(res)
+        log.info("%s: %s", scene.name, json.dumps({k: res[k] for k in ("model", "cv")}))
+    print(f"ETH/UCY leave-one-scene-out (obs 8, pred 12, dt 0.4 s), {args.minutes:g} min training per scene")
+    print(format_table(results))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items() if k != "func"}, "results": results},
+                indent=2,
+            )
+        )
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from models.export import export_onnx, load_checkpoint, onnx_parity
+    from models.export_tiny import build_tiny_model
+
+    if args.tiny:
+        model, meta = build_tiny_model(args.seed), {"note": "random weights, tests only"}
+    else:
+        if args.checkpoint is None or not Path(args.checkpoint).is_file():
+            raise StartupError(f"checkpoint not found: {args.checkpoint} (or pass --tiny)")
+        model, meta = load_checkpoint(args.checkpoint)
+    manifest = export_onnx(
+        model, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch, training_meta=meta
+    )
+    diff = onnx_parity(model, args.out) if not args.dynamic_batch else None
+    print(f"wrote {args.out} ({manifest['size_bytes'] / 1e6:.2f} MB, sha256 {manifest['sha256'][:16]}...)")
+    if diff is not None:
+        print(f"parity vs PyTorch on random inputs: max abs diff {diff:.2e}")
+        if diff > 1e-4:
+            print("FAIL: parity above 1e-4")
+            return 1
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``, ``eval`` and ``export`` to the ``prescient`` CLI."""
+    train = subparsers.add_parser("train", help="train prediction models")
+    tsub = train.add_subparsers(dest="train_target", metavar="TARGET")
+    t_eth = tsub.add_parser("eth-ucy", help="train per scene on ETH/UCY, save checkpoints, score test")
+    _eth_args(t_eth)
+    t_eth.set_defaults(func=_run_eth_ucy)
+    train.set_defaults(func=lambda a: (train.print_help(), 2)[1])
+
+    ev = subparsers.add_parser("eval", help="evaluate prediction models next to physics baselines")
+    esub = ev.add_subparsers(dest="eval_target", metavar="TARGET")
+    e_eth = esub.add_parser(
+        "eth-ucy",
+        help="leave-one-scene-out ETH/UCY: train on each scene's train split, print the per-scene table",
+    )
+    _eth_args(e_eth)
+    e_eth.set_defaults(func=_run_eth_ucy)
+    ev.set_defaults(func=lambda a: (ev.print_help(), 2)[1])
+
+    ex = subparsers.add_parser("export", help="export a checkpoint to ONNX with its manifest")
+    ex.add_argument("--checkpoint", type=Path, default=None, help="checkpoint written by save_checkpoint")
+    ex.add_argument("--tiny", action="store_true", help="export a tiny random-weight model (tests)")
+    ex.add_argument("--out", type=Path, required=True, help="destination .onnx")
+    ex.add_argument("--opset", type=int, default=17)
+    ex.add_argument("--dynamic-batch", action="store_true")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.set_defaults(func=_run_export)
