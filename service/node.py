@@ -101,19 +101,20 @@ def load_predictor(model: Path | None, threads: int, providers: tuple[str, ...])
     worse than running none.
     """
     from service.predictor import OnnxPredictor
-    from service.raster import CHANNELS, SPEC_VERSION
+    from service.raster import RasterConfig, build_spec
 
     if model is None:
         return None, "no model configured"
     if not Path(model).is_file():
         log.warning("model %s not found: publishing constant-velocity predictions flagged degraded", model)
         return None, f"model file missing: {model}"
+    spec = build_spec(RasterConfig())  # the raster the service renders; the model must match it exactly
     predictor = OnnxPredictor(
         model,
         providers=providers,
         intra_op_threads=threads,
-        expected_spec_version=SPEC_VERSION,
-        expected_num_channels=len(CHANNELS),
+        expected_spec_version=spec.fingerprint(),
+        expected_num_channels=spec.num_channels,
     )
     return predictor, ""
 
