@@ -5,10 +5,18 @@ replay reproduces a live run. State is struct-of-arrays with a fixed capacity ``
 ``valid`` mask, allocated once (see :class:`~service.tracker.config.TrackerConfig` for the track
 management thresholds and the reorder window).
 
-Per frame, in capture-time order: predict every track to the capture time, convert the detections
-to world-frame measurements, gate by Mahalanobis distance, assign with
-``scipy.optimize.linear_sum_assignment`` on ``d2 + log det S + class cost``, EKF-update, fuse class
-probabilities and attributes, and start tentative tracks from unassigned LiDAR boxes.
+Per batch (the frames of one modality sharing a capture time, i.e. the four corners), in
+capture-time order: predict every track to the capture time, convert the detections to world-frame
+measurements (ego pose interpolated at the capture time; radar range rate compensated for the
+sensor's own motion including the yaw-rate lever arm), gate by Mahalanobis distance, assign with
+``scipy.optimize.linear_sum_assignment`` on ``d2 + log det S + class cost`` (one measurement per
+track per sensor), EKF-update, fuse class probabilities and attributes, and start tentative tracks
+from unassigned LiDAR boxes.
+
+Motion models (see :mod:`service.tracker.kernels`): constant velocity for pedestrians, animals and
+unknown; constant turn rate with an acceleration state (CTRA, which reduces to CTRV) for cars,
+trucks, buses and cyclists. Measurement models: LiDAR ``[x, y, yaw]`` (size by EMA), radar
+``[range, bearing, range rate]``, camera/LWIR bearing of the box centre (plus class, attributes).
 """
 
 from __future__ import annotations
