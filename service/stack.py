@@ -178,8 +178,14 @@ def render_table(mon: Monitor, children: list[Child], elapsed_s: float):
     rates.add_column("topic")
     rates.add_column("Hz", justify="right")
     rates.add_column("total", justify="right")
+    groups: dict[str, list[tuple[float, int]]] = {}
     for t, hz in mon.rates().items():
-        rates.add_row(t, f"{hz:.1f}", str(mon.totals.get(t, 0)))
+        # The four corners of one modality share a row: "sensor.lidar.* (4)".
+        key = f"{t.rsplit('.', 1)[0]}.* ({{n}})" if t.startswith("sensor.") else t
+        groups.setdefault(key, []).append((hz, mon.totals.get(t, 0)))
+    for key, vals in groups.items():
+        hz = min(v[0] for v in vals)
+        rates.add_row(key.format(n=len(vals)), f"{hz:.1f}" + (" each" if len(vals) > 1 else ""), str(sum(v[1] for v in vals)))
     lat = Table(title="latency (ms, last 600)")
     lat.add_column("stage")
     lat.add_column("p50", justify="right")
