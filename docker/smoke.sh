@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# `make docker-smoke`: build the image offline and check that the compose stack predicts.
+#
+#  1. docker.io, debootstrap and compose from apt if missing; dockerd started if not running
+#  2. local base image (debootstrap bookworm + docker import; cached)   docker/make_base.sh
+#  3. wheelhouse from the host's pip (cached)                             docker/make_wheelhouse.sh
+#  4. docker build with BASE_IMAGE=the local base (the Dockerfile's default stays CUDA)
+#  5. compose up; wait until predictions flow; measure SMOKE_SECONDS (default 20) with
+#     `prescient-healthcheck flow` inside the planner container; container health states;
+#     the planner's end-to-end summary and the recorder's log (`prescient log info`) after stopping
+#  6. PASS/FAIL with the numbers; everything torn down (containers, network, volume) on exit.
+#
+# Needs root (apt, dockerd) or a user in the docker group with everything installed.
+# Writes runs/docker/ (gitignored): build.log, dockerd.log, flow.json, stack-logs.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE_TAG="${BASE_TAG:-prescient-base:bookworm}"
+IMAGE="${IMAGE:-prescient:latest}"
+PROJECT="${PROJECT:-prescient-smoke}"
+SMOKE_SECONDS="${SMOKE_SECONDS:-20}"
+START_TIMEOUT_S="${START_TIMEOUT_S:-180}"
+OUT=runs/docker
+mkdir -p "$OUT"
+
+say() { printf '\n== %s\n' "$*"; }
+fail() { printf '\nFAIL: %s\n' "$*"; exit 1; }
+
+# ---- 1. tools -----------------------------------------------------------------------------------
+need_apt=()
+command -v dockerd >/dev/null || need_apt+=(docker.io)
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null; then
+  COMPOSE=(docker-compose)
+else
+  need_apt+=(docker-compose)  # Debian bookworm ships compose 1.29 as `docker-compose`
+  COMPOSE=(docker-compose)
+fi
+if ((${#need_apt[@]})); then
+  say "installing ${need_apt[*]}"
+  [ "$(id -u)" = 0 ] || fail "need root to install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (log: $OUT/dockerd.log)"
+  [ "$(id -u)" = 0 ] || fail "dockerd is not running and only root can start it"
+  nohup dockerd >"$OUT/dockerd.log" 2>&1 &
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { tail -20 "$OUT/dockerd.log"; fail "dockerd did not come up"; }
+fi
+echo "docker server $(docker version --format '{{.Server.Version}}'), compose: ${COMPOSE[*]} $("${COMPOSE[@]}" version --short 2>/dev/null || true)"
+
+# ---- 2-4. base, wheelhouse, image ----------------------------------------------------------------
+say "base image $BASE_TAG"
+docker/make_base.sh "$BASE_TAG"
+say "wheelhouse"
+docker/make_wheelhouse.sh
+say "docker build $IMAGE (log: $OUT/build.log)"
+t0=$SECONDS
+# The classic builder: works offline with a `docker import`ed base (BuildKit would look it up in a
+# registry on older engines).
+if ! DOCKER_BUILDKIT=0 docker build --build-arg BASE_IMAGE="$BASE_TAG" -t "$IMAGE" . >"$OUT/build.log" 2>&1; then
+  tail -30 "$OUT/build.log"
+  fail "docker build failed"
+fi
+grep -E '^onnxruntime ' "$OUT/build.log" || true
+echo "built $IMAGE in $((SECONDS - t0)) s, $(docker image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.0f MB", $1/1e6}')"
+
+# ---- 5. the stack ---------------------------------------------------------------------------------
+compose() { "${COMPOSE[@]}" -p "$PROJECT" -f compose.yaml "$@"; }
+teardown() {
+  compose logs --no-color >"$OUT/stack-logs.txt" 2>&1 || true
+  compose down -v --remove-orphans >/dev/null 2>&1 || true
+  echo "stack torn down (logs: $OUT/stack-logs.txt)"
+}
+trap teardown EXIT
+compose down -v --remove-orphans >/dev/null 2>&1 || true
+say "compose up (project $PROJECT)"
+compose up -d
+t0=$SECONDS
+until compose exec -T planner prescient-healthcheck flow --duration-s 3 --min-predictions 1 >/dev/null 2>&1; do
+  if ((SECONDS - t0 > START_TIMEOUT_S)); then
+    compose ps
+    compose logs --no-color --tail 15
+    fail "no predictions and planner verdicts within ${START_TIMEOUT_S} s"
+  fi
+  sleep 2
+done
+echo "predictions flowing $((SECONDS - t0)) s after compose up"
+
+say "measuring ${SMOKE_SECONDS} s"
+flow_rc=0
+compose exec -T planner prescient-healthcheck flow --duration-s "$SMOKE_SECONDS" >"$OUT/flow.json" || flow_rc=$?
+cat "$OUT/flow.json"
+
+say "container health"
+unhealthy=0
+for svc in bus sim service planner recorder; do
+  cid="$(compose ps -q "$svc")"
+  state="$(docker inspect --format '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}} restarts={{.RestartCount}}' "$cid")"
+  printf '%-9s %s\n' "$svc" "$state"
+  [[ "$state" == "running healthy "* ]] || unhealthy=$((unhealthy + 1))
+done
+for svc in bus sim service planner recorder; do
+  docker inspect --format '{{if .State.Health}}{{range .State.Health.Log}}{{.Output}}{{end}}{{end}}' "$(compose ps -q "$svc")" \
+    | grep -E '^(healthy|unhealthy)' | tail -1 | sed "s/^/  $svc: /" || true
+done
+
+say "stopping (planner and recorder print their summaries)"
+compose stop -t 10 planner recorder service sim >/dev/null 2>&1
+compose logs --no-color service | grep -E 'provider in use|loaded model|not found|service stopped' | sed 's/^[^|]*| //' | tail -4 || true
+compose logs --no-color planner | grep -E 'planner: ' | sed 's/^[^|]*| //' | tail -1 || true
+vol="${PROJECT}_recordings"
+docker run --rm -v "$vol:/data:ro" --entrypoint prescient "$IMAGE" log info /data/stack.mcap 2>&1 | head -25 || true
+
+# ---- 6. verdict ------------------------------------------------------------------------------------
+python3 - "$OUT/flow.json" "$flow_rc" "$unhealthy" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+flow_rc, unhealthy = int(sys.argv[2]), int(sys.argv[3])
+e2e = r["e2e_ms"]
+line = (
+    f"{r['predictions']} predictions in {r['seconds']:.0f} s ({r['rate_hz']} Hz, {r['agents_mean']} agents each), "
+    f"{r['degraded']} degraded {r['degraded_reasons'] or ''}, nonfinite {r['nonfinite']}, "
+    f"provider {r['provider']}, model {','.join(r['model_ids'])}, "
+    f"{r['planner_statuses']} planner verdicts, end-to-end p50 {e2e['p50']} ms p99 {e2e['p99']} ms max {e2e['max']} ms, "
+    f"{unhealthy} unhealthy containers"
+)
+ok = flow_rc == 0 and unhealthy == 0
+print(("\nPASS: " if ok else "\nFAIL: ") + line)
+sys.exit(0 if ok else 1)
+EOF
