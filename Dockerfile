@@ -1,10 +1,10 @@
 # prescient onboard image: runtime dependencies only (no torch), onnxruntime-gpu (the `gpu` extra).
 #
-# Offline by design: Python packages come from docker/wheelhouse/, built on the host by
-# docker/make_wheelhouse.sh with the host's pip (cp311 wheels), so the image's Python must be 3.11.
+# Offline by design: Python packages come from .ci/docker/wheelhouse/, built on the host by
+# .ci/docker/make_wheelhouse.sh with the host's pip (cp311 wheels), so the image's Python must be 3.11.
 # BASE_IMAGE defaults to NVIDIA's CUDA 12 + cuDNN 9 runtime (what onnxruntime-gpu's CUDA provider
 # loads); it has no Python, so the `base` stage adds python3.11 from apt. A base that already has
-# python3.11 with venv (the local Debian bookworm image of docker/make_base.sh, used by
+# python3.11 with venv (the local Debian bookworm image of .ci/docker/make_base.sh, used by
 # `make docker-smoke`) needs no network at all:
 #   docker build --build-arg BASE_IMAGE=prescient-base:bookworm -t prescient:latest .
 # Without a GPU (or without the NVIDIA container toolkit) onnxruntime-gpu runs on CPU; the service
@@ -30,18 +30,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_INDEX=1 \
     PIP_FIND_LINKS=/wheelhouse
 WORKDIR /src
-COPY docker/wheelhouse/ /wheelhouse/
+COPY .ci/docker/wheelhouse/ /wheelhouse/
 COPY pyproject.toml README.md ./
 COPY bus/ bus/
 COPY sim_sensors/ sim_sensors/
 COPY service/ service/
 COPY models/ models/
 COPY benchmarks/ benchmarks/
-COPY docker/healthcheck.py docker/healthcheck.py
 # The project is built from this source (setuptools and wheel come from the wheelhouse too).
 RUN "${PYTHON}" -m venv /opt/prescient \
  && /opt/prescient/bin/pip install --no-cache-dir ".[gpu]" \
- && install -m 0755 docker/healthcheck.py /opt/prescient/bin/prescient-healthcheck \
  && /opt/prescient/bin/python -c 'import onnxruntime, service.stack_cli; print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())'
 
 FROM base AS runtime
@@ -59,7 +57,7 @@ ENV PATH=/opt/prescient/bin:$PATH \
 # Numeric, so a runtime can verify it is not root (runAsNonRoot).
 USER ${UID}:${UID}
 WORKDIR /data
-# One process per container; the check is picked from that process (docker/healthcheck.py):
+# One process per container; the check is picked from that process (service/healthcheck.py):
 # bus -> the proxy forwards subscriptions, sim -> ego.state flows, serve -> health.predictor,
 # planner -> planner.status, record -> the log file grows. start-period covers numba compiling
 # the kernels on first start (72 s on a loaded 2-core host without a warm cache).

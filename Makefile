@@ -34,7 +34,7 @@ clean:
 	rm -rf $(VENV) .numba_cache .pytest_cache build *.egg-info
 
 # Build the image offline (local Debian base, host wheelhouse) and check that the compose stack
-# predicts; needs root for apt/dockerd (docker/smoke.sh). Not part of `make test`.
+# predicts; needs root for apt/dockerd (.ci/docker/smoke.sh). Not part of `make test`.
 .PHONY: docker-smoke
 docker-smoke:
-	bash docker/smoke.sh
+	bash .ci/docker/smoke.sh

@@ -1,7 +1,7 @@
 """Docker files checked without a Docker engine: hadolint, Dockerfile structure, compose topology,
-and the container health checks (docker/healthcheck.py) run against a real in-process bus.
+and the container health checks (service/healthcheck.py) run against a real in-process bus.
 
-The image itself is built and run by ``make docker-smoke`` (docker/smoke.sh), not here.
+The image itself is built and run by ``make docker-smoke`` (.ci/docker/smoke.sh), not here.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from bus import messages as m
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "compose.yaml"
-HEALTHCHECK = REPO / "docker" / "healthcheck.py"
+HEALTHCHECK = REPO / "service" / "healthcheck.py"
 
 # compose service -> (prescient subcommand, endpoints it binds)
 EXPECTED_SERVICES = {
@@ -112,7 +112,7 @@ def test_dockerfile_is_multistage_with_cuda_default_base():
 def test_dockerfile_installs_gpu_extra_offline_from_wheelhouse():
     instr = _instructions(DOCKERFILE)
     text = " ".join(a for _, a in instr)
-    assert any(w == "COPY" and "docker/wheelhouse" in a for w, a in instr)
+    assert any(w == "COPY" and ".ci/docker/wheelhouse" in a for w, a in instr)
     assert "PIP_NO_INDEX=1" in text or "--no-index" in text
     assert re.search(r"pip install [^&]*\"?\.\[gpu\]", text), "the image must install the `gpu` extra"
     assert "prescient-healthcheck" in text
@@ -143,8 +143,8 @@ def test_dockerignore_keeps_context_small_but_keeps_the_wheelhouse():
     for path in (".venv/bin/python", ".git/HEAD", "runs/x/stack.mcap", "tests/test_docker_static.py"):
         assert ignored(path), path
     needed = (
-        "docker/wheelhouse/numpy-2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
-        "docker/healthcheck.py",
+        ".ci/docker/wheelhouse/numpy-2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
+        "service/healthcheck.py",
         "models/shipped/prescient.onnx",
         "bus/messages.py",
         "pyproject.toml",

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Fill docker/wheelhouse/ (ignored by its own .gitignore) with every wheel the image needs, so `docker build` installs
+# Fill .ci/docker/wheelhouse/ (ignored by its own .gitignore) with every wheel the image needs, so `docker build` installs
 # offline (`pip install --no-index --find-links /wheelhouse`). Built with the host's pip, so the
 # wheels match the host's Python (cp311 here, like Debian bookworm's python3.11 in the base image).
 #
-# Usage: docker/make_wheelhouse.sh [PIP]   (default .venv/bin/pip)
+# Usage: .ci/docker/make_wheelhouse.sh [PIP]   (default .venv/bin/pip)
 # Re-running is cheap: pip reuses wheels already in the directory and its own cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIP="${1:-.venv/bin/pip}"
-WH=docker/wheelhouse
+WH=.ci/docker/wheelhouse
 mkdir -p "$WH"
 printf '*\n' > "$WH/.gitignore"  # never committed; rebuilt from pyproject.toml
 # The runtime set (gpu extra: onnxruntime-gpu) plus the build backend, because the image builds the

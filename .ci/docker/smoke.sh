@@ -2,8 +2,8 @@
 # `make docker-smoke`: build the image offline and check that the compose stack predicts.
 #
 #  1. docker.io, debootstrap and compose from apt if missing; dockerd started if not running
-#  2. local base image (debootstrap bookworm + docker import; cached)   docker/make_base.sh
-#  3. wheelhouse from the host's pip (cached)                             docker/make_wheelhouse.sh
+#  2. local base image (debootstrap bookworm + docker import; cached)   .ci/docker/make_base.sh
+#  3. wheelhouse from the host's pip (cached)                             .ci/docker/make_wheelhouse.sh
 #  4. docker build with BASE_IMAGE=the local base (the Dockerfile's default stays CUDA)
 #  5. compose up; wait until predictions flow; measure SMOKE_SECONDS (default 20) with
 #     `prescient-healthcheck flow` inside the planner container; container health states;
@@ -55,9 +55,9 @@ echo "docker server $(docker version --format '{{.Server.Version}}'), compose: $
 
 # ---- 2-4. base, wheelhouse, image ----------------------------------------------------------------
 say "base image $BASE_TAG"
-docker/make_base.sh "$BASE_TAG"
+.ci/docker/make_base.sh "$BASE_TAG"
 say "wheelhouse"
-docker/make_wheelhouse.sh
+.ci/docker/make_wheelhouse.sh
 say "docker build $IMAGE (log: $OUT/build.log)"
 t0=$SECONDS
 # The classic builder: works offline with a `docker import`ed base (BuildKit would look it up in a

@@ -3,7 +3,7 @@
 # `docker import`, for hosts without an image registry. Idempotent: does nothing when the
 # image already exists (delete it with `docker rmi prescient-base:bookworm` to rebuild).
 #
-# Usage: docker/make_base.sh [IMAGE_TAG]      (default prescient-base:bookworm)
+# Usage: .ci/docker/make_base.sh [IMAGE_TAG]      (default prescient-base:bookworm)
 # Needs: root, debootstrap, a reachable Debian mirror ($DEBIAN_MIRROR), a running dockerd.
 set -euo pipefail
 
