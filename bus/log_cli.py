@@ -326,7 +326,7 @@ def register(subparsers: Any) -> None:
         nargs="+",
         default=None,
         metavar="TOPIC",
-        help="start once one of these topics has a subscriber (default: the first topic)",
+        help="start once one of these topics has a subscriber (default: any topic of the log but the map)",
     )
     p.add_argument("--wait-s", type=float, default=10.0, help="max seconds to wait for subscribers")
     p.add_argument(

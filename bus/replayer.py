@@ -27,7 +27,7 @@ from bus import codec
 from bus import messages as m
 from bus.config import BusConfig
 from bus.errors import DecodeError
-from bus.logfile import LogRecord, ReadStats, iter_log
+from bus.logfile import LogRecord, ReadStats, iter_log, summarize_log
 from bus.transport import Publisher
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class BusReplayer:
         Args:
             stop: set it (e.g. from a signal handler) to end the replay early.
             wait_topics: topics of which one must have a subscriber before the first send
-                (default: the first record's topic). The replay starts anyway after ``wait_s``.
+                (default: any topic of the log but the map). The replay starts anyway after ``wait_s``.
             wait_s: how long to wait for subscribers.
         """
         stop = stop or threading.Event()
@@ -155,7 +155,11 @@ class BusReplayer:
         first = next(records, None)
         if first is None:
             return st
-        wanted = list(wait_topics) if wait_topics is not None else [first.topic]
+        if wait_topics is None:
+            # Any consumer of the log's data will do; the map is served on request, so nobody
+            # needs to subscribe to it.
+            wait_topics = [t for t in summarize_log(self.path).topics if t != m.TOPIC_MAP] or [first.topic]
+        wanted = list(wait_topics)
         st.waited_for_subscribers = self.wait_for_subscribers(wanted, wait_s, stop)
         if not st.waited_for_subscribers and not stop.is_set():
             log.warning("no subscriber for %s after %.1f s; replaying anyway", wanted, wait_s)
