@@ -1,0 +1,206 @@
+"""``prescient data generate | train-sim | eval-sim | eval-av2``: simulation training and evaluation.
+
+Registered by :mod:`service.cli`. Torch is imported inside the handlers only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bus.errors import StartupError
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_AV2 = REPO.parent / "shared" / "data" / "av2_sensor_tracks"
+DEFAULT_MODEL = REPO / "models" / "shipped" / "prescient.onnx"
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from models.sim_data import GenConfig, SimDataError, generate, parse_seeds, plan_runs
+
+    try:
+        seeds = parse_seeds(args.seeds)
+        runs = plan_runs(args.scenarios, seeds, args.duration, args.agents, args.night_fraction)
+    except SimDataError as e:
+        raise StartupError(str(e)) from e
+    if args.duration <= 10.0:
+        raise StartupError(f"--duration must exceed 10 s (2 s warm-up + 8 s future), got {args.duration}")
+    gen = GenConfig(stride_ticks=args.stride, use_lidar=not args.no_lidar)
+    index = generate(args.out, runs, gen, workers=args.workers)
+    nights = sum(1 for r in runs if r.night)
+    print(
+        f"wrote {len(index['shards'])} shards, {index['samples']} samples to {args.out} ({nights} night runs)"
+    )
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from models.sim_data import SimDataError
+    from models.train_sim import TrainConfig, train
+
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(
+        seed=args.seed,
+        minutes=args.minutes,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        n_max=args.n_max,
+        val_fraction=args.val_fraction,
+        route_plan_fraction=args.route_plan_fraction,
+        model_size=args.model_size,
+    )
+    try:
+        res = train(args.data, args.out, cfg)
+    except SimDataError as e:
+        raise StartupError(str(e)) from e
+    print(
+        json.dumps(
+            {k: res[k] for k in ("best_checkpoint", "best_val", "steps", "train_samples", "val_samples")},
+            indent=2,
+        )
+    )
+    if args.export is not None:
+        from models.train_sim import export_best
+
+        manifest = export_best(Path(res["best_checkpoint"]), args.export)
+        print(
+            f"exported {args.export} ({manifest['size_bytes'] / 1e6:.2f} MB, spec {manifest['raster_spec_version']})"
+        )
+    return 0
+
+
+def _run_export_sim(args: argparse.Namespace) -> int:
+    from models.train_sim import EXPORT_N_MAX, export_best
+
+    if not args.checkpoint.is_file():
+        raise StartupError(f"checkpoint not found: {args.checkpoint}")
+    manifest = export_best(args.checkpoint, args.out, n_max=args.n_max or EXPORT_N_MAX)
+    print(
+        f"exported {args.out} ({manifest['size_bytes'] / 1e6:.2f} MB, n_max {manifest['n_max']}, "
+        f"spec {manifest['raster_spec_version']}, parity {manifest['parity_max_abs']:.1e})"
+    )
+    return 0
+
+
+def _run_eval_sim(args: argparse.Namespace) -> int:
+    from models.eval_sim import evaluate_sim, format_report
+    from models.sim_data import SimDataError
+
+    try:
+        report = evaluate_sim(args.model, args.data, threads=args.threads, max_samples=args.max_samples)
+    except SimDataError as e:
+        raise StartupError(str(e)) from e
+    print(format_report(report))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _run_eval_av2(args: argparse.Namespace) -> int:
+    from models.eval_sim import evaluate_av2, format_report
+
+    if not args.data.is_dir():
+        print(f"Argoverse 2 data not found at {args.data}: skipped")
+        return 0
+    report = evaluate_av2(args.model, args.data, threads=args.threads, work_dir=args.work_dir)
+    print(format_report(report))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _run_conditional(args: argparse.Namespace) -> int:
+    from models.eval_sim import conditional_scene, plan_effect_m, plot_conditional
+
+    if not args.model.is_file():
+        raise StartupError(f"model not found: {args.model}")
+    scene = conditional_scene(args.model, args.scenario, args.seed, args.time)
+    out = plot_conditional(scene, args.out)
+    effect = plan_effect_m(scene["reply"])
+    print(
+        f"wrote {out}: {len(effect)} tracks, 8 s shift between go and yield plans: "
+        f"max {effect.max():.2f} m, median {np.median(effect):.2f} m, degraded={scene['reply'].degraded}"
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``data``, ``train-sim``, ``eval-sim`` and ``eval-av2`` to the ``prescient`` CLI."""
+    data = subparsers.add_parser("data", help="training data")
+    dsub = data.add_subparsers(dest="data_cmd", metavar="CMD")
+    g = dsub.add_parser("generate", help="simulate runs through the onboard pipeline and write shards")
+    g.add_argument("--out", type=Path, required=True, help="output folder of .npz shards")
+    g.add_argument("--scenarios", nargs="+", default=["intersection", "t_junction", "arterial", "roundabout"])
+    g.add_argument("--seeds", default="0-29", help="e.g. 0-29 or 100-109 or 1,4,7")
+    g.add_argument("--duration", type=float, default=60.0, help="simulated seconds per run")
+    g.add_argument("--night-fraction", type=float, default=0.3)
+    g.add_argument("--agents", type=int, default=40)
+    g.add_argument("--stride", type=int, default=10, help="keep every Nth 100 ms tick")
+    g.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    g.add_argument("--no-lidar", action="store_true", help="do not splat LiDAR (onboard default: on)")
+    g.set_defaults(func=_run_generate)
+    data.set_defaults(func=lambda a: (data.print_help(), 2)[1])
+
+    t = subparsers.add_parser("train-sim", help="train TrajectoryNet on generated simulation shards")
+    t.add_argument("--data", type=Path, required=True)
+    t.add_argument("--out", type=Path, default=Path("runs/sim"))
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--minutes", type=float, default=25.0, help="wall-clock training budget")
+    t.add_argument("--max-steps", type=int, default=None)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--n-max", type=int, default=48, help="agent slots while training (export uses 128)")
+    t.add_argument("--val-fraction", type=float, default=0.1, help="fraction of runs held for validation")
+    t.add_argument("--route-plan-fraction", type=float, default=0.3)
+    t.add_argument("--model-size", choices=["small", "tiny"], default="small")
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--export", type=Path, default=None, help="export the best checkpoint to this .onnx")
+    t.set_defaults(func=_run_train)
+
+    x = subparsers.add_parser(
+        "export-sim", help="export a train-sim checkpoint to ONNX with 128 agent slots (+ parity check)"
+    )
+    x.add_argument("--checkpoint", type=Path, default=Path("runs/sim/best.pt"))
+    x.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    x.add_argument("--n-max", type=int, default=None, help="agent slots of the export (default 128)")
+    x.set_defaults(func=_run_export_sim)
+
+    for name, fn, helptext in (
+        ("eval-sim", _run_eval_sim, "minADE/minFDE/miss/NLL on held-out sim shards vs CV and CTRV"),
+        ("eval-av2", _run_eval_av2, "8 s vehicle forecasts on Argoverse 2 sensor logs vs CV and CTRV"),
+    ):
+        e = subparsers.add_parser(name, help=helptext)
+        e.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+        e.add_argument("--threads", type=int, default=2)
+        e.add_argument("--out", type=Path, default=None, help="write the report JSON here")
+        if name == "eval-sim":
+            e.add_argument("--data", type=Path, required=True)
+            e.add_argument("--max-samples", type=int, default=None)
+        else:
+            e.add_argument("--data", type=Path, default=DEFAULT_AV2)
+            e.add_argument("--work-dir", type=Path, default=None, help="keep imported MCAP logs here")
+        e.set_defaults(func=fn)
+
+    c = subparsers.add_parser(
+        "eval-conditional", help="picture: predictions under a 'go' and a 'yield' ego plan (held-out sim run)"
+    )
+    c.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    c.add_argument("--scenario", default="t_junction")
+    c.add_argument("--seed", type=int, default=102)
+    c.add_argument("--time", type=float, default=20.0, help="sim seconds before the request")
+    c.add_argument("--out", type=Path, default=REPO / "models" / "shipped" / "conditional.png")
+    c.set_defaults(func=_run_conditional)

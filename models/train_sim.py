@@ -1,0 +1,369 @@
+"""Train :class:`models.net.TrajectoryNet` on simulation shards from :mod:`models.sim_data`.
+
+Seeded and reproducible for a fixed ``max_steps`` (the learning-rate schedule is by step; the
+``minutes`` budget is only a safety stop). Loss: winner-takes-all Laplace NLL plus mode
+cross-entropy (:func:`models.net.wta_laplace_loss`), on agent-frame targets with their validity
+mask. Runs are split into train and validation by run (never by sample: neighbouring ticks are
+correlated). The best checkpoint by validation minADE_K is kept.
+
+Plan conditioning: each sample carries two plans. With probability ``route_plan_fraction`` the
+simulator's route (``EgoState.plan_xy_m``, what a plain onboard tick passes) is used in both the
+``ego_plan`` raster channel and the ``ego_plan`` input; otherwise the ego's actual next 8 s
+(80 positions at 0.1 s, what :class:`bus.messages.ConditionalRequest` carries) is used. The net
+so sees both plan kinds that reach it at runtime, and learns that a timed plan tells it what the
+ego will do.
+
+Training uses fewer agent slots (``n_max``, nearest first) than the export (128): no weight
+depends on ``n_max``, so :func:`export_best` rebuilds the net with 128 slots and loads the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.config import ModelConfig
+from models.export import export_onnx, load_checkpoint, onnx_parity, save_checkpoint
+from models.net import TrajectoryNet, wta_laplace_loss
+from models.sim_data import STORE_N_MAX, Shard, SimDataError, list_shards, load_shard, targets_in_agent_frame
+
+log = logging.getLogger(__name__)
+
+EXPORT_N_MAX = 128
+
+MODEL_SIZES: dict[str, dict[str, Any]] = {
+    # Sized for CPU training in ~30 min on 2 shared cores; the 58-channel stem dominates the cost.
+    "small": dict(stem_channels=8, stage_channels=(24, 48, 64), d_model=96, num_heads=4, num_layers=2),
+    # Tests only.
+    "tiny": dict(stem_channels=8, stage_channels=(8, 16, 16), d_model=32, num_heads=2, num_layers=1),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings.
+
+    Attributes:
+        seed: torch / numpy seed.
+        minutes: wall-clock safety stop.
+        max_steps: optimiser steps (the schedule length); None = derive from ``minutes`` and
+            the measured speed of the first steps (not bit-reproducible).
+        batch_size: scenes per step.
+        lr: peak AdamW learning rate (cosine decay to 5 %).
+        weight_decay: AdamW weight decay.
+        n_max: agent slots while training (nearest first).
+        val_fraction: fraction of runs held out for validation (at least one run).
+        val_every: validate every this many steps (and at the end).
+        val_max_samples: cap on validation samples (evenly spread).
+        route_plan_fraction: probability a sample uses the route plan instead of the actual future.
+        model_size: key of :data:`MODEL_SIZES`.
+        num_modes: K.
+    """
+
+    seed: int = 0
+    minutes: float = 25.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    n_max: int = 48
+    val_fraction: float = 0.1
+    val_every: int = 200
+    val_max_samples: int = 160
+    route_plan_fraction: float = 0.3
+    model_size: str = "small"
+    num_modes: int = 6
+
+
+def model_config_for(meta: dict[str, Any], size: str, n_max: int, num_modes: int = 6) -> ModelConfig:
+    """The :class:`ModelConfig` for shards with ``meta`` (raster shape, spec, channel names)."""
+    if size not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {size!r}; expected one of {sorted(MODEL_SIZES)}")
+    c, h, w = (int(v) for v in meta["raster_shape"])
+    return ModelConfig(
+        in_channels=c,
+        raster_hw=(h, w),
+        n_max=n_max,
+        num_modes=num_modes,
+        raster_spec_version=str(meta["raster_spec"]),
+        channel_names=tuple(meta["channel_names"]),
+        **MODEL_SIZES[size],
+    )
+
+
+class SimSamples:
+    """All samples of some shards, in memory (rasters sparse), assembled into torch batches.
+
+    Args:
+        shards: loaded shards (same raster spec).
+        n_max: agent slots per sample (nearest first, <= the stored 128).
+    """
+
+    def __init__(self, shards: list[Shard], n_max: int) -> None:
+        if not shards:
+            raise SimDataError("no shards to train on")
+        specs = {str(s.meta["raster_spec"]) for s in shards}
+        if len(specs) != 1:
+            raise SimDataError(f"shards mix raster specs {sorted(specs)}")
+        if not 1 <= n_max <= STORE_N_MAX:
+            raise SimDataError(f"n_max must be in [1, {STORE_N_MAX}], got {n_max}")
+        self.shards = shards
+        self.n_max = n_max
+        self.meta = shards[0].meta
+        self.index = [(si, i) for si, s in enumerate(shards) for i in range(s.num_samples)]
+        self._future_agent: list[np.ndarray] = []
+        for s in shards:
+            a = s.arrays
+            self._future_agent.append(
+                targets_in_agent_frame(a["target_xy_m"], a["target_valid"], a["agent_pose_world"])
+            )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def batch(self, items: list[int], route_mask: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """Tensors for samples ``items`` (indices into ``self.index``).
+
+        Args:
+            items: sample indices.
+            route_mask: (B,) bool, True to use the route plan for that sample.
+        """
+        n = self.n_max
+        c, h, w = (int(v) for v in self.meta["raster_shape"])
+        b = len(items)
+        raster = np.zeros((b, c, h, w), np.float32)
+        keys = ("agent_hist", "agent_state", "agent_valid")
+        out: dict[str, list[np.ndarray]] = {k: [] for k in (*keys, "ego_state", "ego_plan", "fut", "fv")}
+        for j, it in enumerate(items):
+            si, i = self.index[it]
+            s = self.shards[si]
+            a = s.arrays
+            route = bool(route_mask[j]) if route_mask is not None else False
+            s.raster(i, out=raster[j], route_plan=route)
+            for k in keys:
+                out[k].append(a[k][i, :n])
+            suffix = "_route" if route else ""
+            out["ego_state"].append(a["ego_state" + suffix][i])
+            out["ego_plan"].append(a["ego_plan" + suffix][i])
+            out["fut"].append(self._future_agent[si][i, :n])
+            fv = a["target_valid"][i, :n] & (a["agent_valid"][i, :n, None] > 0)
+            out["fv"].append(fv.astype(np.float32))
+        res = {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
+        res["raster"] = torch.from_numpy(raster)
+        return res
+
+
+def split_runs(shards: list[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """Split shard files (one per run) into train / validation, seeded, at least one of each."""
+    if len(shards) < 2:
+        raise SimDataError(f"need at least 2 runs to split train/validation, got {len(shards)}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(shards))
+    n_val = min(len(shards) - 1, max(1, int(round(val_fraction * len(shards)))))
+    val = sorted(shards[i] for i in order[:n_val])
+    train = sorted(shards[i] for i in order[n_val:])
+    return train, val
+
+
+def _forward(model: TrajectoryNet, bt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    return model.forward_logits(
+        bt["raster"], bt["agent_hist"], bt["agent_state"], bt["agent_valid"], bt["ego_state"], bt["ego_plan"]
+    )
+
+
+@torch.no_grad()
+def validate(model: TrajectoryNet, data: SimSamples, items: list[int], batch_size: int) -> dict[str, float]:
+    """Mean loss terms and minADE_K / minFDE_K (metres, over agents with a full 8 s future)."""
+    model.eval()
+    tot: dict[str, float] = {"loss": 0.0, "nll": 0.0, "ce": 0.0}
+    ade_sum = fde_sum = 0.0
+    n_full = 0
+    n_batches = 0
+    for k in range(0, len(items), batch_size):
+        bt = data.batch(items[k : k + batch_size])
+        traj, logits, scale = _forward(model, bt)
+        loss, stats = wta_laplace_loss(traj, logits, scale, bt["fut"], bt["fv"])
+        tot["loss"] += float(loss)
+        tot["nll"] += stats["nll"]
+        tot["ce"] += stats["ce"]
+        n_batches += 1
+        full = bt["fv"].min(-1).values > 0  # (B, N)
+        err = torch.linalg.norm(traj - bt["fut"][:, :, None], dim=-1)  # (B, N, K, T)
+        ade = err.mean(-1).min(-1).values
+        fde = err[..., -1].min(-1).values
+        ade_sum += float(ade[full].sum())
+        fde_sum += float(fde[full].sum())
+        n_full += int(full.sum())
+    out = {k: v / max(n_batches, 1) for k, v in tot.items()}
+    out["min_ade_m"] = ade_sum / max(n_full, 1)
+    out["min_fde_m"] = fde_sum / max(n_full, 1)
+    out["agents"] = float(n_full)
+    return out
+
+
+def train(data_dir: Path, out_dir: Path, cfg: TrainConfig | None = None) -> dict[str, Any]:
+    """Train on the shards of ``data_dir``; write checkpoints and ``metrics.jsonl`` to ``out_dir``.
+
+    Returns:
+        Summary: best checkpoint path, best validation metrics, steps, sample counts.
+
+    Raises:
+        SimDataError: no or malformed data.
+    """
+    cfg = cfg or TrainConfig()
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = list_shards(data_dir)
+    train_paths, val_paths = split_runs(paths, cfg.val_fraction, cfg.seed)
+    t_load = time.perf_counter()
+    train_set = SimSamples([load_shard(p) for p in train_paths], cfg.n_max)
+    val_set = SimSamples([load_shard(p) for p in val_paths], cfg.n_max)
+    log.info(
+        "loaded %d train samples (%d runs), %d val samples (%d runs) in %.1f s",
+        len(train_set),
+        len(train_paths),
+        len(val_set),
+        len(val_paths),
+        time.perf_counter() - t_load,
+    )
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise SimDataError(f"empty split: {len(train_set)} train, {len(val_set)} val samples")
+    mcfg = model_config_for(train_set.meta, cfg.model_size, cfg.n_max, cfg.num_modes)
+    model = TrajectoryNet(mcfg)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    val_items = list(np.linspace(0, len(val_set) - 1, min(cfg.val_max_samples, len(val_set))).astype(int))
+    val_items = sorted(set(int(v) for v in val_items))
+
+    metrics_path = out_dir / "metrics.jsonl"
+    metrics_f = metrics_path.open("w")
+    best_path = out_dir / "best.pt"
+    best: dict[str, float] | None = None
+    best_step = -1
+    deadline = time.perf_counter() + 60.0 * cfg.minutes
+    t0 = time.perf_counter()
+    max_steps = cfg.max_steps
+    step = 0
+    perm = rng.permutation(len(train_set))
+    cursor = 0
+    run_loss: list[float] = []
+    history: list[dict[str, Any]] = []
+
+    def log_row(row: dict[str, Any]) -> None:
+        history.append(row)
+        metrics_f.write(json.dumps(row) + "\n")
+        metrics_f.flush()
+
+    while True:
+        if max_steps is not None and step >= max_steps:
+            break
+        if time.perf_counter() > deadline:
+            log.info("time budget reached at step %d", step)
+            break
+        if max_steps is None and step == 20:
+            per_step = (time.perf_counter() - t0) / 20
+            max_steps = max(40, int(60.0 * cfg.minutes / per_step * 0.9))
+            log.info("%.2f s/step: schedule set to %d steps", per_step, max_steps)
+        if cursor + cfg.batch_size > len(perm):
+            perm, cursor = rng.permutation(len(train_set)), 0
+        items = [int(v) for v in perm[cursor : cursor + cfg.batch_size]]
+        cursor += cfg.batch_size
+        route = rng.random(len(items)) < cfg.route_plan_fraction
+        bt = train_set.batch(items, route)
+        frac = step / max(max_steps or 1, 1)
+        lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
+        if step < 50:
+            lr *= (step + 1) / 50
+        for g in opt.param_groups:
+            g["lr"] = lr
+        model.train()
+        traj, logits, scale = _forward(model, bt)
+        loss, stats = wta_laplace_loss(traj, logits, scale, bt["fut"], bt["fv"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        run_loss.append(float(loss.detach()))
+        if step % 25 == 0:
+            log_row(
+                {
+                    "step": step,
+                    "t_s": round(time.perf_counter() - t0, 1),
+                    "lr": lr,
+                    "loss": float(np.mean(run_loss)),
+                    "nll": stats["nll"],
+                    "ce": stats["ce"],
+                    "min_ade_m": stats["min_ade_m"],
+                }
+            )
+            log.info("step %d loss %.3f minADE %.2f", step, np.mean(run_loss), stats["min_ade_m"])
+            run_loss = []
+        last = max_steps is not None and step >= max_steps
+        if step % cfg.val_every == 0 or last or time.perf_counter() > deadline:
+            val = validate(model, val_set, val_items, cfg.batch_size)
+            log_row({"step": step, "t_s": round(time.perf_counter() - t0, 1), "val": val})
+            log.info("step %d val %s", step, json.dumps({k: round(v, 3) for k, v in val.items()}))
+            if best is None or val["min_ade_m"] < best["min_ade_m"]:
+                best, best_step = val, step
+                save_checkpoint(
+                    best_path,
+                    model,
+                    {
+                        "step": step,
+                        "val": val,
+                        "train_config": dataclasses.asdict(cfg),
+                        "data": str(data_dir),
+                        "train_runs": [p.stem for p in train_paths],
+                        "val_runs": [p.stem for p in val_paths],
+                        "train_samples": len(train_set),
+                    },
+                )
+    metrics_f.close()
+    summary = {
+        "best_checkpoint": str(best_path),
+        "best_val": best,
+        "best_step": best_step,
+        "steps": step,
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "params": n_params,
+        "train_samples": len(train_set),
+        "val_samples": len(val_set),
+        "train_runs": [p.stem for p in train_paths],
+        "val_runs": [p.stem for p in val_paths],
+        "train_config": dataclasses.asdict(cfg),
+        "first_loss": next((r["loss"] for r in history if "loss" in r), None),
+        "last_loss": next((r["loss"] for r in reversed(history) if "loss" in r), None),
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def export_best(checkpoint: Path, onnx_path: Path, n_max: int = EXPORT_N_MAX) -> dict[str, Any]:
+    """Export a training checkpoint with ``n_max`` agent slots; checks parity with PyTorch.
+
+    Raises:
+        RuntimeError: onnxruntime and PyTorch disagree by more than 1e-3.
+    """
+    trained, meta = load_checkpoint(checkpoint)
+    cfg = dataclasses.replace(trained.cfg, n_max=n_max)
+    model = TrajectoryNet(cfg)
+    model.load_state_dict(trained.state_dict())
+    model.eval()
+    manifest = export_onnx(model, onnx_path, training_meta=meta, model_id=None)
+    diff = onnx_parity(model, onnx_path, n_valid=min(100, n_max))
+    if diff > 1e-3:
+        raise RuntimeError(f"onnx parity {diff:.2e} above 1e-3 for {onnx_path}")
+    log.info("exported %s, parity %.2e", onnx_path, diff)
+    manifest["parity_max_abs"] = diff
+    return manifest
