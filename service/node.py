@@ -7,6 +7,7 @@ returns when ``stop`` is set (SIGINT/SIGTERM in the CLI).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 SERVICE_NODE = "predictor"
 PLANNER_NODE = "planner"
 HEALTH_PERIOD_NS = 1_000_000_000
+TICK_PERIOD_NS = 100_000_000
+CONDITIONAL_MARGIN_NS = 15_000_000  # left free before the next tick (decode, tracker work)
 MAX_DRAIN = 10_000  # messages handled per loop turn before a tick gets its chance
 
 
@@ -181,11 +184,10 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
     next_health = time.monotonic_ns()
     decode_ns = 0
     last_tick_ns = 0
+    tick_started_ns = time.perf_counter_ns()
     try:
         while not stop.is_set():
-            events = dict(poller.poll(20))
-            if rep.socket in events:
-                rep.serve_once(pipe.conditional, timeout_ms=0)
+            poller.poll(20)
             for _ in range(MAX_DRAIN):
                 got = sub.recv_raw(timeout_ms=0)
                 if got is None:
@@ -198,6 +200,7 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
                     pipe.feed(msg, recv_mono_ns)
             tick_ns = pipe.due_tick()
             if tick_ns is not None:
+                tick_started_ns = time.perf_counter_ns()
                 res = pipe.tick(tick_ns, decode_ns=decode_ns)
                 decode_ns = 0
                 if res is not None:
@@ -213,6 +216,11 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
                         res.total_ns / 1e6,
                         (time.perf_counter_ns() - t0) / 1e6,
                     )
+            if rep.socket.poll(0, zmq.POLLIN):
+                # Conditional requests come after the tick and get only the slack before the
+                # next one: the planner's questions never delay the 10 Hz predictions.
+                slack_ns = TICK_PERIOD_NS - CONDITIONAL_MARGIN_NS - (time.perf_counter_ns() - tick_started_ns)
+                rep.serve_once(functools.partial(pipe.conditional, budget_ns=max(slack_ns, 0)), timeout_ms=0)
             now = time.monotonic_ns()
             if now >= next_health:
                 next_health = now + HEALTH_PERIOD_NS

@@ -206,3 +206,15 @@ def test_pipeline_clock_jump_back_resets_and_ticks_again() -> None:
     assert pipe.stats.clock_resets == 1
     assert pipe.due_tick() == 0
     assert pipe.tick(0) is not None
+
+
+def test_pipeline_conditional_budget_falls_back_flagged(tiny_model: Path) -> None:
+    """With no time left, conditional plans get the flagged fallback instead of the model."""
+    pipe = Pipeline(grid_map(), _predictor(tiny_model), PipelineConfig(deadline_guard=True), raster_cfg=RASTER, tracks_from_log=True)
+    _run(pipe, 3)
+    plans = np.zeros((2, m.PRED_HORIZON_STEPS, 2), np.float32) + 80.0
+    req = m.ConditionalRequest(header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST), request_id=1, plans_xy_m=plans)
+    assert not pipe.conditional(req).degraded  # unbounded: the model answers
+    rep = pipe.conditional(req, budget_ns=0)
+    assert rep.degraded and "over budget" in rep.reason
+    assert np.isfinite(rep.trajectories_m).all()
