@@ -52,6 +52,16 @@ class StackOptions:
     live: bool = True
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if the launcher dies (killed, closed terminal), never orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the launcher's own shutdown path still stops children
+
+
 @dataclass
 class Child:
     name: str
@@ -69,7 +79,8 @@ class Child:
             env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
+            preexec_fn=_die_with_parent,
         )
         fh.close()
 
