@@ -4,7 +4,8 @@ For each (scenario, agent count) point it runs ``prescient up`` (bus proxy, simu
 sensors in real time, prediction service, planner stub; no recorder) for ``warmup + ticks/10``
 seconds and measures, per prediction after warm-up: end to end (publish of the newest sensor
 frame used -> the planner stub has it, same host, monotonic clock), the service's stages
-(decode, track, raster, infer, total) and the rest (bus hops and queueing = e2e - total).
+(decode, track, raster, infer, total), the time from the sensor publish to the prediction's
+publish, and the last hop (prediction publish -> planner has decoded it).
 A tick is a deadline miss when its end-to-end latency exceeds 100 ms; degraded ticks (physics
 fallback) are counted separately.
 
@@ -52,8 +53,9 @@ def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Pa
     skip = int(warmup_s * 10)
     e2e = np.asarray(mon.e2e_all[skip:], np.int64)
     stages = {k: np.asarray(v[skip:], np.int64) for k, v in mon.stage_all.items()}
-    n = min(len(e2e), len(stages.get("total", [])))
-    bus = e2e[-n:] - stages["total"][-n:] if n else np.zeros(0, np.int64)
+    segs = [x for x in mon.segments_all[skip:] if x[0] is not None]
+    to_publish = np.asarray([x[0] for x in segs], np.int64)
+    last_hop = np.asarray([x[1] for x in segs], np.int64)
     degraded = mon.degraded_all[skip:]
     return {
         "scenario": scenario,
@@ -63,7 +65,8 @@ def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Pa
         "provider": mon.provider,
         "e2e": percentiles_ms(e2e),
         "stages": {k: percentiles_ms(stages[k]) for k in STAGES if k in stages},
-        "bus_and_queue": percentiles_ms(bus),
+        "sensor_to_prediction_publish": percentiles_ms(to_publish),
+        "prediction_to_planner": percentiles_ms(last_hop),
         "deadline_miss_rate": float((e2e > DEADLINE_NS).mean()) if len(e2e) else float("nan"),
         "deadline_misses": int((e2e > DEADLINE_NS).sum()),
         "degraded_ticks": int(sum(degraded)),
@@ -95,8 +98,11 @@ def plot(points: list[dict], path: Path) -> Path:
         vals = np.array([p["stages"].get(stage, {}).get("p50", 0.0) for p in day])
         axes[1].bar(labels, vals, bottom=bottom, label=stage)
         bottom += vals
-    vals = np.array([max(p["bus_and_queue"]["p50"], 0.0) for p in day])
-    axes[1].bar(labels, vals, bottom=bottom, label="bus + queue")
+    vals = np.array([max(p["sensor_to_prediction_publish"]["p50"] - bottom[i], 0.0) for i, p in enumerate(day)])
+    axes[1].bar(labels, vals, bottom=bottom, label="first hop, queueing, predict, encode")
+    bottom += vals
+    vals = np.array([p["prediction_to_planner"]["p50"] for p in day])
+    axes[1].bar(labels, vals, bottom=bottom, label="bus hop to planner + decode")
     axes[1].set_xlabel("agents")
     axes[1].set_ylabel("p50 per stage (ms)")
     axes[1].set_title(f"where the time goes ({day[0]['scenario'] if day else ''}, p50)")
@@ -126,10 +132,10 @@ def table(points: list[dict]) -> str:
                 s.get("track", {}).get("p50", float("nan")),
                 s.get("raster", {}).get("p50", float("nan")),
                 s.get("infer", {}).get("p50", float("nan")),
-                p["bus_and_queue"]["p50"],
+                p["prediction_to_planner"]["p50"],
             ]
         )
-    headers = ["scenario", "agents", "ticks", "e2e p50", "p95", "p99", "max", ">100 ms", "degraded", "track p50", "raster p50", "infer p50", "bus+queue p50"]
+    headers = ["scenario", "agents", "ticks", "e2e p50", "p95", "p99", "max", ">100 ms", "degraded", "track p50", "raster p50", "infer p50", "pred->planner p50"]
     return markdown_table(headers, rows)
 
 

@@ -115,6 +115,8 @@ class Monitor:
     e2e_ns: deque = field(default_factory=lambda: deque(maxlen=600))
     e2e_all: list = field(default_factory=list)
     degraded_all: list = field(default_factory=list)  # per prediction, in arrival order
+    service_segment: dict = field(default_factory=dict)  # prediction seq -> sensor publish to prediction publish
+    segments_all: list = field(default_factory=list)  # per planner status: (to prediction publish, last hop) ns
     stage_all: dict[str, list] = field(default_factory=dict)
     degraded: int = 0
     predictions: int = 0
@@ -149,6 +151,9 @@ class Monitor:
 
     def _take(self, msg: object) -> None:
         if isinstance(msg, m.Predictions):
+            if msg.source_sent_mono_ns > 0:
+                # sensor publish -> prediction publish: first hop, queueing, compute, encode
+                self.service_segment[msg.header.seq] = msg.header.sent_mono_ns - msg.source_sent_mono_ns
             self.predictions += 1
             self.degraded += int(msg.degraded)
             self.degraded_all.append(bool(msg.degraded))
@@ -159,6 +164,8 @@ class Monitor:
             if msg.e2e_latency_ns > 0:
                 self.e2e_ns.append(msg.e2e_latency_ns)
                 self.e2e_all.append(msg.e2e_latency_ns)
+                seg = self.service_segment.pop(msg.prediction_seq, None)
+                self.segments_all.append((seg, msg.e2e_latency_ns - seg) if seg is not None else (None, None))
             self.planner_status = msg.status
         elif isinstance(msg, m.Health) and msg.node == "predictor":
             self.health_seen = True
