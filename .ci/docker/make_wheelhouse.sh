@@ -6,7 +6,7 @@
 # Usage: .ci/docker/make_wheelhouse.sh [PIP]   (default .venv/bin/pip)
 # Re-running is cheap: pip reuses wheels already in the directory and its own cache.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PIP="${1:-.venv/bin/pip}"
 WH=.ci/docker/wheelhouse
 mkdir -p "$WH"

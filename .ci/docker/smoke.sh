@@ -13,7 +13,7 @@
 # Needs root (apt, dockerd) or a user in the docker group with everything installed.
 # Writes runs/docker/ (gitignored): build.log, dockerd.log, flow.json, stack-logs.txt.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 BASE_TAG="${BASE_TAG:-prescient-base:bookworm}"
 IMAGE="${IMAGE:-prescient:latest}"
