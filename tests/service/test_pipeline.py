@@ -132,6 +132,7 @@ def test_pipeline_deadline_guard_uses_fallback_when_model_too_slow(tiny_model: P
     # The first tick has no timing history and runs the model; later ones expect to miss.
     assert not res[0].predictions.degraded
     assert res[1].predictions.degraded and "over budget" in res[1].predictions.reason
+    assert [r.predictions.degraded for r in res] == [False, True, True, True, True, False]  # 5th: probe
     assert pipe.stats.deadline_misses == len(res)
 
 
