@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sim", help="run the simulated world and its 16 sensors on the bus")
     p.add_argument("--scenario", default="intersection", choices=SCENARIOS)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--agents", type=int, default=50, help="target number of agents (ego excluded)")
+    p.add_argument(
+        "--agents", type=int, default=None, help="target number of agents (ego excluded, default 50)"
+    )
     p.add_argument("--duration", type=float, default=30.0, help="sim seconds to run")
     p.add_argument("--night", action="store_true", help="darkness: camera degrades, LWIR does not")
     p.add_argument(
@@ -56,6 +58,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--wait-subscribers", type=float, default=2.0, metavar="S", help="wait this long for a subscriber"
     )
     p.add_argument("--snapshot", metavar="PNG", help="write a picture of the last state and detections")
+    p.add_argument(
+        "--from-scenario",
+        metavar="FILE[#INDEX]",
+        help="start from a scene of a scene file (prescient scenarios generate); sets --scenario, "
+        "and --agents defaults to the scene's agent count",
+    )
     p.set_defaults(func=run_sim, fast=False)
 
 
@@ -64,11 +72,23 @@ def run_sim(args: argparse.Namespace) -> int:
     from sim_sensors.config import SimConfig
     from sim_sensors.simulation import Simulation
 
+    scene = None
+    scenario = args.scenario
+    n_agents = 50 if args.agents is None else args.agents
+    if getattr(args, "from_scenario", None):
+        from sim_sensors.scenario_file import ScenarioFileError, load_scene
+
+        try:
+            scene = load_scene(args.from_scenario)
+        except ScenarioFileError as e:
+            raise StartupError(f"--from-scenario: {e}") from e
+        scenario = scene.map_name
+        n_agents = scene.n_agents if args.agents is None else args.agents
     try:
         cfg = SimConfig(
-            scenario=args.scenario,
+            scenario=scenario,
             seed=args.seed,
-            n_agents=args.agents,
+            n_agents=n_agents,
             night=args.night,
             disabled_modalities=tuple(args.disable),
         )
@@ -77,7 +97,12 @@ def run_sim(args: argparse.Namespace) -> int:
         raise StartupError(f"bad argument {'.'.join(map(str, err['loc']))}: {err['msg']}") from e
     if args.duration <= 0:
         raise StartupError(f"--duration must be > 0, got {args.duration}")
-    sim = Simulation(cfg)
+    sim = Simulation(cfg) if scene is None else Simulation.from_scenario(scene, cfg)
+    if sim.placement is not None:
+        print(
+            f"from scenario {args.from_scenario}: {len(sim.placement.index)} of {scene.n_agents} agents placed"
+            + (f", dropped: {sim.placement.dropped}" if sim.placement.dropped else "")
+        )
     bus_cfg = BusConfig()
     pub = server = None
     stop = threading.Event()

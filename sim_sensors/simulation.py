@@ -36,6 +36,7 @@ from sim_sensors.config import (
     SimConfig,
 )
 from sim_sensors.maps import KIND_BIKE, KIND_TURNAROUND, KIND_VEHICLE, KIND_WALK, MapData, build_map_data
+from sim_sensors.scenario_file import Placement, Scene, place_scene, snap_to_lane
 from sim_sensors.sensors import SensorRig
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Simulation:
         sensors: SensorSuite | None = None,
         behaviour: BehaviourSpec | None = None,
         class_mix: ClassMix | None = None,
+        initial_scene: Scene | None = None,
     ) -> None:
         self.cfg = cfg
         self.behaviour = behaviour or BehaviourSpec()
@@ -104,7 +106,9 @@ class Simulation:
         self._krng = np.array([(cfg.seed * 0x9E3779B97F4A7C15 + 7) % (1 << 64)], np.uint64)
         self.dt_ns = round(cfg.dt_s * NS_PER_S)
         self.time_ns = 0
-        cap = max(64, 2 * cfg.n_agents + 16)
+        cap = max(
+            64, 2 * cfg.n_agents + 16, (initial_scene.n_agents + 16) if initial_scene is not None else 0
+        )
         self.F = np.zeros((cap, k.NF))
         self.I = np.zeros((cap, k.NI), np.int64)
         self._counts = np.zeros(k.NC, np.int64)
@@ -136,8 +140,30 @@ class Simulation:
         self._frame_k = {m: 1 for m in self.enabled}
         self._pending: list[tuple[int, int, Message]] = []
         self._order = 0
-        self._spawn_ego()
-        self._spawn(cfg.n_agents, initial=True)
+        self.placement: Placement | None = None
+        if initial_scene is None:
+            self._spawn_ego()
+            self._spawn(cfg.n_agents, initial=True)
+        else:
+            self._place_scene(initial_scene)
+
+    @classmethod
+    def from_scenario(cls, scene: Scene, cfg: SimConfig | None = None, **kwargs: object) -> Simulation:
+        """Start from a scene (e.g. a generated one) instead of the random spawn.
+
+        The ego and every agent are snapped onto the lane graph by
+        :func:`sim_sensors.scenario_file.place_scene` (what was dropped is in ``self.placement``);
+        they then follow their behaviour models, and the spawner keeps ``cfg.n_agents`` alive as
+        usual (default: the scene's agent count).
+
+        Args:
+            scene: the scene; its ``map_name`` overrides ``cfg.scenario``.
+            cfg: other settings (seed, sensors, ...); default ``SimConfig()``.
+            **kwargs: passed to the constructor (sensors, behaviour, class_mix).
+        """
+        base = cfg or SimConfig(n_agents=scene.n_agents)
+        cfg2 = base.model_copy(update={"scenario": scene.map_name})
+        return cls(cfg2, initial_scene=scene, **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------------------
     # Public API.
@@ -326,6 +352,55 @@ class Simulation:
     # ------------------------------------------------------------------------------------------
     # Spawning.
     # ------------------------------------------------------------------------------------------
+    def _place_scene(self, scene: Scene) -> None:
+        """Ego and agents from a scene (see :meth:`from_scenario`)."""
+        md = self.map_data
+        ego_xy = scene.ego_pose[:2] + EGO_CENTER_FROM_REAR_AXLE_M * np.array(
+            [math.cos(scene.ego_pose[2]), math.sin(scene.ego_pose[2])]
+        )
+        road = np.arange(md.n_road)
+        lane, s, _, _ = snap_to_lane(
+            md, road[md.kind[: md.n_road] == KIND_VEHICLE], ego_xy, float(scene.ego_pose[2])
+        )
+        self._place(0, AgentClass.CAR, lane, s, EGO_SIZE_LWH_M, _EGO_V0_MPS, flags=k.FLAG_EGO)
+        self.F[0, k.F_V] = scene.ego_speed_mps
+        self._finish_pose(0)
+        pl = place_scene(scene, md)
+        self.placement = pl
+        for j in range(len(pl.index)):
+            slot = self._free_slot()
+            if slot < 0:
+                pl.dropped.append((int(pl.index[j]), "no free slot"))
+                continue
+            cls = AgentClass(int(pl.cls[j]))
+            (_, _), (_, _), (h0, h1) = _SIZE[cls]
+            size = (float(pl.size_lw_m[j, 0]), float(pl.size_lw_m[j, 1]), 0.5 * (h0 + h1))
+            v = float(pl.speed_mps[j])
+            v0 = max(v, 0.5 * sum(_V0[cls]))
+            if cls == AgentClass.ANIMAL:
+                self._place(slot, cls, -1, 0.0, size, v0)
+                F = self.F[slot]
+                self.I[slot, k.I_MODE] = k.MODE_ANIMAL
+                self.I[slot, k.I_NEXT] = -1
+                F[k.F_X], F[k.F_Y], F[k.F_YAW] = pl.xy_m[j, 0], pl.xy_m[j, 1], pl.yaw_rad[j]
+                F[k.F_HOMEX], F[k.F_HOMEY] = pl.xy_m[j, 0], pl.xy_m[j, 1]
+            else:
+                self._place(slot, cls, int(pl.lane[j]), float(pl.s_m[j]), size, v0)
+                if pl.next_lane[j] >= 0:
+                    self.I[slot, k.I_NEXT] = int(pl.next_lane[j])
+                self.F[slot, k.F_V] = (
+                    min(v, float(md.speed[pl.lane[j]])) if cls != AgentClass.PEDESTRIAN else v0
+                )
+            self._finish_pose(slot)
+            self.spawned += 1
+        if pl.dropped:
+            log.info(
+                "from scenario: %d of %d agents not placed: %s",
+                len(pl.dropped),
+                scene.n_agents,
+                pl.dropped[:5],
+            )
+
     def _is_entry(self, lane: int) -> bool:
         """True for lanes where traffic enters the map (only ego turnarounds lead into them)."""
         md = self.map_data

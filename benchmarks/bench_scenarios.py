@@ -1,0 +1,87 @@
+"""Scenario-diffusion benchmark: realism and token compliance against held-out simulated scenes.
+
+Rows: a second held-out draw (the floor), the simulator's own spawner (baseline), the diffusion
+model without tokens and with the density token (see :mod:`models.scenario_diffusion.evaluate`).
+Then generation latency: one scene at a time (batch 1, DDIM ``--steps``), p50/p95/p99/max wall
+and thread CPU time per scene, warm-up excluded; and the amortised time per scene in batches.
+Torch runs on one thread. Writes ``benchmarks/results/bench_scenarios.json``.
+
+    .venv/bin/python benchmarks/bench_scenarios.py [--runs-per-map 8] [--steps 25] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from models.scenario_diffusion.evaluate import evaluate, format_report  # noqa: E402
+from models.scenario_diffusion.generate import WEIGHTS_PATH, ScenarioGenerator  # noqa: E402
+from models.scenario_diffusion.tokens import load_spec  # noqa: E402
+
+
+def _pct(x: list[float]) -> dict[str, float]:
+    a = np.asarray(x) * 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
+            "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()), "n": len(a)}  # fmt: skip
+
+
+def latency(gen: ScenarioGenerator, steps: int, n: int, guidance: float) -> dict:
+    """Per-scene latency of generating the example bus scenario one scene at a time."""
+    spec = load_spec(REPO / "models" / "scenario_diffusion" / "examples" / "bus_right_turn.yaml")
+    spec.guidance = guidance
+    gen.generate("intersection", spec, n=2, seed=0, n_steps=steps, batch=1)  # warm-up
+    wall, cpu = [], []
+    for i in range(n):
+        t0, c0 = time.perf_counter(), time.thread_time()
+        gen.generate("intersection", spec, n=1, seed=i + 1, n_steps=steps, batch=1)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    return {"wall": _pct(wall), "thread_cpu": _pct(cpu)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs-per-map", type=int, default=8, help="held-out runs per map (2 scenes each)")
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--guidance", type=float, default=1.0, help="guidance for the realism / compliance rows")
+    ap.add_argument("--latency-n", type=int, default=30)
+    ap.add_argument("--weights", default=str(WEIGHTS_PATH))
+    ap.add_argument("--quick", action="store_true", help="2 runs per map, 10 latency samples")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_scenarios.json"))
+    a = ap.parse_args()
+    if a.quick:
+        a.runs_per_map, a.latency_n = 2, 10
+    torch.set_num_threads(1)
+    gen = ScenarioGenerator.load(a.weights)
+    r = evaluate(gen, runs_per_map=a.runs_per_map, n_steps=a.steps, guidance=a.guidance)
+    print(format_report(r))
+    lat = {g: latency(gen, a.steps, a.latency_n, g) for g in (1.0, 2.0)}
+    for g, v in lat.items():
+        w, c = v["wall"], v["thread_cpu"]
+        print(f"latency per scene, batch 1, {a.steps} DDIM steps, guidance {g}: wall p50 {w['p50_ms']:.1f} "
+              f"p95 {w['p95_ms']:.1f} p99 {w['p99_ms']:.1f} max {w['max_ms']:.1f} ms; thread CPU p50 "
+              f"{c['p50_ms']:.1f} p95 {c['p95_ms']:.1f} p99 {c['p99_ms']:.1f} max {c['max_ms']:.1f} ms")  # fmt: skip
+    r["latency_batch1"] = lat
+    r["weights_info"] = gen.info
+    r["host"] = {"python": platform.python_version(), "torch": torch.__version__, "threads": 1,
+                 "machine": platform.machine()}  # fmt: skip
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(r, indent=1))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
