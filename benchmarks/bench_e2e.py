@@ -39,7 +39,7 @@ def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Pa
         scenario="intersection",
         seed=idx,
         agents=agents,
-        duration_s=warmup_s + ticks / 10.0,
+        duration_s=warmup_s + ticks / 10.0 + 1.5,  # margin: a few ticks are lost at startup
         night=night,
         model=model,
         out_dir=out,
@@ -51,12 +51,12 @@ def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Pa
     res = run_stack(opts)
     mon = res.monitor
     skip = int(warmup_s * 10)
-    e2e = np.asarray(mon.e2e_all[skip:], np.int64)
-    stages = {k: np.asarray(v[skip:], np.int64) for k, v in mon.stage_all.items()}
-    segs = [x for x in mon.segments_all[skip:] if x[0] is not None]
+    e2e = np.asarray(mon.e2e_all[skip : skip + ticks], np.int64)
+    stages = {k: np.asarray(v[skip : skip + ticks], np.int64) for k, v in mon.stage_all.items()}
+    segs = [x for x in mon.segments_all[skip : skip + ticks] if x[0] is not None]
     to_publish = np.asarray([x[0] for x in segs], np.int64)
     last_hop = np.asarray([x[1] for x in segs], np.int64)
-    degraded = mon.degraded_all[skip:]
+    degraded = mon.degraded_all[skip : skip + ticks]
     return {
         "scenario": scenario,
         "agents": agents,
