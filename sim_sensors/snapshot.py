@@ -43,6 +43,20 @@ def _box(x: float, y: float, yaw: float, length: float, width: float) -> np.ndar
     return np.stack([x + c * ex - s * ey, y + s * ex + c * ey], axis=1)
 
 
+def draw_map(ax, vm) -> None:
+    """Drivable areas, sidewalks, crossings and lane centerlines of ``vm`` on a matplotlib axis."""
+    from matplotlib.patches import Polygon
+
+    for p in _polys(vm.drivable_xy_m, vm.drivable_offsets):
+        ax.add_patch(Polygon(p, closed=True, fc="#dddddd", ec="none", zorder=0))
+    for p in _polys(vm.sidewalk_xy_m, vm.sidewalk_offsets):
+        ax.add_patch(Polygon(p, closed=True, fc="#f2e8cf", ec="none", zorder=0))
+    for p in _polys(vm.crossing_xy_m, vm.crossing_offsets):
+        ax.add_patch(Polygon(p, closed=True, fc="white", ec="#999999", hatch="||", zorder=1))
+    for p in _polys(vm.centerline_xy_m, vm.centerline_offsets):
+        ax.plot(p[:, 0], p[:, 1], color="#aaaaaa", lw=0.5, ls="--", zorder=1)
+
+
 def draw_snapshot(sim, frames: dict[str, object], path: str | Path, view_m: float = 70.0) -> Path:
     """Write a PNG of the current state of ``sim`` with the latest ``frames`` per sensor topic.
 
@@ -64,14 +78,7 @@ def draw_snapshot(sim, frames: dict[str, object], path: str | Path, view_m: floa
     vm = sim.map
     ego = sim.ego_pose()
     fig, ax = plt.subplots(figsize=(10, 10), dpi=110)
-    for p in _polys(vm.drivable_xy_m, vm.drivable_offsets):
-        ax.add_patch(Polygon(p, closed=True, fc="#dddddd", ec="none", zorder=0))
-    for p in _polys(vm.sidewalk_xy_m, vm.sidewalk_offsets):
-        ax.add_patch(Polygon(p, closed=True, fc="#f2e8cf", ec="none", zorder=0))
-    for p in _polys(vm.crossing_xy_m, vm.crossing_offsets):
-        ax.add_patch(Polygon(p, closed=True, fc="white", ec="#999999", hatch="||", zorder=1))
-    for p in _polys(vm.centerline_xy_m, vm.centerline_offsets):
-        ax.plot(p[:, 0], p[:, 1], color="#aaaaaa", lw=0.5, ls="--", zorder=1)
+    draw_map(ax, vm)
     t_s = sim.time_ns / 1e9
     states = vm.group_plan_s.shape[0] and sim.map_data.light_states(t_s)
     light_color = {1: "red", 2: "gold", 3: "limegreen"}

@@ -10,7 +10,7 @@ from bus.messages import AgentClass
 from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
 from sim_sensors.maps import build_map
 from sim_sensors.scenario_file import Scene
-from sim_sensors.snapshot import _CLASS_COLOR, _box, _polys
+from sim_sensors.snapshot import _CLASS_COLOR, _box, draw_map
 
 
 def draw_scene(scene: Scene, path: str | Path, view_m: float = 36.0, title: str | None = None) -> Path:
@@ -23,14 +23,7 @@ def draw_scene(scene: Scene, path: str | Path, view_m: float = 36.0, title: str 
 
     vm = build_map(scene.map_name)
     fig, ax = plt.subplots(figsize=(7, 7), dpi=110)
-    for p in _polys(vm.drivable_xy_m, vm.drivable_offsets):
-        ax.add_patch(Polygon(p, closed=True, fc="#dddddd", ec="none", zorder=0))
-    for p in _polys(vm.sidewalk_xy_m, vm.sidewalk_offsets):
-        ax.add_patch(Polygon(p, closed=True, fc="#f2e8cf", ec="none", zorder=0))
-    for p in _polys(vm.crossing_xy_m, vm.crossing_offsets):
-        ax.add_patch(Polygon(p, closed=True, fc="white", ec="#999999", hatch="||", zorder=1))
-    for p in _polys(vm.centerline_xy_m, vm.centerline_offsets):
-        ax.plot(p[:, 0], p[:, 1], color="#aaaaaa", lw=0.5, ls="--", zorder=1)
+    draw_map(ax, vm)
     ex, ey, eyaw = scene.ego_pose
     off = EGO_CENTER_FROM_REAR_AXLE_M
     ego_box = _box(
