@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-model", action="store_true")
     args = ap.parse_args(argv)
     pipe, ego = build_scene(args.agents, None if args.no_model else Path(args.model))
-    n_tracks = len(pipe._last[0].track_id) if pipe._last else 0
+    n_tracks = len(pipe.last_tracks.track_id) if pipe.last_tracks is not None else 0
     base = candidate_plans(ego)
     ep = f"ipc://{tempfile.mkdtemp(prefix='bench-cond-')}/cond"
     cfg = BusConfig(conditional_endpoint=ep, poll_ms=20)

@@ -360,7 +360,7 @@ def evaluate_av2(
                 dts = np.diff(stamps[j : j + cfg.future_steps + 1]) / 1e9
                 if np.any(np.abs(dts - cfg.dt_s) > 0.02):
                     continue
-                ego = pipe._ego
+                ego = pipe.ego
                 inputs = agent_inputs_from_tracks(
                     cfg, tracks, ego.velocity_mps, ego.size_lwh_m, ego.plan_xy_m
                 )
@@ -517,9 +517,9 @@ def conditional_scene(
                 res = pipe.tick(tick)
                 if res is not None:
                     last = res
-    if last is None or pipe._ego is None:
+    if last is None or pipe.ego is None:
         raise SimDataError(f"{scenario} seed {seed}: no tick within {t_s} s")
-    ego = pipe._ego
+    ego = pipe.ego
     route = np.vstack([np.asarray(ego.pose[:2])[None], np.asarray(ego.plan_xy_m, np.float64)])
     speed = max(float(np.linalg.norm(ego.velocity_mps)), 8.0)
     cfg = predictor.cfg

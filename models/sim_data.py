@@ -265,12 +265,12 @@ def generate_run(run: RunSpec, gen: GenConfig | None = None) -> dict[str, np.nda
             stamps = tick_ns + STATE_PERIOD_NS * np.arange(1, FUTURE_STEPS + 1)
             if any(int(s) not in ego_by_stamp for s in stamps):
                 continue
-            ego = pipe._ego  # the EgoState this tick used (same object the pipeline rendered with)
+            ego = pipe.ego  # the EgoState this tick used (same object the pipeline rendered with)
             tracks = res.tracks
             route_idx, route_val = _sparse(res.raster[plan_ch])
             ego_future = np.stack([ego_by_stamp[int(s)][:2] for s in stamps]).astype(np.float32)
             # Same call Pipeline.conditional makes for a candidate plan.
-            raster = pipe._render(tracks, ego, ego_future)
+            raster = pipe.render(tracks, ego, ego_future)
             idx, val = _sparse(raster)
             r_idx.append(idx)
             r_val.append(val)

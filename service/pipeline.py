@@ -309,6 +309,23 @@ class Pipeline:
             scale_m=scale,
         )
 
+    @property
+    def ego(self) -> m.EgoState | None:
+        """The newest ego state fed (the one the next tick renders with)."""
+        return self._ego
+
+    @property
+    def last_tracks(self) -> m.Tracks | None:
+        """The tracks of the last tick (what conditional requests are answered for)."""
+        return self._last[0] if self._last is not None else None
+
+    def render(self, tracks: m.Tracks, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
+        """The raster of ``tracks`` around ``ego`` with ``plan_xy_m`` in the plan channel.
+
+        Returns the rasterizer's buffer (overwritten by the next render).
+        """
+        return self._render(tracks, ego, plan_xy_m)
+
     # ------------------------------------------------------------------------------------------
     def _render(self, tracks: m.Tracks, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
         hist = np.array([xy for _, xy in self._ego_hist], np.float64).reshape(-1, 2)
