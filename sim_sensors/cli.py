@@ -142,6 +142,12 @@ def run_sim(args: argparse.Namespace) -> int:
         "fast" if args.fast else "realtime",
         args.duration,
     )
+    if not args.fast:
+        # Compile every kernel (simulation and all four sensor kinds) on a throwaway copy first:
+        # on a cold numba cache that takes seconds, which would otherwise stall the real-time
+        # clock and then send a burst of late frames.
+        for _ in Simulation(cfg.model_copy(update={"n_agents": min(cfg.n_agents, 5)})).run(0.3):
+            pass
     t_start = time.monotonic()
     next_map_ns = 0
     try:
