@@ -22,21 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import percentiles_ms
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 TARGET_P99_MS = 40.0
 
 
 def _stats(samples_ns: list[int]) -> dict[str, float]:
-    a = np.asarray(samples_ns, np.float64) / 1e6
-    return {
-        "n": int(a.size),
-        "p50_ms": float(np.percentile(a, 50)),
-        "p95_ms": float(np.percentile(a, 95)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-        "mean_ms": float(a.mean()),
-    }
+    """:func:`benchmarks.common.percentiles_ms` with this benchmark's ``*_ms`` JSON keys."""
+    p = percentiles_ms(samples_ns)
+    return {"n": p["n"], **{f"{k}_ms": p[k] for k in ("p50", "p95", "p99", "max", "mean")}}
 
 
 def _feed(cfg, n_valid: int, seed: int) -> dict[str, np.ndarray]:

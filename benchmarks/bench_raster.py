@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from benchmarks.common import percentiles_ms
+
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -33,14 +35,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _pcts(samples_ns: list[int]) -> dict[str, float]:
-    a = np.asarray(samples_ns, np.float64) / 1e6
-    return {
-        "n": int(a.size),
-        "p50_ms": float(np.percentile(a, 50)),
-        "p95_ms": float(np.percentile(a, 95)),
-        "p99_ms": float(np.percentile(a, 99)),
-        "max_ms": float(a.max()),
-    }
+    """:func:`benchmarks.common.percentiles_ms` with this benchmark's ``*_ms`` JSON keys."""
+    p = percentiles_ms(samples_ns)
+    return {"n": p["n"], **{f"{k}_ms": p[k] for k in ("p50", "p95", "p99", "max")}}
 
 
 def time_fast(r: Rasterizer, scenes: list[dict], frames: int) -> dict[str, float]:

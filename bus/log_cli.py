@@ -15,7 +15,7 @@ from typing import Any
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap.writer import CompressionType, Writer
 
-from bus.config import BusConfig
+from bus.cli import add_bus_args, bus_config_from_args
 from bus.errors import StartupError, TransportError
 from bus.logfile import LogError, ReadStats, json_from_message, json_schema, summarize_log
 
@@ -44,24 +44,6 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def _bus_config(args: argparse.Namespace) -> BusConfig:
-    overrides = {}
-    if getattr(args, "pub_endpoint", None):
-        overrides["pub_endpoint"] = args.pub_endpoint
-    if getattr(args, "sub_endpoint", None):
-        overrides["sub_endpoint"] = args.sub_endpoint
-    try:
-        return BusConfig(**overrides)
-    except ValueError as e:
-        raise StartupError(f"bad bus endpoint: {e}") from e
-
-
-def _add_endpoints(p: argparse.ArgumentParser) -> None:
-    d = BusConfig()
-    p.add_argument("--pub-endpoint", help=f"proxy endpoint publishers connect to (default {d.pub_endpoint})")
-    p.add_argument("--sub-endpoint", help=f"proxy endpoint subscribers connect to (default {d.sub_endpoint})")
-
-
 # ----------------------------------------------------------------------------------------------
 # record
 # ----------------------------------------------------------------------------------------------
@@ -78,13 +60,13 @@ def add_record_arguments(p: argparse.ArgumentParser) -> None:
         default=1.0,
         help="max seconds a message waits before its chunk is written",
     )
-    _add_endpoints(p)
+    add_bus_args(p)
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     from bus.recorder import Recorder, summary_lines
 
-    cfg = _bus_config(args)
+    cfg = bus_config_from_args(args)
     if args.out.parent and not args.out.parent.exists():
         raise StartupError(f"output directory {args.out.parent} does not exist")
     try:
@@ -198,7 +180,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"  DAMAGE: {p}")
         return 1 if stats.problems else 0
     rate = 0.0 if args.max_speed else args.rate
-    cfg = _bus_config(args)
+    cfg = bus_config_from_args(args)
     try:
         rp = BusReplayer(cfg, args.log, rate=rate, topics=args.topics, start_ns=start_ns, end_ns=end_ns)
     except TransportError as e:
@@ -334,7 +316,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="no bus: decode in-process, deterministic, as fast as possible; print counts",
     )
-    _add_endpoints(p)
+    add_bus_args(p)
     p.set_defaults(func=cmd_replay)
 
     p = lsub.add_parser("export-foxglove", help="write a JSON/JSON-Schema copy Foxglove can display")
