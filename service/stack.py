@@ -50,6 +50,8 @@ class StackOptions:
     record: bool = True
     picture: bool = True
     live: bool = True
+    # A generated scene ("scenes.json#3") to start the simulator from; its map replaces ``scenario``.
+    from_scenario: str | None = None
 
 
 def _die_with_parent() -> None:
@@ -115,8 +117,12 @@ class Monitor:
     e2e_ns: deque = field(default_factory=lambda: deque(maxlen=600))
     e2e_all: list = field(default_factory=list)
     degraded_all: list = field(default_factory=list)  # per prediction, in arrival order
-    service_segment: dict = field(default_factory=dict)  # prediction seq -> sensor publish to prediction publish
-    segments_all: list = field(default_factory=list)  # per planner status: (to prediction publish, last hop) ns
+    service_segment: dict = field(
+        default_factory=dict
+    )  # prediction seq -> sensor publish to prediction publish
+    segments_all: list = field(
+        default_factory=list
+    )  # per planner status: (to prediction publish, last hop) ns
     stage_all: dict[str, list] = field(default_factory=dict)
     degraded: int = 0
     predictions: int = 0
@@ -203,7 +209,11 @@ def render_table(mon: Monitor, children: list[Child], elapsed_s: float):
         groups.setdefault(key, []).append((hz, mon.totals.get(t, 0)))
     for key, vals in groups.items():
         hz = min(v[0] for v in vals)
-        rates.add_row(key.format(n=len(vals)), f"{hz:.1f}" + (" each" if len(vals) > 1 else ""), str(sum(v[1] for v in vals)))
+        rates.add_row(
+            key.format(n=len(vals)),
+            f"{hz:.1f}" + (" each" if len(vals) > 1 else ""),
+            str(sum(v[1] for v in vals)),
+        )
     lat = Table(title="latency (ms, last 600)")
     lat.add_column("stage")
     lat.add_column("p50", justify="right")
@@ -247,18 +257,11 @@ def run_stack(opts: StackOptions) -> StackResult:
         os.environ[ENV_BUS] = opts.bus
     cfg = BusConfig()
     log_path = out / "log.mcap"
-    sim = [
-        "sim",
-        "--scenario",
-        opts.scenario,
-        "--seed",
-        str(opts.seed),
-        "--agents",
-        str(opts.agents),
-        "--duration",
-        str(opts.duration_s),
-        "--realtime",
-    ]
+    sim = ["sim", "--seed", str(opts.seed), "--duration", str(opts.duration_s), "--realtime"]
+    if opts.from_scenario:
+        sim += ["--from-scenario", opts.from_scenario]  # the scene sets the map and the agents
+    else:
+        sim += ["--scenario", opts.scenario, "--agents", str(opts.agents)]
     if opts.night:
         sim.append("--night")
     serve = ["serve", "--no-model"] if opts.model is None else ["serve", "--model", str(opts.model)]
@@ -346,6 +349,7 @@ def run_stack(opts: StackOptions) -> StackResult:
     e2e_p50, e2e_p99 = _pct(mon.e2e_all)
     summary = {
         "scenario": opts.scenario,
+        "from_scenario": opts.from_scenario,
         "agents": opts.agents,
         "duration_s": opts.duration_s,
         "completed": ended_normally,

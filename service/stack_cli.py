@@ -83,10 +83,21 @@ def _planner(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from service.stack import StackOptions, run_stack
 
+    scenario, agents = args.scenario, args.agents
+    if args.from_scenario:
+        from bus.errors import StartupError
+        from sim_sensors.scenario_file import ScenarioFileError, load_scene
+
+        try:  # fail here, with one line, rather than in a supervised child
+            scene = load_scene(args.from_scenario)
+        except ScenarioFileError as e:
+            raise StartupError(f"--from-scenario: {e}") from e
+        scenario, agents = scene.map_name, scene.n_agents
     opts = StackOptions(
-        scenario=args.scenario,
+        scenario=scenario,
         seed=args.seed,
-        agents=args.agents,
+        agents=agents,
+        from_scenario=args.from_scenario,
         duration_s=args.duration,
         night=args.night,
         model=None if args.no_model else Path(args.model),
@@ -158,7 +169,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-ms", type=float, default=100.0)
     p.add_argument("--map-timeout-s", type=float, default=30.0)
     p.add_argument("--no-lidar", action="store_true", help="do not splat LiDAR points into the raster")
-    p.add_argument("--tracks-input", action="store_true", help="take perception.tracks from the bus (replayed imported logs) instead of sensor frames")
+    p.add_argument(
+        "--tracks-input",
+        action="store_true",
+        help="take perception.tracks from the bus (replayed imported logs) instead of sensor frames",
+    )
     p.add_argument("--duration", type=float, default=None)
     p.set_defaults(func=_serve)
 
@@ -193,6 +208,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--no-picture", action="store_true")
     p.add_argument("--no-live", action="store_true", help="no live table (logs only)")
+    p.add_argument(
+        "--from-scenario",
+        metavar="FILE[#INDEX]",
+        help="start the simulator from a generated scene (prescient scenarios generate); "
+        "the scene's map and agents replace --scenario and --agents",
+    )
     p.set_defaults(func=_up)
 
     p = sub.add_parser("replay", help="run the service offline on a recorded or imported log (deterministic)")

@@ -36,7 +36,9 @@ def _env(bus: str) -> dict[str, str]:
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     fh = open(log, "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen([sys.executable, "-m", "service", *args], env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", *args], env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO
+    )
 
 
 def _stop(p: subprocess.Popen) -> None:
@@ -65,7 +67,22 @@ def _count(sub: Subscriber, seconds: float) -> tuple[int, list[m.Health]]:
 def test_up_runs_and_leaves_log_summary_and_picture(tmp_path: Path) -> None:
     out = tmp_path / "run"
     bus = f"ipc://{tmp_path}/bus"
-    cmd = [sys.executable, "-m", "service", "up", "--no-model", "--duration", "6", "--agents", "15", "--bus", bus, "--out", str(out), "--no-live"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "service",
+        "up",
+        "--no-model",
+        "--duration",
+        "6",
+        "--agents",
+        "15",
+        "--bus",
+        bus,
+        "--out",
+        str(out),
+        "--no-live",
+    ]
     res = subprocess.run(cmd, cwd=REPO, env=_env(bus), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "end-to-end latency" in res.stdout
@@ -74,6 +91,33 @@ def test_up_runs_and_leaves_log_summary_and_picture(tmp_path: Path) -> None:
     assert summary["predictions"] == summary["degraded"]  # --no-model: every one flagged
     assert summary["e2e_ms"]["n"] > 0 and summary["e2e_ms"]["p50"] > 0
     assert (out / "log.mcap").stat().st_size > 0 and (out / "summary.png").stat().st_size > 0
+
+
+def test_up_from_generated_scenario_runs_the_prediction_stack(tmp_path: Path) -> None:
+    """A pinned scene from the shipped scenario generator goes through simulator, tracker and model."""
+    from models.scenario_diffusion.generate import ScenarioGenerator
+    from models.scenario_diffusion.tokens import load_spec
+    from sim_sensors.scenario_file import save_scenes
+
+    spec = load_spec(REPO / "models" / "scenario_diffusion" / "examples" / "bus_right_turn.yaml")
+    scenes = ScenarioGenerator.load().generate("intersection", spec, n=1, seed=0)
+    scene_file = save_scenes(tmp_path / "scenes.json", scenes)
+    out = tmp_path / "run"
+    bus = f"ipc://{tmp_path}/bus"
+    cmd = [sys.executable, "-m", "service", "up", "--from-scenario", f"{scene_file}#0", "--duration", "6",
+           "--bus", bus, "--out", str(out), "--no-live", "--no-picture"]  # fmt: skip
+    res = subprocess.run(cmd, cwd=REPO, env=_env(bus), capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["completed"] and summary["from_scenario"] == f"{scene_file}#0"
+    assert summary["scenario"] == "intersection" and summary["agents"] == scenes[0].n_agents
+    assert summary["predictions"] >= 30 and summary["degraded"] < summary["predictions"] / 2
+    assert "agents placed" in (out / "sim.log").read_text()
+    # A bad scene file stops the launcher before any child starts, with one line.
+    bad = subprocess.run([sys.executable, "-m", "service", "up", "--from-scenario", f"{scene_file}#7", "--no-live"],
+                         cwd=REPO, env=_env(bus), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert bad.returncode == 1 and "scene index 7 out of range" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_stack_survives_kills_restarts_and_garbage(tmp_path: Path) -> None:
@@ -116,9 +160,24 @@ def test_stack_survives_kills_restarts_and_garbage(tmp_path: Path) -> None:
             topic = m.sensor_topic(m.Modality.LIDAR, m.Corner.FRONT_LEFT)
             for _ in range(3):
                 pub.publish_raw(topic, b"\x92garbage")
-            lidar = m.empty(m.LidarFrame, topic, points_m=np.full((2, 3), np.nan, np.float32), ego_from_sensor=np.eye(4))
-            pub.publish_raw(topic, codec.encode(dataclasses.replace(lidar, header=dataclasses.replace(lidar.header, seq=10**6)), check=False))
-            pub.publish_raw(topic, codec.encode(dataclasses.replace(m.empty(m.EgoState, topic), header=m.Header(topic=topic, seq=10**6 + 1))))
+            lidar = m.empty(
+                m.LidarFrame, topic, points_m=np.full((2, 3), np.nan, np.float32), ego_from_sensor=np.eye(4)
+            )
+            pub.publish_raw(
+                topic,
+                codec.encode(
+                    dataclasses.replace(lidar, header=dataclasses.replace(lidar.header, seq=10**6)),
+                    check=False,
+                ),
+            )
+            pub.publish_raw(
+                topic,
+                codec.encode(
+                    dataclasses.replace(
+                        m.empty(m.EgoState, topic), header=m.Header(topic=topic, seq=10**6 + 1)
+                    )
+                ),
+            )
             n, health = _count(sub, 4.0)
             pub.close()
             assert n > 10 and svc.poll() is None and sim.poll() is None

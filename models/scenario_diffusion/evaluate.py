@@ -152,7 +152,8 @@ def evaluate(gen: ScenarioGenerator, runs_per_map: int = 6, seed0: int = 900000,
 def format_report(r: dict) -> str:
     """Markdown tables of an :func:`evaluate` result."""
     cols = ["mmd_position", "mmd_heading", "mmd_speed", "mmd_size", "count_mae", "count_mean",
-            "vehicles_on_drivable", "lane_heading_err_median_rad", "agents_in_collision"]  # fmt: skip
+            "vehicles_on_drivable", "lane_heading_err_median_rad", "agents_in_collision",
+            "vehicles_in_collision", "scenes_with_collision"]  # fmt: skip
     lines = [
         f"held-out scenes: {r['n_heldout_scenes']}, DDIM steps {r['ddim_steps']}, guidance {r['guidance']}",
         "",

@@ -168,7 +168,7 @@ class ScenarioGenerator:
         try:
             d = torch.load(p, weights_only=True, map_location="cpu")
             info = json.loads(d["info_json"])
-            cfg = ModelConfig(**info["config"])
+            cfg = ModelConfig(**{"pin_raster": False, **info["config"]})
             vae, unet = SceneVAE(cfg), LatentUNet(cfg)
             vae.load_state_dict(d["vae"])
             unet.load_state_dict(d["unet"])

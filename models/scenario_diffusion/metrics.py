@@ -90,8 +90,12 @@ def lane_heading_error(t: np.ndarray, ego_pose: np.ndarray, md: MapData, radius_
     return out
 
 
-def collisions(t: np.ndarray) -> np.ndarray:
-    """(N,) bool: the agent's box overlaps another agent's box or the ego's (t = 0)."""
+def collisions(t: np.ndarray, vehicles_only: bool = False) -> np.ndarray:
+    """(N,) bool: the agent's box overlaps another agent's box or the ego's (t = 0).
+
+    With ``vehicles_only`` only vehicle-vehicle and vehicle-ego overlaps count (pedestrians waiting
+    at a crossing overlap each other in the simulator itself), and non-vehicles are False.
+    """
     from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
 
     n = len(t)
@@ -101,6 +105,9 @@ def collisions(t: np.ndarray) -> np.ndarray:
     length = np.append(t[:, G.A_L], EGO_SIZE_LWH_M[0])
     width = np.append(t[:, G.A_W], EGO_SIZE_LWH_M[1])
     ov = G.boxes_overlap(G.box_corners(x, y, yaw, length, width))
+    if vehicles_only:
+        veh = np.append(np.isin(t[:, G.A_CLS], VEHICLES), True)  # the ego is a vehicle
+        ov &= veh[:, None] & veh[None, :]
     return ov[:n].any(1)
 
 
@@ -109,7 +116,7 @@ def scene_stats(tables: list[np.ndarray], maps: list[np.ndarray], poses: list[np
     """Pooled realism statistics of one scene set (vehicles for drivable area and lane heading)."""
     n_veh = n_drv = 0
     lane_err: list[float] = []
-    n_coll = n_all = 0
+    n_coll = n_all = n_veh_coll = 0
     scenes_coll = 0
     for t, m, p, md in zip(tables, maps, poses, mds):
         t = t[:, : G.AGENT_COLS]
@@ -120,6 +127,7 @@ def scene_stats(tables: list[np.ndarray], maps: list[np.ndarray], poses: list[np
         lane_err += list(e[np.isfinite(e)])
         c = collisions(t)
         n_coll += int(c.sum())
+        n_veh_coll += int(collisions(t, vehicles_only=True).sum())
         n_all += len(t)
         scenes_coll += int(c.any())
     return {
@@ -129,6 +137,7 @@ def scene_stats(tables: list[np.ndarray], maps: list[np.ndarray], poses: list[np
         if lane_err
         else float("nan"),
         "agents_in_collision": n_coll / max(n_all, 1),
+        "vehicles_in_collision": n_veh_coll / max(n_veh, 1),
         "scenes_with_collision": scenes_coll / max(len(tables), 1),
         "mean_agents": n_all / max(len(tables), 1),
     }

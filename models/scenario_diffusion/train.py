@@ -191,8 +191,10 @@ def encode_all(vae: SceneVAE, ds: SceneSet, batch: int = 64) -> tuple[torch.Tens
 
 
 def sample_tokens(ds: SceneSet, idx: np.ndarray, rng: np.random.Generator, p_drop_global: float = 0.2,
-                  p_no_agents: float = 0.4) -> tuple[torch.Tensor, ...]:  # fmt: skip
-    """Training tokens: a random subset (0..4) of each scene's agents pinned, density token (maybe dropped)."""
+                  p_no_agents: float = 0.25, max_pins: int = 6) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """Training tokens: a random subset (1..max_pins) of each scene's agents pinned (none with
+    probability ``p_no_agents``, the unconditional branch of guidance), density token (dropped with
+    probability ``p_drop_global``)."""
     b = len(idx)
     tok = np.zeros((b, MAX_AGENT_TOKENS, TOKEN_DIM), np.float32)
     mask = np.zeros((b, MAX_AGENT_TOKENS), bool)
@@ -203,25 +205,71 @@ def sample_tokens(ds: SceneSet, idx: np.ndarray, rng: np.random.Generator, p_dro
         glob[j] = global_token(len(t))
         gmask[j] = rng.random() >= p_drop_global
         if len(t) and rng.random() >= p_no_agents:
-            k = int(rng.integers(1, min(4, len(t)) + 1))
+            k = int(rng.integers(1, min(max_pins, MAX_AGENT_TOKENS, len(t)) + 1))
             pick = rng.choice(len(t), k, replace=False)
             tok[j, :k] = agent_tokens(t[pick])
             mask[j, :k] = True
     return torch.from_numpy(tok), torch.from_numpy(mask), torch.from_numpy(glob), torch.from_numpy(gmask)
 
 
+@torch.no_grad()
+def pin_compliance(vae: SceneVAE, unet: LatentUNet, latent_scale: float, ds: SceneSet, n_scenes: int = 96,
+                   seed: int = 0, n_steps: int = 25, n_diffusion: int = 1000) -> dict[str, float]:  # fmt: skip
+    """Pin 1-3 agents of the first ``n_scenes`` scenes of ``ds``, sample (DDIM, no guidance), decode,
+    and count pins answered by a generated agent of their class within 2.2 m and 0.2 rad."""
+    from models.scenario_diffusion.generate import match_pins
+    from models.scenario_diffusion.model import ddim_sample
+
+    was_training = unet.training
+    unet.eval()
+    vae.eval()
+    rng = np.random.default_rng(seed)
+    idx = np.arange(min(n_scenes, len(ds)))
+    pins, tok = [], np.zeros((len(idx), MAX_AGENT_TOKENS, TOKEN_DIM), np.float32)
+    mask = np.zeros((len(idx), MAX_AGENT_TOKENS), bool)
+    for j, i in enumerate(idx):
+        t = ds.table(int(i))
+        k = min(len(t), int(rng.integers(1, 4)))
+        p = t[rng.choice(len(t), k, replace=False)] if k else t[:0]
+        pins.append(p)
+        tok[j, :k], mask[j, :k] = agent_tokens(p), True
+    found = total = 0
+    for s0 in range(0, len(idx), 32):
+        sl = slice(s0, min(len(idx), s0 + 32))
+        m = torch.from_numpy(np.stack([ds.map_raster(int(i)) for i in idx[sl]]))
+        b = m.shape[0]
+        gen = torch.Generator().manual_seed(seed + s0)
+        zz = ddim_sample(unet, cosine_alpha_bar(n_diffusion), F.avg_pool2d(m, 4), torch.from_numpy(tok[sl]),
+                         torch.from_numpy(mask[sl]), torch.zeros(b, GLOBAL_DIM), torch.zeros(b, dtype=torch.bool),
+                         n_steps=n_steps, generator=gen)  # fmt: skip
+        out = grid_probabilities(vae.decode(zz / latent_scale, m)).numpy()
+        for o, p in zip(out, pins[sl]):
+            hit = match_pins(p, G.decode_grid(o, 0.5))
+            found, total = found + int((hit >= 0).sum()), total + len(p)
+    unet.train(was_training)
+    return {"found": found, "pins": total, "rate": found / max(total, 1)}
+
+
 def train_diffusion(unet: LatentUNet, ds: SceneSet, z: torch.Tensor, m16: torch.Tensor, minutes: float,
                     seed: int, batch: int = 64, lr: float = 1e-3, max_steps: int | None = None,
-                    n_steps: int = 1000) -> int:  # fmt: skip
-    """Epsilon-prediction training on the (scaled) latents; returns the number of steps."""
+                    n_steps: int = 1000, on_checkpoint=None, checkpoint_minutes: float = 0.0) -> int:  # fmt: skip
+    """Epsilon-prediction training on the (scaled) latents; returns the number of steps.
+
+    ``on_checkpoint(step)`` is called every ``checkpoint_minutes`` of wall time (0 = never), e.g. to
+    save weights and measure pin compliance, so a long run can be stopped and still be used.
+    """
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     ab = cosine_alpha_bar(n_steps)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.monotonic()
     step = 0
+    next_ckpt = checkpoint_minutes * 60
     unet.train()
     while (max_steps is None or step < max_steps) and time.monotonic() - t0 < minutes * 60:
+        if on_checkpoint is not None and checkpoint_minutes > 0 and time.monotonic() - t0 >= next_ckpt:
+            on_checkpoint(step)
+            next_ckpt += checkpoint_minutes * 60
         idx = rng.integers(0, len(ds), batch)
         tok, mask, glob, gmask = sample_tokens(ds, idx, rng)
         x0 = z[idx]
@@ -270,13 +318,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--diffusion-minutes", type=float, default=15.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--vae-checkpoint", help="load this VAE state instead of training one (e.g. the .vae.pt a run wrote)"
+        "--vae-checkpoint",
+        help="load this VAE instead of training one: the .vae.pt a run wrote, or a full weights file",
     )
     ap.add_argument("--vae-init", help="start VAE training from this state (continue a run)")
     ap.add_argument("--unet-init", help="start diffusion training from the U-Net of this weights file")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    ap.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                    help="save weights and print held-out pin compliance this often")  # fmt: skip
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     cfg = ModelConfig()
     tr, ho = SceneSet(a.train), SceneSet(a.heldout)
@@ -284,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     vae = SceneVAE(cfg)
     steps_v = 0
     if a.vae_checkpoint:
-        vae.load_state_dict(torch.load(a.vae_checkpoint, weights_only=True))
+        state = torch.load(a.vae_checkpoint, weights_only=True)
+        vae.load_state_dict(state["vae"] if "vae" in state else state)
     else:
         if a.vae_init:
             vae.load_state_dict(torch.load(a.vae_init, weights_only=True))
@@ -299,10 +352,35 @@ def main(argv: list[str] | None = None) -> int:
     scale = float(1.0 / z.std())
     unet = LatentUNet(cfg)
     if a.unet_init:
-        unet.load_state_dict(torch.load(a.unet_init, weights_only=True)["unet"])
-    steps_d = train_diffusion(unet, tr, z * scale, m16, a.diffusion_minutes, a.seed)
-    info = {"vae_steps": steps_v, "diffusion_steps_trained": steps_d, "vae_heldout": rec,
-            "n_train_scenes": len(tr), "seed": a.seed}  # fmt: skip
+        # Non-strict: a U-Net trained before the pin raster existed lacks only ``pin.*``.
+        missing, unexpected = unet.load_state_dict(
+            torch.load(a.unet_init, weights_only=True)["unet"], strict=False
+        )
+        if unexpected or any(not k.startswith("pin.") for k in missing):
+            raise SystemExit(
+                f"--unet-init {a.unet_init}: does not fit (missing {missing}, unexpected {unexpected})"
+            )
+        log.info(
+            "U-Net initialised from %s (new: %s)", a.unet_init, sorted({k.split(".")[0] for k in missing})
+        )
+    info = {"vae_steps": steps_v, "vae_heldout": rec, "n_train_scenes": len(tr), "seed": a.seed,
+            "threads": a.threads}  # fmt: skip
+    t_start = time.monotonic()
+
+    def checkpoint(step: int) -> None:
+        c = pin_compliance(vae, unet, scale, ho, seed=a.seed)
+        save_weights(a.out, cfg, vae, unet, scale, {**info, "diffusion_steps_trained": step,
+                                                    "diffusion_minutes": (time.monotonic() - t_start) / 60,
+                                                    "heldout_pin_compliance_96": c})  # fmt: skip
+        log.info("checkpoint at step %d: held-out pin compliance %d/%d = %.3f (weights saved)",
+                 step, c["found"], c["pins"], c["rate"])  # fmt: skip
+
+    steps_d = train_diffusion(unet, tr, z * scale, m16, a.diffusion_minutes, a.seed, on_checkpoint=checkpoint,
+                              checkpoint_minutes=a.checkpoint_minutes)  # fmt: skip
+    c = pin_compliance(vae, unet, scale, ho, seed=a.seed)
+    print(f"held-out pin compliance (96 scenes, 1-3 pins each): {c['found']}/{c['pins']} = {c['rate']:.3f}")
+    info.update(diffusion_steps_trained=steps_d, diffusion_minutes=(time.monotonic() - t_start) / 60,
+                heldout_pin_compliance_96=c)  # fmt: skip
     p = save_weights(a.out, cfg, vae, unet, scale, info)
     print(f"weights written to {p} ({p.stat().st_size / 1e6:.2f} MB)")
     return 0

@@ -52,5 +52,9 @@ def test_lane_heading_drivable_and_collisions() -> None:
         _t([(1, 10.0, 0.0, 0.0, 4.5, 1.9), (1, 12.0, 0.5, 0.0, 4.5, 1.9), (4, 1.0, 0.5, 0.0, 0.5, 0.6)])
     )
     assert c.tolist() == [True, True, True]  # two cars overlap; the pedestrian stands in the ego box
+    two_peds = _t([(4, 10.0, 5.0, 0.0, 0.5, 0.6), (4, 10.2, 5.0, 0.0, 0.5, 0.6), (1, 12.0, 0.5, 0.0, 4.5, 1.9),
+                   (1, 10.0, 0.0, 0.0, 4.5, 1.9), (4, 1.0, 0.5, 0.0, 0.5, 0.6)])  # fmt: skip
+    assert collisions(two_peds, vehicles_only=True).tolist() == [False, False, True, True, False]
+    assert collisions(two_peds).tolist() == [True, True, True, True, True]
     s = scene_stats([t], [m], [EGO], [md])
     assert s["vehicles_on_drivable"] == 2 / 3 and s["agents_in_collision"] == 0.0 and s["mean_agents"] == 3

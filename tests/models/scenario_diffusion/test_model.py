@@ -15,13 +15,15 @@ from models.scenario_diffusion.model import (
     SceneVAE,
     cosine_alpha_bar,
     ddim_sample,
+    rasterize_tokens,
     vae_loss,
 )
-from models.scenario_diffusion.tokens import TokenSpec, parse_spec
+from models.scenario_diffusion.tokens import TokenSpec, agent_tokens, parse_spec
 from models.scenario_diffusion.train import (
     SceneSet,
     encode_all,
     match_agents,
+    pin_compliance,
     save_weights,
     train_diffusion,
     train_vae,
@@ -182,3 +184,84 @@ def test_evaluate_runs_end_to_end(tiny_models) -> None:
     assert r["compliance"]["pins"] > 0 and 0.0 <= r["compliance"]["rate"] <= 1.0
     text = format_report(r)
     assert "token compliance" in text and "| spawner |" in text
+
+
+def test_pin_raster_draws_tokens_where_they_are() -> None:
+    rows = np.zeros((2, G.AGENT_COLS))
+    rows[:, [G.A_CLS, G.A_X, G.A_Y, G.A_YAW, G.A_L, G.A_W, G.A_SPEED]] = [[3, 10.3, -5.2, 0.5, 12.0, 2.5, 4.0],
+                                                                          [4, -20.0, 7.0, 0.0, 0.5, 0.6, 1.2]]  # fmt: skip
+    tok = torch.from_numpy(agent_tokens(rows))[None]
+    both = rasterize_tokens(tok, torch.tensor([[True, True]]))[0].numpy()
+    bus_only = rasterize_tokens(tok, torch.tensor([[True, False]]))[0].numpy()
+    # Footprint channel = the same boxes the detection grid's footprint draws (same pixel convention).
+    np.testing.assert_array_equal(both[0], G.footprint(rows))
+    np.testing.assert_array_equal(bus_only[0], G.footprint(rows[:1]))
+    # Class channels: the bus footprint lands in the bus channel (class 3 -> channel 3 + 2).
+    np.testing.assert_array_equal(bus_only[5], G.footprint(rows[:1]))
+    assert bus_only[3 + 3].sum() == 0  # pedestrian channel empty when the pedestrian is masked
+    # Heading channels carry cos / sin inside the box; the centre channel peaks at the bus centre.
+    inside = bus_only[0] > 0
+    np.testing.assert_allclose(bus_only[1][inside], np.cos(0.5), rtol=1e-6)
+    np.testing.assert_allclose(bus_only[2][inside], np.sin(0.5), rtol=1e-6)
+    r, c = np.unravel_index(np.argmax(bus_only[-1]), bus_only[-1].shape)
+    assert abs((G.H / 2 - (r + 0.5)) - 10.3) <= 0.5 and abs((G.W / 2 - (c + 0.5)) - (-5.2)) <= 0.5
+    # No tokens: nothing is drawn (the unconditional branch of guidance sees an empty raster).
+    assert rasterize_tokens(tok, torch.zeros(1, 2, dtype=torch.bool)).abs().sum() == 0
+
+
+def test_unet_output_depends_on_pins() -> None:
+    torch.manual_seed(0)
+    unet = LatentUNet(TINY).eval()
+    rows = np.zeros((1, G.AGENT_COLS))
+    rows[0, [G.A_CLS, G.A_X, G.A_Y, G.A_L, G.A_W]] = [1, 8.0, 0.0, 4.6, 1.85]
+    tok = torch.zeros(1, 8, 14)
+    tok[0, :1] = torch.from_numpy(agent_tokens(rows))
+    args = (torch.randn(1, 4, 16, 16), torch.tensor([500]), torch.zeros(1, 9, 16, 16))
+    glob = (torch.zeros(1, 2), torch.zeros(1, dtype=torch.bool))
+    with torch.no_grad():
+        on = unet(*args, tok, torch.tensor([[True] + [False] * 7]), *glob)
+        off = unet(*args, tok, torch.zeros(1, 8, dtype=torch.bool), *glob)
+    assert not torch.allclose(on, off)
+    # Old weights (trained before the pin raster) still build without it.
+    assert LatentUNet(ModelConfig(pin_raster=False)).pin is None
+
+
+def test_pin_compliance_counts_pins(tiny_models, tiny_set) -> None:
+    vae, unet, scale = tiny_models
+    c = pin_compliance(vae, unet, scale, tiny_set, n_scenes=4, n_steps=3, n_diffusion=TINY.diffusion_steps)
+    assert c["pins"] >= 4 and 0 <= c["found"] <= c["pins"]
+
+
+def test_shipped_generator_answers_pins() -> None:
+    """The shipped weights place pinned agents (2.2 m, 0.2 rad, same class) on unseen simulated scenes.
+
+    Pins are 1-3 real agents of scenes from seeds never used in training; the bar (60 %) is below the
+    benchmark's measured rate so that a regression, not noise, fails it.
+    """
+    from models.scenario_diffusion.data import agent_table
+
+    torch.set_num_threads(1)
+    gen = ScenarioGenerator.load()
+    rng = np.random.default_rng(0)
+    found = total = 0
+    for m, seed in (
+        ("intersection", 990001),
+        ("arterial", 990002),
+        ("roundabout", 990003),
+        ("t_junction", 990004),
+    ):
+        for sc in simulate_scenes(RunSpec(m, seed, 40, 6.0, 2, 0)):
+            t = agent_table(sc)
+            t = t[G.in_window(t[:, G.A_X : G.A_Y + 1])]
+            k = min(len(t), 3)
+            pins = t[rng.choice(len(t), k, replace=False)]
+            tok = np.zeros((1, 8, 14), np.float32)
+            tok[0, :k] = agent_tokens(pins)
+            mask = np.zeros((1, 8), bool)
+            mask[0, :k] = True
+            maps = gen.map_raster(m, sc.ego_pose)[None]
+            out = gen.generate_tables(maps, tok, mask, None, seed=seed)[0]
+            found += int((match_pins(pins, out[:, : G.AGENT_COLS]) >= 0).sum())
+            total += k
+    assert total >= 15
+    assert found / total >= 0.6, f"{found}/{total} pins found"
