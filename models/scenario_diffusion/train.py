@@ -33,6 +33,7 @@ from models.scenario_diffusion.model import (
     config_dict,
     cosine_alpha_bar,
     grid_probabilities,
+    pin_condition,
     vae_loss,
 )
 from models.scenario_diffusion.tokens import (
@@ -41,6 +42,7 @@ from models.scenario_diffusion.tokens import (
     TOKEN_DIM,
     agent_tokens,
     global_token,
+    token_rows,
 )
 from sim_sensors.maps import SCENARIOS
 
@@ -239,9 +241,10 @@ def pin_compliance(vae: SceneVAE, unet: LatentUNet, latent_scale: float, ds: Sce
         m = torch.from_numpy(np.stack([ds.map_raster(int(i)) for i in idx[sl]]))
         b = m.shape[0]
         gen = torch.Generator().manual_seed(seed + s0)
+        pc = pin_condition(vae, [token_rows(t[k]) for t, k in zip(tok[sl], mask[sl])], m, latent_scale)
         zz = ddim_sample(unet, cosine_alpha_bar(n_diffusion), F.avg_pool2d(m, 4), torch.from_numpy(tok[sl]),
                          torch.from_numpy(mask[sl]), torch.zeros(b, GLOBAL_DIM), torch.zeros(b, dtype=torch.bool),
-                         n_steps=n_steps, generator=gen)  # fmt: skip
+                         n_steps=n_steps, generator=gen, pin_cond=pc if unet.pin_latent else None)  # fmt: skip
         out = grid_probabilities(vae.decode(zz / latent_scale, m)).numpy()
         for o, p in zip(out, pins[sl]):
             hit = match_pins(p, G.decode_grid(o, 0.5))
@@ -252,8 +255,12 @@ def pin_compliance(vae: SceneVAE, unet: LatentUNet, latent_scale: float, ds: Sce
 
 def train_diffusion(unet: LatentUNet, ds: SceneSet, z: torch.Tensor, m16: torch.Tensor, minutes: float,
                     seed: int, batch: int = 64, lr: float = 1e-3, max_steps: int | None = None,
-                    n_steps: int = 1000, on_checkpoint=None, checkpoint_minutes: float = 0.0) -> int:  # fmt: skip
+                    n_steps: int = 1000, on_checkpoint=None, checkpoint_minutes: float = 0.0,
+                    vae: SceneVAE | None = None, latent_scale: float = 1.0) -> int:  # fmt: skip
     """Epsilon-prediction training on the (scaled) latents; returns the number of steps.
+
+    A U-Net with ``pin_latent`` needs the (frozen) ``vae`` and the ``latent_scale`` of ``z`` to build
+    its pin condition from the sampled tokens.
 
     ``on_checkpoint(step)`` is called every ``checkpoint_minutes`` of wall time (0 = never), e.g. to
     save weights and measure pin compliance, so a long run can be stopped and still be used.
@@ -277,7 +284,14 @@ def train_diffusion(unet: LatentUNet, ds: SceneSet, z: torch.Tensor, m16: torch.
         eps = torch.randn(x0.shape, generator=gen)
         a = ab[t][:, None, None, None]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        loss = F.mse_loss(unet(xt, t, m16[idx], tok, mask, glob, gmask), eps)
+        pc = None
+        if unet.pin_latent:
+            if vae is None:
+                raise ValueError("a U-Net with pin_latent needs the VAE to build its pin condition")
+            maps = torch.from_numpy(np.stack([ds.map_raster(int(i)) for i in idx]))
+            pc = pin_condition(vae, [token_rows(tk[k]) for tk, k in zip(tok.numpy(), mask.numpy())], maps,
+                               latent_scale)  # fmt: skip
+        loss = F.mse_loss(unet(xt, t, m16[idx], tok, mask, glob, gmask, pc), eps)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
@@ -352,10 +366,15 @@ def main(argv: list[str] | None = None) -> int:
     scale = float(1.0 / z.std())
     unet = LatentUNet(cfg)
     if a.unet_init:
-        # Non-strict: a U-Net trained before the pin raster existed lacks only ``pin.*``.
-        missing, unexpected = unet.load_state_dict(
-            torch.load(a.unet_init, weights_only=True)["unet"], strict=False
-        )
+        # Non-strict: a U-Net trained before the pin raster existed lacks only ``pin.*``; one trained
+        # before the pin latent has fewer input channels: those weights are copied, the new start at 0.
+        state = torch.load(a.unet_init, weights_only=True)["unet"]
+        w_in = unet.cin.weight.detach().clone()
+        if state["cin.weight"].shape[1] < w_in.shape[1]:
+            w_in.zero_()
+            w_in[:, : state["cin.weight"].shape[1]] = state["cin.weight"]
+            state["cin.weight"] = w_in
+        missing, unexpected = unet.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith("pin.") for k in missing):
             raise SystemExit(
                 f"--unet-init {a.unet_init}: does not fit (missing {missing}, unexpected {unexpected})"
@@ -376,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
                  step, c["found"], c["pins"], c["rate"])  # fmt: skip
 
     steps_d = train_diffusion(unet, tr, z * scale, m16, a.diffusion_minutes, a.seed, on_checkpoint=checkpoint,
-                              checkpoint_minutes=a.checkpoint_minutes)  # fmt: skip
+                              checkpoint_minutes=a.checkpoint_minutes, vae=vae, latent_scale=scale)  # fmt: skip
     c = pin_compliance(vae, unet, scale, ho, seed=a.seed)
     print(f"held-out pin compliance (96 scenes, 1-3 pins each): {c['found']}/{c['pins']} = {c['rate']:.3f}")
     info.update(diffusion_steps_trained=steps_d, diffusion_minutes=(time.monotonic() - t_start) / 60,

@@ -38,7 +38,12 @@ def tiny_model(tmp_path_factory) -> Path:
 def _predictor(path: Path):
     from service.predictor import OnnxPredictor
 
-    return OnnxPredictor(path, providers=("CPUExecutionProvider",), intra_op_threads=1, expected_spec_version=build_spec(RASTER).fingerprint())
+    return OnnxPredictor(
+        path,
+        providers=("CPUExecutionProvider",),
+        intra_op_threads=1,
+        expected_spec_version=build_spec(RASTER).fingerprint(),
+    )
 
 
 def _scene(t_ns: int, n: int = 5) -> tuple[m.EgoState, m.Tracks]:
@@ -47,7 +52,15 @@ def _scene(t_ns: int, n: int = 5) -> tuple[m.EgoState, m.Tracks]:
     rng = np.random.default_rng(0)
     pos = np.array([80.0, 80.0]) + rng.uniform(-12, 12, (n, 2)) + np.array([5.0 * t, 0.0])
     vel = np.tile([5.0, 0.0], (n, 1))
-    tracks = make_tracks(pos, np.zeros(n), np.tile([4.5, 1.9], (n, 1)), np.full(n, int(m.AgentClass.CAR)), vel, ego_pose=(80.0 + 5 * t, 80.0, 0.0), stamp_ns=t_ns)
+    tracks = make_tracks(
+        pos,
+        np.zeros(n),
+        np.tile([4.5, 1.9], (n, 1)),
+        np.full(n, int(m.AgentClass.CAR)),
+        vel,
+        ego_pose=(80.0 + 5 * t, 80.0, 0.0),
+        stamp_ns=t_ns,
+    )
     tracks = dataclasses.replace(tracks, header=dataclasses.replace(tracks.header, stamp_ns=t_ns))
     ego = m.empty(
         m.EgoState,
@@ -76,7 +89,13 @@ def _run(pipe: Pipeline, n_ticks: int = 6) -> list:
 
 
 def _pipe(predictor=None, **cfg) -> Pipeline:
-    return Pipeline(grid_map(), predictor, PipelineConfig(deadline_guard=False, **cfg), raster_cfg=RASTER, tracks_from_log=True)
+    return Pipeline(
+        grid_map(),
+        predictor,
+        PipelineConfig(deadline_guard=False, **cfg),
+        raster_cfg=RASTER,
+        tracks_from_log=True,
+    )
 
 
 def test_pipeline_without_model_publishes_degraded_constant_velocity() -> None:
@@ -86,7 +105,9 @@ def test_pipeline_without_model_publishes_degraded_constant_velocity() -> None:
     assert p.degraded and "no model" in p.reason
     assert p.trajectories_m.shape == (5, 6, m.PRED_HORIZON_STEPS, 2)
     # Constant velocity 5 m/s along x: 8 s later, 40 m further.
-    np.testing.assert_allclose(p.trajectories_m[:, 0, -1, 0] - res[-1].tracks.position_m[:, 0], 40.0, atol=1e-3)
+    np.testing.assert_allclose(
+        p.trajectories_m[:, 0, -1, 0] - res[-1].tracks.position_m[:, 0], 40.0, atol=1e-3
+    )
     assert set(p.timings_ns) >= {"track", "raster", "infer", "total"}
 
 
@@ -103,7 +124,13 @@ def test_pipeline_with_model_is_deterministic(tiny_model: Path) -> None:
 
 class _Failing:
     def __init__(self, inner, mode: str) -> None:
-        self.cfg, self.model_id, self.provider, self._inner, self._mode = inner.cfg, inner.model_id, inner.provider, inner, mode
+        self.cfg, self.model_id, self.provider, self._inner, self._mode = (
+            inner.cfg,
+            inner.model_id,
+            inner.provider,
+            inner,
+            mode,
+        )
 
     def predict(self, *args, **kw):
         if self._mode == "raise":
@@ -115,7 +142,9 @@ class _Failing:
 
 
 @pytest.mark.parametrize("mode, words", [("raise", "model failed"), ("nan", "not finite")])
-def test_pipeline_model_failure_falls_back_flagged_and_finite(tiny_model: Path, mode: str, words: str) -> None:
+def test_pipeline_model_failure_falls_back_flagged_and_finite(
+    tiny_model: Path, mode: str, words: str
+) -> None:
     pipe = _pipe(_Failing(_predictor(tiny_model), mode))
     res = _run(pipe)
     p = res[-1].predictions
@@ -127,7 +156,13 @@ def test_pipeline_model_failure_falls_back_flagged_and_finite(tiny_model: Path, 
 
 
 def test_pipeline_deadline_guard_uses_fallback_when_model_too_slow(tiny_model: Path) -> None:
-    pipe = Pipeline(grid_map(), _predictor(tiny_model), PipelineConfig(deadline_guard=True, budget_ns=1), raster_cfg=RASTER, tracks_from_log=True)
+    pipe = Pipeline(
+        grid_map(),
+        _predictor(tiny_model),
+        PipelineConfig(deadline_guard=True, budget_ns=1),
+        raster_cfg=RASTER,
+        tracks_from_log=True,
+    )
     res = _run(pipe)
     # The first tick has no timing history and runs the model; later ones expect to miss.
     assert not res[0].predictions.degraded
@@ -158,7 +193,11 @@ def test_pipeline_conditional_one_reply_per_plan(tiny_model: Path) -> None:
     t = np.arange(1, m.PRED_HORIZON_STEPS + 1)[:, None] * 0.1
     go = np.column_stack([x0 + 8.0 * t[:, 0], np.full(len(t), 80.0)])
     stop = np.column_stack([np.full(len(t), x0 + 2.0), np.full(len(t), 80.0)])
-    req = m.ConditionalRequest(header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST), request_id=7, plans_xy_m=np.stack([go, stop]).astype(np.float32))
+    req = m.ConditionalRequest(
+        header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST),
+        request_id=7,
+        plans_xy_m=np.stack([go, stop]).astype(np.float32),
+    )
     rep = pipe.conditional(req)
     assert rep.request_id == 7 and not rep.degraded
     assert rep.trajectories_m.shape == (2, 5, pipe.num_modes, m.PRED_HORIZON_STEPS, 2)
@@ -211,10 +250,18 @@ def test_pipeline_clock_jump_back_resets_and_ticks_again() -> None:
 
 def test_pipeline_conditional_budget_falls_back_flagged(tiny_model: Path) -> None:
     """With no time left, conditional plans get the flagged fallback instead of the model."""
-    pipe = Pipeline(grid_map(), _predictor(tiny_model), PipelineConfig(deadline_guard=True), raster_cfg=RASTER, tracks_from_log=True)
+    pipe = Pipeline(
+        grid_map(),
+        _predictor(tiny_model),
+        PipelineConfig(deadline_guard=True),
+        raster_cfg=RASTER,
+        tracks_from_log=True,
+    )
     _run(pipe, 3)
     plans = np.zeros((2, m.PRED_HORIZON_STEPS, 2), np.float32) + 80.0
-    req = m.ConditionalRequest(header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST), request_id=1, plans_xy_m=plans)
+    req = m.ConditionalRequest(
+        header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST), request_id=1, plans_xy_m=plans
+    )
     assert not pipe.conditional(req).degraded  # unbounded: the model answers
     rep = pipe.conditional(req, budget_ns=0)
     assert rep.degraded and "over budget" in rep.reason

@@ -56,4 +56,7 @@ def test_score_plans_no_agents_keeps_speed() -> None:
     plans = candidate_plans(_ego())
     dist, ttc = score_plans(plans, np.zeros((0, 6, 80, 2), np.float32), np.zeros((0, 6), np.float32))
     assert np.isinf(dist).all() and choose_plan(dist, ttc) == 0
-    assert judge(plans, np.zeros((0, 6, 80, 2), np.float32), np.zeros((0, 6), np.float32), False).min_distance_m == 1e6
+    assert (
+        judge(plans, np.zeros((0, 6, 80, 2), np.float32), np.zeros((0, 6), np.float32), False).min_distance_m
+        == 1e6
+    )

@@ -109,3 +109,16 @@ def test_overlapping_pedestrians_are_not_suppressed() -> None:
                  (1, 20.5, 5.5, 0.0, 4.6, 1.9, 0.0), (1, 20.5, 5.3, 0.0, 4.6, 1.9, 0.0)])  # fmt: skip
     d = G.decode_grid(G.encode_grid(t)[0], 0.5)
     assert sorted(d[:, G.A_CLS].tolist()) == [1, 4, 4]
+
+
+def test_agents_on_the_ego_are_dropped_and_touching_cars_kept() -> None:
+    # A car over the ego's own box, a pedestrian beside the ego, a car 8 m ahead.
+    t = _agents([(1, 1.5, 0.0, 0.0, 4.6, 1.9, 0.0), (4, 1.0, 3.0, 0.0, 0.5, 0.6, 1.0),
+                 (1, 10.5, 0.5, 0.0, 4.6, 1.9, 0.0)])  # fmt: skip
+    assert G.overlaps_ego(t).tolist() == [True, False, False]
+    g = G.encode_grid(t)[0]
+    assert sorted(G.decode_grid(g, 0.5)[:, G.A_X].round(1).tolist()) == [1.0, 10.5]
+    assert len(G.decode_grid(g, 0.5, drop_on_ego=False)) == 3
+    # Queued cars 5 m apart (4.6 m long) do not overlap, so full-size NMS keeps both.
+    q = _agents([(1, 10.5, 0.5, 0.0, 4.6, 1.9, 0.0), (1, 15.5, 0.5, 0.0, 4.6, 1.9, 0.0)])
+    assert len(G.decode_grid(G.encode_grid(q)[0], 0.5)) == 2

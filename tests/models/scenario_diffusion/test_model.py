@@ -56,9 +56,8 @@ def tiny_models(tiny_set) -> tuple[SceneVAE, LatentUNet, float]:
     train_vae(vae, tiny_set, 1.0, seed=0, batch=4, max_steps=3)
     z, m16 = encode_all(vae, tiny_set)
     scale = float(1.0 / z.std())
-    train_diffusion(
-        unet, tiny_set, z * scale, m16, 1.0, seed=0, batch=4, max_steps=3, n_steps=TINY.diffusion_steps
-    )
+    train_diffusion(unet, tiny_set, z * scale, m16, 1.0, seed=0, batch=4, max_steps=3, n_steps=TINY.diffusion_steps,
+                    vae=vae, latent_scale=scale)  # fmt: skip
     return vae, unet, scale
 
 
@@ -178,7 +177,14 @@ def test_evaluate_runs_end_to_end(tiny_models) -> None:
     gen = ScenarioGenerator(vae, unet, scale, TINY)
     r = evaluate(gen, runs_per_map=1, n_steps=3, batch=8)
     assert r["n_heldout_scenes"] == 8
-    assert set(r["rows"]) == {"heldout_b", "spawner", "diffusion", "diffusion+density"}
+    assert set(r["rows"]) == {
+        "heldout_b",
+        "spawner",
+        "diffusion",
+        "diffusion+density",
+        "diffusion+density+pins",
+    }
+    assert 0 <= r["compliance_learned_only"]["found"] <= r["compliance_learned_only"]["pins"]
     assert np.isfinite(r["rows"]["spawner"]["mmd_position"])
     assert r["rows"]["heldout_b"]["mmd_position"] < 0.5
     assert r["compliance"]["pins"] > 0 and 0.0 <= r["compliance"]["rate"] <= 1.0
