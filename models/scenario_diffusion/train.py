@@ -78,18 +78,11 @@ class SceneSet:
             )
         return m.astype(np.float32)
 
-    def batch(self, idx: np.ndarray, rng: np.random.Generator | None = None,
-              p_turn: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-        """(agent raster (B, GRID_CHANNELS + 1, H, W), target grid (B, GRID_CHANNELS, H, W), map (B, N_MAP, H, W)).
-
-        With ``rng`` and ``p_turn`` > 0 each agent is turned by a random angle with probability
-        ``p_turn`` (see :func:`turn_agents`).
-        """
+    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(agent raster (B, GRID_CHANNELS + 1, H, W), target grid (B, GRID_CHANNELS, H, W), map (B, N_MAP, H, W))."""
         grids, feet, maps = [], [], []
         for i in idx:
             t = self.table(int(i))
-            if rng is not None and p_turn > 0:
-                t = turn_agents(t, rng, p_turn)
             g, _ = G.encode_grid(t)
             grids.append(g)
             feet.append(G.footprint(t))
@@ -100,25 +93,6 @@ class SceneSet:
             g,
             torch.from_numpy(np.stack(maps)),
         )
-
-
-def turn_agents(t: np.ndarray, rng: np.random.Generator, p_turn: float) -> np.ndarray:
-    """Copy of an agent table with each agent turned in place (heading and trajectory deltas) by a
-    uniform random angle with probability ``p_turn``.
-
-    Why: on lanes the map alone predicts an agent's heading, so the decoder learned to read heading
-    from the map rather than the latent; in a junction box it then decoded every pinned heading as
-    about 0.54 rad. Turned agents make the latent the only source of heading.
-    """
-    t = t.copy()
-    turn = rng.random(len(t)) < p_turn
-    a = rng.uniform(-np.pi, np.pi, int(turn.sum()))
-    c, s = np.cos(a), np.sin(a)
-    t[turn, G.A_YAW] = (t[turn, G.A_YAW] + a + np.pi) % (2 * np.pi) - np.pi
-    for col in (G.A_PDX, G.A_FDX):
-        dx, dy = t[turn, col].copy(), t[turn, col + 1].copy()
-        t[turn, col], t[turn, col + 1] = c * dx - s * dy, s * dx + c * dy
-    return t
 
 
 def match_agents(gt: np.ndarray, pred: np.ndarray, max_dist_m: float, max_dyaw_rad: float | None,
@@ -202,36 +176,6 @@ def train_vae(vae: SceneVAE, ds: SceneSet, minutes: float, seed: int, batch: int
             log.info("vae step %d %.0fs loss %.4f %s", step, time.monotonic() - t0, float(loss.detach()),
                      {k: round(v, 4) for k, v in parts.items()})  # fmt: skip
         step += 1
-    return step
-
-
-def finetune_decoder(vae: SceneVAE, ds: SceneSet, minutes: float, seed: int, batch: int = 32, lr: float = 5e-4,
-                     p_turn: float = 0.3, max_steps: int | None = None) -> int:  # fmt: skip
-    """Train the VAE decoder alone (encoder frozen, so the diffusion latent space is unchanged) on
-    scenes whose agents are turned at random (:func:`turn_agents`); returns the number of steps."""
-    rng = np.random.default_rng(seed)
-    for p in vae.enc.parameters():
-        p.requires_grad_(False)
-    params = [p for p in vae.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    t0 = time.monotonic()
-    step = 0
-    vae.train()
-    while (max_steps is None or step < max_steps) and time.monotonic() - t0 < minutes * 60:
-        x, g, m = ds.batch(rng.integers(0, len(ds), batch), rng, p_turn)
-        with torch.no_grad():
-            mu, logvar = vae.encode(x, m)
-        loss, parts = vae_loss(vae.decode(mu, m), g, mu, logvar, 0.0)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        if step % 100 == 0:
-            log.info("decoder step %d %.0fs loss %.4f %s", step, time.monotonic() - t0, float(loss.detach()),
-                     {k: round(v, 4) for k, v in parts.items()})  # fmt: skip
-        step += 1
-    for p in vae.enc.parameters():
-        p.requires_grad_(True)
     return step
 
 
@@ -394,17 +338,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vae-init", help="start VAE training from this state (continue a run)")
     ap.add_argument("--unet-init", help="start diffusion training from the U-Net of this weights file")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    ap.add_argument(
-        "--decoder-minutes",
-        type=float,
-        default=0.0,
-        help="then fine-tune the VAE decoder alone on randomly turned agents (encoder frozen)",
-    )
-    ap.add_argument(
-        "--turn-p", type=float, default=0.3, help="probability an agent is turned (decoder fine-tune)"
-    )
-    ap.add_argument("--checkpoint-minutes", type=float, default=10.0,
-                    help="save weights and print held-out pin compliance this often")  # fmt: skip
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(a.threads)
@@ -465,12 +398,6 @@ def main(argv: list[str] | None = None) -> int:
     steps_d = train_diffusion(unet, tr, z * scale, m16, a.diffusion_minutes, a.seed, on_checkpoint=checkpoint,
                               checkpoint_minutes=a.checkpoint_minutes, vae=vae, latent_scale=scale)  # fmt: skip
     info.update(diffusion_steps_trained=steps_d, diffusion_minutes=(time.monotonic() - t_start) / 60)
-    if a.decoder_minutes > 0:
-        steps_dec = finetune_decoder(vae, tr, a.decoder_minutes, a.seed, p_turn=a.turn_p)
-        rec = vae_recall(vae, ho)
-        print(f"after decoder fine-tune ({steps_dec} steps): VAE held-out box recall {rec['recall']:.4f} "
-              f"precision {rec['precision']:.4f}")  # fmt: skip
-        info.update(decoder_finetune_steps=steps_dec, decoder_finetune_turn_p=a.turn_p, vae_heldout=rec)
     c = pin_compliance(vae, unet, scale, ho, seed=a.seed)
     print(f"held-out pin compliance (96 scenes, 1-3 pins each): {c['found']}/{c['pins']} = {c['rate']:.3f}")
     info.update(heldout_pin_compliance_96=c)

@@ -22,13 +22,11 @@ from models.scenario_diffusion.tokens import TokenSpec, agent_tokens, parse_spec
 from models.scenario_diffusion.train import (
     SceneSet,
     encode_all,
-    finetune_decoder,
     match_agents,
     pin_compliance,
     save_weights,
     train_diffusion,
     train_vae,
-    turn_agents,
     vae_recall,
 )
 from sim_sensors.scenario_file import load_scenes
@@ -273,28 +271,3 @@ def test_shipped_generator_answers_pins() -> None:
             total += k
     assert total >= 15
     assert found / total >= 0.6, f"{found}/{total} pins found"
-
-
-def test_turn_agents_rotates_heading_and_trajectory_in_place() -> None:
-    t = np.zeros((3, G.AGENT_COLS))
-    t[:, G.A_X], t[:, G.A_YAW] = [5.0, 10.0, 15.0], 0.3
-    t[:, G.A_FDX], t[:, G.A_FDY] = 4.0 * np.cos(0.3), 4.0 * np.sin(0.3)  # moving along its heading
-    rng = np.random.default_rng(0)
-    np.testing.assert_array_equal(turn_agents(t, rng, 0.0), t)
-    u = turn_agents(t, rng, 1.0)
-    np.testing.assert_array_equal(u[:, G.A_X], t[:, G.A_X])  # positions kept
-    for r in u:  # the +2 s displacement still points along the (new) heading, same length
-        assert np.hypot(r[G.A_FDX], r[G.A_FDY]) == pytest.approx(4.0)
-        assert np.arctan2(r[G.A_FDY], r[G.A_FDX]) == pytest.approx(r[G.A_YAW], abs=1e-9)
-    assert not np.allclose(u[:, G.A_YAW], t[:, G.A_YAW])
-
-
-def test_finetune_decoder_keeps_the_encoder(tiny_set) -> None:
-    torch.manual_seed(2)
-    vae = SceneVAE(TINY)
-    enc = {k: v.clone() for k, v in vae.enc.state_dict().items()}
-    dec = {k: v.clone() for k, v in vae.d64.state_dict().items()}
-    assert finetune_decoder(vae, tiny_set, 1.0, seed=0, batch=4, max_steps=3) == 3
-    assert all(torch.equal(v, vae.enc.state_dict()[k]) for k, v in enc.items())
-    assert any(not torch.equal(v, vae.d64.state_dict()[k]) for k, v in dec.items())
-    assert all(p.requires_grad for p in vae.parameters())
