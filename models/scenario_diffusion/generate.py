@@ -260,7 +260,8 @@ class ScenarioGenerator:
                 meta = {"source": "scenario_diffusion", "seed": seed, "index": s0 + j, "gen_time_s": round(dt, 4),
                         "pins_found": int((hit >= 0).sum()), "pins_requested": len(spec.agents), "pins_inserted": n_ins,
                         "density_token": spec.density, "guidance": spec.guidance, "ddim_steps": n_steps,
-                        "inpaint_pins": inpaint_pins}  # fmt: skip
+                        "inpaint_pins": inpaint_pins,
+                        "pins": np.round(pins[:, : G.A_W + 1], 3).tolist()}  # fmt: skip
                 scenes.append(scene_from_table(map_name, poses[j], speeds[j], t[:, : G.AGENT_COLS],
                                                t[:, G.AGENT_COLS], pinned, meta))  # fmt: skip
         return scenes

@@ -52,8 +52,21 @@ def draw_scene(scene: Scene, path: str | Path, view_m: float = 36.0, title: str 
         plt.Line2D([], [], marker="s", ls="", mfc="white", mec="red", mew=2, label="pinned (token)")
     )
     ax.legend(handles=handles, loc="upper right", fontsize=7)
+    # The requested pins (ego frame, from the generator's meta) as dashed outlines, so a reader sees
+    # how far the generated agent is from what was asked.
+    requested = scene.meta.get("pins") or []
+    ce, se = np.cos(eyaw), np.sin(eyaw)
+    for _cls, px, py, pyaw, pl, pw in requested:
+        corners = _box(ex + ce * px - se * py, ey + se * px + ce * py, eyaw + pyaw, pl, pw)
+        ax.add_patch(Polygon(corners, closed=True, fill=False, ec="red", ls="--", lw=1.2, zorder=6))
+    if requested:
+        handles.append(plt.Line2D([], [], ls="--", color="red", label="requested pin"))
+        ax.legend(handles=handles, loc="upper right", fontsize=7)
     if title is None:
         title = f"{scene.map_name}: {scene.n_agents} agents (ego black, arrows: +2 s)"
+        if requested:
+            title += (f"\npins matched by a generated agent (2.2 m, 0.2 rad, same class): "
+                      f"{scene.meta.get('pins_found', 0)}/{len(requested)}")  # fmt: skip
         n_ins = int(scene.meta.get("pins_inserted", 0) or 0)
         if n_ins:
             title += f"\n{n_ins} pinned agent(s) inserted by --enforce-pins (the model did not produce them)"
