@@ -40,8 +40,8 @@ def _echo(ping_ep: str, pong_ep: str, n: int, ready: mp.Event) -> None:
     sub = Subscriber(cfg, [PING], endpoint=ping_ep)
     pub = Publisher(cfg, endpoint=pong_ep, bind=True)
     ready.set()
-    # The pong leg has a slow joiner too: without this wait the first pong can be sent before the
-    # benchmark's subscription reached this publisher, and is dropped (one lost ping in 333 once).
+    # The pong leg has a slow joiner too: without this wait the first pong could be sent before the
+    # benchmark's subscription reached this publisher.
     if not pub.wait_for_subscribers([PONG], 60):
         raise RuntimeError("benchmark process never subscribed to the pong topic")
     done, deadline = 0, time.monotonic() + 600
@@ -52,7 +52,7 @@ def _echo(ping_ep: str, pong_ep: str, n: int, ready: mp.Event) -> None:
         pub.publish(dataclasses.replace(msg, header=dataclasses.replace(msg.header, topic=PONG)))
         done += 1
     sub.close()
-    pub.close()
+    pub.close(linger_ms=5000)  # with linger 0 the last 1 MB pong was dropped in the queue (1 lost of 333)
 
 
 def free_tcp_port() -> int:

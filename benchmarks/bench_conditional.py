@@ -32,7 +32,9 @@ def build_scene(agents: int, model: Path | None, seconds: float = 5.0):
     from sim_sensors import SimConfig, Simulation
 
     sim = Simulation(SimConfig(scenario="intersection", seed=3, n_agents=agents))
-    predictor, reason = load_predictor(model, threads=int(os.environ.get("PRESCIENT_ORT_THREADS", "2")), providers=("CPUExecutionProvider",))
+    predictor, reason = load_predictor(
+        model, threads=int(os.environ.get("PRESCIENT_ORT_THREADS", "2")), providers=("CPUExecutionProvider",)
+    )
     pipe = Pipeline(sim.map, predictor, PipelineConfig(deadline_guard=False), no_model_reason=reason)
     ego = None
     for msgs in sim.run(seconds):
@@ -78,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         for b in args.plans:
             plans = base[[i % len(base) for i in range(b)]].copy()
             plans[:, :, 1] += (0.2 * np.arange(b, dtype=np.float32))[:, None]  # distinct plans
-            msg = m.ConditionalRequest(header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST), request_id=0, plans_xy_m=plans)
+            msg = m.ConditionalRequest(
+                header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST), request_id=0, plans_xy_m=plans
+            )
             rtt, degraded = [], 0
             for i in range(args.requests + args.warmup):
                 t0 = time.perf_counter_ns()

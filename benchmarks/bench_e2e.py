@@ -98,7 +98,9 @@ def plot(points: list[dict], path: Path) -> Path:
         vals = np.array([p["stages"].get(stage, {}).get("p50", 0.0) for p in day])
         axes[1].bar(labels, vals, bottom=bottom, label=stage)
         bottom += vals
-    vals = np.array([max(p["sensor_to_prediction_publish"]["p50"] - bottom[i], 0.0) for i, p in enumerate(day)])
+    vals = np.array(
+        [max(p["sensor_to_prediction_publish"]["p50"] - bottom[i], 0.0) for i, p in enumerate(day)]
+    )
     axes[1].bar(labels, vals, bottom=bottom, label="first hop, queueing, predict, encode")
     bottom += vals
     vals = np.array([p["prediction_to_planner"]["p50"] for p in day])
@@ -135,7 +137,21 @@ def table(points: list[dict]) -> str:
                 p["prediction_to_planner"]["p50"],
             ]
         )
-    headers = ["scenario", "agents", "ticks", "e2e p50", "p95", "p99", "max", ">100 ms", "degraded", "track p50", "raster p50", "infer p50", "pred->planner p50"]
+    headers = [
+        "scenario",
+        "agents",
+        "ticks",
+        "e2e p50",
+        "p95",
+        "p99",
+        "max",
+        ">100 ms",
+        "degraded",
+        "track p50",
+        "raster p50",
+        "infer p50",
+        "pred->planner p50",
+    ]
     return markdown_table(headers, rows)
 
 
@@ -149,9 +165,13 @@ def check(points: list[dict], budgets: dict) -> list[str]:
                 bad.append(f"{p['scenario']} {p['agents']} agents: no predictions reached the planner")
                 continue
             if p["e2e"]["p99"] > b["p99_ms"]:
-                bad.append(f"{p['scenario']} {p['agents']} agents: e2e p99 {p['e2e']['p99']:.1f} ms > {b['p99_ms']} ms")
+                bad.append(
+                    f"{p['scenario']} {p['agents']} agents: e2e p99 {p['e2e']['p99']:.1f} ms > {b['p99_ms']} ms"
+                )
             if p["deadline_miss_rate"] > b["max_deadline_miss_rate"]:
-                bad.append(f"{p['scenario']} {p['agents']} agents: deadline-miss rate {p['deadline_miss_rate']:.3f}")
+                bad.append(
+                    f"{p['scenario']} {p['agents']} agents: deadline-miss rate {p['deadline_miss_rate']:.3f}"
+                )
             for stage, limit in budgets["stages"].items():
                 name = stage.removesuffix("_ms")
                 v = p["stages"].get(name, {}).get("p99")
@@ -176,15 +196,31 @@ def main(argv: list[str] | None = None) -> int:
     model = None if args.no_model else Path(args.model)
     points = []
     for i, (scenario, agents) in enumerate((s, a) for s in args.scenarios for a in args.agents):
-        print(f"[{i + 1}/{len(args.scenarios) * len(args.agents)}] {scenario}, {agents} agents, {args.ticks} ticks ...", flush=True)
+        print(
+            f"[{i + 1}/{len(args.scenarios) * len(args.agents)}] {scenario}, {agents} agents, {args.ticks} ticks ...",
+            flush=True,
+        )
         points.append(run_point(scenario, agents, args.ticks, args.warmup_s, model, i))
     print()
-    print(f"End-to-end latency (ms), provider {points[0]['provider']}, machine: {machine()['cpu']} x{machine()['cores']}, commit {machine()['commit']}")
+    print(
+        f"End-to-end latency (ms), provider {points[0]['provider']}, machine: {machine()['cpu']} x{machine()['cores']}, commit {machine()['commit']}"
+    )
     print(table(points))
-    slowest = max(("track", "raster", "infer"), key=lambda k: np.nanmean([p["stages"].get(k, {}).get("p50", np.nan) for p in points]))
+    slowest = max(
+        ("track", "raster", "infer"),
+        key=lambda k: np.nanmean([p["stages"].get(k, {}).get("p50", np.nan) for p in points]),
+    )
     print(f"slowest service stage (mean p50 over points): {slowest}")
     budgets = tomllib.loads(BUDGETS.read_text())
-    path = write_json("e2e", {"points": points, "threads": {"ort_intra_op": int(os.environ.get("PRESCIENT_ORT_THREADS", "2"))}, "budgets": budgets, "model": str(model)})
+    path = write_json(
+        "e2e",
+        {
+            "points": points,
+            "threads": {"ort_intra_op": int(os.environ.get("PRESCIENT_ORT_THREADS", "2"))},
+            "budgets": budgets,
+            "model": str(model),
+        },
+    )
     print(f"json: {path}\nplot: {plot(points, RESULTS_DIR / 'e2e.png')}")
     violations = check(points, budgets)
     for v in violations:

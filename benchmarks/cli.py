@@ -11,7 +11,10 @@ import importlib
 
 BENCHES = {
     "e2e": ("benchmarks.bench_e2e", "end to end across the multi-process stack, 10..400 agents, day/night"),
-    "conditional": ("benchmarks.bench_conditional", "conditional-prediction request latency for 1, 3, 8 plans"),
+    "conditional": (
+        "benchmarks.bench_conditional",
+        "conditional-prediction request latency for 1, 3, 8 plans",
+    ),
     "bus": ("benchmarks.bench_bus", "bus round trip, 1 KB..1 MB, ipc and tcp"),
     "sim": ("benchmarks.bench_sim", "simulator speed (simulated s per wall s)"),
     "tracker": ("benchmarks.bench_tracker", "tracker quality (motmetrics) and update cost"),

@@ -19,8 +19,14 @@ log = logging.getLogger(__name__)
 
 def add_bus_args(p: argparse.ArgumentParser) -> None:
     """Endpoint and CurveZMQ options shared by every command that talks to the bus."""
-    p.add_argument("--pub-endpoint", default=None, help="where publishers connect (proxy XSUB); default from $PRESCIENT_BUS or tcp://127.0.0.1:5550")
-    p.add_argument("--sub-endpoint", default=None, help="where subscribers connect (proxy XPUB); default port +1")
+    p.add_argument(
+        "--pub-endpoint",
+        default=None,
+        help="where publishers connect (proxy XSUB); default from $PRESCIENT_BUS or tcp://127.0.0.1:5550",
+    )
+    p.add_argument(
+        "--sub-endpoint", default=None, help="where subscribers connect (proxy XPUB); default port +1"
+    )
     p.add_argument(
         "--curve-dir",
         type=Path,
@@ -47,7 +53,14 @@ def bus_config_from_args(args: argparse.Namespace, server: bool = False) -> BusC
                 raise StartupError(
                     f"CurveZMQ file missing: {path} (create keys with `prescient bus keys {d}`)"
                 )
-    given = {k: v for k, v in (("pub_endpoint", getattr(args, "pub_endpoint", None)), ("sub_endpoint", getattr(args, "sub_endpoint", None))) if v}
+    given = {
+        k: v
+        for k, v in (
+            ("pub_endpoint", getattr(args, "pub_endpoint", None)),
+            ("sub_endpoint", getattr(args, "sub_endpoint", None)),
+        )
+        if v
+    }
     try:
         return BusConfig(curve=curve, **given)
     except ValueError as e:  # pydantic's ValidationError is a ValueError; so is a bad $PRESCIENT_BUS

@@ -185,8 +185,9 @@ class BusReplayer:
         st.wall_s = (time.monotonic_ns() - t0_wall) / 1e9
         return st
 
-    def close(self) -> None:
-        self._pub.close()
+    def close(self, linger_ms: int = 1000) -> None:
+        """Close the publisher; queued messages (the end of the log) may still go out for ``linger_ms``."""
+        self._pub.close(linger_ms)
 
     def __enter__(self) -> BusReplayer:
         return self

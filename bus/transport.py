@@ -151,8 +151,16 @@ class Publisher:
             log.warning("publisher HWM reached; dropped %s", topic)
         self._drain_subscriptions()
 
-    def close(self) -> None:
-        self._sock.close(linger=0)
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the socket.
+
+        Args:
+            linger_ms: how long messages still queued may be sent. 0 drops them (shutdown on a
+                signal or an error); at the normal end of a stream pass > 0, or its last messages
+                are lost (a 1 MB message takes milliseconds to leave the queue: the bus benchmark
+                lost its last pong this way).
+        """
+        self._sock.close(linger=linger_ms)
         if self._auth is not None:
             self._auth.stop()
 

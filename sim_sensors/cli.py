@@ -178,7 +178,7 @@ def run_sim(args: argparse.Namespace) -> int:
         for s, h in old.items():
             signal.signal(s, h)
         if pub is not None:
-            pub.close()
+            pub.close(linger_ms=0 if stop.is_set() else 1000)  # deliver the last frames of a normal end
         if server is not None:
             server.stop()
     sim_s = sim.time_ns / 1e9

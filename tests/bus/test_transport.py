@@ -100,6 +100,24 @@ def test_direct_bind_without_proxy(ctx, ipc_endpoints, cfg) -> None:
     sub.close()
 
 
+def test_close_with_linger_delivers_the_last_large_messages(ctx, ipc_endpoints, cfg) -> None:
+    ep = ipc_endpoints("linger")
+    pub = Publisher(cfg, ctx, endpoint=ep, bind=True)
+    sub = Subscriber(cfg, [""], ctx, endpoint=ep)
+    assert pub.wait_for_subscribers([m.TOPIC_PREDICTIONS], 3.0)
+    payload = b"x" * (1 << 20)
+    for _ in range(8):  # 8 MB queued, then closed at once: linger lets the queue drain
+        pub.publish_raw(m.TOPIC_PREDICTIONS, payload)
+    pub.close(linger_ms=3000)
+    got, deadline = 0, time.monotonic() + 5.0
+    while got < 8 and time.monotonic() < deadline:
+        if sub._sock.poll(100):
+            sub._sock.recv_multipart()
+            got += 1
+    sub.close()
+    assert got == 8
+
+
 def test_malformed_messages_counted_and_stream_continues(ctx, cfg) -> None:
     """Garbage, wrong type and NaN payloads are rejected by reason; good ones still arrive."""
     with Proxy(cfg, ctx):
