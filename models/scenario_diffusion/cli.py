@@ -122,7 +122,7 @@ def run_generate(args: argparse.Namespace) -> int:
         inserted = sum(s.meta["pins_inserted"] for s in scenes)
         if inserted:
             print(f"pinned agents inserted (--enforce-pins): {inserted}/{n_pins}")
-    print(f"written to {out}  (replay: prescient sim --from-scenario {out}#0)")
+    print(f"written to {out}  (run it: prescient up --from-scenario {out}#0)")
     if args.picture:
         from models.scenario_diffusion.picture import draw_scene
 
