@@ -23,7 +23,7 @@ from models.scenario_diffusion import grid as G
 from models.scenario_diffusion.data import MapRaster, agent_table, run_specs, simulate_scenes, spawner_scene
 from models.scenario_diffusion.generate import ScenarioGenerator, match_pins
 from models.scenario_diffusion.metrics import mmd_table, scene_stats
-from models.scenario_diffusion.tokens import MAX_AGENT_TOKENS, TOKEN_DIM, agent_tokens, curvature_1pm
+from models.scenario_diffusion.tokens import MAX_AGENT_TOKENS, TOKEN_DIM, pin_random_agents
 from sim_sensors.maps import build_map_data
 
 log = logging.getLogger(__name__)
@@ -85,18 +85,7 @@ def evaluate(gen: ScenarioGenerator, runs_per_map: int = 6, seed0: int = 900000,
     dens, t_dens = run(no_tok, no_mask, counts, seed + 1)
 
     # Token compliance: pin 1-3 held-out agents.
-    rng = np.random.default_rng(seed)
-    tok = no_tok.copy()
-    mask = no_mask.copy()
-    pins: list[np.ndarray] = []
-    for i, t in enumerate(ref):
-        k = min(len(t), int(rng.integers(1, 4)))
-        pick = rng.choice(len(t), k, replace=False) if k else np.zeros(0, np.int64)
-        p = t[pick]
-        pins.append(p)
-        if k:
-            tok[i, :k] = agent_tokens(p, curvature_1pm(p))
-            mask[i, :k] = True
+    pins, tok, mask = pin_random_agents(ref, np.random.default_rng(seed))
     pinned, t_pin = run(tok, mask, None, seed + 2)
     found = [match_pins(p, g[:, : G.AGENT_COLS]) for p, g in zip(pins, pinned)]
     learned, _ = run(tok, mask, None, seed + 2, inpaint=False)

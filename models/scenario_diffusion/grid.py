@@ -193,19 +193,22 @@ def decode_grid(
     return out[mask]
 
 
-def overlaps_ego(agents: np.ndarray) -> np.ndarray:
-    """(N,) bool: the ego-frame agent's box overlaps the ego's box (origin at the ego rear axle)."""
+def overlaps_with_ego(agents: np.ndarray) -> np.ndarray:
+    """(N + 1, N + 1) bool box overlaps of ego-frame agents plus the ego's box (last row / column;
+    origin at the ego rear axle)."""
     from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
 
-    n = len(agents)
-    if n == 0:
-        return np.zeros(0, bool)
     x = np.append(agents[:, A_X], EGO_CENTER_FROM_REAR_AXLE_M)
     y = np.append(agents[:, A_Y], 0.0)
     yaw = np.append(agents[:, A_YAW], 0.0)
     length = np.append(agents[:, A_L], EGO_SIZE_LWH_M[0])
     width = np.append(agents[:, A_W], EGO_SIZE_LWH_M[1])
-    return boxes_overlap(box_corners(x, y, yaw, length, width))[:n, n]
+    return boxes_overlap(box_corners(x, y, yaw, length, width))
+
+
+def overlaps_ego(agents: np.ndarray) -> np.ndarray:
+    """(N,) bool: the ego-frame agent's box overlaps the ego's box."""
+    return overlaps_with_ego(agents)[:-1, -1]
 
 
 def box_corners(

@@ -96,15 +96,8 @@ def collisions(t: np.ndarray, vehicles_only: bool = False) -> np.ndarray:
     With ``vehicles_only`` only vehicle-vehicle and vehicle-ego overlaps count (pedestrians waiting
     at a crossing overlap each other in the simulator itself), and non-vehicles are False.
     """
-    from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
-
     n = len(t)
-    x = np.append(t[:, G.A_X], EGO_CENTER_FROM_REAR_AXLE_M)
-    y = np.append(t[:, G.A_Y], 0.0)
-    yaw = np.append(t[:, G.A_YAW], 0.0)
-    length = np.append(t[:, G.A_L], EGO_SIZE_LWH_M[0])
-    width = np.append(t[:, G.A_W], EGO_SIZE_LWH_M[1])
-    ov = G.boxes_overlap(G.box_corners(x, y, yaw, length, width))
+    ov = G.overlaps_with_ego(t)
     if vehicles_only:
         veh = np.append(np.isin(t[:, G.A_CLS], VEHICLES), True)  # the ego is a vehicle
         ov &= veh[:, None] & veh[None, :]

@@ -109,6 +109,24 @@ def token_rows(tokens: np.ndarray) -> np.ndarray:
     return rows
 
 
+def pin_random_agents(tables: list[np.ndarray], rng: np.random.Generator,
+                      max_pins: int = 3) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:  # fmt: skip
+    """Pin 1..max_pins random agents of each scene (evaluation of token compliance).
+
+    Returns:
+        (pinned rows per scene, tokens (B, MAX_AGENT_TOKENS, TOKEN_DIM), mask (B, MAX_AGENT_TOKENS)).
+    """
+    tok = np.zeros((len(tables), MAX_AGENT_TOKENS, TOKEN_DIM), np.float32)
+    mask = np.zeros((len(tables), MAX_AGENT_TOKENS), bool)
+    pins = []
+    for i, t in enumerate(tables):
+        k = min(len(t), int(rng.integers(1, max_pins + 1)))
+        p = t[rng.choice(len(t), k, replace=False)] if k else t[:0]
+        pins.append(p)
+        tok[i, :k], mask[i, :k] = agent_tokens(p), True
+    return pins, tok, mask
+
+
 def global_token(n_agents: float) -> np.ndarray:
     """(GLOBAL_DIM,) float32 density features of a scene with ``n_agents`` agents in the window."""
     return np.array([n_agents / 30.0, math.log1p(max(n_agents, 0.0)) / 4.0], np.float32)

@@ -42,6 +42,7 @@ from models.scenario_diffusion.tokens import (
     TOKEN_DIM,
     agent_tokens,
     global_token,
+    pin_random_agents,
     token_rows,
 )
 from sim_sensors.maps import SCENARIOS
@@ -225,16 +226,8 @@ def pin_compliance(vae: SceneVAE, unet: LatentUNet, latent_scale: float, ds: Sce
     was_training = unet.training
     unet.eval()
     vae.eval()
-    rng = np.random.default_rng(seed)
     idx = np.arange(min(n_scenes, len(ds)))
-    pins, tok = [], np.zeros((len(idx), MAX_AGENT_TOKENS, TOKEN_DIM), np.float32)
-    mask = np.zeros((len(idx), MAX_AGENT_TOKENS), bool)
-    for j, i in enumerate(idx):
-        t = ds.table(int(i))
-        k = min(len(t), int(rng.integers(1, 4)))
-        p = t[rng.choice(len(t), k, replace=False)] if k else t[:0]
-        pins.append(p)
-        tok[j, :k], mask[j, :k] = agent_tokens(p), True
+    pins, tok, mask = pin_random_agents([ds.table(int(i)) for i in idx], np.random.default_rng(seed))
     found = total = 0
     for s0 in range(0, len(idx), 32):
         sl = slice(s0, min(len(idx), s0 + 32))

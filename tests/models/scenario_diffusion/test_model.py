@@ -18,7 +18,7 @@ from models.scenario_diffusion.model import (
     rasterize_tokens,
     vae_loss,
 )
-from models.scenario_diffusion.tokens import TokenSpec, agent_tokens, parse_spec
+from models.scenario_diffusion.tokens import TokenSpec, agent_tokens, parse_spec, pin_random_agents
 from models.scenario_diffusion.train import (
     SceneSet,
     encode_all,
@@ -241,15 +241,17 @@ def test_pin_compliance_counts_pins(tiny_models, tiny_set) -> None:
 def test_shipped_generator_answers_pins() -> None:
     """The shipped weights place pinned agents (2.2 m, 0.2 rad, same class) on unseen simulated scenes.
 
-    Pins are 1-3 real agents of scenes from seeds never used in training; the bar (60 %) is below the
-    benchmark's measured rate so that a regression, not noise, fails it.
+    Pins are 1-3 real agents of scenes from seeds never used in training. The bars (60 % with
+    inpainting, 40 % with the learned conditioning alone) are well below the benchmark's 93 % / 71 %
+    so that a regression, not noise, fails them.
     """
     from models.scenario_diffusion.data import agent_table
 
     torch.set_num_threads(1)
     gen = ScenarioGenerator.load()
     rng = np.random.default_rng(0)
-    found = total = 0
+    found = {True: 0, False: 0}
+    total = 0
     for m, seed in (
         ("intersection", 990001),
         ("arterial", 990002),
@@ -258,16 +260,12 @@ def test_shipped_generator_answers_pins() -> None:
     ):
         for sc in simulate_scenes(RunSpec(m, seed, 40, 6.0, 2, 0)):
             t = agent_table(sc)
-            t = t[G.in_window(t[:, G.A_X : G.A_Y + 1])]
-            k = min(len(t), 3)
-            pins = t[rng.choice(len(t), k, replace=False)]
-            tok = np.zeros((1, 8, 14), np.float32)
-            tok[0, :k] = agent_tokens(pins)
-            mask = np.zeros((1, 8), bool)
-            mask[0, :k] = True
+            (pins,), tok, mask = pin_random_agents([t[G.in_window(t[:, G.A_X : G.A_Y + 1])]], rng)
             maps = gen.map_raster(m, sc.ego_pose)[None]
-            out = gen.generate_tables(maps, tok, mask, None, seed=seed)[0]
-            found += int((match_pins(pins, out[:, : G.AGENT_COLS]) >= 0).sum())
-            total += k
-    assert total >= 15
-    assert found / total >= 0.6, f"{found}/{total} pins found"
+            for inpaint in (True, False):
+                out = gen.generate_tables(maps, tok, mask, None, seed=seed, inpaint_pins=inpaint)[0]
+                found[inpaint] += int((match_pins(pins, out[:, : G.AGENT_COLS]) >= 0).sum())
+            total += len(pins)
+    assert total >= 8
+    assert found[True] / total >= 0.6, f"inpainted: {found[True]}/{total} pins found"
+    assert found[False] / total >= 0.4, f"learned only: {found[False]}/{total} pins found"
