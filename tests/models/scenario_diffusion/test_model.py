@@ -27,6 +27,7 @@ from models.scenario_diffusion.train import (
     save_weights,
     train_diffusion,
     train_vae,
+    turn_agents,
     vae_recall,
 )
 from sim_sensors.scenario_file import load_scenes
@@ -269,3 +270,36 @@ def test_shipped_generator_answers_pins() -> None:
     assert total >= 8
     assert found[True] / total >= 0.6, f"inpainted: {found[True]}/{total} pins found"
     assert found[False] / total >= 0.4, f"learned only: {found[False]}/{total} pins found"
+
+
+def test_train_command_runs_end_to_end(tiny_set, tmp_path) -> None:
+    """The documented training command parses its flags, trains both stages and writes loadable weights."""
+    from models.scenario_diffusion.train import main as train_main
+
+    arrays = {"agents": tiny_set.agents, "offsets": tiny_set.offsets, "ego_pose": tiny_set.ego_pose,
+              "map_index": tiny_set.map_index, "ego_speed_mps": tiny_set.ego_speed_mps}  # fmt: skip
+    np.savez(tmp_path / "d.npz", **arrays)
+    out = tmp_path / "w.pt"
+    d = str(tmp_path / "d.npz")
+    rc = train_main(["--train", d, "--heldout", d, "--out", str(out), "--vae-minutes", "0.002", "--diffusion-minutes",
+                     "0.002", "--checkpoint-minutes", "5", "--turn-p", "0.3", "--threads", "1"])  # fmt: skip
+    assert rc == 0
+    gen = ScenarioGenerator.load(out)
+    assert gen.cfg.pin_latent and gen.info["n_train_scenes"] == len(tiny_set)
+    assert (
+        0 <= gen.info["heldout_pin_compliance_96"]["found"] <= gen.info["heldout_pin_compliance_96"]["pins"]
+    )
+
+
+def test_turn_agents_rotates_heading_and_trajectory_in_place() -> None:
+    t = np.zeros((3, G.AGENT_COLS))
+    t[:, G.A_X], t[:, G.A_YAW] = [5.0, 10.0, 15.0], 0.3
+    t[:, G.A_FDX], t[:, G.A_FDY] = 4.0 * np.cos(0.3), 4.0 * np.sin(0.3)  # moving along its heading
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(turn_agents(t, rng, 0.0), t)
+    u = turn_agents(t, rng, 1.0)
+    np.testing.assert_array_equal(u[:, G.A_X], t[:, G.A_X])  # positions kept
+    for r in u:  # the +2 s displacement still points along the (new) heading, same length
+        assert np.hypot(r[G.A_FDX], r[G.A_FDY]) == pytest.approx(4.0)
+        assert np.arctan2(r[G.A_FDY], r[G.A_FDX]) == pytest.approx(r[G.A_YAW], abs=1e-9)
+    assert not np.allclose(u[:, G.A_YAW], t[:, G.A_YAW])
