@@ -128,6 +128,11 @@ def footprint(agents: np.ndarray) -> np.ndarray:
     return out
 
 
+def agent_raster(agents: np.ndarray) -> np.ndarray:
+    """(GRID_CHANNELS + 1, H, W) float32 VAE input of one scene: detection grid plus box footprint."""
+    return np.concatenate([encode_grid(agents)[0], footprint(agents)[None]], 0)
+
+
 def decode_grid(
     grid: np.ndarray,
     threshold: float = 0.5,

@@ -248,17 +248,12 @@ def pin_condition(vae: SceneVAE, pin_tables: list, map_r: torch.Tensor, latent_s
     has = [i for i, t in enumerate(pin_tables) if len(t)]
     if not has:
         return out
-    rasters, feet = [], []
-    for i in has:
-        g, _ = G.encode_grid(pin_tables[i])
-        f = G.footprint(pin_tables[i])
-        rasters.append(np.concatenate([g, f[None]], 0))
-        feet.append(f)
+    rasters = torch.from_numpy(np.stack([G.agent_raster(pin_tables[i]) for i in has]))
     was_training = vae.training
     vae.eval()
-    mu, _ = vae.encode(torch.from_numpy(np.stack(rasters)), map_r[has])
+    mu, _ = vae.encode(rasters, map_r[has])
     vae.train(was_training)
-    m16 = (F.max_pool2d(torch.from_numpy(np.stack(feet))[:, None], 4) > 0).float()
+    m16 = (F.max_pool2d(rasters[:, -1:], 4) > 0).float()  # the footprint channel
     near = F.max_pool2d(m16, 3, stride=1, padding=1)
     out[has] = torch.cat([mu * latent_scale * near, m16], 1)
     return out
@@ -301,8 +296,10 @@ class LatentUNet(nn.Module):
 
     def forward(self, z: torch.Tensor, t: torch.Tensor, map16: torch.Tensor, agent_tok: torch.Tensor,
                 agent_mask: torch.Tensor, glob: torch.Tensor, glob_mask: torch.Tensor,
-                pin_cond: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """Predicted noise (B, 4, 16, 16). ``pin_cond``: :func:`pin_condition` (None = no pins)."""
+                pin_cond: torch.Tensor | None = None, drawn: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """Predicted noise (B, 4, 16, 16). ``pin_cond``: :func:`pin_condition` (None = no pins);
+        ``drawn``: :func:`rasterize_tokens` of the agent tokens, if already computed (a sampler's
+        tokens do not change between steps)."""
         te = self.temb(timestep_embedding(t, self.w))
         tok, pad = self.tokens(agent_tok, agent_mask, glob, glob_mask)
         x = [z, map16]
@@ -312,7 +309,7 @@ class LatentUNet(nn.Module):
             )
         h0 = self.cin(torch.cat(x, 1))
         if self.pin is not None:
-            h0 = h0 + self.pin(rasterize_tokens(agent_tok, agent_mask))
+            h0 = h0 + self.pin(rasterize_tokens(agent_tok, agent_mask) if drawn is None else drawn)
         h1 = self.a1(self.r1(h0, te), tok, pad)
         h2 = self.a2(self.r2(self.down(h1), te), tok, pad)
         h = self.am(self.mid(h2, te), tok, pad)
@@ -343,6 +340,7 @@ def ddim_sample(unet: LatentUNet, alpha_bar: torch.Tensor, map16: torch.Tensor, 
     one latent cell of the pins, by the pins' own latent, and the rest of the scene is denoised around
     it (inpainting by replacement of the x0 estimate): a hard constraint on top of the learned one.
     """
+    drawn = rasterize_tokens(agent_tok, agent_mask) if unet.pin is not None else None
     near = known = None
     if inpaint_pins and pin_cond is not None:
         near = F.max_pool2d(pin_cond[:, LATENT_CH:], 3, stride=1, padding=1)
@@ -358,11 +356,12 @@ def ddim_sample(unet: LatentUNet, alpha_bar: torch.Tensor, map16: torch.Tensor, 
             eps_all = unet(zz, torch.cat([tt, tt]), torch.cat([map16, map16]), torch.cat([agent_tok, agent_tok]),
                            torch.cat([agent_mask, torch.zeros_like(agent_mask)]), torch.cat([glob, glob]),
                            torch.cat([glob_mask, torch.zeros_like(glob_mask)]),
-                           None if pin_cond is None else torch.cat([pin_cond, torch.zeros_like(pin_cond)]))  # fmt: skip
+                           None if pin_cond is None else torch.cat([pin_cond, torch.zeros_like(pin_cond)]),
+                           None if drawn is None else torch.cat([drawn, torch.zeros_like(drawn)]))  # fmt: skip
             eps_c, eps_u = eps_all.chunk(2)
             eps = eps_u + guidance * (eps_c - eps_u)
         else:
-            eps = unet(z, tt, map16, agent_tok, agent_mask, glob, glob_mask, pin_cond)
+            eps = unet(z, tt, map16, agent_tok, agent_mask, glob, glob_mask, pin_cond, drawn)
         ab = alpha_bar[t]
         x0 = (z - (1 - ab).sqrt() * eps) / ab.sqrt()
         x0 = x0.clamp(-6.0, 6.0)

@@ -51,7 +51,6 @@ def draw_scene(scene: Scene, path: str | Path, view_m: float = 36.0, title: str 
     handles.append(
         plt.Line2D([], [], marker="s", ls="", mfc="white", mec="red", mew=2, label="pinned (token)")
     )
-    ax.legend(handles=handles, loc="upper right", fontsize=7)
     # The requested pins (ego frame, from the generator's meta) as dashed outlines, so a reader sees
     # how far the generated agent is from what was asked.
     requested = scene.meta.get("pins") or []
@@ -61,7 +60,7 @@ def draw_scene(scene: Scene, path: str | Path, view_m: float = 36.0, title: str 
         ax.add_patch(Polygon(corners, closed=True, fill=False, ec="red", ls="--", lw=1.2, zorder=6))
     if requested:
         handles.append(plt.Line2D([], [], ls="--", color="red", label="requested pin"))
-        ax.legend(handles=handles, loc="upper right", fontsize=7)
+    ax.legend(handles=handles, loc="upper right", fontsize=7)
     if title is None:
         title = f"{scene.map_name}: {scene.n_agents} agents (ego black, arrows: +2 s)"
         if requested:

@@ -86,21 +86,15 @@ class SceneSet:
         With ``rng`` and ``p_turn`` > 0 each agent is turned by a random angle with probability
         ``p_turn`` (see :func:`turn_agents`).
         """
-        grids, feet, maps = [], [], []
+        rasters, maps = [], []
         for i in idx:
             t = self.table(int(i))
             if rng is not None and p_turn > 0:
                 t = turn_agents(t, rng, p_turn)
-            g, _ = G.encode_grid(t)
-            grids.append(g)
-            feet.append(G.footprint(t))
+            rasters.append(G.agent_raster(t))
             maps.append(self.map_raster(int(i)))
-        g = torch.from_numpy(np.stack(grids))
-        return (
-            torch.cat([g, torch.from_numpy(np.stack(feet))[:, None]], 1),
-            g,
-            torch.from_numpy(np.stack(maps)),
-        )
+        x = torch.from_numpy(np.stack(rasters))
+        return x, x[:, : G.GRID_CHANNELS], torch.from_numpy(np.stack(maps))
 
 
 def turn_agents(t: np.ndarray, rng: np.random.Generator, p_turn: float) -> np.ndarray:
