@@ -3,7 +3,7 @@
 The scene comes from the simulator (offline, ``--agents`` agents, through the real tracker and
 rasterizer) fed into a :class:`service.pipeline.Pipeline` with the ONNX model. The pipeline
 serves :class:`~bus.messages.ConditionalRequest` on a real REP socket in a thread (as the service
-does); the planner side is a :class:`~bus.transport.Requester`. Each request is a full round
+does); the planner side is a :class:`~bus.reqrep.Requester`. Each request is a full round
 trip: encode, send, B raster renders + B model passes, reply, decode.
 
 Usage: python -m benchmarks.bench_conditional [--agents 100] [--requests 100] [--plans 1 3 8]
@@ -23,7 +23,7 @@ import numpy as np
 from benchmarks.common import markdown_table, percentiles_ms, write_json
 from bus import messages as m
 from bus.config import BusConfig
-from bus.transport import Replier, Requester
+from bus.reqrep import Replier, Requester
 
 
 def build_scene(agents: int, model: Path | None, seconds: float = 5.0):

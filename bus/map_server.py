@@ -12,7 +12,7 @@ import threading
 from bus import messages as m
 from bus.config import BusConfig
 from bus.errors import StartupError, TransportError
-from bus.transport import Replier
+from bus.reqrep import Replier
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ import zmq
 from bus import messages as m
 from bus.config import BusConfig
 from bus.errors import RequestTimeout, StartupError, TransportError
-from bus.transport import Publisher, Replier, Requester, Subscriber
+from bus.reqrep import Replier, Requester
+from bus.transport import Publisher, Subscriber
 from service.pipeline import Pipeline, PipelineConfig
 from service.planner_stub import candidate_plans, judge, score_plans
 

@@ -16,7 +16,8 @@ from bus import messages as m
 from bus.config import BusConfig, CurveConfig
 from bus.errors import RequestTimeout, TransportError
 from bus.proxy import Proxy
-from bus.transport import Publisher, Replier, Requester, RxStats, Subscriber
+from bus.reqrep import Replier, Requester
+from bus.transport import Publisher, RxStats, Subscriber
 from tests.bus.samples import assert_msg_equal, sample_message
 
 
