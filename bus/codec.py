@@ -14,6 +14,7 @@ wrong scalar types, wrong dtype or shape, inconsistent lengths, NaN/inf, and bro
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Final
 
 import msgpack
@@ -23,9 +24,16 @@ from bus import messages as m
 from bus.errors import DecodeError, EncodeError
 
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+MAX_STR_BYTES: Final = 64 * 1024  # topic names, reasons, status lines, counter keys
+MAX_NDIM: Final = 8
+# Counter maps (health, timings): the sender bounds its keys; these limits make a message that
+# breaks that promise fail on encode at the sender rather than at every receiver.
+MAX_DICT_ENTRIES: Final = 4096
+MAX_KEY_CHARS: Final = 256
+INT64_MAX: Final = 2**63 - 1  # every int on the wire must fit the int64 it becomes downstream
 _HEADER_KEYS: Final = ("topic", "seq", "stamp_ns", "sent_mono_ns", "schema")
 _SCALAR_CHECK: Final = {
-    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool) and -INT64_MAX - 1 <= v <= INT64_MAX,
     float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     str: lambda v: isinstance(v, str),
     bool: lambda v: isinstance(v, bool),
@@ -52,13 +60,13 @@ def check_message(msg: Any) -> None:
         a = getattr(msg, name)
         if not isinstance(a, np.ndarray):
             raise EncodeError(f"{cls.__name__}.{name}: expected numpy array, got {type(a).__name__}")
-        reason = _check_array(a, spec, dims)
-        if reason:
-            raise EncodeError(f"{cls.__name__}.{name}: {reason}")
+        bad = _check_array(a, spec, dims)
+        if bad:
+            raise EncodeError(f"{cls.__name__}.{name}: {bad[1]}")
     for name, kind in m.scalar_specs(cls).items():
-        reason = _check_scalar(getattr(msg, name), kind)
-        if reason:
-            raise EncodeError(f"{cls.__name__}.{name}: {reason}")
+        bad = _check_scalar(getattr(msg, name), kind)
+        if bad:
+            raise EncodeError(f"{cls.__name__}.{name}: {bad[1]}")
     reason_field = _check_csr(msg)
     if reason_field:
         raise EncodeError(f"{cls.__name__}.{reason_field[1]}: {reason_field[0]}")
@@ -105,27 +113,50 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
         The message instance; its arrays are read-only views into ``payload``.
 
     Raises:
-        DecodeError: naming topic, field and reason. Nothing else escapes.
+        DecodeError: naming topic, field and reason. Nothing else escapes: an error of any
+            other type is a bug in a check, and is still reported as a ``DecodeError``
+            (field ``internal``) so a hostile payload can never stop a process.
     """
+    try:
+        return _decode(topic, payload, max_bytes)
+    except DecodeError:
+        raise
+    except Exception as e:  # defence in depth: see the docstring
+        raise DecodeError(
+            topic, f"unexpected {type(e).__name__}: {e}", len(payload), "internal", "internal"
+        ) from e
+
+
+def _decode(topic: str, payload: bytes, max_bytes: int) -> Any:
     n = len(payload)
     if n > max_bytes:
-        raise DecodeError(topic, f"payload {n} bytes exceeds limit {max_bytes}", n)
+        raise DecodeError(topic, f"payload {n} bytes exceeds limit {max_bytes}", n, code="too_large")
     try:
         raw = msgpack.unpackb(
-            payload, raw=False, strict_map_key=True, max_bin_len=max_bytes, max_str_len=1 << 20
+            payload,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=max_bytes,
+            max_str_len=MAX_STR_BYTES,
+            max_array_len=1 << 16,
+            max_map_len=1 << 16,
         )
     except Exception as e:  # msgpack may raise errors outside UnpackException
-        raise DecodeError(topic, f"not msgpack: {type(e).__name__}: {e}", n) from e
+        raise DecodeError(topic, f"not msgpack: {type(e).__name__}: {e}", n, code="not_msgpack") from e
     if not isinstance(raw, dict):
-        raise DecodeError(topic, f"top level is {type(raw).__name__}, expected map", n)
+        raise DecodeError(topic, f"top level is {type(raw).__name__}, expected map", n, code="not_a_map")
     type_name = raw.get("type")
     cls = m.MESSAGE_TYPES.get(type_name) if isinstance(type_name, str) else None
     if cls is None:
-        raise DecodeError(topic, f"unknown message type {type_name!r}", n, "type")
+        raise DecodeError(topic, f"unknown message type {type_name!r}", n, "type", "unknown_type")
     expected = m.topic_type(topic)
     if expected is not None and expected is not cls:
         raise DecodeError(
-            topic, f"type {type_name} not allowed on this topic (expects {expected.__name__})", n, "type"
+            topic,
+            f"type {type_name} not allowed on this topic (expects {expected.__name__})",
+            n,
+            "type",
+            "wrong_type_for_topic",
         )
     header = _decode_header(topic, raw.get("header"), n)
 
@@ -133,48 +164,59 @@ def decode(topic: str, payload: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) ->
     keys = set(raw) - {"type", "header"}
     missing, extra = [k for k in names if k not in keys], sorted(keys - set(names))
     if missing:
-        raise DecodeError(topic, f"missing keys {missing}", n, missing[0])
+        raise DecodeError(topic, f"missing keys {missing}", n, missing[0], "missing_keys")
     if extra:
-        raise DecodeError(topic, f"unexpected keys {extra}", n, str(extra[0]))
+        raise DecodeError(topic, f"unexpected keys {extra}"[:200], n, str(extra[0])[:64], "unexpected_keys")
 
     kwargs: dict[str, Any] = {"header": header}
     dims: dict[str, int] = {}
     scalars = m.scalar_specs(cls)
     for name, spec in m.array_specs(cls).items():
         a = _decode_array(topic, name, raw[name], n)
-        reason = _check_array(a, spec, dims)
-        if reason:
-            raise DecodeError(topic, reason, n, name)
+        bad = _check_array(a, spec, dims)
+        if bad:
+            raise DecodeError(topic, bad[1], n, name, bad[0])
         kwargs[name] = a
     for name, kind in scalars.items():
-        reason = _check_scalar(raw[name], kind)
-        if reason:
-            raise DecodeError(topic, reason, n, name)
+        bad = _check_scalar(raw[name], kind)
+        if bad:
+            raise DecodeError(topic, bad[1], n, name, bad[0])
         kwargs[name] = float(raw[name]) if kind is float else raw[name]
     msg = cls(**kwargs)
     bad = _check_csr(msg)
     if bad:
-        raise DecodeError(topic, bad[0], n, bad[1])
+        raise DecodeError(topic, bad[0], n, bad[1], "csr")
     return msg
 
 
 def _decode_header(topic: str, h: Any, n: int) -> m.Header:
     if not isinstance(h, dict):
-        raise DecodeError(topic, "header missing or not a map", n, "header")
+        raise DecodeError(topic, "header missing or not a map", n, "header", "header")
     if set(h) != set(_HEADER_KEYS):
-        raise DecodeError(topic, f"header keys {sorted(h)} != {sorted(_HEADER_KEYS)}", n, "header")
-    if h["schema"] != m.SCHEMA_VERSION:
+        raise DecodeError(topic, f"header keys {sorted(h)} != {sorted(_HEADER_KEYS)}", n, "header", "header")
+    # type() check: True == 1 and 1.0 == 1 in Python, but neither is schema version 1.
+    if type(h["schema"]) is not int or h["schema"] != m.SCHEMA_VERSION:
         raise DecodeError(
-            topic, f"schema version {h['schema']!r}, expected {m.SCHEMA_VERSION}", n, "header.schema"
+            topic,
+            f"schema version {h['schema']!r}, expected {m.SCHEMA_VERSION}",
+            n,
+            "header.schema",
+            "schema_version",
         )
     if h["topic"] != topic:
         raise DecodeError(
-            topic, f"header topic {h['topic']!r} differs from transport topic", n, "header.topic"
+            topic,
+            f"header topic {h['topic']!r:.80} differs from transport topic",
+            n,
+            "header.topic",
+            "topic_mismatch",
         )
     for k in ("seq", "stamp_ns", "sent_mono_ns"):
         v = h[k]
         if not _SCALAR_CHECK[int](v) or v < 0:
-            raise DecodeError(topic, f"{k} must be a non-negative int, got {v!r}", n, f"header.{k}")
+            raise DecodeError(
+                topic, f"{k} must be a non-negative int64, got {v!r}", n, f"header.{k}", "header"
+            )
     return m.Header(
         topic=h["topic"],
         seq=h["seq"],
@@ -186,49 +228,62 @@ def _decode_header(topic: str, h: Any, n: int) -> m.Header:
 
 def _decode_array(topic: str, name: str, v: Any, n: int) -> np.ndarray:
     if not isinstance(v, dict) or set(v) != {"dtype", "shape", "data"}:
-        raise DecodeError(topic, "array must be a map with keys dtype, shape, data", n, name)
+        raise DecodeError(topic, "array must be a map with keys dtype, shape, data", n, name, "bad_array")
     dtype_s, shape, data = v["dtype"], v["shape"], v["data"]
     if not isinstance(dtype_s, str) or not isinstance(data, bytes) or not isinstance(shape, list):
-        raise DecodeError(topic, "array dtype/shape/data have wrong types", n, name)
-    if not all(_SCALAR_CHECK[int](d) and d >= 0 for d in shape):
-        raise DecodeError(topic, f"bad shape {shape!r}", n, name)
+        raise DecodeError(topic, "array dtype/shape/data have wrong types", n, name, "bad_array")
+    if len(shape) > MAX_NDIM or not all(_SCALAR_CHECK[int](d) and d >= 0 for d in shape):
+        raise DecodeError(topic, f"bad shape {shape!r}", n, name, "shape")
     try:
         dtype = np.dtype(dtype_s)
     except TypeError as e:
-        raise DecodeError(topic, f"bad dtype {dtype_s!r}", n, name) from e
+        raise DecodeError(topic, f"bad dtype {dtype_s!r}", n, name, "dtype") from e
     if dtype.hasobject or dtype.kind not in "biuf":
-        raise DecodeError(topic, f"dtype {dtype_s!r} not allowed", n, name)
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if count * dtype.itemsize != len(data):
-        raise DecodeError(topic, f"{len(data)} data bytes do not match shape {shape} of {dtype_s}", n, name)
+        raise DecodeError(topic, f"dtype {dtype_s!r} not allowed", n, name, "dtype")
+    # Exact integer arithmetic: np.prod in int64 wraps, so [2**64-1, 2] would pass as -2.
+    if math.prod(shape) * dtype.itemsize != len(data):
+        raise DecodeError(
+            topic, f"{len(data)} data bytes do not match shape {shape} of {dtype_s}", n, name, "shape"
+        )
     return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
-def _check_array(a: np.ndarray, spec: m.ArraySpec, dims: dict[str, int]) -> str:
-    """Return '' if ``a`` matches ``spec`` (recording symbols in ``dims``), else the reason."""
+def _check_array(a: np.ndarray, spec: m.ArraySpec, dims: dict[str, int]) -> tuple[str, str] | None:
+    """None if ``a`` matches ``spec`` (recording symbols in ``dims``), else ``(code, reason)``."""
     if a.dtype != spec.dtype:
-        return f"dtype {a.dtype.str}, expected {spec.dtype.str}"
+        return "dtype", f"dtype {a.dtype.str}, expected {spec.dtype.str}"
     if a.ndim != len(spec.shape):
-        return f"shape {list(a.shape)}, expected {list(spec.shape)}"
+        return "shape", f"shape {list(a.shape)}, expected {list(spec.shape)}"
     for size, want in zip(a.shape, spec.shape):
         if isinstance(want, int):
             if size != want:
-                return f"shape {list(a.shape)}, expected {list(spec.shape)}"
+                return "shape", f"shape {list(a.shape)}, expected {list(spec.shape)}"
         elif dims.setdefault(want, size) != size:
-            return f"inconsistent length: {want}={size} here but {dims[want]} in an earlier field"
+            return "shape", f"inconsistent length: {want}={size} here but {dims[want]} in an earlier field"
     if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
-        return "contains NaN or inf"
-    return ""
+        return "non_finite", "contains NaN or inf"
+    return None
 
 
-def _check_scalar(v: Any, kind: type) -> str:
+def _check_scalar(v: Any, kind: type) -> tuple[str, str] | None:
+    """None if ``v`` is a valid ``kind`` scalar, else ``(code, reason)``."""
     if not _SCALAR_CHECK[kind](v):
-        return f"expected {kind.__name__}, got {type(v).__name__}"
+        return "scalar_type", f"expected {kind.__name__}, got {type(v).__name__}"
     if kind is float and not np.isfinite(v):
-        return "NaN or inf"
-    if kind is dict and not all(isinstance(k, str) and _SCALAR_CHECK[int](x) for k, x in v.items()):
-        return "expected a map of str -> int"
-    return ""
+        return "non_finite", "NaN or inf"
+    if kind is str and len(v) > MAX_STR_BYTES:
+        return "too_long", f"string of {len(v)} characters exceeds {MAX_STR_BYTES}"
+    if kind is dict:
+        if len(v) > MAX_DICT_ENTRIES:
+            return "too_long", f"map of {len(v)} entries exceeds {MAX_DICT_ENTRIES}"
+        if not all(
+            isinstance(k, str) and len(k) <= MAX_KEY_CHARS and _SCALAR_CHECK[int](x) for k, x in v.items()
+        ):
+            return (
+                "scalar_type",
+                f"expected a map of str -> int64 (keys of at most {MAX_KEY_CHARS} characters)",
+            )
+    return None
 
 
 def _check_csr(msg: Any) -> tuple[str, str] | None:

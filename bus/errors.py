@@ -8,12 +8,26 @@ class BusError(Exception):
 
 
 class DecodeError(BusError):
-    """A payload that must be rejected: not msgpack, wrong schema, bad field, too large."""
+    """A payload that must be rejected: not msgpack, wrong schema, bad field, too large.
 
-    def __init__(self, topic: str, reason: str, n_bytes: int, field: str = "") -> None:
+    ``code`` is one identifier of a small fixed set (``DECODE_CODES``) for counters: the text of
+    ``reason`` and even ``field`` can carry values chosen by the sender, a counter key must not.
+    """
+
+    def __init__(self, topic: str, reason: str, n_bytes: int, field: str = "", code: str = "invalid") -> None:
         where = f"{topic}.{field}" if field else topic
         super().__init__(f"{where}: {reason} ({n_bytes} bytes)")
         self.topic, self.field, self.reason, self.n_bytes = topic, field, reason, n_bytes
+        self.code = code if code in DECODE_CODES else "invalid"
+
+
+DECODE_CODES = frozenset(
+    {
+        "too_large", "not_msgpack", "not_a_map", "unknown_type", "wrong_type_for_topic", "header",
+        "schema_version", "topic_mismatch", "missing_keys", "unexpected_keys", "bad_array",
+        "dtype", "shape", "non_finite", "scalar_type", "too_long", "csr", "invalid", "internal",
+    }
+)  # fmt: skip
 
 
 class EncodeError(BusError):

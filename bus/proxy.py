@@ -14,7 +14,8 @@ import uuid
 import zmq
 
 from bus.config import BusConfig
-from bus.transport import _connect_or_bind, _socket, apply_curve_server, start_authenticator
+from bus.reqrep import acquire_authenticator, release_authenticator
+from bus.transport import _connect_or_bind, _socket, apply_curve_server
 
 
 class Proxy:
@@ -23,21 +24,24 @@ class Proxy:
     def __init__(self, cfg: BusConfig, ctx: zmq.Context | None = None) -> None:
         self._ctx = ctx or zmq.Context.instance()
         self._cfg = cfg
-        self._auth = start_authenticator(self._ctx, cfg.curve)
+        # Shared: a map or conditional server in the same context (tests) uses the same one.
+        self._auth = acquire_authenticator(self._ctx, cfg.curve)
         self._front = _socket(self._ctx, zmq.XSUB, cfg)
         self._back = _socket(self._ctx, zmq.XPUB, cfg)
         for s in (self._front, self._back):
             apply_curve_server(s, cfg.curve)
         # Subscribers that join late must still be announced to every publisher.
         self._back.setsockopt(zmq.XPUB_VERBOSE, 1)
+        # The size limit sits on the publishers' side: libzmq ends the session of a peer whose
+        # frame is larger, so an oversized publish cuts off its sender, never a subscriber.
+        self._front.setsockopt(zmq.MAXMSGSIZE, cfg.max_bytes + 4096)
         try:
             _connect_or_bind(self._front, cfg.pub_endpoint, True)
             _connect_or_bind(self._back, cfg.sub_endpoint, True)
         except Exception:
             self._front.close(linger=0)
             self._back.close(linger=0)
-            if self._auth is not None:
-                self._auth.stop()
+            release_authenticator(self._ctx, self._auth)
             raise
         self._ctrl_addr = f"inproc://proxy-ctrl-{uuid.uuid4().hex}"
         self._ctrl = self._ctx.socket(zmq.PAIR)
@@ -64,8 +68,8 @@ class Proxy:
             self._thread.join(timeout=5)
         for s in (self._ctrl, self._front, self._back):
             s.close(linger=0)
-        if self._auth is not None:
-            self._auth.stop()
+        release_authenticator(self._ctx, self._auth)
+        self._auth = None
 
     def __enter__(self) -> Proxy:
         return self.start()

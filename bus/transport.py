@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +21,7 @@ from zmq.auth.thread import ThreadAuthenticator
 from bus import codec
 from bus.config import BusConfig, CurveConfig
 from bus.errors import DecodeError, TransportError
+from bus.rxstats import RxStats, topic_key
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class Publisher:
         self._seq: dict[str, int] = {}
         self.subscriptions: set[bytes] = set()
         self.sent = 0
+        self.oversize = 0  # payloads over max_bytes, not sent
+        self.hwm_drops = 0  # payloads dropped at this socket's send high-water mark
 
     def _drain_subscriptions(self) -> None:
         while self._sock.poll(0, zmq.POLLIN):
@@ -143,11 +145,22 @@ class Publisher:
         return payload
 
     def publish_raw(self, topic: str, payload: bytes) -> None:
-        """Send an already-encoded payload (replayer). Drops at the HWM rather than blocking."""
+        """Send an already-encoded payload (replayer). Drops at the HWM rather than blocking.
+
+        A payload over ``max_bytes`` is not sent (counted in ``oversize``): the proxy would cut
+        this publisher off the bus for good (its ``MAXMSGSIZE``), and no subscriber accepts it.
+        """
+        if len(payload) > self._cfg.max_bytes:
+            self.oversize += 1
+            log.warning(
+                "not sent: %s payload of %d bytes over max_bytes %d", topic, len(payload), self._cfg.max_bytes
+            )
+            return
         try:
             self._sock.send_multipart([topic.encode(), payload], flags=zmq.NOBLOCK, copy=False)
             self.sent += 1
         except zmq.Again:
+            self.hwm_drops += 1
             log.warning("publisher HWM reached; dropped %s", topic)
         self._drain_subscriptions()
 
@@ -165,45 +178,20 @@ class Publisher:
             self._auth.stop()
 
 
-@dataclasses.dataclass
-class RxStats:
-    """Receive-side counters: per topic seq gaps, restarts, and rejections by reason."""
-
-    received: dict[str, int] = dataclasses.field(default_factory=dict)
-    gaps: dict[str, int] = dataclasses.field(default_factory=dict)
-    restarts: dict[str, int] = dataclasses.field(default_factory=dict)
-    rejected: dict[str, int] = dataclasses.field(default_factory=dict)
-    last_seq: dict[str, int] = dataclasses.field(default_factory=dict)
-    rejected_payloads: deque = dataclasses.field(default_factory=lambda: deque(maxlen=64))
-
-    def reject(self, topic: str, reason: str, payload: bytes | None = None) -> None:
-        key = f"{topic}:{reason}"
-        self.rejected[key] = self.rejected.get(key, 0) + 1
-        if payload is not None:
-            self.rejected_payloads.append((topic, reason, bytes(payload[:65536])))
-
-    def check_seq(self, topic: str, seq: int) -> str:
-        """Account for ``seq``; return '' to accept, or the rejection reason (duplicate/old)."""
-        last = self.last_seq.get(topic)
-        if last is not None:
-            if seq == 0 and last > 0:  # the publisher restarted: new stream, not a duplicate
-                self.restarts[topic] = self.restarts.get(topic, 0) + 1
-            elif seq <= last:
-                return "duplicate_or_out_of_order_seq"
-            elif seq > last + 1:
-                self.gaps[topic] = self.gaps.get(topic, 0) + (seq - last - 1)
-        self.last_seq[topic] = seq
-        self.received[topic] = self.received.get(topic, 0) + 1
-        return ""
-
-    def total_rejected(self) -> int:
-        return sum(self.rejected.values())
-
-
 class Subscriber:
     """Subscribes to topic prefixes; decodes strictly and counts gaps and rejections.
 
     ``recv()`` never blocks longer than its timeout, so callers can honour shutdown signals.
+
+    Args:
+        max_rate_hz: per-topic admission rate (a token bucket of one second's burst) checked
+            before decoding: under a flood on one topic the excess costs a dictionary lookup,
+            not a msgpack decode, and is counted as ``rate_limited``. None: no limit.
+
+    No ``MAXMSGSIZE`` here: libzmq ends a session that delivers a larger frame and never
+    reconnects it, which would cut this subscriber off the bus for good. The proxy's publisher
+    side carries the limit instead (it cuts off the sender), and oversized payloads that arrive
+    anyway (a proxy-less setup) are rejected by the codec and counted.
     """
 
     def __init__(
@@ -213,16 +201,18 @@ class Subscriber:
         ctx: zmq.Context | None = None,
         endpoint: str | None = None,
         bind: bool = False,
+        max_rate_hz: float | None = None,
     ) -> None:
         self._ctx = ctx or zmq.Context.instance()
         self._cfg = cfg
         self._sock = _socket(self._ctx, zmq.SUB, cfg)
         apply_curve_client(self._sock, cfg.curve)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, cfg.max_bytes + 4096)  # oversize frames never reach us
         for p in prefixes:
             self._sock.setsockopt(zmq.SUBSCRIBE, p.encode())
         _connect_or_bind(self._sock, endpoint or cfg.sub_endpoint, bind)
         self.stats = RxStats()
+        self._rate_hz = max_rate_hz
+        self._buckets: dict[str, tuple[float, float]] = {}  # topic key -> (tokens, monotonic s)
 
     @property
     def socket(self) -> zmq.Socket:
@@ -234,7 +224,7 @@ class Subscriber:
             return None
         frames = self._sock.recv_multipart()
         if len(frames) != 2:
-            self.stats.reject("?", f"bad_framing_{len(frames)}_frames")
+            self.stats.reject("?", "bad_framing")
             return None
         try:
             topic = frames[0].decode()
@@ -250,12 +240,31 @@ class Subscriber:
             return None
         return self.accept(*got)
 
+    def _admit(self, topic: str) -> bool:
+        """Token bucket per topic key (bounded: unknown topics share the ``?`` bucket)."""
+        if self._rate_hz is None:
+            return True
+        key = topic_key(topic)
+        if key not in self._buckets and len(self._buckets) >= 256:
+            key = "?"
+        now = time.monotonic()
+        tokens, t_last = self._buckets.get(key, (self._rate_hz, now))
+        tokens = min(self._rate_hz, tokens + (now - t_last) * self._rate_hz)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
     def accept(self, topic: str, payload: bytes) -> Any | None:
         """Decode and sequence-check one payload; return the message or None if rejected."""
+        if not self._admit(topic):
+            self.stats.reject(topic, "rate_limited")
+            return None
         try:
             msg = codec.decode(topic, payload, max_bytes=self._cfg.max_bytes)
         except DecodeError as e:
-            self.stats.reject(topic, e.field or "payload", payload)
+            self.stats.reject(topic, e.code, payload)
             log.debug("rejected %s", e)
             return None
         reason = self.stats.check_seq(topic, msg.header.seq)

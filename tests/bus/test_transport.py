@@ -17,6 +17,7 @@ from bus.config import BusConfig, CurveConfig
 from bus.errors import RequestTimeout, TransportError
 from bus.proxy import Proxy
 from bus.reqrep import Replier, Requester
+from bus.rxstats import SEQ_CONFIRM
 from bus.transport import Publisher, RxStats, Subscriber
 from tests.bus.samples import assert_msg_equal, sample_message
 
@@ -132,7 +133,10 @@ def test_malformed_messages_counted_and_stream_continues(ctx, cfg) -> None:
         pub.publish(good)
         got = _recv_until(sub, 2)
         assert [g.header.seq for g in got] == [0, 1]
-        assert sub.stats.rejected == {f"{m.TOPIC_TRACKS}:payload": 1, f"{m.TOPIC_TRACKS}:type": 1}
+        assert sub.stats.rejected == {
+            f"{m.TOPIC_TRACKS}:not_msgpack": 1,
+            f"{m.TOPIC_TRACKS}:wrong_type_for_topic": 1,
+        }
         assert len(sub.stats.rejected_payloads) == 2  # kept for post-mortem, nothing lost
         pub.close()
         sub.close()
@@ -145,8 +149,78 @@ def test_seq_gaps_duplicates_and_restarts_are_counted() -> None:
         if reason:
             s.reject("t", reason)
     assert s.gaps == {"t": 2}
-    assert s.rejected == {"t:duplicate_or_out_of_order_seq": 2}
-    assert s.check_seq("t", 0) == "" and s.restarts == {"t": 1}
+    assert s.rejected == {"t:duplicate_seq": 1, "t:seq_discontinuity": 1}
+    # A publisher restart is a new stream once SEQ_CONFIRM numbers continue it.
+    assert [s.check_seq("t", q) for q in range(SEQ_CONFIRM)] == ["seq_discontinuity"] * (SEQ_CONFIRM - 1) + [
+        ""
+    ]
+    assert s.restarts == {"t": 1} and s.check_seq("t", SEQ_CONFIRM) == ""
+
+
+def test_one_forged_seq_cannot_silence_a_topic_or_add_gaps() -> None:
+    """seq = 2**62 used to become the topic's last seq, so every real message was a duplicate."""
+    s = RxStats()
+    for seq in range(10):
+        assert s.check_seq("t", seq) == ""
+    assert s.check_seq("t", 2**62) == "seq_discontinuity"
+    assert s.check_seq("t", 0) == "seq_discontinuity"  # a forged "restart"
+    assert [s.check_seq("t", seq) for seq in range(10, 20)] == [""] * 10
+    assert s.gaps == {} and s.restarts == {}
+
+
+def test_counters_stay_bounded_under_random_topics() -> None:
+    s = RxStats()
+    for i in range(100_000):
+        s.reject(f"sensor.x{i}", "not_msgpack")
+        s.check_seq(f"t{i}", 5)
+    s.reject("x" * 1_100_000, "not_msgpack")  # a 1.1 MB topic name is not a key
+    assert len(s.rejected) <= s.rejected.max_keys + 2
+    assert len(s.received) <= s.received.max_keys + 2
+    assert max(len(k) for k in s.rejected) < 200
+    assert s.total_rejected() == 100_001
+
+
+def test_rate_limit_rejects_flood_before_decoding(ctx, ipc_endpoints, cfg) -> None:
+    ep = ipc_endpoints("rate")
+    sub = Subscriber(cfg, [""], ctx, endpoint=ep, max_rate_hz=50.0)
+    payloads = [
+        codec.encode(
+            dataclasses.replace(
+                msg := sample_message(m.Tracks), header=dataclasses.replace(msg.header, seq=i)
+            )
+        )
+        for i in range(500)
+    ]
+    accepted = sum(sub.accept(m.TOPIC_TRACKS, p) is not None for p in payloads)
+    assert 1 <= accepted <= 60  # one second's burst (plus what refilled meanwhile)
+    assert sub.stats.rejected == {f"{m.TOPIC_TRACKS}:rate_limited": 500 - accepted}
+    sub.close()
+
+
+def test_oversized_publish_cuts_off_only_its_sender(ctx, cfg) -> None:
+    """Through the proxy, a frame over max_bytes must not end any subscriber's session."""
+    small = cfg.model_copy(update={"max_bytes": 4096})
+    with Proxy(small, ctx):
+        sub = Subscriber(small, [""], ctx)
+        good = Publisher(small, ctx)
+        rogue = ctx.socket(zmq.PUB)
+        rogue.connect(small.pub_endpoint)
+        assert good.wait_for_subscribers([m.TOPIC_EGO], 3.0)
+        time.sleep(0.2)
+        rogue.send_multipart([m.TOPIC_EGO.encode(), b"x" * 100_000])
+        time.sleep(0.2)
+        assert good.publish_raw(m.TOPIC_EGO, b"y" * 100_000) is None and good.oversize == 1
+        for i in range(5):
+            good.publish(
+                dataclasses.replace(
+                    sample_message(m.EgoState), header=m.Header(topic=m.TOPIC_EGO, stamp_ns=i)
+                )
+            )
+        got = _recv_until(sub, 5)
+        assert len(got) == 5
+        rogue.close(linger=0)
+        good.close()
+        sub.close()
 
 
 def test_request_reply_roundtrip_and_bad_request(ctx, cfg) -> None:
