@@ -162,13 +162,15 @@ def _decode(topic: str, payload: bytes, max_bytes: int) -> Any:
 
     names = [f.name for f in dataclasses.fields(cls) if f.name != "header"]
     keys = set(raw) - {"type", "header"}
-    missing, extra = [k for k in names if k not in keys], sorted(keys - set(names))
+    newer = m.added_fields(cls, header.schema)  # an older sender may leave these out
+    missing = [k for k in names if k not in keys and k not in newer]
+    extra = sorted(keys - set(names))
     if missing:
         raise DecodeError(topic, f"missing keys {missing}", n, missing[0], "missing_keys")
     if extra:
         raise DecodeError(topic, f"unexpected keys {extra}"[:200], n, str(extra[0])[:64], "unexpected_keys")
 
-    kwargs: dict[str, Any] = {"header": header}
+    kwargs: dict[str, Any] = {"header": header, **{k: v for k, v in newer.items() if k not in keys}}
     dims: dict[str, int] = {}
     scalars = m.scalar_specs(cls)
     for name, spec in m.array_specs(cls).items():
@@ -178,6 +180,8 @@ def _decode(topic: str, payload: bytes, max_bytes: int) -> Any:
             raise DecodeError(topic, bad[1], n, name, bad[0])
         kwargs[name] = a
     for name, kind in scalars.items():
+        if name not in raw:
+            continue  # a newer field an older sender left out: its default is in kwargs
         bad = _check_scalar(raw[name], kind)
         if bad:
             raise DecodeError(topic, bad[1], n, name, bad[0])
@@ -195,10 +199,10 @@ def _decode_header(topic: str, h: Any, n: int) -> m.Header:
     if set(h) != set(_HEADER_KEYS):
         raise DecodeError(topic, f"header keys {sorted(h)} != {sorted(_HEADER_KEYS)}", n, "header", "header")
     # type() check: True == 1 and 1.0 == 1 in Python, but neither is schema version 1.
-    if type(h["schema"]) is not int or h["schema"] != m.SCHEMA_VERSION:
+    if type(h["schema"]) is not int or not m.MIN_SCHEMA_VERSION <= h["schema"] <= m.SCHEMA_VERSION:
         raise DecodeError(
             topic,
-            f"schema version {h['schema']!r}, expected {m.SCHEMA_VERSION}",
+            f"schema version {h['schema']!r}, expected {m.MIN_SCHEMA_VERSION}..{m.SCHEMA_VERSION}",
             n,
             "header.schema",
             "schema_version",

@@ -15,7 +15,9 @@ Conventions (see README "Frames and units"):
 Shapes legend: N tracks/objects, M radar returns, P lidar points, K modes, T future steps,
 H history steps, C classes, Q controlled lanes, L lanes.
 
-When changing any message: bump ``SCHEMA_VERSION``.
+When changing any message: bump ``SCHEMA_VERSION``. A field added later carries its version
+(``scalar_field(..., since=N)``) and a default: payloads of older versions, down to
+``MIN_SCHEMA_VERSION``, still decode (recorded logs stay replayable) with the default filled in.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import numpy.typing as npt
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: Health.state, Health.live
+MIN_SCHEMA_VERSION: Final = 1
 
 Float32Array = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
@@ -158,11 +161,29 @@ def array_field(dtype: Any, *shape: int | str) -> Any:
     return field(metadata={"array": ArraySpec(np.dtype(dtype), tuple(shape))})
 
 
-def scalar_field(kind: type, default: Any = dataclasses.MISSING) -> Any:
-    """A scalar field (int, float, str, bool) or a ``dict`` of str -> int."""
+def scalar_field(kind: type, default: Any = dataclasses.MISSING, since: int = 1) -> Any:
+    """A scalar field (int, float, str, bool) or a ``dict`` of str -> int.
+
+    ``since``: the schema version that added the field (it then needs a default; a ``dict``
+    field's default is an empty map).
+    """
+    meta = {"scalar": kind, "since": since}
+    if since > 1 and default is dataclasses.MISSING:
+        raise TypeError("a field added after schema version 1 needs a default")
     if default is dataclasses.MISSING:
-        return field(metadata={"scalar": kind})
-    return field(default=default, metadata={"scalar": kind})
+        return field(metadata=meta)
+    if kind is dict:
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def added_fields(cls: type, version: int) -> dict[str, Any]:
+    """Fields of ``cls`` newer than schema ``version``, with the default each takes when absent."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("since", 1) > version:
+            out[f.name] = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,6 +521,11 @@ class Health(Message):
     deadline_misses: int = scalar_field(int)
     rejected: dict = scalar_field(dict)
     seq_gaps: dict = scalar_field(dict)
+    # ``ok`` | ``degraded`` | ``failed`` (``degraded`` stays True for both of the last two).
+    state: str = scalar_field(str, "ok", since=2)
+    # Liveness figures, integers with units in the key: ``tick_rate_mhz``, ``model_share_permille``,
+    # ``input_age_ms:<topic group>``, ``prediction_age_ms``.
+    live: dict = scalar_field(dict, {}, since=2)
 
 
 def topic_type(topic: str) -> type | None:

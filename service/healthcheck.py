@@ -10,7 +10,8 @@ from the container's main process, ``/proc/1/cmdline``:
              publisher on its XSUB side (``pub``), both on loopback: both sockets are bound and
              the proxy loop runs. Nothing is published, so no log gets a probe message.
 ``sim``      a valid ``ego.state`` arrives through the bus (the simulator publishes it at 10 Hz).
-``serve``    a valid ``health.predictor`` arrives (1 Hz; it names the onnxruntime provider).
+``serve``    a valid ``health.predictor`` arrives (1 Hz; it names the onnxruntime provider) and
+             its state is not ``failed`` (ticking, with fresh inputs).
 ``planner``  a valid ``planner.status`` arrives (one per prediction it judged).
 ``record``   the ``--out`` MCAP file was written within ``--max-age-s`` (chunks go out every 1 s).
 ===========  ==========================================================================
@@ -18,7 +19,9 @@ from the container's main process, ``/proc/1/cmdline``:
 ``prescient-healthcheck flow --duration-s 8`` is the smoke test's end-to-end check: it listens to
 ``pred.trajectories``, ``health.predictor`` and ``planner.status`` and prints one JSON line with
 counts, the degraded share, the provider the service reports and the end-to-end latency the planner
-measured; exit 0 only when predictions (all finite) and planner verdicts flow.
+measured; exit 0 only when predictions (all finite) and planner verdicts flow and, when asked
+(``--min-rate-hz``, ``--max-degraded-share``, ``--p99-budget-ms``), the rate, the degraded share
+and the latency meet their targets; the report's ``failures`` says which did not.
 
 Exit codes follow Docker's HEALTHCHECK contract: 0 healthy, 1 unhealthy (reason on stderr).
 """
@@ -129,7 +132,9 @@ def check_topic(topic: str, timeout_s: float) -> tuple[bool, str]:
             if msg is not None:
                 detail = ""
                 if hasattr(msg, "provider"):
-                    detail = f" provider={msg.provider} degraded={msg.degraded} ticks={msg.ticks}"
+                    detail = f" provider={msg.provider} state={msg.state} ticks={msg.ticks} {msg.reason}"
+                    if msg.state == "failed":  # alive but producing nothing: not healthy
+                        return False, f"{msg.header.topic} seq={msg.header.seq}{detail}"
                 return True, f"{msg.header.topic} seq={msg.header.seq}{detail}"
         rejected = sub.stats.total_rejected()
         return False, (
@@ -231,6 +236,39 @@ def check_flow(duration_s: float, min_predictions: int) -> tuple[bool, dict]:
     return ok, report
 
 
+def flow_failures(
+    report: dict,
+    min_rate_hz: float | None = None,
+    max_degraded_share: float | None = None,
+    p99_budget_ms: float | None = None,
+) -> list[str]:
+    """Why a :func:`check_flow` report misses the smoke test's targets (empty: it meets them).
+
+    Args:
+        report: from :func:`check_flow`.
+        min_rate_hz: predictions per second at least (None: not checked).
+        max_degraded_share: largest share of predictions on the fallback (None: not checked).
+        p99_budget_ms: the planner's end-to-end p99 at most (None: not checked).
+    """
+    out = []
+    if report["nonfinite"]:
+        out.append(f"{report['nonfinite']} predictions with non-finite values")
+    if not report["planner_statuses"]:
+        out.append("no planner verdicts")
+    if min_rate_hz is not None and report["rate_hz"] < min_rate_hz:
+        out.append(f"prediction rate {report['rate_hz']} Hz < {min_rate_hz:g} Hz")
+    share = report["degraded"] / report["predictions"] if report["predictions"] else 1.0
+    if max_degraded_share is not None and share > max_degraded_share:
+        out.append(
+            f"{report['degraded']} of {report['predictions']} predictions degraded "
+            f"({share:.0%} > {max_degraded_share:.0%}): {report['degraded_reasons']}"
+        )
+    p99 = report["e2e_ms"]["p99"]
+    if p99_budget_ms is not None and not p99 <= p99_budget_ms:  # NaN (no latency) fails too
+        out.append(f"end-to-end p99 {p99} ms > budget {p99_budget_ms:g} ms")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one check; print its verdict. Returns 0 healthy, 1 unhealthy."""
     p = argparse.ArgumentParser(prog="prescient-healthcheck", description=__doc__.split("\n\n")[0])
@@ -246,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fl = sub.add_parser("flow", help="end-to-end: predictions and planner verdicts flow (smoke test)")
     fl.add_argument("--duration-s", type=float, default=8.0)
     fl.add_argument("--min-predictions", type=int, default=10)
+    fl.add_argument("--min-rate-hz", type=float, default=None, help="fail under this prediction rate")
+    fl.add_argument("--max-degraded-share", type=float, default=None, help="fail above this share (0-1)")
+    fl.add_argument("--p99-budget-ms", type=float, default=None, help="fail above this end-to-end p99")
     args = p.parse_args(argv)
 
     if args.check in (None, "auto"):
@@ -258,8 +299,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.check == "flow":
         ok, report = check_flow(args.duration_s, args.min_predictions)
+        report["failures"] = flow_failures(
+            report, args.min_rate_hz, args.max_degraded_share, args.p99_budget_ms
+        )
+        if report["predictions"] < args.min_predictions:
+            report["failures"].insert(0, f"{report['predictions']} predictions < {args.min_predictions}")
         print(json.dumps(report))
-        return HEALTHY if ok else UNHEALTHY
+        return HEALTHY if ok and not report["failures"] else UNHEALTHY
     if args.check == "bus":
         ok, detail = check_bus(args.timeout_s)
     elif args.check == "topic":

@@ -25,6 +25,9 @@ COLLISION_RADIUS_M = 2.5  # ego and agent centres closer than this count as a co
 SAFE_DISTANCE_M = 4.0  # a plan is acceptable if its expected minimum distance stays above this
 SAFE_TTC_S = 3.0
 PLAN_NAMES = ("keep_speed", "slow_down", "stop")
+# Older predictions describe a scene that has moved on (at 15 m/s, 7.5 m): the planner does not
+# act on them and says so on planner.status. The same bound raises the "no predictions" alarm.
+MAX_PREDICTION_AGE_S = 0.5
 
 
 def candidate_plans(
@@ -120,3 +123,17 @@ def judge(plans_xy_m: np.ndarray, traj_m: np.ndarray, probs: np.ndarray, degrade
     status = f"{name}{' (degraded predictions)' if degraded else ''}"
     big = 1e6  # the wire carries finite floats only
     return Verdict(k, float(min(dist[k], big)), float(min(ttc[k], big)), status)
+
+
+def stale_verdict(age_s: float, n_plans: int, missing: bool = False) -> Verdict:
+    """The verdict when predictions are too old or missing: the last (safest) plan, flagged.
+
+    Args:
+        age_s: age of the newest prediction (or time since the last one arrived), s.
+        n_plans: number of candidate plans (the last one is ``stop``).
+        missing: none arrived (else a stale one did).
+    """
+    k = n_plans - 1
+    name = PLAN_NAMES[k] if k < len(PLAN_NAMES) else f"plan{k}"
+    label = f"no predictions for {age_s:.1f} s" if missing else f"stale predictions ({age_s:.1f} s old)"
+    return Verdict(k, 0.0, 0.0, f"{name} ({label}; not acted on)")

@@ -93,7 +93,10 @@ echo "predictions flowing $((SECONDS - t0)) s after compose up"
 
 say "measuring ${SMOKE_SECONDS} s"
 flow_rc=0
-compose exec -T planner prescient-healthcheck flow --duration-s "$SMOKE_SECONDS" >"$OUT/flow.json" || flow_rc=$?
+# Targets: >= 9 Hz, <= 5 % degraded, end-to-end p99 within the budget of benchmarks/budgets.toml.
+P99_BUDGET_MS="$(python3 -c "import tomllib; print(tomllib.load(open('benchmarks/budgets.toml', 'rb'))['e2e']['p99_ms'])")"
+compose exec -T planner prescient-healthcheck flow --duration-s "$SMOKE_SECONDS" \
+  --min-rate-hz 9 --max-degraded-share 0.05 --p99-budget-ms "$P99_BUDGET_MS" >"$OUT/flow.json" || flow_rc=$?
 cat "$OUT/flow.json"
 
 say "container health"
@@ -131,5 +134,7 @@ line = (
 )
 ok = flow_rc == 0 and unhealthy == 0
 print(("\nPASS: " if ok else "\nFAIL: ") + line)
+for why in r.get("failures", []) + ([f"{unhealthy} unhealthy containers"] if unhealthy else []):
+    print(f"  why: {why}")
 sys.exit(0 if ok else 1)
 EOF

@@ -53,11 +53,23 @@ def test_shape_overflow_and_absurd_shapes_are_decode_errors(shape: list) -> None
     assert err.field == "position_m"
 
 
-@pytest.mark.parametrize("schema", [True, 1.0, "1", None, 2])
+@pytest.mark.parametrize("schema", [True, 1.0, "1", None, 0, m.SCHEMA_VERSION + 1])
 def test_schema_version_must_be_the_int(schema: object) -> None:
     d = _wire(TRACKS)
     d["header"]["schema"] = schema
     assert _reject(m.TOPIC_TRACKS, _pack(d)).field == "header.schema"
+
+
+def test_older_schema_decodes_with_defaults_for_newer_fields() -> None:
+    """A log recorded before Health.state/live existed still replays."""
+    msg = sample_message(m.Health)
+    d = _wire(msg)
+    del d["state"], d["live"]
+    d["header"]["schema"] = 1
+    old = codec.decode(msg.header.topic, _pack(d))
+    assert old.state == "ok" and old.live == {} and old.header.schema == 1
+    d["header"]["schema"] = m.SCHEMA_VERSION
+    assert _reject(msg.header.topic, _pack(d)).code == "missing_keys"
 
 
 @pytest.mark.parametrize("key", ["seq", "stamp_ns", "sent_mono_ns"])

@@ -60,3 +60,12 @@ def test_score_plans_no_agents_keeps_speed() -> None:
         judge(plans, np.zeros((0, 6, 80, 2), np.float32), np.zeros((0, 6), np.float32), False).min_distance_m
         == 1e6
     )
+
+
+def test_stale_or_missing_predictions_choose_stop_and_say_so() -> None:
+    from service.planner_stub import PLAN_NAMES, stale_verdict
+
+    v = stale_verdict(4.2, 3)
+    assert v.chosen_plan == 2 and PLAN_NAMES[2] in v.status and "stale predictions (4.2 s old)" in v.status
+    v = stale_verdict(0.6, 3, missing=True)
+    assert v.chosen_plan == 2 and "no predictions for 0.6 s" in v.status
