@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from bus import messages as m
 from bus.config import BusConfig
 from bus.errors import StartupError, TransportError
 from bus.reqrep import Replier
+from bus.transport import RxStats
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ class MapServer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="map-server", daemon=True)
         self.served = 0
+        self.loop_errors = 0  # unexpected exceptions survived by the serving loop
 
     def _handle(self, req: object) -> m.VectorMap:
         if not isinstance(req, m.MapRequest):
@@ -38,9 +41,24 @@ class MapServer:
         self.served += 1
         return self._map
 
+    @property
+    def stats(self) -> RxStats:
+        """Refused requests by ``topic:reason`` (bad framing, decode errors, wrong type, ...)."""
+        return self._rep.stats
+
     def _run(self) -> None:
+        last_log_s = -1e9
         while not self._stop.is_set():
-            self._rep.serve_once(self._handle, timeout_ms=100)
+            try:
+                self._rep.serve_once(self._handle, timeout_ms=100)
+            except Exception:  # serve_once refuses bad requests itself; this is for our own bugs
+                # The map server must outlive anything: a dead thread would leave every later
+                # service start without a map.
+                self.loop_errors += 1
+                if time.monotonic() - last_log_s >= 1.0:
+                    last_log_s = time.monotonic()
+                    log.exception("map server: unexpected error (%d so far); serving on", self.loop_errors)
+                self._stop.wait(0.01)  # no hot loop if the error repeats
 
     def start(self) -> MapServer:
         self._thread.start()

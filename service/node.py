@@ -18,12 +18,21 @@ import numpy as np
 import zmq
 
 from bus import messages as m
-from bus.config import BusConfig
+from bus.config import BusConfig, RequestLimits
 from bus.errors import RequestTimeout, StartupError, TransportError
-from bus.reqrep import Replier, Requester
+from bus.reqrep import Replier, Requester, ServerError
+from bus.rxstats import CounterMap
 from bus.transport import Publisher, Subscriber
+from service.liveness import Liveness
 from service.pipeline import Pipeline, PipelineConfig
-from service.planner_stub import candidate_plans, judge, score_plans
+from service.planner_stub import (
+    MAX_PREDICTION_AGE_S,
+    Verdict,
+    candidate_plans,
+    judge,
+    score_plans,
+    stale_verdict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,12 @@ HEALTH_PERIOD_NS = 1_000_000_000
 TICK_PERIOD_NS = 100_000_000
 CONDITIONAL_MARGIN_NS = 15_000_000  # left free before the next tick (decode, tracker work)
 MAX_DRAIN = 10_000  # messages handled per loop turn before a tick gets its chance
+DRAIN_BUDGET_NS = 30_000_000  # and at most this long per socket
+_INPUT_GROUPS = {
+    m.EgoState: "ego",
+    m.Tracks: "tracks",
+    **{t: "sensors" for t in (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)},
+}
 
 
 def fetch_map(cfg: BusConfig, timeout_s: float, stop: threading.Event | None = None) -> m.VectorMap:
@@ -67,6 +82,12 @@ def fetch_map(cfg: BusConfig, timeout_s: float, stop: threading.Event | None = N
                     return published
                 log.debug("map request %d timed out", attempt)
                 continue
+            except ServerError as e:
+                if e.reason == "busy":  # other services asking at the same moment
+                    log.debug("map server busy; asking again")
+                    time.sleep(0.05)
+                    continue
+                raise StartupError(f"map server at {cfg.map_endpoint} answered with an error: {e}") from e
             except TransportError as e:
                 raise StartupError(f"map server at {cfg.map_endpoint} answered with an error: {e}") from e
             if isinstance(reply, m.VectorMap):
@@ -132,6 +153,42 @@ class ServiceOptions:
     map_timeout_s: float = 30.0
     use_lidar: bool = True
     tracks_input: bool = False  # take Tracks from the bus (imported logs) instead of running the tracker
+    # Per-topic admission before decoding (0: none). Sensors publish at 10-20 Hz; the headroom
+    # covers a log replayed at up to 10x.
+    max_input_rate_hz: float = 200.0
+
+
+def _drain(subs: tuple[Subscriber, ...], pipe: Pipeline, live: Liveness) -> int:
+    """Decode and feed what is queued, control topics first; returns the decode time (ns).
+
+    Bounded by ``MAX_DRAIN`` messages and ``DRAIN_BUDGET_NS``: under a flood the loop still
+    reaches the tick, the conditional queue and health.
+    """
+    decode_ns = 0
+    t_end = time.perf_counter_ns() + DRAIN_BUDGET_NS
+    for sub in subs:
+        for _ in range(MAX_DRAIN):
+            got = sub.recv_raw(timeout_ms=0)
+            if got is None:
+                break
+            recv_mono_ns = time.monotonic_ns()
+            t0 = time.perf_counter_ns()
+            msg = sub.accept(*got)
+            decode_ns += time.perf_counter_ns() - t0
+            if msg is not None and pipe.feed(msg, recv_mono_ns):
+                live.note_input(_INPUT_GROUPS.get(type(msg), ""), recv_mono_ns)
+            if t0 > t_end:
+                break
+    return decode_ns
+
+
+def _answer_conditional(
+    pipe: Pipeline, deadline_ns: int, limits: RequestLimits, req: m.ConditionalRequest
+) -> m.ConditionalReply:
+    """``pipe.conditional`` with what is left until ``deadline_ns`` (``perf_counter_ns``)."""
+    if not isinstance(req, m.ConditionalRequest):
+        raise TypeError(f"expected ConditionalRequest, got {type(req).__name__}")
+    return pipe.conditional(req, budget_ns=max(deadline_ns - time.perf_counter_ns(), 0), limits=limits)
 
 
 def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> int:
@@ -170,35 +227,34 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
         no_model_reason=no_model_reason,
         tracks_from_log=opts.tracks_input,
     )
-    inputs = [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."]
-    sub = Subscriber(cfg, [*inputs, m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS])
+    # Two connections: a flood on the sensor topics fills only the sensor socket's queue at the
+    # proxy, so the ego state (whose loss makes every frame look future-dated) still arrives.
+    rate = opts.max_input_rate_hz or None
+    sensors = Subscriber(cfg, [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."], max_rate_hz=rate)
+    control = Subscriber(cfg, [m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS], max_rate_hz=rate)
+    subs = (control, sensors)
     try:
         rep = Replier(cfg, cfg.conditional_endpoint)
     except TransportError as e:
-        sub.close()
+        for sub in subs:
+            sub.close()
         pub.close()
         raise StartupError(str(e)) from e
     poller = zmq.Poller()
-    poller.register(sub.socket, zmq.POLLIN)
+    for sub in subs:
+        poller.register(sub.socket, zmq.POLLIN)
     poller.register(rep.socket, zmq.POLLIN)
     log.info("service live: map %s, model %s, budget %.0f ms", vmap.map_id, pipe.model_id, opts.budget_ms)
     next_health = time.monotonic_ns()
+    live = Liveness(("tracks",) if opts.tracks_input else ("ego", "sensors"), start_ns=next_health)
+    state = ""
     decode_ns = 0
     last_tick_ns = 0
     tick_started_ns = time.perf_counter_ns()
     try:
         while not stop.is_set():
             poller.poll(20)
-            for _ in range(MAX_DRAIN):
-                got = sub.recv_raw(timeout_ms=0)
-                if got is None:
-                    break
-                recv_mono_ns = time.monotonic_ns()
-                t0 = time.perf_counter_ns()
-                msg = sub.accept(*got)
-                decode_ns += time.perf_counter_ns() - t0
-                if msg is not None:
-                    pipe.feed(msg, recv_mono_ns)
+            decode_ns += _drain(subs, pipe, live)
             tick_ns = pipe.due_tick()
             if tick_ns is not None:
                 tick_started_ns = time.perf_counter_ns()
@@ -209,6 +265,7 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
                     if not opts.tracks_input:  # never echo tracks we were given
                         pub.publish(res.tracks, check=False)
                     pub.publish(res.predictions)
+                    live.note_tick(time.monotonic_ns(), res.predictions.degraded)
                     last_tick_ns = tick_ns
                     log.debug(
                         "tick %d: %d tracks, %.1f ms (publish %.2f ms)",
@@ -218,20 +275,33 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
                         (time.perf_counter_ns() - t0) / 1e6,
                     )
             if rep.socket.poll(0, zmq.POLLIN):
-                # Conditional requests come after the tick and get only the slack before the
-                # next one: the planner's questions never delay the 10 Hz predictions.
-                slack_ns = TICK_PERIOD_NS - CONDITIONAL_MARGIN_NS - (time.perf_counter_ns() - tick_started_ns)
-                rep.serve_once(functools.partial(pipe.conditional, budget_ns=max(slack_ns, 0)), timeout_ms=0)
+                rep.accept()  # cheap: over-cap, malformed and "busy" (queue full) are answered here
+            if rep.pending:
+                # Queued conditional requests come after the tick and get only the slack before
+                # the next one: the planner's questions never delay the 10 Hz predictions. Past
+                # the deadline a request still gets its answer, cheaply (flagged fallback).
+                deadline_ns = tick_started_ns + TICK_PERIOD_NS - CONDITIONAL_MARGIN_NS
+                rep.answer(
+                    functools.partial(_answer_conditional, pipe, deadline_ns, cfg.requests),
+                    deadline_ns=deadline_ns,
+                )
             now = time.monotonic_ns()
-            if now >= next_health:
-                next_health = now + HEALTH_PERIOD_NS
-                rejected = {
-                    **sub.stats.rejected,
-                    **{f"conditional:{k}": v for k, v in rep.stats.rejected.items()},
-                }
-                pub.publish(pipe.health(SERVICE_NODE, last_tick_ns, provider, rejected, sub.stats.gaps))
+            verdict = live.verdict(now, model_loaded=predictor is not None)
+            # Every second, and at once when the state changes: a planner or a container health
+            # check learns within one loop turn that predictions stopped.
+            if now >= next_health or verdict.state != state:
+                next_health, state = now + HEALTH_PERIOD_NS, verdict.state
+                rejected = CounterMap(512)
+                for sub in subs:
+                    for k, v in sub.stats.rejected.items():
+                        rejected.add(k, v)
+                for k, v in rep.stats.rejected.items():
+                    rejected.add(f"conditional:{k}", v)
+                gaps = {**sensors.stats.gaps, **control.stats.gaps}
+                pub.publish(pipe.health(SERVICE_NODE, last_tick_ns, provider, rejected, gaps, verdict))
     finally:
-        sub.close()
+        for sub in subs:
+            sub.close()
         pub.close()
         rep.close()
     s = pipe.stats
@@ -252,6 +322,23 @@ class PlannerStats:
     conditional_failures: int = 0
     degraded: int = 0
     received: int = 0
+    stale: int = 0  # predictions older than MAX_PREDICTION_AGE_S, not acted on
+    missing_alarms: int = 0  # statuses saying no prediction arrived for that long
+
+
+def _publish_status(pub: Publisher, verdict: Verdict, prediction_seq: int, e2e_ns: int, src: object) -> None:
+    """One ``planner.status`` for ``verdict``, stamped with the sensor time of ``src``."""
+    pub.publish(
+        m.PlannerStatus(
+            header=m.Header(topic=m.TOPIC_PLANNER_STATUS, stamp_ns=src.header.stamp_ns),
+            prediction_seq=int(prediction_seq),
+            e2e_latency_ns=int(e2e_ns),
+            chosen_plan=verdict.chosen_plan,
+            min_distance_m=verdict.min_distance_m,
+            min_ttc_s=verdict.min_ttc_s,
+            status=verdict.status,
+        )
+    )
 
 
 def run_planner(
@@ -264,22 +351,38 @@ def run_planner(
     stats = PlannerStats()
     ego: m.EgoState | None = None
     request_id = 0
+    max_age_ns = int(MAX_PREDICTION_AGE_S * 1e9)
+    last_pred_ns = next_alarm_ns = 0
     try:
         while not stop.is_set():
             msg = sub.recv(timeout_ms=50)
+            now = time.monotonic_ns()
+            if ego is not None and now - last_pred_ns > max_age_ns and now >= next_alarm_ns:
+                # Silence is not safety: say on planner.status that there is nothing to act on.
+                next_alarm_ns = now + max_age_ns // 5
+                stats.missing_alarms += 1
+                age_s = (now - last_pred_ns) / 1e9
+                _publish_status(
+                    pub, stale_verdict(age_s, len(candidate_plans(ego)), missing=True), -1, 0, ego
+                )
             if msg is None:
                 continue
             if isinstance(msg, m.EgoState):
+                last_pred_ns = last_pred_ns or now  # the alarm counts from the first ego state
                 ego = msg
                 continue
             if not isinstance(msg, m.Predictions) or ego is None:
                 continue
-            now = time.monotonic_ns()
             e2e = now - msg.source_sent_mono_ns if msg.source_sent_mono_ns > 0 else 0
+            last_pred_ns = now
             stats.received += 1
             stats.e2e_ns.append(e2e)
             stats.degraded += int(msg.degraded)
             plans = candidate_plans(ego)
+            if e2e > max_age_ns:
+                stats.stale += 1
+                _publish_status(pub, stale_verdict(e2e / 1e9, len(plans)), msg.header.seq, e2e, msg)
+                continue
             verdict = judge(plans, msg.trajectories_m, msg.mode_probs, msg.degraded)
             status = verdict.status
             if conditional_every > 0 and stats.received % conditional_every == 0:
@@ -307,17 +410,8 @@ def run_planner(
                 except (RequestTimeout, TransportError) as e:
                     stats.conditional_failures += 1
                     status += f"; conditional request failed: {e}"
-            pub.publish(
-                m.PlannerStatus(
-                    header=m.Header(topic=m.TOPIC_PLANNER_STATUS, stamp_ns=msg.header.stamp_ns),
-                    prediction_seq=msg.header.seq,
-                    e2e_latency_ns=int(e2e),
-                    chosen_plan=verdict.chosen_plan,
-                    min_distance_m=verdict.min_distance_m,
-                    min_ttc_s=verdict.min_ttc_s,
-                    status=status,
-                )
-            )
+            verdict.status = status
+            _publish_status(pub, verdict, msg.header.seq, e2e, msg)
     finally:
         sub.close()
         pub.close()

@@ -26,7 +26,7 @@ import numpy as np
 
 from bus import codec
 from bus import messages as m
-from bus.config import ENV_BUS, BusConfig
+from bus.config import ENV_BUS, BusConfig, CurveConfig
 from bus.errors import DecodeError, StartupError
 from bus.transport import Subscriber
 
@@ -52,6 +52,8 @@ class StackOptions:
     live: bool = True
     # A generated scene ("scenes.json#3") to start the simulator from; its map replaces ``scenario``.
     from_scenario: str | None = None
+    # A `prescient bus keys` directory: every child (and the monitor) runs with CurveZMQ.
+    curve_dir: Path | None = None
 
 
 def _die_with_parent() -> None:
@@ -247,16 +249,8 @@ class StackResult:
     summary: dict
 
 
-def run_stack(opts: StackOptions) -> StackResult:
-    """Start, supervise, show, stop."""
-    out = opts.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    if opts.bus:
-        env[ENV_BUS] = opts.bus
-        os.environ[ENV_BUS] = opts.bus
-    cfg = BusConfig()
-    log_path = out / "log.mcap"
+def build_children(opts: StackOptions, log_path: Path) -> list[Child]:
+    """The stack's processes in start order, with their ``prescient`` argv (not started)."""
     sim = ["sim", "--seed", str(opts.seed), "--duration", str(opts.duration_s), "--realtime"]
     if opts.from_scenario:
         sim += ["--from-scenario", opts.from_scenario]  # the scene sets the map and the agents
@@ -270,9 +264,31 @@ def run_stack(opts: StackOptions) -> StackResult:
         children.append(Child("recorder", ["record", "--out", str(log_path)]))
     children += [
         Child("service", serve),
-        Child("planner", ["planner", "--stats-json", str(out / "planner_stats.json")]),
+        Child("planner", ["planner", "--stats-json", str(opts.out_dir / "planner_stats.json")]),
         Child("sim", sim, essential_end=True),
     ]
+    if opts.curve_dir is not None:
+        # Absolute: children run with the launcher's working directory, but say it anyway.
+        for c in children:
+            c.argv += ["--curve-dir", str(Path(opts.curve_dir).resolve())]
+    return children
+
+
+def run_stack(opts: StackOptions) -> StackResult:
+    """Start, supervise, show, stop."""
+    out = opts.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if opts.bus:
+        env[ENV_BUS] = opts.bus
+        os.environ[ENV_BUS] = opts.bus
+    try:
+        curve = CurveConfig.from_dir(opts.curve_dir) if opts.curve_dir is not None else None
+        cfg = BusConfig(curve=curve) if curve is not None else BusConfig()  # the monitor's
+    except ValueError as e:
+        raise StartupError(str(e)) from e
+    log_path = out / "log.mcap"
+    children = build_children(opts, log_path)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -64,6 +64,8 @@ def _planner(args: argparse.Namespace) -> int:
         "e2e_ms": e2e,
         "conditional_ms": cond,
         "conditional_failures": stats.conditional_failures,
+        "stale_not_acted_on": stats.stale,
+        "no_prediction_alarms": stats.missing_alarms,
     }
     if args.stats_json:
         Path(args.stats_json).write_text(json.dumps(summary, indent=2))
@@ -106,6 +108,7 @@ def _up(args: argparse.Namespace) -> int:
         record=not args.no_record,
         picture=not args.no_picture,
         live=not args.no_live,
+        curve_dir=args.curve_dir,
     )
     return 0 if run_stack(opts).ok else 1
 
@@ -208,6 +211,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-record", action="store_true")
     p.add_argument("--no-picture", action="store_true")
     p.add_argument("--no-live", action="store_true", help="no live table (logs only)")
+    p.add_argument(
+        "--curve-dir",
+        type=Path,
+        default=None,
+        help="a `prescient bus keys` directory: CurveZMQ on every socket of every child",
+    )
     p.add_argument(
         "--from-scenario",
         metavar="FILE[#INDEX]",

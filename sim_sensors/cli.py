@@ -19,7 +19,7 @@ from collections import Counter
 
 from pydantic import ValidationError
 
-from bus.config import BusConfig
+from bus.cli import add_curve_args, bus_config_from_args
 from bus.errors import BusError, StartupError
 from bus.map_server import MapServer
 from bus.messages import TOPIC_MAP
@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start from a scene of a scene file (prescient scenarios generate); sets --scenario, "
         "and --agents defaults to the scene's agent count",
     )
+    add_curve_args(p)  # CurveZMQ for the publisher and the map server
     p.set_defaults(func=run_sim, fast=False)
 
 
@@ -103,7 +104,7 @@ def run_sim(args: argparse.Namespace) -> int:
             f"from scenario {args.from_scenario}: {len(sim.placement.index)} of {scene.n_agents} agents placed"
             + (f", dropped: {sim.placement.dropped}" if sim.placement.dropped else "")
         )
-    bus_cfg = BusConfig()
+    bus_cfg = bus_config_from_args(args)  # --curve-dir, else $PRESCIENT_CURVE_DIR / endpoints from env
     pub = server = None
     stop = threading.Event()
     if not args.offline:

@@ -151,6 +151,12 @@ def test_stack_survives_kills_restarts_and_garbage(tmp_path: Path) -> None:
 
             sim.kill()  # kill -9 the sensors; the service waits, then follows the new clock
             sim.wait(5)
+            t_kill = time.monotonic()
+            _, health = _count(sub, 3.0)
+            # Health does not wait for its 1 s period to say that nothing is being produced.
+            failed = [h for h in health if h.state == "failed"]
+            assert failed and "no input" in failed[0].reason, [(h.state, h.reason) for h in health]
+            assert failed[0].live["input_age_ms:sensors"] > 2000 and time.monotonic() - t_kill < 6.0
             sim = _spawn(sim_args, env, tmp_path / "sim2.log")
             n, _ = _count(sub, 8.0)
             assert svc.poll() is None and n > 10
@@ -182,9 +188,9 @@ def test_stack_survives_kills_restarts_and_garbage(tmp_path: Path) -> None:
             pub.close()
             assert n > 10 and svc.poll() is None and sim.poll() is None
             rejected = health[-1].rejected
-            assert rejected.get(f"{topic}:payload", 0) >= 3, rejected
-            assert rejected.get(f"{topic}:points_m", 0) >= 1, rejected
-            assert rejected.get(f"{topic}:type", 0) >= 1, rejected
+            assert rejected.get(f"{topic}:not_msgpack", 0) >= 3, rejected
+            assert rejected.get(f"{topic}:non_finite", 0) >= 1, rejected
+            assert rejected.get(f"{topic}:wrong_type_for_topic", 0) >= 1, rejected
         finally:
             for p in (svc, sim):
                 _stop(p)
