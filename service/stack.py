@@ -24,17 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bus import codec
-from bus import messages as m
 from bus.config import ENV_BUS, BusConfig, CurveConfig
-from bus.errors import DecodeError, StartupError
-from bus.transport import Subscriber
+from bus.errors import StartupError
+from bus.recorder import log_parts, next_part
+from service.gapfill import FrameRing, fill_gaps
+from service.stack_monitor import Monitor, pct_ms, render_table
 
 log = logging.getLogger(__name__)
 
-MAX_RESTARTS = 3
+MAX_RESTARTS = 3  # within RESTART_WINDOW_S; a child that fails faster than that ends the stack
+RESTART_WINDOW_S = 60.0
+SUPERVISE_PERIOD_S = 0.1  # how soon a dead child is noticed (a recorder's gap grows with it)
 SERVICE_READY_TIMEOUT_S = 120.0
-LIGHT_TOPICS = (m.TOPIC_PREDICTIONS, m.TOPIC_PLANNER_STATUS, m.TOPIC_HEALTH_PREFIX)
 
 
 @dataclass
@@ -74,6 +75,17 @@ class Child:
     proc: subprocess.Popen | None = None
     restarts: int = 0
     log_path: Path | None = None
+    restart_times: deque = field(default_factory=deque)  # monotonic s, within RESTART_WINDOW_S
+
+    def may_restart(self, now_s: float) -> bool:
+        """Count a restart at ``now_s`` unless MAX_RESTARTS happened in the last RESTART_WINDOW_S."""
+        while self.restart_times and self.restart_times[0] < now_s - RESTART_WINDOW_S:
+            self.restart_times.popleft()
+        if len(self.restart_times) >= MAX_RESTARTS:
+            return False
+        self.restart_times.append(now_s)
+        self.restarts += 1
+        return True
 
     def start(self, env: dict[str, str], log_dir: Path) -> None:
         self.log_path = log_dir / f"{self.name}.log"
@@ -109,137 +121,31 @@ class Child:
         return lines[-1] if lines else ""
 
 
-@dataclass
-class Monitor:
-    """Live statistics from the bus (runs in a thread)."""
+def _supervise(children: list[Child], env: dict[str, str], out: Path, mon: Monitor) -> bool:
+    """Restart children that died. Returns True when the essential child ended normally.
 
-    counts: dict[str, deque] = field(default_factory=dict)  # topic -> receive times (last 2 s)
-    totals: dict[str, int] = field(default_factory=dict)
-    stage_ns: dict[str, deque] = field(default_factory=dict)
-    e2e_ns: deque = field(default_factory=lambda: deque(maxlen=600))
-    e2e_all: list = field(default_factory=list)
-    degraded_all: list = field(default_factory=list)  # per prediction, in arrival order
-    service_segment: dict = field(
-        default_factory=dict
-    )  # prediction seq -> sensor publish to prediction publish
-    segments_all: list = field(
-        default_factory=list
-    )  # per planner status: (to prediction publish, last hop) ns
-    stage_all: dict[str, list] = field(default_factory=dict)
-    degraded: int = 0
-    predictions: int = 0
-    provider: str = "?"
-    deadline_misses: int = 0
-    health_reason: str = ""
-    rejected: int = 0
-    planner_status: str = ""
-    health_seen: bool = False
-
-    def run(self, cfg: BusConfig, stop: threading.Event) -> None:
-        sub = Subscriber(cfg, [""])
-        try:
-            while not stop.is_set():
-                got = sub.recv_raw(timeout_ms=100)
-                if got is None:
-                    continue
-                topic, payload = got
-                now = time.monotonic()
-                q = self.counts.setdefault(topic, deque())
-                q.append(now)
-                while q and q[0] < now - 2.0:
-                    q.popleft()
-                self.totals[topic] = self.totals.get(topic, 0) + 1
-                if topic.startswith(LIGHT_TOPICS):
-                    try:
-                        self._take(codec.decode(topic, payload))
-                    except DecodeError:
-                        self.rejected += 1
-        finally:
-            sub.close()
-
-    def _take(self, msg: object) -> None:
-        if isinstance(msg, m.Predictions):
-            if msg.source_sent_mono_ns > 0:
-                # sensor publish -> prediction publish: first hop, queueing, compute, encode
-                self.service_segment[msg.header.seq] = msg.header.sent_mono_ns - msg.source_sent_mono_ns
-            self.predictions += 1
-            self.degraded += int(msg.degraded)
-            self.degraded_all.append(bool(msg.degraded))
-            for k, v in msg.timings_ns.items():
-                self.stage_ns.setdefault(k, deque(maxlen=600)).append(v)
-                self.stage_all.setdefault(k, []).append(v)
-        elif isinstance(msg, m.PlannerStatus):
-            if msg.e2e_latency_ns > 0:
-                self.e2e_ns.append(msg.e2e_latency_ns)
-                self.e2e_all.append(msg.e2e_latency_ns)
-                seg = self.service_segment.pop(msg.prediction_seq, None)
-                self.segments_all.append((seg, msg.e2e_latency_ns - seg) if seg is not None else (None, None))
-            self.planner_status = msg.status
-        elif isinstance(msg, m.Health) and msg.node == "predictor":
-            self.health_seen = True
-            self.provider, self.deadline_misses, self.health_reason = (
-                msg.provider,
-                msg.deadline_misses,
-                msg.reason,
-            )
-
-    def rates(self) -> dict[str, float]:
-        now = time.monotonic()
-        return {t: sum(1 for x in q if x >= now - 2.0) / 2.0 for t, q in sorted(self.counts.items())}
-
-
-def _pct(values: object) -> tuple[float, float]:
-    a = np.asarray(list(values), dtype=np.float64) / 1e6
-    if a.size == 0:
-        return float("nan"), float("nan")
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
-
-
-def render_table(mon: Monitor, children: list[Child], elapsed_s: float):
-    """A rich renderable: rates per topic, latency per stage and end to end, health."""
-    from rich.console import Group
-    from rich.table import Table
-
-    rates = Table(title="topics (Hz, last 2 s)", show_lines=False)
-    rates.add_column("topic")
-    rates.add_column("Hz", justify="right")
-    rates.add_column("total", justify="right")
-    groups: dict[str, list[tuple[float, int]]] = {}
-    for t, hz in mon.rates().items():
-        # The four corners of one modality share a row: "sensor.lidar.* (4)".
-        key = f"{t.rsplit('.', 1)[0]}.* ({{n}})" if t.startswith("sensor.") else t
-        groups.setdefault(key, []).append((hz, mon.totals.get(t, 0)))
-    for key, vals in groups.items():
-        hz = min(v[0] for v in vals)
-        rates.add_row(
-            key.format(n=len(vals)),
-            f"{hz:.1f}" + (" each" if len(vals) > 1 else ""),
-            str(sum(v[1] for v in vals)),
-        )
-    lat = Table(title="latency (ms, last 600)")
-    lat.add_column("stage")
-    lat.add_column("p50", justify="right")
-    lat.add_column("p99", justify="right")
-    for k, q in mon.stage_ns.items():
-        p50, p99 = _pct(q)
-        lat.add_row(k, f"{p50:.2f}", f"{p99:.2f}")
-    p50, p99 = _pct(mon.e2e_ns)
-    lat.add_row("[bold]end to end[/bold] (sensor publish -> planner)", f"{p50:.2f}", f"{p99:.2f}")
-    state = Table(title=f"stack ({elapsed_s:.0f} s)")
-    state.add_column("item")
-    state.add_column("value")
-    state.add_row("provider", mon.provider)
-    state.add_row("predictions / degraded", f"{mon.predictions} / {mon.degraded}")
-    state.add_row("deadline misses (>100 ms)", str(mon.deadline_misses))
-    state.add_row("health", mon.health_reason or "ok")
-    state.add_row("planner", mon.planner_status[:70])
+    A child that cannot be restarted (too many failures) is left dead; the caller stops the stack.
+    """
     for c in children:
-        state.add_row(
+        if c.alive():
+            continue
+        if c.essential_end and c.proc.returncode == 0:
+            return True
+        if not c.may_restart(time.monotonic()):
+            log.error("%s keeps failing (%s); stopping the stack", c.name, c.last_line())
+            return False
+        if c.name == "recorder" and mon.ring is not None:
+            mon.ring.start_capture(time.monotonic_ns())  # the launcher keeps what it would lose
+        log.warning(
+            "%s exited with %s (%s); restarting (%d in the last %.0f s)",
             c.name,
-            ("running" if c.alive() else f"exited {c.proc.returncode if c.proc else '-'}")
-            + (f", {c.restarts} restarts" if c.restarts else ""),
+            c.proc.returncode,
+            c.last_line(),
+            len(c.restart_times),
+            RESTART_WINDOW_S,
         )
-    return Group(rates, lat, state)
+        c.start(env, out)
+    return False
 
 
 @dataclass
@@ -292,7 +198,7 @@ def run_stack(opts: StackOptions) -> StackResult:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    mon = Monitor()
+    mon = Monitor(ring=FrameRing() if opts.record else None)
     t_start = time.monotonic()
     mon_thread = threading.Thread(target=mon.run, args=(cfg, stop), daemon=True)
     for c in children:
@@ -328,30 +234,14 @@ def run_stack(opts: StackOptions) -> StackResult:
         live.start()
     try:
         deadline = time.monotonic() + opts.duration_s + 60.0  # generous: the simulator ends the run
+        next_table = 0.0
         while not stop.is_set() and time.monotonic() < deadline:
-            time.sleep(0.5)
-            for c in children:
-                if c.alive():
-                    continue
-                if c.essential_end and c.proc.returncode == 0:
-                    ended_normally = True
-                    stop.set()
-                    break
-                if c.restarts >= MAX_RESTARTS:
-                    log.error("%s keeps failing (%s); stopping the stack", c.name, c.last_line())
-                    stop.set()
-                    break
-                c.restarts += 1
-                log.warning(
-                    "%s exited with %s (%s); restarting (%d/%d)",
-                    c.name,
-                    c.proc.returncode,
-                    c.last_line(),
-                    c.restarts,
-                    MAX_RESTARTS,
-                )
-                c.start(env, out)
-            if live is not None:
+            time.sleep(SUPERVISE_PERIOD_S)
+            ended_normally = _supervise(children, env, out, mon) or ended_normally
+            if ended_normally or any(not c.alive() for c in children):
+                stop.set()  # ended, or a child failed too often (logged)
+            if live is not None and time.monotonic() >= next_table:
+                next_table = time.monotonic() + 0.5
                 live.update(render_table(mon, children, time.monotonic() - t_start))
         time.sleep(1.0)  # let the last predictions reach the planner and the recorder
     finally:
@@ -362,7 +252,15 @@ def run_stack(opts: StackOptions) -> StackResult:
         if live is not None:
             live.update(render_table(mon, children, time.monotonic() - t_start))
             live.stop()
-    e2e_p50, e2e_p99 = _pct(mon.e2e_all)
+    parts = log_parts(log_path) if opts.record else []
+    if mon.ring is not None and mon.ring.captures:
+        gap_part = next_part(log_path)
+        try:
+            if fill_gaps(parts, mon.ring.captures, gap_part):
+                parts.append(gap_part)
+        except Exception as e:  # the run's result must still be reported
+            log.warning("could not write the frames missed around recorder restarts: %s", e)
+    e2e_p50, e2e_p99 = pct_ms(mon.e2e_all)
     summary = {
         "scenario": opts.scenario,
         "from_scenario": opts.from_scenario,
@@ -379,9 +277,13 @@ def run_stack(opts: StackOptions) -> StackResult:
             "max": float(np.max(mon.e2e_all) / 1e6) if mon.e2e_all else float("nan"),
             "n": len(mon.e2e_all),
         },
-        "stages_ms": {k: dict(zip(("p50", "p99"), _pct(v))) for k, v in mon.stage_all.items()},
+        "stages_ms": {k: dict(zip(("p50", "p99"), pct_ms(v))) for k, v in mon.stage_all.items()},
         "topics_total": mon.totals,
         "log": str(log_path) if opts.record else None,
+        # A restarted recorder never overwrites: it writes the next part, and frames it missed
+        # while restarting are in one more part (service/gapfill.py).
+        "log_parts": [str(p) for p in parts],
+        "restarts": {c.name: c.restarts for c in children if c.restarts},
     }
     if opts.picture and opts.record and log_path.exists():
         try:

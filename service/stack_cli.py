@@ -31,10 +31,21 @@ def _serve(args: argparse.Namespace) -> int:
         map_timeout_s=args.map_timeout_s,
         use_lidar=not args.no_lidar,
         tracks_input=args.tracks_input,
+        max_input_rate_hz=args.max_input_rate_hz,
     )
     stop = threading.Event()
     _install_stop(stop, args.duration)
     return run_service(cfg, opts, stop)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
 
 
 def _install_stop(stop: threading.Event, duration_s: float | None) -> None:
@@ -176,6 +187,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--tracks-input",
         action="store_true",
         help="take perception.tracks from the bus (replayed imported logs) instead of sensor frames",
+    )
+    p.add_argument(
+        "--max-input-rate-hz",
+        type=_non_negative,
+        default=200.0,
+        help="per-topic admission rate checked before decoding; excess counted as rate_limited (0: off)",
     )
     p.add_argument("--duration", type=float, default=None)
     p.set_defaults(func=_serve)

@@ -1,0 +1,177 @@
+"""The launcher's view of the bus: per-topic rates, latencies and health for the live table.
+
+The monitor subscribes to every topic; it counts frames per topic without decoding the heavy
+sensor payloads and decodes only predictions, planner status and health. It also keeps the last
+seconds of raw frames (:class:`~service.gapfill.FrameRing`) so a recorder restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bus import codec
+from bus import messages as m
+from bus.config import BusConfig
+from bus.errors import DecodeError
+from bus.rxstats import topic_key
+from bus.transport import Subscriber
+from service.gapfill import FrameRing
+
+LIGHT_TOPICS = (m.TOPIC_PREDICTIONS, m.TOPIC_PLANNER_STATUS, m.TOPIC_HEALTH_PREFIX)
+MAX_TOPICS = 256
+
+
+@dataclass
+class Monitor:
+    """Live statistics from the bus (runs in a thread)."""
+
+    counts: dict[str, deque] = field(default_factory=dict)  # topic -> receive times (last 2 s)
+    totals: dict[str, int] = field(default_factory=dict)
+    stage_ns: dict[str, deque] = field(default_factory=dict)
+    e2e_ns: deque = field(default_factory=lambda: deque(maxlen=600))
+    e2e_all: list = field(default_factory=list)
+    degraded_all: list = field(default_factory=list)  # per prediction, in arrival order
+    service_segment: dict = field(
+        default_factory=dict
+    )  # prediction seq -> sensor publish to prediction publish
+    segments_all: list = field(
+        default_factory=list
+    )  # per planner status: (to prediction publish, last hop) ns
+    stage_all: dict[str, list] = field(default_factory=dict)
+    degraded: int = 0
+    predictions: int = 0
+    provider: str = "?"
+    deadline_misses: int = 0
+    health_reason: str = ""
+    rejected: int = 0
+    planner_status: str = ""
+    health_seen: bool = False
+    health_state: str = "?"
+    ring: FrameRing | None = None  # raw frames for a recorder restart (when recording)
+
+    def run(self, cfg: BusConfig, stop: threading.Event) -> None:
+        sub = Subscriber(cfg, [""])
+        try:
+            while not stop.is_set():
+                got = sub.recv_raw(timeout_ms=100)
+                if got is None:
+                    continue
+                topic, payload = got
+                if self.ring is not None:
+                    self.ring.add(topic, payload, time.monotonic_ns())
+                now = time.monotonic()
+                # Bounded whatever topics arrive: a flood of made-up topics shares one row.
+                topic = topic_key(topic)
+                if topic not in self.counts and len(self.counts) >= MAX_TOPICS:
+                    topic = "?"
+                q = self.counts.setdefault(topic, deque())
+                q.append(now)
+                while q and q[0] < now - 2.0:
+                    q.popleft()
+                self.totals[topic] = self.totals.get(topic, 0) + 1
+                if topic.startswith(LIGHT_TOPICS):
+                    try:
+                        self._take(codec.decode(topic, payload))
+                    except DecodeError:
+                        self.rejected += 1
+        finally:
+            sub.close()
+
+    def _take(self, msg: object) -> None:
+        if isinstance(msg, m.Predictions):
+            if msg.source_sent_mono_ns > 0:
+                # sensor publish -> prediction publish: first hop, queueing, compute, encode
+                self.service_segment[msg.header.seq] = msg.header.sent_mono_ns - msg.source_sent_mono_ns
+                if len(self.service_segment) > 1000:  # the planner is not answering: drop the oldest
+                    del self.service_segment[next(iter(self.service_segment))]
+            self.predictions += 1
+            self.degraded += int(msg.degraded)
+            self.degraded_all.append(bool(msg.degraded))
+            for k, v in msg.timings_ns.items():
+                if k not in self.stage_ns and len(self.stage_ns) >= MAX_TOPICS // 8:
+                    continue
+                self.stage_ns.setdefault(k, deque(maxlen=600)).append(v)
+                self.stage_all.setdefault(k, []).append(v)
+        elif isinstance(msg, m.PlannerStatus):
+            if msg.e2e_latency_ns > 0:
+                self.e2e_ns.append(msg.e2e_latency_ns)
+                self.e2e_all.append(msg.e2e_latency_ns)
+                seg = self.service_segment.pop(msg.prediction_seq, None)
+                self.segments_all.append((seg, msg.e2e_latency_ns - seg) if seg is not None else (None, None))
+            self.planner_status = msg.status
+        elif isinstance(msg, m.Health) and msg.node == "predictor":
+            self.health_seen = True
+            self.provider, self.deadline_misses, self.health_reason = (
+                msg.provider,
+                msg.deadline_misses,
+                msg.reason,
+            )
+            self.health_state = msg.state
+
+    def rates(self) -> dict[str, float]:
+        now = time.monotonic()
+        return {t: sum(1 for x in q if x >= now - 2.0) / 2.0 for t, q in sorted(self.counts.items())}
+
+
+def pct_ms(values: object) -> tuple[float, float]:
+    a = np.asarray(list(values), dtype=np.float64) / 1e6
+    if a.size == 0:
+        return float("nan"), float("nan")
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def render_table(mon: Monitor, children: list, elapsed_s: float):
+    """A rich renderable: rates per topic, latency per stage and end to end, health.
+
+    ``children``: the launcher's :class:`service.stack.Child` list (name, alive, restarts).
+    """
+    from rich.console import Group
+    from rich.table import Table
+
+    rates = Table(title="topics (Hz, last 2 s)", show_lines=False)
+    rates.add_column("topic")
+    rates.add_column("Hz", justify="right")
+    rates.add_column("total", justify="right")
+    groups: dict[str, list[tuple[float, int]]] = {}
+    for t, hz in mon.rates().items():
+        # The four corners of one modality share a row: "sensor.lidar.* (4)".
+        key = f"{t.rsplit('.', 1)[0]}.* ({{n}})" if t.startswith("sensor.") else t
+        groups.setdefault(key, []).append((hz, mon.totals.get(t, 0)))
+    for key, vals in groups.items():
+        hz = min(v[0] for v in vals)
+        rates.add_row(
+            key.format(n=len(vals)),
+            f"{hz:.1f}" + (" each" if len(vals) > 1 else ""),
+            str(sum(v[1] for v in vals)),
+        )
+    lat = Table(title="latency (ms, last 600)")
+    lat.add_column("stage")
+    lat.add_column("p50", justify="right")
+    lat.add_column("p99", justify="right")
+    for k, q in mon.stage_ns.items():
+        p50, p99 = pct_ms(q)
+        lat.add_row(k, f"{p50:.2f}", f"{p99:.2f}")
+    p50, p99 = pct_ms(mon.e2e_ns)
+    lat.add_row("[bold]end to end[/bold] (sensor publish -> planner)", f"{p50:.2f}", f"{p99:.2f}")
+    state = Table(title=f"stack ({elapsed_s:.0f} s)")
+    state.add_column("item")
+    state.add_column("value")
+    state.add_row("provider", mon.provider)
+    state.add_row("predictions / degraded", f"{mon.predictions} / {mon.degraded}")
+    state.add_row("deadline misses (>100 ms)", str(mon.deadline_misses))
+    state.add_row(
+        "health", f"{mon.health_state}: {mon.health_reason}" if mon.health_reason else mon.health_state
+    )
+    state.add_row("planner", mon.planner_status[:70])
+    for c in children:
+        state.add_row(
+            c.name,
+            ("running" if c.alive() else f"exited {c.proc.returncode if c.proc else '-'}")
+            + (f", {c.restarts} restarts" if c.restarts else ""),
+        )
+    return Group(rates, lat, state)
