@@ -24,15 +24,17 @@ from typing import Any
 import numpy as np
 
 from bus import messages as m
+from bus.config import RequestLimits
 from models.baselines import constant_velocity_predictions
+from service.liveness import Verdict
 from service.raster import RasterConfig, Rasterizer
 from service.tracker import Tracker, TrackerConfig
+from service.tracker.admission import ClockVote
 
 log = logging.getLogger(__name__)
 
 NS_PER_MS = 1_000_000
-CLOCK_RESET_NS = 2_000_000_000
-GUARD_PROBE_EVERY = 5  # with the deadline guard skipping the model, still run it every 5th time  # an input this much older than the newest means a restart
+GUARD_PROBE_EVERY = 5  # with the deadline guard skipping the model, still run it every 5th time
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,11 @@ class Pipeline:
         self._skipped_in_row = 0
         self._feed_ns = 0
         self._last: tuple[m.Tracks, m.EgoState, int] | None = None
+        self._clock_vote = ClockVote(
+            (*m.SENSOR_TOPICS, m.TOPIC_TRACKS) if tracks_from_log else m.SENSOR_TOPICS,
+            m.TOPIC_EGO,
+            self._tracker_cfg.admission,
+        )
 
     # ------------------------------------------------------------------------------------------
     def feed(self, msg: Any, recv_mono_ns: int = 0) -> bool:
@@ -142,53 +149,81 @@ class Pipeline:
 
         ``recv_mono_ns`` (live only) is when the node received it; it stands in for the sender's
         publish time when that one is from another run (a replayed log keeps its recorded stamps).
+
+        An input on a sensor, ego (or, from a log, tracks) topic stamped more than
+        ``admission.clock_jump_s`` behind the newest time is a clock that jumped back (simulator or
+        log restarted) or a forged stamp. It is rejected as ``clock_jump_unconfirmed`` until
+        :class:`~service.tracker.admission.ClockVote` confirms the new clock (``quorum_topics``
+        sensor topics plus the ego state agree); then the tracker and tick clock start over and
+        the agreeing inputs are fed again.
         """
         used = False
         t0 = time.perf_counter_ns()
-        stamp = getattr(getattr(msg, "header", None), "stamp_ns", 0)
-        if (
-            self._newest_stamp_ns is not None
-            and stamp < self._newest_stamp_ns - CLOCK_RESET_NS
-            and not isinstance(msg, m.TrafficLights)
-        ):
-            # The sensor clock jumped back (simulator or log restarted): start over rather than
-            # waiting for the old clock to be reached again.
-            log.warning(
-                "sensor clock jumped back %.1f s: resetting tracker and tick clock",
-                (self._newest_stamp_ns - stamp) / 1e9,
-            )
-            self._reset()
-        if isinstance(msg, m.EgoState):
-            used = self.tracker.process(msg)
-            if used:
-                self._ego = msg
-                stamp = msg.header.stamp_ns
-                if not self._ego_hist or stamp - self._ego_hist[-1][0] >= self.cfg.tick_period_ns:
-                    self._ego_hist.append((stamp, np.asarray(msg.pose[:2], np.float64)))
-        elif isinstance(msg, m.TrafficLights):
-            self._lights, used = msg, True
-        elif isinstance(msg, m.Tracks) and self.tracks_from_log:
-            self._given_tracks, used = msg, True
-            self._note_input(msg.header, recv_mono_ns)
-        elif isinstance(msg, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
-            used = self.tracker.process(msg)
-            if used:
-                if isinstance(msg, m.LidarFrame):
-                    self._lidar[msg.header.topic] = msg
-                self._note_input(msg.header, recv_mono_ns)
+        header = getattr(msg, "header", None)
+        topic = getattr(header, "topic", None)
+        batch = [msg]
+        stamp = getattr(header, "stamp_ns", None)
+        if self._clock_vote.knows(topic) and isinstance(stamp, int):
+            newest = [t for t in (self._newest_stamp_ns, self.tracker.newest_ego_ns) if t is not None]
+            ref_ns = max(newest) if newest else None
+            jump_ns = int(self._tracker_cfg.admission.clock_jump_s * 1e9)
+            if ref_ns is not None and stamp < ref_ns - jump_ns:
+                agreed = self._clock_vote.offer(topic, stamp, ref_ns, msg)
+                if agreed is None:
+                    self.tracker.stats.reject(topic, "clock_jump_unconfirmed")
+                    self._feed_ns += time.perf_counter_ns() - t0
+                    return False
+                log.warning(
+                    "sensor clock jumped back %.1f s (%d topics agree): resetting tracker and tick clock",
+                    (ref_ns - stamp) / 1e9,
+                    len(agreed),
+                )
+                self._reset()
+                batch = agreed
+        for item in batch:
+            item_used = False
+            if isinstance(item, m.EgoState):
+                item_used = self.tracker.process(item)
+                if item_used:
+                    self._ego = item
+                    stamp = item.header.stamp_ns
+                    if not self._ego_hist or stamp - self._ego_hist[-1][0] >= self.cfg.tick_period_ns:
+                        self._ego_hist.append((stamp, np.asarray(item.pose[:2], np.float64)))
+            elif isinstance(item, m.TrafficLights):
+                self._lights, item_used = item, True
+            elif isinstance(item, m.Tracks) and self.tracks_from_log:
+                self._given_tracks, item_used = item, True
+                self._note_input(item.header, recv_mono_ns)
+            elif isinstance(item, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
+                item_used = self.tracker.process(item)
+                if item_used:
+                    if isinstance(item, m.LidarFrame):
+                        self._lidar[item.header.topic] = item
+                    # Before the first ego state nothing vouches for a frame's stamp: it must not
+                    # move the tick clock (the tracker re-checks it against the first ego state).
+                    if self.tracker.newest_ego_ns is not None:
+                        self._note_input(item.header, recv_mono_ns)
+            if item_used and self._clock_vote.knows(item.header.topic):
+                self._clock_vote.mark_live(item.header.topic)
+            used = used or (item_used and item is msg)
         # The tracker does its per-frame work as frames arrive; that time belongs to "track".
         self._feed_ns += time.perf_counter_ns() - t0
         return used
 
     def _reset(self) -> None:
+        """Start over on a new sensor clock. Rejection counters carry over (they only grow)."""
         self.stats.clock_resets += 1
+        stats = self.tracker.stats
         self.tracker = Tracker(self._tracker_cfg)
+        self.tracker.stats = stats
         self._ego, self._lights, self._given_tracks, self._last = None, None, None, None
         self._ego_hist.clear()
         self._lidar.clear()
         self._newest_stamp_ns = self._next_tick_ns = None
+        self._clock_vote.clear(live=True)
 
     def _note_input(self, header: m.Header, recv_mono_ns: int) -> None:
+        """Advance the tick clock to an admitted input's stamp (never back)."""
         if self._newest_stamp_ns is None or header.stamp_ns > self._newest_stamp_ns:
             self._newest_stamp_ns = header.stamp_ns
             sent = header.sent_mono_ns
@@ -265,17 +300,28 @@ class Pipeline:
         self._last = (tracks, ego, int(now_ns))
         return TickResult(tracks, pred, raster, timings["total"])
 
-    def conditional(self, request: m.ConditionalRequest, budget_ns: int | None = None) -> m.ConditionalReply:
+    def conditional(
+        self,
+        request: m.ConditionalRequest,
+        budget_ns: int | None = None,
+        limits: RequestLimits | None = None,
+    ) -> m.ConditionalReply:
         """Predictions for the last tick's scene, once per candidate ego plan in ``request``.
 
         ``budget_ns`` (live: the slack before the next tick) bounds the time spent: with the
         deadline guard on, plans whose model pass would not fit get the constant-velocity
-        fallback and the reply is flagged degraded, so a planner's question never delays the
-        10 Hz loop. None: no bound (offline, benchmarks).
+        fallback, and once the budget is spent the remaining plans get it without even a raster;
+        the reply is then flagged degraded, so a planner's question never delays the 10 Hz loop.
+        None: no bound (offline, benchmarks).
+
+        Raises:
+            RequestLimitExceeded: more plans or longer plans than ``limits`` allow (default
+                :class:`~bus.config.RequestLimits`), checked before any work.
         """
         t0 = time.perf_counter_ns()
         deadline_ns = None if budget_ns is None else t0 + int(budget_ns)
         plans = np.asarray(request.plans_xy_m, np.float32)
+        (limits or RequestLimits()).check_plans(plans.shape)
         if self._last is None:
             n = 0
             tracks, now_ns = None, 0
@@ -289,6 +335,18 @@ class Pipeline:
         reasons: list[str] = []
         infer_total = 0
         for i in range(b if tracks is not None else 0):
+            if deadline_ns is not None and time.perf_counter_ns() >= deadline_ns:
+                # Out of time: the rest share one fallback (it does not depend on the plan).
+                cv = constant_velocity_predictions(
+                    np.asarray(tracks.position_m, np.float64),
+                    np.asarray(tracks.velocity_mps, np.float64),
+                    num_modes=k,
+                    future_steps=t,
+                    dt_s=m.PRED_DT_S,
+                )
+                traj[i:], probs[i:], scale[i:] = cv
+                reasons.append(f"over budget: {b - i} of {b} plans answered by constant velocity")
+                break
             raster = self._render(tracks, ego, plans[i])
             tr, pr, sc, degraded, reason, infer_ns = self._predict(raster, tracks, ego, plans[i], deadline_ns)
             traj[i], probs[i], scale[i] = tr, pr, sc
@@ -378,9 +436,18 @@ class Pipeline:
         return traj, probs, scale, True, reason, 0
 
     def health(
-        self, node: str, now_ns: int, provider: str, rx_rejected: dict[str, int], seq_gaps: dict[str, int]
+        self,
+        node: str,
+        now_ns: int,
+        provider: str,
+        rx_rejected: dict[str, int],
+        seq_gaps: dict[str, int],
+        verdict: Verdict | None = None,
     ) -> m.Health:
-        """Health message: provider, degraded state and every rejection/gap counter."""
+        """Health message: provider, liveness ``verdict`` and every rejection/gap counter.
+
+        Without a ``verdict`` (offline) the state is ``degraded`` only when no model is loaded.
+        """
         rejected = dict(rx_rejected)
         for key, n in self.tracker.stats.rejected.items():
             rejected[f"tracker:{key}"] = rejected.get(f"tracker:{key}", 0) + int(n)
@@ -388,15 +455,19 @@ class Pipeline:
             rejected[f"degraded:{key}"] = int(n)
         rejected["skipped_ticks"] = self.stats.skipped_ticks
         rejected["clock_resets"] = self.stats.clock_resets
-        degraded = self.predictor is None
+        if verdict is None:
+            no_model = self.predictor is None
+            verdict = Verdict("degraded" if no_model else "ok", self._no_model_reason if no_model else "")
         return m.Health(
             header=m.Header(topic=m.health_topic(node), stamp_ns=int(now_ns)),
             node=node,
             provider=provider,
-            degraded=degraded,
-            reason=self._no_model_reason if degraded else "",
+            degraded=verdict.degraded,
+            reason=verdict.reason,
             ticks=self.stats.ticks,
             deadline_misses=self.stats.deadline_misses,
             rejected=rejected,
             seq_gaps={k: int(v) for k, v in seq_gaps.items()},
+            state=verdict.state,
+            live=dict(verdict.live),
         )

@@ -1,8 +1,11 @@
 """Tracker configuration: one frozen dataclass of documented thresholds and noise levels.
 
 Track management (all times are sensor time, from message headers):
-  * Birth: every LiDAR detection left unassigned after association starts a TENTATIVE track.
-    Radar, camera and LWIR never start tracks (radar: clutter; camera/LWIR: no range).
+  * Birth: every LiDAR detection left unassigned after association starts a TENTATIVE track
+    (at most ``admission.max_births_per_frame`` per frame, nearest first, and none beyond
+    ``admission.max_tentative_tracks``). Radar, camera and LWIR never start tracks (radar:
+    clutter; camera/LWIR: no range). A LiDAR box associates only if the track reaches it from its
+    last position at no more than ``admission.max_implied_speed_mps``.
   * TENTATIVE -> CONFIRMED (checked every output tick): ``confirm_hits`` (3) associated
     measurements from any modality (several corners in the same instant count separately, so an
     LWIR bearing at night speeds up confirmation of a pedestrian LiDAR sees weakly) including at
@@ -12,7 +15,8 @@ Track management (all times are sensor time, from message headers):
     ``radar_keeps_alive`` (clutter would otherwise sustain dead tracks).
   * Deleted: TENTATIVE with no update for ``tentative_timeout_s`` (0.35 s); no LiDAR update for
     longer than ``max_coast_s`` (per class, 1-2 s); position standard deviation above
-    ``max_position_std_m`` (2.5 m); farther than ``max_range_m`` (150 m) from the ego; or a
+    ``max_position_std_m`` (2.5 m); farther than ``max_range_m`` (150 m) from the ego; surely
+    faster than its class can move (``admission.max_speed_mps``, ``implausible_speed``); or a
     younger duplicate of an older track of the same motion model, closer than
     ``duplicate_width_frac`` (0.7) of the narrower box width, clipped to
     [``duplicate_min_distance_m``, ``duplicate_distance_m``] = [0.3, 1.2] m.
@@ -21,23 +25,22 @@ Reorder window: frames are buffered and applied in capture-time order once they 
 the newest capture time seen minus ``reorder_window_s`` (50 ms), or than the time asked of
 :meth:`Tracker.tracks` minus that window (the output is then extrapolated to the asked time). A
 frame older than the newest applied frame (it arrived after its window had closed) is dropped and
-counted as ``late`` (no retrodiction); a frame more than ``max_future_s`` (0.5 s) ahead of the
-newest ego state is rejected as ``future_dated``. The simulator's latencies (40-60 ms) differ by at
-most 20 ms between modalities, well inside the window.
+counted as ``late`` (no retrodiction). The simulator's latencies (40-60 ms) differ by at most
+20 ms between modalities, well inside the window.
+
+Admission (``admission``, :class:`~service.tracker.admission.AdmissionConfig`): every plausibility
+and clock limit on the input in one place: objects per frame, ranges, speeds, births, and the
+clock windows (a frame more than ``admission.max_future_s`` (0.5 s) ahead of the newest ego state
+is ``future_dated``, more than ``admission.max_age_s`` (2 s) behind it ``stale``). See
+:mod:`service.tracker.admission`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bus.messages import NUM_CLASSES, AgentClass
-
-
-def _per_class(default: float, **by_name: float) -> tuple[float, ...]:
-    values = [default] * NUM_CLASSES
-    for name, v in by_name.items():
-        values[AgentClass[name.upper()]] = v
-    return tuple(values)
+from bus.messages import NUM_CLASSES
+from service.tracker.admission import AdmissionConfig, per_class
 
 
 @dataclass(frozen=True)
@@ -47,22 +50,22 @@ class TrackerConfig:
     capacity: int = 512  # N_MAX track slots, allocated once
     # --- process noise (white acceleration), per class ---
     sigma_accel_mps2: tuple[float, ...] = field(
-        default_factory=lambda: _per_class(
+        default_factory=lambda: per_class(
             2.0, car=2.5, truck=1.5, bus=1.5, pedestrian=1.0, cyclist=1.5, animal=3.0
         )
     )
     sigma_yaw_accel_radps2: tuple[float, ...] = field(
-        default_factory=lambda: _per_class(1.0, car=0.6, truck=0.4, bus=0.4, cyclist=1.0)
+        default_factory=lambda: per_class(1.0, car=0.6, truck=0.4, bus=0.4, cyclist=1.0)
     )
     sigma_jerk_mps3: tuple[float, ...] = field(  # drives the CTRV/CTRA acceleration state
-        default_factory=lambda: _per_class(2.0, car=3.0, truck=2.0, bus=2.0, cyclist=2.0)
+        default_factory=lambda: per_class(2.0, car=3.0, truck=2.0, bus=2.0, cyclist=2.0)
     )
     init_sigma_accel_mps2: float = 1.5
     init_sigma_speed_mps: tuple[float, ...] = field(
-        default_factory=lambda: _per_class(3.0, car=10.0, truck=8.0, bus=8.0, pedestrian=2.0, cyclist=6.0)
+        default_factory=lambda: per_class(3.0, car=10.0, truck=8.0, bus=8.0, pedestrian=2.0, cyclist=6.0)
     )
     max_coast_s: tuple[float, ...] = field(  # long enough to bridge short occlusions
-        default_factory=lambda: _per_class(1.0, car=2.0, truck=2.0, bus=2.0, pedestrian=1.5, cyclist=1.5)
+        default_factory=lambda: per_class(1.0, car=2.0, truck=2.0, bus=2.0, pedestrian=1.5, cyclist=1.5)
     )
     # --- measurement noise (standard deviations) ---
     lidar_pos_std_m: float = 0.15
@@ -102,9 +105,10 @@ class TrackerConfig:
     attribute_alpha: float = 0.3
     # --- timing ---
     reorder_window_s: float = 0.05
-    max_future_s: float = 0.5
     ego_buffer: int = 256
     publish_tentative: bool = False
+    # --- input limits (objects, ranges, speeds, births, clocks) ---
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent field."""
@@ -122,7 +126,8 @@ class TrackerConfig:
                 raise ValueError(f"TrackerConfig.{name}: values must be > 0, got {v}")
         if self.capacity < 1:
             raise ValueError(f"TrackerConfig.capacity: must be >= 1, got {self.capacity}")
-        if self.reorder_window_s < 0 or self.max_future_s < 0:
-            raise ValueError("TrackerConfig.reorder_window_s / max_future_s: must be >= 0")
+        if self.reorder_window_s < 0:
+            raise ValueError("TrackerConfig.reorder_window_s: must be >= 0")
         if self.confirm_position_hits > self.confirm_hits:
             raise ValueError("TrackerConfig.confirm_position_hits: must be <= confirm_hits")
+        self.admission.validate()

@@ -34,6 +34,11 @@ class EgoBuffer:
         """Capture time of the newest sample, or None when empty."""
         return self._stamps[-1] if self._stamps else None
 
+    @property
+    def newest(self) -> tuple[int, np.ndarray] | None:
+        """(stamp_ns, (6,) row) of the newest sample, or None when empty. The row is not a copy."""
+        return (self._stamps[-1], self._rows[-1]) if self._stamps else None
+
     def add(self, stamp_ns: int, row: np.ndarray) -> bool:
         """Append a sample (must be newer than the newest). Returns False if it is not."""
         if self._stamps and stamp_ns <= self._stamps[-1]:

@@ -26,6 +26,8 @@ import math
 import numpy as np
 from numba import njit
 
+from bus.messages import NUM_CLASSES
+
 STATE_DIM = 6
 SD = STATE_DIM
 MODEL_CV = 0
@@ -728,3 +730,59 @@ def frames_to_world_kernel(
             else:
                 std = std + params[1] * half_w
             out_R[j, 0] = std * std
+
+
+def warm_up() -> None:
+    """Compile the numba kernels on dummy inputs (keeps JIT off the first real tick)."""
+    x = np.zeros((2, STATE_DIM))
+    x[1, 3] = 1.0
+    P = np.tile(np.eye(STATE_DIM), (2, 1, 1))
+    model = np.array([0, 1], np.int8)
+    ones = np.ones(2)
+    idx = np.array([0, 1], np.int64)
+    predict_kernel(x, P, model, ones, ones, ones, idx, 0.1)
+    sensor = np.array([[10.0, 10.0, 0.0, 0.0, 0.0]])
+    for kind in (MEAS_POSE, MEAS_RADAR, MEAS_BEARING):
+        md = MEAS_DIM[kind]
+        z = np.zeros((1, md))
+        R = np.ones((1, md))
+        buf_i = np.empty(2, np.int64)
+        starts = np.array([0, 1], np.int64)
+        gate_kernel(
+            x,
+            P,
+            model,
+            idx,
+            kind,
+            sensor,
+            z,
+            R,
+            starts,
+            min(md, 2),
+            10.0,
+            5.0,
+            buf_i,
+            buf_i.copy(),
+            np.empty(2),
+        )
+        update_kernel(x.copy(), P.copy(), model, idx, kind, sensor, z, R, np.zeros(2, np.int64))
+    unambiguous_pairs_kernel(idx, idx, idx, 2, 2, 2)
+    compact_pairs_kernel(idx, idx, idx, 2, 2, 2)
+    fuse_class_kernel(
+        np.zeros((2, NUM_CLASSES)),
+        idx,
+        np.array([1, 2], np.int32),
+        np.full(2, 0.9),
+        1.0,
+        -7.0,
+        np.empty(2, np.int32),
+    )
+    fo = np.zeros(1, np.int64)
+    eg = np.zeros(6)
+    for kind, md in ((MEAS_POSE, 3), (MEAS_RADAR, 3), (MEAS_BEARING, 1)):
+        frames_to_world_kernel(
+            kind, np.ones((1, 4)), fo, eg, np.zeros((1, 5)), np.eye(4)[None], np.eye(3)[None], np.ones(1),
+            np.ones(3), np.empty((1, md)), np.empty((1, md)), np.empty((1, 5)),
+        )  # fmt: skip
+    out2 = np.empty((2, 2))
+    output_kernel(x, P, model, idx, out2, out2.copy(), np.empty(2), np.empty((2, 4, 4)))

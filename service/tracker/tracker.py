@@ -3,7 +3,9 @@
 A pure processing stage: no sockets, no wall clock. Time comes only from message headers, so a
 replay reproduces a live run. State is struct-of-arrays with a fixed capacity ``N_MAX`` and a
 ``valid`` mask, allocated once (see :class:`~service.tracker.config.TrackerConfig` for the track
-management thresholds and the reorder window).
+management thresholds and the reorder window). Every message passes
+:mod:`service.tracker.admission` first (plausibility limits, clock windows, the vote that confirms
+a clock jump); a rejected one changes no state.
 
 Per batch (the frames of one modality sharing a capture time, i.e. the four corners), in
 capture-time order: predict every track to the capture time, convert the detections to world-frame
@@ -25,7 +27,6 @@ import heapq
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,14 +35,20 @@ from scipy.spatial import cKDTree
 
 from bus import messages as m
 from service.tracker import kernels as k
+from service.tracker.admission import Admission, ClockVote, TrackerStats
 from service.tracker.config import TrackerConfig
 from service.tracker.ego import EgoBuffer
+from service.tracker.measurements import Meas, measurements
 
 log = logging.getLogger(__name__)
 
 NS_PER_S = 1_000_000_000
 HISTORY_DT_NS = int(round(m.PRED_DT_S * NS_PER_S))
 _BIG = 1e6
+# Gating scratch kept between batches: (track, measurement) pairs, 24 B each (1.5 MB). A busy
+# scene needs ~200 tracks x ~250 boxes = 50k; a larger batch gets a temporary buffer.
+_PAIR_BUF_KEEP = 1 << 16
+_PRE_EGO_FRAMES = 256  # frames held before the first ego state (~0.6 s of all 16 sensors)
 _CTRV_CLASSES = frozenset({m.AgentClass.CAR, m.AgentClass.TRUCK, m.AgentClass.BUS, m.AgentClass.CYCLIST})
 _FRAME_TYPES = {
     m.CameraFrame: m.Modality.CAMERA,
@@ -49,52 +56,12 @@ _FRAME_TYPES = {
     m.RadarFrame: m.Modality.RADAR,
     m.LwirFrame: m.Modality.LWIR,
 }
-_SENSOR_TOPICS = frozenset(m.SENSOR_TOPICS)
 _ATTR_BITS = np.array([int(a) for a in m.Attribute], dtype=np.uint8)
 
 
 def model_of_class(class_id: int) -> int:
     """Motion model of a class: CTRV for vehicles and cyclists, CV for everything else."""
     return k.MODEL_CTRV if class_id in _CTRV_CLASSES else k.MODEL_CV
-
-
-@dataclass
-class TrackerStats:
-    """Counters for the health topic.
-
-    Attributes:
-        rejected: ``"<topic>:<reason>"`` -> count of frames rejected before or at processing.
-        counters: named event counts (frames_applied, measurements, births, deleted_<reason>, ...).
-    """
-
-    rejected: dict[str, int] = field(default_factory=dict)
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def reject(self, topic: str, reason: str) -> None:
-        key = f"{topic}:{reason}"
-        self.rejected[key] = self.rejected.get(key, 0) + 1
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
-
-    def total_rejected(self) -> int:
-        return sum(self.rejected.values())
-
-
-@dataclass
-class _Meas:
-    """World-frame measurements of a batch of frames (M rows)."""
-
-    kind: int
-    modality: m.Modality
-    sensors: np.ndarray  # (M, 5) [x_m, y_m, yaw_rad, vx_mps, vy_mps] world, per measurement
-    z: np.ndarray  # (M, m) float64
-    R: np.ndarray  # (M, m) float64 variances
-    class_id: np.ndarray | None  # (M,) int
-    class_conf: np.ndarray | None  # (M,) float
-    attributes: np.ndarray | None  # (M,) uint8
-    size_lwh_m: np.ndarray | None  # (M, 3)
-    frame_of: np.ndarray  # (M,) index of the source frame within the batch
 
 
 class Tracker:
@@ -140,19 +107,21 @@ class Tracker:
         self._next_id = 0
         self._filter_ns: int | None = None  # time every valid track is predicted to
         self._newest_ns: int | None = None  # newest capture time seen on any sensor
-        self._last_stamp: dict[str, int] = {}
-        self._good_extrinsics: dict[str, bytes] = {}  # topic -> last validated mounting pose
+        self.last_pos_xy_m = np.zeros((n, 2))  # position after the last position update
         self._pair_buf = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
         self._heap: list[tuple[int, str, int, Any]] = []  # (stamp, topic, arrival, frame)
         self._push_count = 0
-        self._ego = EgoBuffer(c.ego_buffer, int((c.max_future_s + 1.0) * NS_PER_S))
-        self._max_future_ns = int(c.max_future_s * NS_PER_S)
+        a = c.admission
+        self._admission = Admission(a)
+        self._vote = ClockVote(m.SENSOR_TOPICS, m.TOPIC_EGO, a)
+        self._ego = EgoBuffer(c.ego_buffer, int((a.max_future_s + 1.0) * NS_PER_S))
         self._window_ns = int(c.reorder_window_s * NS_PER_S)
         self._sigma_a_cls = np.asarray(c.sigma_accel_mps2, np.float64)
         self._sigma_w_cls = np.asarray(c.sigma_yaw_accel_radps2, np.float64)
         self._sigma_j_cls = np.asarray(c.sigma_jerk_mps3, np.float64)
         self._init_v_cls = np.asarray(c.init_sigma_speed_mps, np.float64)
         self._max_coast_ns_cls = (np.asarray(c.max_coast_s) * NS_PER_S).astype(np.int64)
+        self._max_speed_cls = np.asarray(a.max_speed_mps, np.float64)
         self.stats = TrackerStats()
 
     # ------------------------------------------------------------------------------------------
@@ -162,7 +131,9 @@ class Tracker:
         """Take one bus message. Sensor frames are buffered for the reorder window.
 
         Ego states update the pose buffer. Ground truth, traffic lights and other non-sensor
-        messages are ignored. Invalid frames are rejected with a counted reason, never raised.
+        messages are ignored. Every message passes :class:`~service.tracker.admission.Admission`
+        first; a rejected one is counted by reason and changes no state (it may vote for a new
+        clock, see :class:`~service.tracker.admission.ClockVote`). Nothing is raised.
 
         Returns:
             True if the message was accepted (buffered or used), False if rejected or ignored.
@@ -171,25 +142,36 @@ class Tracker:
             return self._process_ego(msg)
         modality = _FRAME_TYPES.get(type(msg))
         header = getattr(msg, "header", None)
-        topic = getattr(header, "topic", "?")
+        topic = getattr(header, "topic", None)
         if modality is None:
-            if topic.startswith("sensor.") or not isinstance(header, m.Header):
+            if not isinstance(header, m.Header) or str(topic).startswith("sensor."):
                 self.stats.reject(topic, "unknown_sensor")
                 return False
             self.stats.count("ignored")
             return False
-        reason = self._check_frame(msg, modality)
+        reason = self._admission.check_frame(
+            msg, modality, self._ego.newest_ns, self._newest_ns, self._filter_ns
+        )
         if reason:
             self.stats.reject(topic, reason)
             log.debug("rejected %s seq %s: %s", topic, header.seq, reason)
+            if reason == "future_dated":
+                self._offer_clock(topic, header.stamp_ns, msg)
             return False
         stamp = header.stamp_ns
-        self._last_stamp[topic] = stamp
+        self._admission.last_stamp[topic] = stamp
+        self._vote.mark_live(topic)
         heapq.heappush(self._heap, (stamp, topic, self._push_count, msg))
         self._push_count += 1
         if self._newest_ns is None or stamp > self._newest_ns:
             self._newest_ns = stamp
-        self._flush(self._newest_ns - self._window_ns)
+        if self._ego.newest_ns is not None:
+            self._flush(self._newest_ns - self._window_ns)
+        else:
+            # Nothing applies without an ego pose: hold the frames (bounded) until the first ego
+            # state vouches for their stamps (one forged ahead must not flush the real ones).
+            while len(self._heap) > _PRE_EGO_FRAMES:
+                self.stats.reject(heapq.heappop(self._heap)[1], "no_ego_pose")
         return True
 
     def update(self, msgs: Iterable[Any], now_ns: int) -> m.Tracks:
@@ -198,89 +180,56 @@ class Tracker:
             self.process(msg)
         return self.tracks(now_ns)
 
+    @property
+    def newest_ego_ns(self) -> int | None:
+        """Stamp of the newest admitted ego state (the tracker's reference clock), or None."""
+        return self._ego.newest_ns
+
     def _process_ego(self, msg: m.EgoState) -> bool:
-        topic = msg.header.topic
-        pose, vel = msg.pose, msg.velocity_mps
-        if pose.shape != (3,) or vel.shape != (2,):
-            self.stats.reject(topic, "bad_shape")
+        reason, row = self._admission.check_ego(msg, self._ego.newest, self._newest_ns)
+        if reason:
+            self.stats.reject(msg.header.topic, reason)
+            if reason == "future_dated":
+                self._offer_clock(m.TOPIC_EGO, msg.header.stamp_ns, msg)
             return False
-        row = np.array([pose[0], pose[1], pose[2], vel[0], vel[1], msg.yaw_rate_radps], np.float64)
-        if not np.isfinite(row).all():
-            self.stats.reject(topic, "non_finite")
-            return False
-        newest = self._ego.newest_ns
-        if newest is not None and msg.header.stamp_ns == newest:
-            self.stats.reject(topic, "duplicate")
-            return False
-        if not self._ego.add(msg.header.stamp_ns, row):
-            self.stats.reject(topic, "out_of_order")
-            return False
+        first = self._ego.newest_ns is None
+        self._ego.add(msg.header.stamp_ns, row)
+        self._vote.mark_live(m.TOPIC_EGO)
+        if first:
+            self._drop_unvouched(msg.header.stamp_ns)
         return True
 
-    def _check_frame(self, msg: Any, modality: m.Modality) -> str:
-        """Return '' if the frame is usable, else the rejection reason."""
-        h = msg.header
-        if h.topic not in _SENSOR_TOPICS or m.topic_type(h.topic) is not type(msg):
-            return "unknown_sensor"
-        e = msg.ego_from_sensor
-        if e.shape != (4, 4):
-            return "bad_extrinsics"
-        key = e.tobytes()
-        if self._good_extrinsics.get(h.topic) != key:
-            rot = e[:3, :3]
-            if not np.isfinite(e).all():
-                return "bad_extrinsics"
-            if np.abs(rot @ rot.T - np.eye(3)).max() > 1e-3 or np.abs(e[3] - (0, 0, 0, 1)).max() > 1e-9:
-                return "bad_extrinsics"
-            self._good_extrinsics[h.topic] = key
-        if modality == m.Modality.LIDAR:
-            n = msg.center_m.shape[0]
-            per_det = (
-                (msg.center_m, (n, 3)),
-                (msg.size_lwh_m, (n, 3)),
-                (msg.yaw_rad, (n,)),
-                (msg.score, (n,)),
-            )
-        elif modality == m.Modality.RADAR:
-            n = msg.range_m.shape[0]
-            per_det = (
-                (msg.range_m, (n,)),
-                (msg.azimuth_rad, (n,)),
-                (msg.range_rate_mps, (n,)),
-                (msg.rcs_dbsm, (n,)),
-            )
-        else:
-            n = msg.boxes_px.shape[0]
-            per_det = ((msg.boxes_px, (n, 4)), (msg.class_conf, (n,)), (msg.intrinsics, (3, 3)))
-        for a, shape in per_det:
-            if a.shape != shape:
-                return "bad_shape"
-            # One reduction: the sum is finite iff every element is (finite values large enough
-            # to overflow it are rejected too, which is fine for sensor data).
-            if not math.isfinite(a.sum()):
-                return "non_finite"
-        if modality == m.Modality.RADAR and n and msg.range_m.min() < 0:
-            return "negative_range"
-        if modality in (m.Modality.CAMERA, m.Modality.LWIR):
-            kk = msg.intrinsics
-            if not (kk[0, 0] > 0 and kk[1, 1] > 0):
-                return "bad_intrinsics"
-        if modality != m.Modality.RADAR:
-            cid = msg.class_id
-            if cid.shape != (n,) or (n and (cid.min() < 0 or cid.max() >= m.NUM_CLASSES)):
-                return "bad_class"
-        last = self._last_stamp.get(h.topic)
-        if last is not None and h.stamp_ns <= last:
-            return "duplicate" if h.stamp_ns == last else "out_of_order"
-        if self._filter_ns is not None and h.stamp_ns < self._filter_ns:
-            return "late"
-        # Future-dated relative to the newest ego state (the only clock reference there is). Before
-        # the first ego state frames are buffered; applied without a pose they are counted as
-        # ``no_ego_pose``.
-        newest_ego = self._ego.newest_ns
-        if newest_ego is not None and h.stamp_ns > newest_ego + self._max_future_ns:
-            return "future_dated"
-        return ""
+    def _offer_clock(self, topic: str, stamp_ns: int, msg: Any) -> None:
+        """Vote for a clock ahead of the current one; adopt it once sensors and ego agree."""
+        ref_ns = max(t for t in (self._ego.newest_ns, self._newest_ns) if t is not None)
+        agreed = self._vote.offer(topic, stamp_ns, ref_ns, msg)
+        if not agreed or not isinstance(agreed[0], m.EgoState):
+            return
+        ego = agreed[0]
+        log.warning(
+            "sensor clock jumped ahead %.1f s: confirmed by %d topics",
+            (ego.header.stamp_ns - ref_ns) / 1e9,
+            len(agreed),
+        )
+        self.stats.count("clock_jumps")
+        _, row = self._admission.check_ego(ego, None, None)
+        self._ego.add(ego.header.stamp_ns, row)
+        for frame in agreed[1:]:
+            self.process(frame)
+
+    def _drop_unvouched(self, ego_ns: int) -> None:
+        """At the first ego state, drop buffered frames outside its window (e.g. one forged ahead
+        before there was a clock to check it against) and let their topics continue."""
+        keep = [e for e in self._heap if self._admission.in_ego_window(e[0], ego_ns)]
+        if len(keep) == len(self._heap):
+            return
+        for stamp, topic, _, _ in self._heap:
+            if not self._admission.in_ego_window(stamp, ego_ns):
+                self.stats.reject(topic, "future_dated" if stamp > ego_ns else "stale")
+                self._admission.last_stamp.pop(topic, None)
+        heapq.heapify(keep)
+        self._heap = keep
+        self._newest_ns = max((e[0] for e in keep), default=None)
 
     def _flush(self, until_ns: int) -> None:
         """Apply buffered frames captured at or before ``until_ns`` in capture-time order.
@@ -329,18 +278,20 @@ class Tracker:
             return
         self._predict_to(t)
         self.stats.count("frames_applied", len(frames))
-        meas = self._measurements(frames, ego)
+        c = self.config
+        meas = measurements(frames, ego, c)
         n_meas = meas.z.shape[0]
         if n_meas == 0:
             return
         self.stats.count("measurements", n_meas)
-        c = self.config
         if meas.kind == k.MEAS_RADAR and not c.use_radar:
             return
         idx = np.flatnonzero(self.valid)
         ti = dj = np.zeros(0, np.int64)
         if idx.size:
             ti, dj = self._associate(idx, meas, len(frames))
+            if meas.kind == k.MEAS_POSE and ti.size:
+                ti, dj = self._plausible_pairs(ti, dj, meas, t)
         if ti.size:
             if meas.kind != k.MEAS_BEARING or c.use_bearings:
                 applied = k.update_kernel(
@@ -353,80 +304,44 @@ class Tracker:
             unassigned = np.ones(n_meas, np.bool_)
             unassigned[dj] = False
             if unassigned.any():
-                self._birth(np.flatnonzero(unassigned), meas, t)
+                self._birth(self._birth_rows(np.flatnonzero(unassigned), meas), meas, t)
 
-    def _measurements(self, frames: list[Any], ego: np.ndarray) -> _Meas:
-        """World-frame measurements of a batch of frames; ``ego`` is the (6,) pose at capture."""
-        c = self.config
-        nf = len(frames)
-        first = frames[0]
-        sensors_f = np.empty((nf, 5))
-        mounts = np.empty((nf, 4, 4))
-        ce, se = math.cos(ego[2]), math.sin(ego[2])
-        counts = np.empty(nf, np.int64)
-        for i, f in enumerate(frames):
-            e = f.ego_from_sensor
-            mounts[i] = e
-            rx, ry = ce * e[0, 3] - se * e[1, 3], se * e[0, 3] + ce * e[1, 3]
-            # Sensor velocity in world: ego velocity plus yaw rate x lever arm.
-            sensors_f[i] = (
-                ego[0] + rx,
-                ego[1] + ry,
-                ego[2] + math.atan2(e[1, 0], e[0, 0]),
-                ego[3] - ego[5] * ry,
-                ego[4] + ego[5] * rx,
-            )
-        intr = np.zeros((nf, 3, 3))
-        width = np.zeros(nf)
-        class_id = conf = attrs = size = None
-        if isinstance(first, m.LidarFrame):
-            kind, modality, md = k.MEAS_POSE, m.Modality.LIDAR, 3
-            for i, f in enumerate(frames):
-                counts[i] = f.center_m.shape[0]
-            raw = np.empty((int(counts.sum()), 4))
-            raw[:, :3] = np.concatenate([f.center_m for f in frames]) if nf > 1 else first.center_m
-            raw[:, 3] = np.concatenate([f.yaw_rad for f in frames]) if nf > 1 else first.yaw_rad
-            params = np.array([c.lidar_pos_std_m, c.lidar_pos_std_per_m, c.lidar_yaw_std_rad])
-            class_id = np.concatenate([f.class_id for f in frames])
-            conf = np.clip(np.concatenate([f.score for f in frames]).astype(np.float64), 0.35, 0.95)
-            size = np.concatenate([f.size_lwh_m for f in frames]).astype(np.float64)
-        elif isinstance(first, m.RadarFrame):
-            kind, modality, md = k.MEAS_RADAR, m.Modality.RADAR, 3
-            for i, f in enumerate(frames):
-                counts[i] = f.range_m.shape[0]
-            raw = np.zeros((int(counts.sum()), 4))
-            raw[:, 0] = np.concatenate([f.range_m for f in frames])
-            raw[:, 1] = np.concatenate([f.azimuth_rad for f in frames])
-            raw[:, 2] = np.concatenate([f.range_rate_mps for f in frames])
-            params = np.array([c.radar_range_std_m, c.radar_bearing_std_rad, c.radar_range_rate_std_mps])
-        else:
-            kind, md = k.MEAS_BEARING, 1
-            is_cam = isinstance(first, m.CameraFrame)
-            modality = m.Modality.CAMERA if is_cam else m.Modality.LWIR
-            for i, f in enumerate(frames):
-                counts[i] = f.boxes_px.shape[0]
-                intr[i] = f.intrinsics
-                wh = f.image_wh_px
-                width[i] = float(wh[0]) if wh.shape == (2,) and wh[0] > 0 else 2.0 * f.intrinsics[0, 2]
-            raw = np.concatenate([f.boxes_px for f in frames]).astype(np.float64)
-            std = c.camera_bearing_std_rad if is_cam else c.lwir_bearing_std_rad
-            params = np.array([std, c.bearing_width_std_frac])
-            class_id = np.concatenate([f.class_id for f in frames])
-            conf = np.clip(np.concatenate([f.class_conf for f in frames]).astype(np.float64), 0.2, 0.97)
-            if is_cam:
-                attrs = np.concatenate([f.attributes for f in frames])
-        M = raw.shape[0]
-        frame_of = np.repeat(np.arange(nf, dtype=np.int64), counts)
-        z = np.empty((M, md))
-        R = np.empty((M, md))
-        sensors = np.empty((M, 5))
-        if M:
-            k.frames_to_world_kernel(
-                kind, raw, frame_of, ego, sensors_f, mounts, intr, width, params, z, R, sensors
-            )
-        return _Meas(kind, modality, sensors, z, R, class_id, conf, attrs, size, frame_of)
+    def _plausible_pairs(
+        self, ti: np.ndarray, dj: np.ndarray, meas: Meas, t: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Drop (track, LiDAR box) pairs whose box lies farther from the track's last position than
+        ``max_implied_speed_mps`` could take it since then: a detection reached only by teleporting
+        starts its own (tentative) track instead of dragging a real one away."""
+        a = self.config.admission
+        dt_s = np.maximum((t - self.last_position_ns[ti]) / NS_PER_S, a.implied_speed_min_dt_s)
+        d = meas.z[dj, :2] - self.last_pos_xy_m[ti]
+        ok = np.hypot(d[:, 0], d[:, 1]) <= a.max_implied_speed_mps * dt_s
+        if ok.all():
+            return ti, dj
+        self.stats.count("implausible_pairs", int((~ok).sum()))
+        return ti[ok], dj[ok]
 
-    def _associate(self, idx: np.ndarray, meas: _Meas, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    def _birth_rows(self, rows: np.ndarray, meas: Meas) -> np.ndarray:
+        """The unassigned LiDAR rows that may start tracks: per frame the ``max_births_per_frame``
+        nearest the sensor, and no more than leaves ``max_tentative_tracks`` tentative tracks. One
+        forged frame can then neither fill the track capacity nor crowd out real tracks."""
+        a = self.config.admission
+        tentative = int(np.count_nonzero(self.valid & (self.status == m.TrackStatus.TENTATIVE)))
+        if rows.size <= a.max_births_per_frame and tentative + rows.size <= a.max_tentative_tracks:
+            return rows  # the usual case: no frame can be over its cap
+        d = meas.z[rows, :2] - meas.sensors[rows, :2]
+        frame = meas.frame_of[rows]
+        order = np.lexsort((np.hypot(d[:, 0], d[:, 1]), frame))
+        rows, frame = rows[order], frame[order]
+        rank = np.arange(rows.size) - np.searchsorted(frame, frame)  # position within its frame
+        rows = rows[rank < a.max_births_per_frame]
+        rows = rows[: max(a.max_tentative_tracks - tentative, 0)]
+        capped = int(order.size - rows.size)
+        if capped:
+            self.stats.count("births_capped", capped)
+        return np.sort(rows)  # ascending rows: track ids in detection order, as without a cap
+
+    def _associate(self, idx: np.ndarray, meas: Meas, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
         """Gate all (track, measurement) pairs, then assign with one track per measurement and at
         most one measurement per track and frame.
 
@@ -443,9 +358,12 @@ class Tracker:
             m_gate, gate, pre = 1, c.gate_bearing_d2, 0.0
         starts = np.searchsorted(meas.frame_of, np.arange(n_frames + 1)).astype(np.int64)
         cap = n * M
-        if self._pair_buf[0].size < cap:  # scratch grown on demand, reused across batches
-            self._pair_buf = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap))
-        pa, pj, pcost = self._pair_buf
+        if cap > _PAIR_BUF_KEEP:  # rare (a crowd, a flood): scratch freed after this batch
+            pa, pj, pcost = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap)
+        else:
+            if self._pair_buf[0].size < cap:  # scratch grown on demand, reused across batches
+                self._pair_buf = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap))
+            pa, pj, pcost = self._pair_buf
         npairs = k.gate_kernel(
             self.x,
             self.P,
@@ -496,12 +414,13 @@ class Tracker:
         L[np.arange(class_id.shape[0]), class_id] = conf
         return L
 
-    def _bookkeep(self, ti: np.ndarray, dj: np.ndarray, meas: _Meas, t: int) -> None:
+    def _bookkeep(self, ti: np.ndarray, dj: np.ndarray, meas: Meas, t: int) -> None:
         c = self.config
         self.last_update_ns[ti] = t
         np.add.at(self.hits, ti, 1)
         if meas.modality == m.Modality.LIDAR or (meas.modality == m.Modality.RADAR and c.radar_keeps_alive):
             self.last_position_ns[ti] = t
+            self.last_pos_xy_m[ti] = self.x[ti, :2]
             np.add.at(self.position_hits, ti, 1)
         if meas.size_lwh_m is not None:
             a = c.size_alpha
@@ -575,7 +494,7 @@ class Tracker:
         self.model[slot] = new_model
         self.stats.count("model_switches")
 
-    def _birth(self, det_rows: np.ndarray, meas: _Meas, t: int) -> None:
+    def _birth(self, det_rows: np.ndarray, meas: Meas, t: int) -> None:
         free = np.flatnonzero(~self.valid)
         if free.size < det_rows.size:
             self.stats.count("capacity_full", int(det_rows.size - free.size))
@@ -624,6 +543,7 @@ class Tracker:
         self.birth_ns[slots] = t
         self.last_update_ns[slots] = t
         self.last_position_ns[slots] = t
+        self.last_pos_xy_m[slots] = z[:, :2]
         self.hits[slots] = 1
         self.position_hits[slots] = 1
         self.hist_valid[slots] = False
@@ -663,6 +583,7 @@ class Tracker:
         self._delete(idx[live & (since_pos > coast_limit)], "coast_timeout")
         pos_var = np.maximum(self.P[idx, 0, 0], self.P[idx, 1, 1])
         self._delete(idx[pos_var > c.max_position_std_m**2], "uncertain")
+        self._delete(idx[self.valid[idx] & self._too_fast(idx)], "implausible_speed")
         ego = self._ego.at(now_ns)
         if ego is not None:
             far = np.hypot(self.x[idx, 0] - ego[0], self.x[idx, 1] - ego[1]) > c.max_range_m
@@ -679,6 +600,28 @@ class Tracker:
                 self.P[back, :, d] *= -1.0
             self.stats.count("heading_flips", int(back.size))
         self._merge_duplicates(np.flatnonzero(self.valid))
+
+    def _too_fast(self, idx: np.ndarray) -> np.ndarray:
+        """(n,) bool: tracks surely faster than their class can move (a ghost fed by forged boxes,
+        or a diverged filter). Sure: 3 sigma below the estimate is still above the fastest class
+        with probability >= 0.1, so a young track whose velocity is not yet observed, or a cyclist
+        still half-believed a pedestrian, is not deleted."""
+        ctrv = self.model[idx] == k.MODEL_CTRV
+        x = self.x[idx]
+        speed = np.where(ctrv, np.abs(x[:, 3]), np.hypot(x[:, 2], x[:, 3]))
+        # Cheap pre-filter: the bound below is at least the own class's (its probability >= 1/7).
+        out = speed > self._max_speed_cls[self.class_id[idx]]
+        sel = np.flatnonzero(out)
+        if sel.size == 0:
+            return out
+        s, x, P, ctrv = idx[sel], x[sel], self.P[idx[sel]], ctrv[sel]
+        u = x[:, 2:4] / np.maximum(speed[sel], 1e-9)[:, None]  # direction of motion (CV)
+        var = np.where(ctrv, P[:, 3, 3], np.einsum("ni,nij,nj->n", u, P[:, 2:4, 2:4], u))
+        probs = np.exp(self.class_logp[s])
+        probs /= probs.sum(axis=1, keepdims=True)
+        bound = np.where(probs >= 0.1, self._max_speed_cls[None, :], 0.0).max(axis=1)
+        out[sel] = speed[sel] - 3.0 * np.sqrt(np.maximum(var, 0.0)) > bound
+        return out
 
     def _merge_duplicates(self, idx: np.ndarray) -> None:
         """Delete the younger of two tracks of one motion model closer than the duplicate distance.
@@ -841,55 +784,4 @@ class Tracker:
 
     def warm_up(self) -> None:
         """Compile the numba kernels on dummy inputs (keeps JIT off the first real tick)."""
-        x = np.zeros((2, k.STATE_DIM))
-        x[1, 3] = 1.0
-        P = np.tile(np.eye(k.STATE_DIM), (2, 1, 1))
-        model = np.array([0, 1], np.int8)
-        ones = np.ones(2)
-        idx = np.array([0, 1], np.int64)
-        k.predict_kernel(x, P, model, ones, ones, ones, idx, 0.1)
-        sensor = np.array([[10.0, 10.0, 0.0, 0.0, 0.0]])
-        for kind in (k.MEAS_POSE, k.MEAS_RADAR, k.MEAS_BEARING):
-            md = k.MEAS_DIM[kind]
-            z = np.zeros((1, md))
-            R = np.ones((1, md))
-            buf_i = np.empty(2, np.int64)
-            starts = np.array([0, 1], np.int64)
-            k.gate_kernel(
-                x,
-                P,
-                model,
-                idx,
-                kind,
-                sensor,
-                z,
-                R,
-                starts,
-                min(md, 2),
-                10.0,
-                5.0,
-                buf_i,
-                buf_i.copy(),
-                np.empty(2),
-            )
-            k.update_kernel(x.copy(), P.copy(), model, idx, kind, sensor, z, R, np.zeros(2, np.int64))
-        k.unambiguous_pairs_kernel(idx, idx, idx, 2, 2, 2)
-        k.compact_pairs_kernel(idx, idx, idx, 2, 2, 2)
-        k.fuse_class_kernel(
-            np.zeros((2, m.NUM_CLASSES)),
-            idx,
-            np.array([1, 2], np.int32),
-            np.full(2, 0.9),
-            1.0,
-            -7.0,
-            np.empty(2, np.int32),
-        )
-        fo = np.zeros(1, np.int64)
-        eg = np.zeros(6)
-        for kind, md in ((k.MEAS_POSE, 3), (k.MEAS_RADAR, 3), (k.MEAS_BEARING, 1)):
-            k.frames_to_world_kernel(
-                kind, np.ones((1, 4)), fo, eg, np.zeros((1, 5)), np.eye(4)[None], np.eye(3)[None], np.ones(1),
-                np.ones(3), np.empty((1, md)), np.empty((1, md)), np.empty((1, 5)),
-            )  # fmt: skip
-        out2 = np.empty((2, 2))
-        k.output_kernel(x, P, model, idx, out2, out2.copy(), np.empty(2), np.empty((2, 4, 4)))
+        k.warm_up()

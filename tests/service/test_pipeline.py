@@ -266,3 +266,140 @@ def test_pipeline_conditional_budget_falls_back_flagged(tiny_model: Path) -> Non
     rep = pipe.conditional(req, budget_ns=0)
     assert rep.degraded and "over budget" in rep.reason
     assert np.isfinite(rep.trajectories_m).all()
+
+
+# ----------------------------------------------------------------------------------------------
+# Clock jumps and forged stamps (sensor frames through the tracker, synthetic scene).
+# ----------------------------------------------------------------------------------------------
+S = 1_000_000_000
+
+
+def _sensor_pipe() -> Pipeline:
+    return Pipeline(grid_map(), None, PipelineConfig(deadline_guard=False), raster_cfg=RASTER)
+
+
+def _restamp(msg, stamp_ns: int, topic: str | None = None):  # noqa: ANN001, ANN202
+    header = dataclasses.replace(msg.header, stamp_ns=int(stamp_ns), topic=topic or msg.header.topic)
+    return dataclasses.replace(msg, header=header)
+
+
+def _drive(pipe: Pipeline, scene, steps: int, inject=None) -> list:  # noqa: ANN001
+    """Feed ``steps`` ticks of a SyntheticScene (``inject(i, msgs)`` may change the messages) and
+    run every due tick; returns the tick results."""
+    out = []
+    for i in range(steps):
+        msgs = scene.step()[:-1]  # ground truth is not an input
+        if inject is not None:
+            msgs = inject(i, msgs)
+        for x in msgs:
+            pipe.feed(x)
+        tick = pipe.due_tick()
+        if tick is not None:
+            res = pipe.tick(tick)
+            if res is not None:
+                out.append(res)
+    return out
+
+
+def test_pipeline_forged_old_frame_every_second_never_resets_and_tracks_survive() -> None:
+    """One frame per second stamped at the start of time (each on another topic, ego state
+    included) for 20 s: never a reset, and every tick's tracks equal those of a clean run."""
+    from service.tracker.synthetic import SyntheticScene
+
+    def forge(i: int, msgs: list) -> list:
+        if i % 10 == 5:
+            src = msgs[(i // 10) % len(msgs)]
+            msgs.insert(3, _restamp(src, 1_000))
+        return msgs
+
+    clean = _drive(_sensor_pipe(), SyntheticScene(n_agents=20, seed=2, ego_speed_mps=2.0), 200)
+    pipe = _sensor_pipe()
+    forged = _drive(pipe, SyntheticScene(n_agents=20, seed=2, ego_speed_mps=2.0), 200, forge)
+    assert pipe.stats.clock_resets == 0
+    assert len(forged) == len(clean) == 200
+    for a, b in zip(clean, forged):
+        np.testing.assert_array_equal(a.tracks.track_id, b.tracks.track_id)
+        np.testing.assert_array_equal(a.tracks.position_m, b.tracks.position_m)
+    # Tracks born in the first 2 s are still there at 20 s.
+    assert len(set(forged[20].tracks.track_id) & set(forged[-1].tracks.track_id)) >= 5
+    rejected = pipe.health("predictor", 0, "cpu", {}, {}).rejected
+    unconfirmed = {k: v for k, v in rejected.items() if k.endswith(":clock_jump_unconfirmed")}
+    assert sum(unconfirmed.values()) >= 18  # the first ones are under 2 s old: out of order
+
+
+def test_pipeline_genuine_multi_sensor_restart_resets_within_a_second() -> None:
+    """Simulator restart: every sensor and the ego state jump back 5 s together. The pipeline
+    resets on the first messages of the new clock and tracks again within a second."""
+    from service.tracker.synthetic import SyntheticScene
+
+    pipe = _sensor_pipe()
+    _drive(pipe, SyntheticScene(n_agents=12, seed=5), 60)
+    restarted = SyntheticScene(n_agents=12, seed=5)
+    res = _drive(pipe, restarted, 1)
+    assert pipe.stats.clock_resets == 1
+    assert res and res[0].tracks.header.stamp_ns == restarted.time_ns
+    res = _drive(pipe, restarted, 10)
+    assert pipe.stats.clock_resets == 1
+    assert len(res[-1].tracks.track_id) >= 8
+    assert res[-1].tracks.header.stamp_ns == restarted.time_ns
+
+
+def test_pipeline_single_future_ego_state_does_not_block_real_ones() -> None:
+    """An ego state 60 s ahead is rejected; the real ego states keep being used for rendering."""
+    from service.tracker.synthetic import SyntheticScene
+
+    def forge(i: int, msgs: list) -> list:
+        if i == 10:
+            msgs.insert(1, _restamp(msgs[0], msgs[0].header.stamp_ns + 60 * S))
+        return msgs
+
+    pipe = _sensor_pipe()
+    scene = SyntheticScene(n_agents=12, seed=5)
+    res = _drive(pipe, scene, 20, forge)
+    assert pipe.ego is not None and pipe.ego.header.stamp_ns == scene.time_ns
+    assert len(res) == 20 and res[-1].tracks.header.stamp_ns == scene.time_ns
+    assert pipe.tracker.stats.rejected == {f"{m.TOPIC_EGO}:future_dated": 1}
+
+
+def test_pipeline_forged_random_topics_keep_health_keys_bounded() -> None:
+    """100 frames with random topics and stamps add a bounded number of health keys."""
+    from service.tracker.synthetic import SyntheticScene
+
+    rng = np.random.default_rng(1)
+    pipe = _sensor_pipe()
+    scene = SyntheticScene(n_agents=5, seed=1)
+
+    def forge(i: int, msgs: list) -> list:
+        for j in range(10):
+            src = msgs[1 + (i + j) % 16]
+            topic = rng.choice(["sensor.", "ego.", ""]) + "".join(rng.choice(list("abcxyz.!"), 10))
+            msgs.append(_restamp(src, src.header.stamp_ns + int(rng.integers(-30, 30)) * S, topic))
+        return msgs
+
+    _drive(pipe, scene, 10, forge)
+    before = set(pipe.health("predictor", 0, "cpu", {}, {}).rejected)
+    _drive(pipe, scene, 10, forge)
+    after = pipe.health("predictor", 0, "cpu", {}, {}).rejected
+    assert pipe.stats.clock_resets == 0
+    assert len(after) <= 8
+    assert set(after) == before  # the second 100 forged frames added no key
+
+
+def test_pipeline_single_old_message_from_a_log_does_not_reset() -> None:
+    """From a log (ego + tracks only), one old tracks message or one old ego state is rejected;
+    the two together, as a restarted log sends them, reset (see the test above)."""
+    pipe = _pipe()
+    for i in range(40, 50):
+        ego, tracks = _scene(i * 100 * MS)
+        pipe.feed(ego)
+        pipe.feed(tracks)
+        pipe.due_tick()
+    old_ego, old_tracks = _scene(0)
+    assert pipe.feed(old_tracks) is False
+    for i in range(50, 61):  # more than the vote window of real input between the two
+        ego, tracks = _scene(i * 100 * MS)
+        pipe.feed(ego)
+        pipe.feed(tracks)
+    assert pipe.feed(old_ego) is False
+    assert pipe.stats.clock_resets == 0
+    assert pipe.due_tick() == 6000 * MS

@@ -11,6 +11,7 @@ import pytest
 from bus import codec
 from bus import messages as m
 from service.tracker import Tracker, TrackerConfig
+from service.tracker.admission import stats_topic
 from service.tracker.synthetic import IMAGE_WH, INTRINSICS, SyntheticScene, ego_from_sensor_matrix
 
 T0 = 1_000_000_000
@@ -223,7 +224,7 @@ def test_tracker_bad_frame_rejected_with_reason_and_loop_continues(reason: str, 
     tracker.process(_ego(t))
     bad = make(t)
     assert tracker.process(bad) is False
-    assert tracker.stats.rejected == {f"{bad.header.topic}:{reason}": 1}
+    assert tracker.stats.rejected == {f"{stats_topic(bad.header.topic)}:{reason}": 1}
     for i in range(6):
         t = T0 + i * DT
         out = tracker.update([_ego(t), _lidar(t, [(10.0, 1.0)])], t)
@@ -235,7 +236,8 @@ def test_tracker_duplicate_out_of_order_late_and_no_ego_counted() -> None:
     """Sequence problems are rejected by reason, never raised."""
     tracker = Tracker(TrackerConfig(reorder_window_s=0.0))
     topic = m.sensor_topic(m.Modality.LIDAR, m.Corner.FRONT_LEFT)
-    tracker.process(_lidar(T0 - DT, [(10.0, 1.0)]))  # applied at once (window 0): no ego pose yet
+    # Held until the first ego state, which is too far ahead to extrapolate back to it.
+    tracker.process(_lidar(T0 - 19 * DT, [(10.0, 1.0)]))
     tracker.process(_ego(T0))
     tracker.process(_ego(T0 + DT))
     assert tracker.process(_lidar(T0 + DT, [(10.0, 1.0)]))
