@@ -175,7 +175,7 @@ def main() -> int:
         )
         return 0
 
-    from bus.logfile import summarize_log
+    from bus.logsummary import summarize_log
     from bus.proxy import Proxy
     from bus.recorder import Recorder
 

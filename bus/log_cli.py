@@ -1,4 +1,10 @@
-"""``prescient record``, ``prescient log info|replay|export-foxglove`` and ``prescient import ...``."""
+"""``prescient record``, ``prescient log info|replay|export-foxglove`` and ``prescient import ...``.
+
+Exit status of the log commands: 0 the log read cleanly; 1 the command could not start (log
+missing, empty or not MCAP; output exists); 3 (:data:`~bus.logreader.EXIT_DAMAGED`) the log is
+damaged or unfinished: every readable message was still processed, and every problem and skipped
+byte range is printed. A malformed log never ends in a traceback.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +23,9 @@ from mcap.writer import CompressionType, Writer
 
 from bus.cli import add_bus_args, bus_config_from_args
 from bus.errors import StartupError, TransportError
-from bus.logfile import LogError, ReadStats, json_from_message, json_schema, summarize_log
+from bus.logfile import LogError, json_from_message, json_schema, refuse_existing
+from bus.logreader import EXIT_DAMAGED, ReadStats
+from bus.logsummary import summarize_log
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +56,13 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 # record
 # ----------------------------------------------------------------------------------------------
 def add_record_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, type=Path, help="output MCAP log")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output MCAP log; if it holds data (a restart), the next part NAME.1.EXT, NAME.2.EXT, "
+        "... is written and the file is left untouched",
+    )
     p.add_argument("--duration", type=float, default=None, help="seconds to record (default: until Ctrl-C)")
     p.add_argument(
         "--topics", nargs="+", default=[""], metavar="PREFIX", help="topic prefixes (default: all)"
@@ -77,9 +91,9 @@ def cmd_record(args: argparse.Namespace) -> int:
             compression=args.compression,
             chunk_interval_s=args.chunk_interval,
         )
-    except (TransportError, OSError) as e:
+    except (TransportError, LogError, OSError) as e:
         raise StartupError(f"cannot start recorder: {e}") from e
-    log.info("recording %s from %s to %s", args.topics, cfg.sub_endpoint, args.out)
+    log.info("recording %s from %s to %s", args.topics, cfg.sub_endpoint, rec.out)
     with _stop_on_signals() as stop:
         summary = rec.run(duration_s=args.duration, stop=stop)
     for line in summary_lines(summary):
@@ -95,10 +109,13 @@ def _open_error(e: LogError) -> StartupError:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from bus.recorder import log_parts
+
     try:
         s = summarize_log(args.log)
     except LogError as e:
         raise _open_error(e) from e
+    later_parts = [str(p) for p in log_parts(args.log)[1:]]  # a recorder restarted on this --out
     if args.json:
         out = {
             "path": s.path,
@@ -109,8 +126,10 @@ def cmd_info(args: argparse.Namespace) -> int:
             "gaps": s.gaps,
             "complete": s.stats.complete,
             "problems": s.stats.problems,
+            "skipped_ranges": [{"start": a, "end": b, "reason": r} for a, b, r in s.stats.skipped_ranges],
             "skipped": s.stats.skipped,
             "metadata": s.stats.metadata,
+            "later_parts": later_parts,
             "topics": {
                 t.topic: {
                     "type": t.type_name,
@@ -140,9 +159,19 @@ def cmd_info(args: argparse.Namespace) -> int:
             print(f"  recorder reported: gaps {rec_meta.get('gaps')}, rejected {rec_meta.get('rejected')}")
         for k, n in s.stats.skipped.items():
             print(f"  skipped {n}: {k}")
-        for p in s.stats.problems:
-            print(f"  DAMAGE: {p}")
-    return 1 if s.stats.problems else 0
+        if later_parts:
+            print(f"  the recording continues in {len(later_parts)} more part(s): {', '.join(later_parts)}")
+        _print_damage(s.stats)
+    return _exit_status(s.stats)
+
+
+def _print_damage(stats: ReadStats) -> None:
+    for line in stats.damage_lines():
+        print(f"  {line}")
+
+
+def _exit_status(stats: ReadStats) -> int:
+    return EXIT_DAMAGED if stats.problems else 0
 
 
 def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
@@ -176,16 +205,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"  {t:32s} {n:8d}")
         for k, n in stats.skipped.items():
             print(f"  skipped {n}: {k}")
-        for p in stats.problems:
-            print(f"  DAMAGE: {p}")
-        return 1 if stats.problems else 0
+        _print_damage(stats)
+        return _exit_status(stats)
     rate = 0.0 if args.max_speed else args.rate
     cfg = bus_config_from_args(args)
     try:
         rp = BusReplayer(cfg, args.log, rate=rate, topics=args.topics, start_ns=start_ns, end_ns=end_ns)
     except TransportError as e:
         raise StartupError(str(e)) from e
-    vmap = next((lm.msg for lm in iter_messages(args.log, [TOPIC_MAP])), None)
+    try:
+        vmap = next((lm.msg for lm in iter_messages(args.log, [TOPIC_MAP])), None)
+    except LogError as e:
+        rp.close()
+        raise _open_error(e) from e
     server = MapServer(cfg, vmap).start() if vmap is not None else None  # the service asks for it
     try:
         with _stop_on_signals() as stop:
@@ -202,22 +234,39 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"replayed {st.sent} messages in {st.wall_s:.2f} s (rate {rate or 'max'}), dropped {st.dropped}, "
         f"p99 lateness {p99:.2f} ms" + (" (interrupted)" if st.interrupted else "")
     )
-    for p in st.read.problems:
-        print(f"  DAMAGE: {p}")
-    return 1 if st.read.problems else 0
+    _print_damage(st.read)
+    return _exit_status(st.read)
 
 
-def export_foxglove(src: Path, out: Path, stats: ReadStats | None = None) -> dict[str, int]:
+def export_foxglove(
+    src: Path, out: Path, stats: ReadStats | None = None, *, overwrite: bool = False
+) -> dict[str, int]:
     """Write a JSON-encoded copy of ``src`` (jsonschema schemas) that Foxglove can display.
 
-    Undecodable messages and unknown topics are skipped and counted in ``stats``.
+    Undecodable messages and unknown topics are skipped and counted in ``stats``; damage of
+    ``src`` is in ``stats.problems`` and ``stats.skipped_ranges``, every readable message is copied.
+
+    Args:
+        src: the log.
+        out: the copy to write.
+        stats: receives counts and problems.
+        overwrite: replace ``out`` if it holds data.
 
     Returns:
         messages written per topic.
+
+    Raises:
+        LogError: ``src`` missing, empty or not MCAP (``out`` is then not created); ``out`` is
+            ``src``; ``out`` holds data and ``overwrite`` is False (:class:`~bus.logfile.LogExistsError`).
     """
+    from bus.logreader import LogReader
     from bus.replayer import iter_messages
 
     stats = stats if stats is not None else ReadStats()
+    if Path(out).resolve() == Path(src).resolve():
+        raise LogError(out, "is the log being exported; choose another output")
+    LogReader(src)  # fail on an unreadable log before creating the output
+    refuse_existing(out, overwrite=overwrite)
     counts: dict[str, int] = {}
     with open(out, "wb") as f:
         w = Writer(f, compression=CompressionType.ZSTD)
@@ -250,7 +299,7 @@ def export_foxglove(src: Path, out: Path, stats: ReadStats | None = None) -> dic
 def cmd_export_foxglove(args: argparse.Namespace) -> int:
     stats = ReadStats()
     try:
-        counts = export_foxglove(args.log, args.out, stats)
+        counts = export_foxglove(args.log, args.out, stats, overwrite=args.force)
     except LogError as e:
         raise _open_error(e) from e
     print(
@@ -259,9 +308,8 @@ def cmd_export_foxglove(args: argparse.Namespace) -> int:
     )
     for k, n in stats.skipped.items():
         print(f"  skipped {n}: {k}")
-    for p in stats.problems:
-        print(f"  DAMAGE: {p}")
-    return 1 if stats.problems else 0
+    _print_damage(stats)
+    return _exit_status(stats)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,11 +325,20 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         from bus.importers.av2_motion import import_av2_motion as fn
     try:
-        report = fn(args.src, args.out)
-    except (InputError, FileNotFoundError) as e:
+        refuse_existing(args.out, overwrite=args.force)  # before the (long) conversion
+        report = fn(args.src, args.out, overwrite=args.force)
+    except (InputError, LogError, FileNotFoundError) as e:
         raise StartupError(str(e)) from e
     print(f"imported {args.src} -> {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(report.items())))
     return 0
+
+
+_EXIT_HELP = (
+    "exit status: 0 the log read cleanly; 1 the command could not start (log missing or not MCAP, "
+    f"output exists); {EXIT_DAMAGED} the log is damaged or unfinished: every readable message was "
+    "still processed, and each problem and skipped byte range is printed"
+)
+_INFO_DESC = "Topics, counts, rates, duration and seq gaps of a log, and every damage found in it."
 
 
 def register(subparsers: Any) -> None:
@@ -291,12 +348,19 @@ def register(subparsers: Any) -> None:
 
     lg = subparsers.add_parser("log", help="inspect, replay and export recorded logs")
     lsub = lg.add_subparsers(dest="log_command", metavar="LOG_COMMAND", required=True)
-    p = lsub.add_parser("info", help="topics, counts, rates, duration, gaps, damage")
+    p = lsub.add_parser(
+        "info",
+        help="topics, counts, rates, duration, gaps, damage",
+        epilog=_EXIT_HELP,
+        description=_INFO_DESC,
+    )
     p.add_argument("log", type=Path)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
 
-    p = lsub.add_parser("replay", help="publish a log through the bus with its original timing")
+    p = lsub.add_parser(
+        "replay", help="publish a log through the bus with its original timing", epilog=_EXIT_HELP
+    )
     p.add_argument("log", type=Path)
     p.add_argument("--rate", type=float, default=1.0, help="time scale: 0.5 half speed, 4 four times faster")
     p.add_argument("--max-speed", action="store_true", help="no pacing: send as fast as possible")
@@ -319,9 +383,12 @@ def register(subparsers: Any) -> None:
     add_bus_args(p)
     p.set_defaults(func=cmd_replay)
 
-    p = lsub.add_parser("export-foxglove", help="write a JSON/JSON-Schema copy Foxglove can display")
+    p = lsub.add_parser(
+        "export-foxglove", help="write a JSON/JSON-Schema copy Foxglove can display", epilog=_EXIT_HELP
+    )
     p.add_argument("log", type=Path)
     p.add_argument("out", type=Path)
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_export_foxglove)
 
     imp = subparsers.add_parser("import", help="convert a public data set to a prescient log")
@@ -329,5 +396,8 @@ def register(subparsers: Any) -> None:
     imp.add_argument(
         "src", type=Path, help="eth-ucy: .txt file; av2-sensor: log dir; av2-motion: scenario dir"
     )
-    imp.add_argument("--out", required=True, type=Path, help="output MCAP log")
+    imp.add_argument(
+        "--out", required=True, type=Path, help="output MCAP log (must not exist, unless --force)"
+    )
+    imp.add_argument("--force", action="store_true", help="replace --out if it exists")
     imp.set_defaults(func=cmd_import)

@@ -13,6 +13,15 @@ Crash safety: chunks go to the OS as soon as they are complete, and at least eve
 ``chunk_interval_s`` the chunk in progress is written out, so ``kill -9`` loses at most that much.
 SIGINT/SIGTERM end the loop and finish the file (summary, footer), with the gap counts in a
 ``prescient.recorder`` metadata record.
+
+Restarts never destroy a recording. When ``--out`` already holds data (a supervisor restarting a
+crashed recorder with the same arguments, a container restart), the recorder leaves that file
+byte for byte as it is and writes the next *part* of the recording beside it, logging one line
+that says so. Parts of ``DIR/NAME.EXT`` are ``DIR/NAME.1.EXT``, ``DIR/NAME.2.EXT``, ... (``run.mcap``,
+``run.1.mcap``, ``run.2.mcap``; a name without a suffix gets ``NAME.1``): always one above the
+highest part present, so the numbers follow the order of the restarts. An existing *empty* file
+(a recorder killed before its first write) is reused. :func:`log_parts` lists every part in
+order; reading them one after the other gives the whole recording.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import collections
 import dataclasses
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -30,12 +40,66 @@ from typing import Any
 import zmq
 
 from bus.config import BusConfig
-from bus.logfile import LogWriter, peek_header
+from bus.logfile import LogExistsError, LogWriter, peek_header
 from bus.transport import RxStats, Subscriber
 
 log = logging.getLogger(__name__)
 
 METADATA_NAME = "prescient.recorder"
+
+
+def _part_pattern(path: Path) -> re.Pattern[str]:
+    return re.compile(
+        re.escape(path.stem if path.suffix else path.name) + r"\.([1-9][0-9]*)" + re.escape(path.suffix)
+    )
+
+
+def log_parts(path: str | Path) -> list[Path]:
+    """Every existing part of the recording started at ``path``, in recording order.
+
+    Args:
+        path: the ``--out`` given to the recorder, e.g. ``runs/x/log.mcap``.
+
+    Returns:
+        ``path`` itself (when it exists), then ``log.1.mcap``, ``log.2.mcap``, ... by number.
+        Empty when nothing was recorded.
+    """
+    path = Path(path)
+    pattern = _part_pattern(path)
+    numbered = []
+    if path.parent.is_dir():
+        for p in path.parent.iterdir():
+            hit = pattern.fullmatch(p.name)
+            if hit and p.is_file():
+                numbered.append((int(hit.group(1)), p))
+    return ([path] if path.is_file() else []) + [p for _, p in sorted(numbered)]
+
+
+def next_part(path: str | Path) -> Path:
+    """Where a recorder asked to write ``path`` writes: ``path`` if it is absent or empty,
+    else the part numbered one above the highest present (its last part, if that is empty)."""
+    path = Path(path)
+    parts = log_parts(path)
+    if not parts or parts[-1].stat().st_size == 0:
+        return parts[-1] if parts else path
+    hit = _part_pattern(path).fullmatch(parts[-1].name)
+    n = int(hit.group(1)) + 1 if hit and parts[-1] != path else 1
+    stem = path.stem if path.suffix else path.name
+    return path.with_name(f"{stem}.{n}{path.suffix}")
+
+
+def _open_part(out: Path, **kwargs: Any) -> LogWriter:
+    """A writer on the next free part of ``out``; never on a file that holds data."""
+    for _ in range(100):  # another process may take a part between the choice and the open
+        part = next_part(out)
+        try:
+            writer = LogWriter(part, **kwargs)
+        except LogExistsError:
+            continue
+        if part != out:
+            log.warning("%s holds an earlier recording: left untouched, recording to %s", out, part)
+        return writer
+    raise LogExistsError(out, "no free part to record to")
 
 
 @dataclasses.dataclass
@@ -74,7 +138,8 @@ class Recorder:
 
     Args:
         cfg: bus configuration (subscribes at ``cfg.sub_endpoint``).
-        out: output log path.
+        out: output log path. If it holds data, the next part is written instead (module
+            docstring); :attr:`out` is the file actually written, :attr:`requested_out` this path.
         prefixes: topic prefixes ("" = every topic).
         compression: ``zstd``, ``lz4`` or ``none``.
         chunk_bytes: uncompressed chunk size.
@@ -97,9 +162,16 @@ class Recorder:
         endpoint: str | None = None,
         latency_samples: int = 200_000,
     ) -> None:
-        self.out = Path(out)
+        self.requested_out = Path(out)
         self._sub = Subscriber(cfg, prefixes, ctx=ctx, endpoint=endpoint)
-        self._writer = LogWriter(self.out, compression=compression, chunk_bytes=chunk_bytes, stamp_seq=False)
+        try:
+            self._writer = _open_part(
+                self.requested_out, compression=compression, chunk_bytes=chunk_bytes, stamp_seq=False
+            )
+        except BaseException:
+            self._sub.close()
+            raise
+        self.out = self._writer.path
         self._chunk_interval_ns = int(chunk_interval_s * 1e9)
         self._last_flush_ns = time.monotonic_ns()
         self._pending = 0

@@ -27,7 +27,8 @@ from bus import codec
 from bus import messages as m
 from bus.config import BusConfig
 from bus.errors import DecodeError
-from bus.logfile import LogRecord, ReadStats, iter_log, summarize_log
+from bus.logreader import LogRecord, ReadStats, iter_log
+from bus.logsummary import summarize_log
 from bus.transport import Publisher
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,10 @@ Deterministic: messages are fed in file order, ticks fire on the log's sensor cl
 deadline guard is off, so two replays of one log give identical tracks, rasters and predictions.
 Logs with sensor frames go through the tracker; imported logs (Argoverse 2, ETH/UCY) carry ground
 truth as ``Tracks`` and those drive the ticks directly.
+
+A damaged or unfinished log is replayed as far as it can be read: every readable message is fed,
+undecodable payloads are counted, and the summary lists every problem and skipped byte range with
+``exit_code`` :data:`~bus.logreader.EXIT_DAMAGED` (3) for the command to return.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import numpy as np
 
 from bus import messages as m
 from bus.errors import StartupError
-from bus.logfile import LogWriter, ReadStats, iter_log, summarize_log
+from bus.logfile import LogError, LogWriter
+from bus.logreader import EXIT_DAMAGED, ReadStats, iter_log
+from bus.logsummary import LogSummary, summarize_log
 from bus.replayer import iter_messages
 from service.pipeline import Pipeline, PipelineConfig, TickResult
 
@@ -33,11 +39,14 @@ def _find_map(path: Path) -> m.VectorMap:
     )
 
 
-def build_offline_pipeline(path: Path, model: Path | None) -> Pipeline:
-    """A pipeline for ``path``: its map, the model (or the fallback), tracker or log-tracks mode."""
+def build_offline_pipeline(path: Path, model: Path | None, summary: LogSummary | None = None) -> Pipeline:
+    """A pipeline for ``path``: its map, the model (or the fallback), tracker or log-tracks mode.
+
+    ``summary`` is :func:`~bus.logsummary.summarize_log` of ``path`` when the caller has it.
+    """
     from service.node import load_predictor
 
-    summary = summarize_log(path)
+    summary = summary if summary is not None else summarize_log(path)
     has_sensors = any(t.startswith("sensor.") for t in summary.topics)
     if not has_sensors and m.TOPIC_TRACKS not in summary.topics:
         raise StartupError(f"{path}: no sensor frames and no {m.TOPIC_TRACKS}: nothing to predict from")
@@ -82,20 +91,45 @@ def replay_log(
     start_s: float | None = None,
     end_s: float | None = None,
     on_tick: Callable[[TickResult], Any] | None = None,
+    *,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Replay ``path`` offline; optionally write tracks and predictions to ``out`` (MCAP).
 
+    Args:
+        path: the log.
+        model: ONNX model (None: the fallback predictor).
+        out: MCAP to write tracks, predictions and context to.
+        start_s, end_s: window in seconds from the log start.
+        on_tick: called with every tick's result.
+        overwrite: replace ``out`` if it holds data (never when ``out`` is ``path``).
+
     Returns:
-        A summary: ticks, degraded ticks, per-stage time percentiles (ms), what was skipped.
+        A summary: ticks, degraded ticks, per-stage time percentiles (ms), what was skipped,
+        ``complete``, ``problems`` and ``skipped_ranges`` of the log, and ``exit_code`` (0, or
+        3 when the log is damaged or unfinished).
+
+    Raises:
+        StartupError: log missing, empty or not MCAP; ``out`` is the log, or holds data and
+            ``overwrite`` is False; nothing to predict from.
     """
     if not path.is_file():
         raise StartupError(f"log not found: {path}")
-    pipe = build_offline_pipeline(path, model)
-    first = summarize_log(path).start_ns
+    if out is not None:
+        if out.resolve() == path.resolve():
+            raise StartupError(f"--out {out} is the log being replayed; choose another file")
+        if not overwrite and out.is_file() and out.stat().st_size:
+            raise StartupError(f"--out {out} already exists ({out.stat().st_size} bytes); remove it first")
+    try:
+        log_summary = summarize_log(path)
+    except LogError as e:
+        raise StartupError(str(e)) from e
+    pipe = build_offline_pipeline(path, model, log_summary)
+    first = log_summary.start_ns
     start_ns = None if start_s is None else first + int(start_s * 1e9)
     end_ns = None if end_s is None else first + int(end_s * 1e9)
     stats = ReadStats()
-    writer = LogWriter(out) if out is not None else None
+    writer = LogWriter(out, overwrite=overwrite) if out is not None else None
     stage: dict[str, list[int]] = {}
     n = 0
     t0 = time.perf_counter()
@@ -143,4 +177,8 @@ def replay_log(
             for k, v in stage.items()
         },
         "out": str(out) if out else None,
+        "complete": stats.complete,
+        "problems": list(stats.problems),
+        "skipped_ranges": [list(r) for r in stats.skipped_ranges],
+        "exit_code": EXIT_DAMAGED if stats.problems else 0,
     }

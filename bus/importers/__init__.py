@@ -1,19 +1,30 @@
 """Importers: public data sets -> prescient MCAP logs (same messages as the live stack).
 
 Each importer validates its input and raises :class:`InputError` naming the file, the column or
-row and the problem (missing column, NaN, non-monotonic time, unknown category...). Logs written
-by importers use ``log_time = header.stamp_ns`` (the data set's clock) and
-``publish_time = header.stamp_ns``.
+row and the problem (missing column, NaN, out-of-range value, non-monotonic time, unknown
+category...). That is the only error malformed input can cause (a fuzz test holds them to it),
+besides :class:`~bus.logfile.LogExistsError` when the output holds data and ``overwrite`` is
+False. A failed import leaves no output file. Logs written by importers use
+``log_time = header.stamp_ns`` (the data set's clock) and ``publish_time = header.stamp_ns``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
-from bus.errors import BusError
+from bus.errors import BusError, EncodeError
+from bus.logfile import LogWriter
+
+INT64_MAX: Final = 2**63 - 1
+# Bound on positions (m), sizes (m), velocities (m/s), headings (rad) and quaternion components:
+# far beyond any real scene, and small enough that every value derived from them (differences
+# over >= 1 ns, float32 on the wire) stays finite.
+MAX_ABS_VALUE: Final = 1e7
 
 
 class InputError(BusError):
@@ -60,14 +71,74 @@ def read_table(path: Path, columns: tuple[str, ...]) -> Any:
     return df
 
 
-def finite_column(path: Path, df: Any, column: str, dtype: Any = np.float64) -> np.ndarray:
-    """Column as a numpy array; raises InputError naming the first NaN/inf or non-numeric row."""
+def finite_column(
+    path: Path, df: Any, column: str, dtype: Any = np.float64, max_abs: float | None = None
+) -> np.ndarray:
+    """Column as a numpy array; raises InputError naming the first NaN/inf, non-numeric or
+    out-of-range (``|v| > max_abs``; None: no bound) row."""
     try:
         a = df[column].to_numpy(dtype=dtype)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise InputError(path, f"not numeric: {e}", column=column) from e
     if a.dtype.kind == "f":
         bad = np.flatnonzero(~np.isfinite(a))
         if bad.size:
             raise InputError(path, f"NaN or inf value ({bad.size} rows)", column=column, row=int(bad[0]))
+    if max_abs is not None:
+        bad = np.flatnonzero(np.abs(a) > max_abs)
+        if bad.size:
+            raise InputError(
+                path, f"value {a[bad[0]]} out of range (|v| <= {max_abs:g})", column=column, row=int(bad[0])
+            )
     return a
+
+
+def integer_column(path: Path, df: Any, column: str, lo: int = 0, hi: int = INT64_MAX) -> np.ndarray:
+    """Column of whole numbers in ``[lo, hi]`` as int64 (exact for integer columns).
+
+    Raises:
+        InputError: naming the first NaN, fractional, non-numeric or out-of-range row.
+    """
+    f = finite_column(path, df, column, np.float64, max_abs=None)
+    raw = df[column].to_numpy()
+    if raw.dtype.kind in "iu":
+        out_of_range = (raw < lo) | (raw > hi)
+    else:
+        frac = np.flatnonzero(f != np.round(f))
+        if frac.size:
+            raise InputError(path, f"{f[frac[0]]} is not a whole number", column=column, row=int(frac[0]))
+        out_of_range = (f < lo) | (f > hi)
+        raw = f
+    bad = np.flatnonzero(out_of_range)
+    if bad.size:
+        raise InputError(
+            path, f"value {raw[bad[0]]} out of range [{lo}, {hi}]", column=column, row=int(bad[0])
+        )
+    return raw.astype(np.int64)
+
+
+def string_column(path: Path, df: Any, column: str) -> np.ndarray:
+    """Column as an object array of ``str``; a missing value (NaN, None, NA) raises InputError."""
+    out = np.empty(len(df), dtype=object)
+    for i, v in enumerate(df[column].to_numpy(dtype=object)):
+        if v is None or (isinstance(v, float) and v != v) or type(v).__name__ in ("NAType", "NaTType"):
+            raise InputError(path, "missing value", column=column, row=i)
+        out[i] = str(v)
+    return out
+
+
+@contextmanager
+def import_writer(out: str | Path, src: str | Path, *, overwrite: bool) -> Iterator[LogWriter]:
+    """The output log of an importer. On any error the file is removed (no partial log is left
+    to be mistaken for a complete one), and a message the codec refuses becomes an InputError
+    naming ``src`` (every check that names the column should come first; this is the net)."""
+    w = LogWriter(out, overwrite=overwrite)
+    try:
+        yield w
+    except BaseException as e:
+        w.close()
+        Path(out).unlink(missing_ok=True)
+        if isinstance(e, EncodeError):
+            raise InputError(src, f"a value does not fit the message format: {e}") from e
+        raise
+    w.close()

@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 
 from bus import messages as m
-from bus.importers import InputError
+from bus.importers import INT64_MAX, MAX_ABS_VALUE, InputError
 
 CENTERLINE_POINTS: Final = 10
 _LANE_TYPES: Final = {"VEHICLE": m.LaneType.VEHICLE, "BIKE": m.LaneType.BIKE, "BUS": m.LaneType.BUS}
@@ -43,10 +43,14 @@ def _points(path: Path, where: str, pts: Any) -> np.ndarray:
         raise InputError(path, f"{where}: expected a list of >= 2 points")
     try:
         a = np.array([[p["x"], p["y"]] for p in pts], np.float64)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise InputError(path, f"{where}: points need numeric x, y ({type(e).__name__}: {e})") from e
+    if a.shape != (len(pts), 2):
+        raise InputError(path, f"{where}: points need numeric x, y")
     if not np.isfinite(a).all():
         raise InputError(path, f"{where}: NaN or inf coordinate")
+    if (np.abs(a) > MAX_ABS_VALUE).any():
+        raise InputError(path, f"{where}: coordinate beyond {MAX_ABS_VALUE:g} m")
     return a
 
 
@@ -72,9 +76,15 @@ def _csr(parts: list[np.ndarray], width: int | None, dtype: Any) -> tuple[np.nda
 def _id(path: Path, where: str, v: Any) -> int:
     if v is None:
         return -1
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise InputError(path, f"{where}: id must be an integer or null, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not -INT64_MAX - 1 <= v <= INT64_MAX:
+        raise InputError(path, f"{where}: id must be an int64 or null, got {str(v)[:40]}")
     return v
+
+
+def _id_list(path: Path, where: str, v: Any) -> np.ndarray:
+    if not isinstance(v, list):
+        raise InputError(path, f"{where}: expected a list of ids, got {type(v).__name__}")
+    return np.array([_id(path, where, x) for x in v], np.int64)
 
 
 def load_av2_map(path: str | Path, stamp_ns: int = 0) -> m.VectorMap:
@@ -94,26 +104,28 @@ def load_av2_map(path: str | Path, stamp_ns: int = 0) -> m.VectorMap:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(path, f"not valid JSON: {e}") from e
+    except RecursionError as e:  # the json module recurses once per nesting level
+        raise InputError(path, "not valid JSON: nested too deeply") from e
     if not isinstance(doc, dict):
         raise InputError(path, "top level must be an object")
     for key in ("lane_segments", "pedestrian_crossings", "drivable_areas"):
         if not isinstance(doc.get(key), dict):
             raise InputError(path, f"missing or malformed {key!r} (expected an object keyed by id)")
 
-    lanes = sorted(
-        doc["lane_segments"].values(), key=lambda ln: ln.get("id", 0) if isinstance(ln, dict) else 0
-    )
-    ids, types, inter, left_n, right_n = [], [], [], [], []
-    centre, left, right, succ, pred = [], [], [], [], []
-    for ln in lanes:
+    for ln in doc["lane_segments"].values():
         if not isinstance(ln, dict):
             raise InputError(path, "lane segment is not an object")
         missing = [k for k in _LANE_KEYS if k not in ln]
         if missing:
-            raise InputError(path, f"lane {ln.get('id', '?')}: missing keys {missing}")
+            raise InputError(path, f"lane {str(ln.get('id', '?'))[:40]}: missing keys {missing}")
+        _id(path, "lane id", ln["id"])
+    lanes = sorted(doc["lane_segments"].values(), key=lambda ln: _id(path, "lane id", ln["id"]))
+    ids, types, inter, left_n, right_n = [], [], [], [], []
+    centre, left, right, succ, pred = [], [], [], [], []
+    for ln in lanes:
         lid = _id(path, "lane id", ln["id"])
         where = f"lane {lid}"
-        if ln["lane_type"] not in _LANE_TYPES:
+        if not isinstance(ln["lane_type"], str) or ln["lane_type"] not in _LANE_TYPES:
             raise InputError(
                 path, f"{where}: unknown lane_type {ln['lane_type']!r} (expected {sorted(_LANE_TYPES)})"
             )
@@ -131,8 +143,8 @@ def load_av2_map(path: str | Path, stamp_ns: int = 0) -> m.VectorMap:
         centre.append(c)
         left.append(lb)
         right.append(rb)
-        succ.append(np.array([_id(path, f"{where} successors", v) for v in ln["successors"]], np.int64))
-        pred.append(np.array([_id(path, f"{where} predecessors", v) for v in ln["predecessors"]], np.int64))
+        succ.append(_id_list(path, f"{where} successors", ln["successors"]))
+        pred.append(_id_list(path, f"{where} predecessors", ln["predecessors"]))
     if len(set(ids)) != len(ids):
         raise InputError(path, "duplicate lane ids")
 

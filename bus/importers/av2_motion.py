@@ -19,11 +19,20 @@ from typing import Final
 import numpy as np
 
 from bus import messages as m
-from bus.importers import InputError, finite_column, read_table
+from bus.importers import (
+    INT64_MAX,
+    MAX_ABS_VALUE,
+    InputError,
+    finite_column,
+    import_writer,
+    integer_column,
+    read_table,
+    string_column,
+)
 from bus.importers._tracks import AgentRows, default_sizes, ego_state, iter_agent_messages
 from bus.importers.av2_map import find_map, load_av2_map
 from bus.importers.av2_sensor import EGO_SIZE_LWH_M
-from bus.logfile import LogWriter
+from bus.logfile import refuse_existing
 
 A = m.AgentClass
 OBJECT_TYPE_CLASS: Final = {
@@ -51,6 +60,7 @@ COLUMNS: Final = (
     "start_timestamp",
 )
 STEP_NS: Final = 100_000_000
+MAX_TIMESTEP: Final = 10**9  # 3 years at 10 Hz; scenarios have 110 steps
 EGO_TRACK_ID: Final = "AV"
 METADATA_NAME: Final = "prescient.av2_motion"
 
@@ -67,12 +77,13 @@ def _scenario_file(src: Path) -> Path:
     raise InputError(src, "no scenario_*.parquet or scenario_*.csv in the directory")
 
 
-def import_av2_motion(src: str | Path, out: str | Path) -> dict[str, int]:
+def import_av2_motion(src: str | Path, out: str | Path, *, overwrite: bool = False) -> dict[str, int]:
     """Convert one AV2 motion-forecasting scenario to a prescient log.
 
     Args:
         src: the scenario directory (or its parquet/CSV file; the map must sit next to it).
         out: output log.
+        overwrite: replace ``out`` if it holds data.
 
     Returns:
         messages written per topic.
@@ -80,23 +91,27 @@ def import_av2_motion(src: str | Path, out: str | Path) -> dict[str, int]:
     Raises:
         InputError: missing column, NaN, unknown object_type, duplicate or non-monotonic
             timesteps of a track, no ``AV`` track.
+        LogExistsError: ``out`` holds data and ``overwrite`` is False (checked before reading).
     """
+    refuse_existing(out, overwrite=overwrite)
     path = _scenario_file(Path(src))
     df = read_table(path, COLUMNS)
-    step = finite_column(path, df, "timestep", np.float64)
-    if (step != np.round(step)).any() or (step < 0).any():
-        bad = int(np.flatnonzero((step != np.round(step)) | (step < 0))[0])
-        raise InputError(path, "timestep must be a non-negative integer", column="timestep", row=bad)
-    step_i = step.astype(np.int64)
-    start = finite_column(path, df, "start_timestamp", np.float64)
+    if len(df) == 0:
+        raise InputError(path, "no rows")
+    step_i = integer_column(path, df, "timestep", 0, MAX_TIMESTEP)
+    start = integer_column(path, df, "start_timestamp", 0, INT64_MAX - MAX_TIMESTEP * STEP_NS)
     if len(np.unique(start)) != 1:
         raise InputError(path, "start_timestamp differs between rows", column="start_timestamp")
-    t_ns = int(round(start[0])) + step_i * STEP_NS
-    xy = np.stack([finite_column(path, df, c) for c in ("position_x", "position_y")], axis=1)
-    heading = finite_column(path, df, "heading")
-    vel = np.stack([finite_column(path, df, c) for c in ("velocity_x", "velocity_y")], axis=1)
-    track = df["track_id"].astype(str).to_numpy()
-    types = df["object_type"].astype(str).to_numpy()
+    t_ns = int(start[0]) + step_i * STEP_NS
+    xy = np.stack(
+        [finite_column(path, df, c, max_abs=MAX_ABS_VALUE) for c in ("position_x", "position_y")], axis=1
+    )
+    heading = finite_column(path, df, "heading", max_abs=MAX_ABS_VALUE)
+    vel = np.stack(
+        [finite_column(path, df, c, max_abs=MAX_ABS_VALUE) for c in ("velocity_x", "velocity_y")], axis=1
+    )
+    track = string_column(path, df, "track_id")
+    types = string_column(path, df, "object_type")
     unknown = [i for i, ty in enumerate(types) if ty not in OBJECT_TYPE_CLASS]
     if unknown:
         raise InputError(
@@ -123,8 +138,8 @@ def import_av2_motion(src: str | Path, out: str | Path) -> dict[str, int]:
     agents = ~is_ego
     try:
         ids = np.array([int(t) for t in track[agents]], np.int64)
-    except ValueError as e:
-        raise InputError(path, f"non-numeric track_id: {e}", column="track_id") from e
+    except (ValueError, OverflowError) as e:
+        raise InputError(path, f"track_id not an int64: {e}", column="track_id") from e
     cls = np.array([int(OBJECT_TYPE_CLASS[ty]) for ty in types[agents]], np.int32)
     rows = AgentRows(
         t_ns=t_ns[agents],
@@ -154,7 +169,8 @@ def import_av2_motion(src: str | Path, out: str | Path) -> dict[str, int]:
     per_stamp = {s: (tr, gt) for s, tr, gt in iter_agent_messages(rows, ego_pose, max_gap_s=0.15)}
     cat = {}
     if "object_category" in df.columns:
-        for tid, c in zip(track[agents], df["object_category"].to_numpy()[agents]):
+        categories = integer_column(path, df, "object_category", 0, 3)
+        for tid, c in zip(track[agents], categories[agents]):
             cat[tid] = int(c)
     meta = {
         "scenario_id": str(df["scenario_id"].iloc[0]) if "scenario_id" in df.columns else "",
@@ -167,7 +183,7 @@ def import_av2_motion(src: str | Path, out: str | Path) -> dict[str, int]:
     }
     vmap = load_av2_map(find_map(path.parent), stamp_ns=int(stamps[0]))
     ego_pos = {int(t): k for k, t in enumerate(e_t)}
-    with LogWriter(out) as w:
+    with import_writer(out, path, overwrite=overwrite) as w:
         w.add_metadata(METADATA_NAME, meta)
         w.write(vmap)
         for s in stamps.tolist():

@@ -23,10 +23,18 @@ from typing import Final
 import numpy as np
 
 from bus import messages as m
-from bus.importers import InputError, finite_column, read_table
+from bus.importers import (
+    MAX_ABS_VALUE,
+    InputError,
+    finite_column,
+    import_writer,
+    integer_column,
+    read_table,
+    string_column,
+)
 from bus.importers._tracks import AgentRows, ego_state, iter_agent_messages
 from bus.importers.av2_map import find_map, load_av2_map
-from bus.logfile import LogWriter
+from bus.logfile import refuse_existing
 
 A = m.AgentClass
 # AV2 sensor categories -> our classes; None = static object, not an agent (dropped).
@@ -106,7 +114,9 @@ def rotation_from_quat(q: np.ndarray) -> np.ndarray:
 
 
 def _quats(path: Path, df) -> np.ndarray:  # noqa: ANN001 - pandas frame
-    q = np.stack([finite_column(path, df, c) for c in ("qw", "qx", "qy", "qz")], axis=1)
+    q = np.stack(
+        [finite_column(path, df, c, max_abs=MAX_ABS_VALUE) for c in ("qw", "qx", "qy", "qz")], axis=1
+    )
     bad = np.flatnonzero(np.linalg.norm(q, axis=1) < 1e-6)
     if bad.size:
         raise InputError(path, "zero quaternion", column="qw", row=int(bad[0]))
@@ -114,23 +124,19 @@ def _quats(path: Path, df) -> np.ndarray:  # noqa: ANN001 - pandas frame
 
 
 def _timestamps(path: Path, df) -> np.ndarray:  # noqa: ANN001 - pandas frame
-    """``timestamp_ns`` as int64; NaN, non-integer or negative values raise InputError."""
-    finite_column(path, df, "timestamp_ns", np.float64)  # NaN / inf / non-numeric check
-    t = df["timestamp_ns"].to_numpy()
-    if t.dtype.kind == "f" and (t != np.round(t)).any():
-        raise InputError(
-            path, "non-integer timestamp", column="timestamp_ns", row=int(np.flatnonzero(t != np.round(t))[0])
-        )
-    ti = t.astype(np.int64)
-    if (ti < 0).any():
-        raise InputError(
-            path, "negative timestamp", column="timestamp_ns", row=int(np.flatnonzero(ti < 0)[0])
-        )
-    return ti
+    """``timestamp_ns`` as int64; NaN, non-integer, negative or > int64 values raise InputError."""
+    if len(df) == 0:
+        raise InputError(path, "no rows")
+    return integer_column(path, df, "timestamp_ns")
 
 
-def import_av2_sensor(src: str | Path, out: str | Path) -> dict[str, int]:
+def import_av2_sensor(src: str | Path, out: str | Path, *, overwrite: bool = False) -> dict[str, int]:
     """Convert one AV2 sensor-dataset log directory to a prescient log.
+
+    Args:
+        src: the log directory.
+        out: output log.
+        overwrite: replace ``out`` if it holds data.
 
     Returns:
         messages written per topic.
@@ -138,7 +144,9 @@ def import_av2_sensor(src: str | Path, out: str | Path) -> dict[str, int]:
     Raises:
         InputError: missing file or column, NaN, unknown category, non-monotonic pose time,
             an annotation timestamp without an ego pose.
+        LogExistsError: ``out`` holds data and ``overwrite`` is False (checked before reading).
     """
+    refuse_existing(out, overwrite=overwrite)
     src = Path(src)
     if not src.is_dir():
         raise InputError(src, "expected an AV2 log directory")
@@ -164,20 +172,27 @@ def import_av2_sensor(src: str | Path, out: str | Path) -> dict[str, int]:
             row=int(back[0] + 1),
         )
     p_rot = rotation_from_quat(_quats(pose_path, poses))
-    p_xyz = np.stack([finite_column(pose_path, poses, c) for c in ("tx_m", "ty_m", "tz_m")], axis=1)
+    p_xyz = np.stack(
+        [finite_column(pose_path, poses, c, max_abs=MAX_ABS_VALUE) for c in ("tx_m", "ty_m", "tz_m")], axis=1
+    )
     p_yaw = np.arctan2(p_rot[:, 1, 0], p_rot[:, 0, 0])
 
     at = _timestamps(ann_path, ann)
-    cats = ann["category"].astype(str).to_numpy()
+    cats = string_column(ann_path, ann, "category")
     unknown = [i for i, c in enumerate(cats) if c not in CATEGORY_CLASS]
     if unknown:
         raise InputError(
             ann_path, f"unknown category {cats[unknown[0]]!r}", column="category", row=unknown[0]
         )
     cls_or_none = np.array([-1 if CATEGORY_CLASS[c] is None else int(CATEGORY_CLASS[c]) for c in cats])
-    size = np.stack([finite_column(ann_path, ann, c) for c in ("length_m", "width_m", "height_m")], axis=1)
+    size = np.stack(
+        [finite_column(ann_path, ann, c, max_abs=MAX_ABS_VALUE) for c in ("length_m", "width_m", "height_m")],
+        axis=1,
+    )
     o_rot = rotation_from_quat(_quats(ann_path, ann))
-    o_xyz = np.stack([finite_column(ann_path, ann, c) for c in ("tx_m", "ty_m", "tz_m")], axis=1)
+    o_xyz = np.stack(
+        [finite_column(ann_path, ann, c, max_abs=MAX_ABS_VALUE) for c in ("tx_m", "ty_m", "tz_m")], axis=1
+    )
 
     stamps = np.unique(at)
     k = np.searchsorted(pt, at)
@@ -193,7 +208,7 @@ def import_av2_sensor(src: str | Path, out: str | Path) -> dict[str, int]:
     yaw_city = np.arctan2(r_city[:, 1, 0], r_city[:, 0, 0])
 
     keep = cls_or_none >= 0
-    uuids = ann["track_uuid"].astype(str).to_numpy()
+    uuids = string_column(ann_path, ann, "track_uuid")
     first_seen: dict[str, int] = {}
     for _t, u in sorted(zip(at[keep].tolist(), uuids[keep].tolist())):
         first_seen.setdefault(u, len(first_seen))
@@ -221,7 +236,7 @@ def import_av2_sensor(src: str | Path, out: str | Path) -> dict[str, int]:
 
     agents = {stamp: (tr, gt) for stamp, tr, gt in iter_agent_messages(rows, ego_pose, max_gap_s=0.5)}
     vmap = load_av2_map(find_map(src), stamp_ns=int(stamps[0]))
-    with LogWriter(out) as w:
+    with import_writer(out, src, overwrite=overwrite) as w:
         w.write(vmap)
         for i, s in enumerate(stamps.tolist()):
             w.write(ego_state(s, ego_pose[s], vel[i], accel[i], yaw_rate[i], EGO_SIZE_LWH_M))

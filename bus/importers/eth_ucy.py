@@ -19,9 +19,9 @@ from typing import Final
 import numpy as np
 
 from bus import messages as m
-from bus.importers import InputError
+from bus.importers import INT64_MAX, MAX_ABS_VALUE, InputError, import_writer
 from bus.importers._tracks import AgentRows, default_sizes, ego_state, iter_agent_messages
-from bus.logfile import LogWriter
+from bus.logfile import refuse_existing
 
 FRAME_DT_NS: Final = 40_000_000  # one video frame; annotated every 10 frames = 0.4 s
 STEP_FRAMES: Final = 10
@@ -61,7 +61,8 @@ def load_eth_ucy_scene(path: str | Path) -> EthUcyScene:
 
     Checks: 4 numeric columns per line, no NaN/inf, integral frame and ped ids, frames
     non-decreasing through the file, no duplicate (frame, ped), and each pedestrian's frames
-    spaced by multiples of 10.
+    spaced by multiples of 10; frames >= 0 whose time fits int64 ns, ped ids that fit int64,
+    positions within ``MAX_ABS_VALUE`` metres.
 
     Raises:
         InputError: naming the file, the line (1-based) and the problem.
@@ -95,6 +96,15 @@ def load_eth_ucy_scene(path: str | Path) -> EthUcyScene:
         bad = np.flatnonzero(v != np.round(v))
         if bad.size:
             raise InputError(path, f"line {bad[0] + 1}: {col} {v[bad[0]]} is not an integer", column=col)
+    # float64 bounds just inside int64 (2**63 itself is a float64, one past the range)
+    limits = (("frame", frame, 0.0, float(INT64_MAX // FRAME_DT_NS)), ("ped_id", ped, -(2.0**62), 2.0**62))
+    limits += tuple((c, a[:, k], -MAX_ABS_VALUE, MAX_ABS_VALUE) for k, c in ((2, "x"), (3, "y")))
+    for col, v, lo, hi in limits:
+        bad = np.flatnonzero((v < lo) | (v > hi))
+        if bad.size:
+            raise InputError(
+                path, f"line {bad[0] + 1}: {col} {v[bad[0]]} out of range [{lo:g}, {hi:g}]", column=col
+            )
     back = np.flatnonzero(np.diff(frame) < 0)
     if back.size:
         i = back[0] + 1
@@ -125,15 +135,22 @@ def load_eth_ucy_scene(path: str | Path) -> EthUcyScene:
     return EthUcyScene(str(path), frame_i, ped_i, a[:, 2:4].copy())
 
 
-def import_eth_ucy(src: str | Path, out: str | Path) -> dict[str, int]:
+def import_eth_ucy(src: str | Path, out: str | Path, *, overwrite: bool = False) -> dict[str, int]:
     """Convert one ETH/UCY file to a log of Tracks, GroundTruth and EgoState at 2.5 Hz.
+
+    Args:
+        src: the ``frame ped_id x y`` text file.
+        out: output log.
+        overwrite: replace ``out`` if it holds data.
 
     Returns:
         messages written per topic.
 
     Raises:
         InputError: bad input file.
+        LogExistsError: ``out`` holds data and ``overwrite`` is False (checked before reading).
     """
+    refuse_existing(out, overwrite=overwrite)
     scene = load_eth_ucy_scene(src)
     cls = np.full(len(scene.ped_id), m.AgentClass.PEDESTRIAN, np.int32)
     rows = AgentRows(
@@ -145,7 +162,7 @@ def import_eth_ucy(src: str | Path, out: str | Path) -> dict[str, int]:
     )
     centre = scene.xy_m.mean(axis=0)
     pose = np.array([centre[0], centre[1], 0.0])
-    with LogWriter(out) as w:
+    with import_writer(out, src, overwrite=overwrite) as w:
         # A track whose predecessor sample is 0.4 s earlier: never bridge more than ~1 step.
         for stamp, tracks, gt in iter_agent_messages(rows, pose, max_gap_s=0.5):
             w.write(ego_state(stamp, pose, np.zeros(2), 0.0, 0.0, OBSERVER_SIZE_LWH_M))

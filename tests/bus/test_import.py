@@ -14,7 +14,7 @@ from bus.importers.av2_map import load_av2_map
 from bus.importers.av2_motion import import_av2_motion
 from bus.importers.av2_sensor import import_av2_sensor
 from bus.importers.eth_ucy import import_eth_ucy, load_eth_ucy_scene
-from bus.logfile import ReadStats, iter_log
+from bus.logreader import ReadStats, iter_log
 from bus.replayer import iter_messages
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

@@ -1,7 +1,9 @@
-"""Recorder: records through a real proxy, counts gaps, finishes on SIGINT, survives kill -9."""
+"""Recorder: records through a real proxy, counts gaps, finishes on SIGINT, survives kill -9,
+and never overwrites an earlier recording (restarts write the next part)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -15,14 +17,17 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 
+from bus import log_cli
 from bus import messages as m
 from bus.config import BusConfig
-from bus.logfile import ReadStats, iter_log, summarize_log
+from bus.logfile import LogExistsError, LogWriter
+from bus.logreader import ReadStats, iter_log
+from bus.logsummary import summarize_log
 from bus.proxy import Proxy
-from bus.recorder import METADATA_NAME, Recorder
+from bus.recorder import METADATA_NAME, Recorder, log_parts, next_part
 from bus.transport import Publisher
 from tests.bus import _log_helpers
-from tests.bus._log_helpers import sample_stream
+from tests.bus._log_helpers import sample_stream, write_sample_log
 
 ctx, cfg = _log_helpers.ctx, _log_helpers.cfg  # pytest fixtures
 REPO = Path(__file__).resolve().parents[2]
@@ -145,3 +150,111 @@ def test_recorder_killed_with_sigkill_keeps_written_chunks(ctx, cfg, tmp_path: P
     assert got == sent  # all flushed chunks readable, bit-exact
     assert not stats.complete
     assert stats.problems  # the unfinished file is reported, not silently accepted
+
+
+def test_log_writer_refuses_a_path_that_holds_data_and_leaves_it_untouched(tmp_path: Path) -> None:
+    """LogWriter on an existing log: LogExistsError, file byte-identical; overwrite=True replaces it."""
+    path = tmp_path / "a.mcap"
+    write_sample_log(path, n_rounds=1)
+    before = path.read_bytes()
+    with pytest.raises(LogExistsError, match="refusing to overwrite"):
+        LogWriter(path)
+    assert path.read_bytes() == before
+    with LogWriter(path, overwrite=True) as w:
+        w.write(sample_stream(1)[0])
+    assert len(list(iter_log(path))) == 1
+
+
+def test_log_writer_reuses_an_empty_file(tmp_path: Path) -> None:
+    """A 0-byte file (a writer killed before its first byte) holds nothing to protect: it is written."""
+    path = tmp_path / "a.mcap"
+    path.touch()
+    with LogWriter(path) as w:
+        w.write(sample_stream(1)[0])
+    assert len(list(iter_log(path))) == 1
+
+
+def test_log_parts_lists_parts_in_numeric_order_and_next_part_follows(tmp_path: Path) -> None:
+    """run.mcap, run.1.mcap, run.2.mcap, run.10.mcap in order; others ignored; next is one above."""
+    base = tmp_path / "run.mcap"
+    for name in (
+        "run.mcap",
+        "run.10.mcap",
+        "run.2.mcap",
+        "run.1.mcap",
+        "run.x.mcap",
+        "other.1.mcap",
+        "run.1.txt",
+    ):
+        (tmp_path / name).write_bytes(b"data")
+    assert [p.name for p in log_parts(base)] == ["run.mcap", "run.1.mcap", "run.2.mcap", "run.10.mcap"]
+    assert next_part(base) == tmp_path / "run.11.mcap"
+    (tmp_path / "run.11.mcap").touch()  # an empty last part is reused
+    assert next_part(base) == tmp_path / "run.11.mcap"
+    assert next_part(tmp_path / "new.mcap") == tmp_path / "new.mcap"
+    assert log_parts(tmp_path / "new.mcap") == []
+    (tmp_path / "plain").write_bytes(b"x")
+    assert next_part(tmp_path / "plain") == tmp_path / "plain.1"
+
+
+def _record_in_process(ctx, cfg, out: Path, n_rounds: int) -> tuple[Recorder, list[tuple[str, bytes]]]:
+    rec = Recorder(cfg, out, ctx=ctx)
+    pub = Publisher(cfg, ctx=ctx)
+    try:
+        assert pub.wait_for_subscribers([m.TOPIC_EGO], 5.0)
+        sent = _publish_all(pub, sample_stream(n_rounds))
+        deadline = time.monotonic() + 5
+        while rec.messages < len(sent) and time.monotonic() < deadline:
+            rec.step(50)
+        rec.close()
+    finally:
+        pub.close()
+    return rec, sent
+
+
+def test_recorder_on_existing_log_writes_next_part_and_keeps_the_old_bytes(
+    ctx, cfg, tmp_path: Path, capsys
+) -> None:
+    """Recorder given a path that holds a log: old file byte-identical, new part complete and readable;
+    `log info` of the first part names the later ones."""
+    out = tmp_path / "rec.mcap"
+    old = write_sample_log(out, n_rounds=1)
+    before = out.read_bytes()
+    with Proxy(cfg, ctx):
+        rec1, sent1 = _record_in_process(ctx, cfg, out, 2)
+        rec2, sent2 = _record_in_process(ctx, cfg, out, 1)
+    assert out.read_bytes() == before
+    assert (rec1.out, rec2.out) == (tmp_path / "rec.1.mcap", tmp_path / "rec.2.mcap")
+    assert rec1.summary is not None and rec1.summary.path == str(rec1.out)
+    assert log_parts(out) == [out, rec1.out, rec2.out]
+    for part, want in zip(log_parts(out), (old, sent1, sent2)):
+        stats = ReadStats()
+        assert [(r.topic, r.payload) for r in iter_log(part, stats=stats)] == want
+        assert stats.complete and not stats.problems
+    assert log_cli.cmd_info(argparse.Namespace(log=out, json=True)) == 0
+    assert json.loads(capsys.readouterr().out)["later_parts"] == [str(rec1.out), str(rec2.out)]
+
+
+@pytest.mark.slow
+def test_recorder_killed_then_restarted_on_same_out_loses_nothing(ctx, cfg, tmp_path: Path) -> None:
+    """kill -9, then a restart with the same --out (what `prescient up` does): the first part stays
+    byte-identical, the restart writes part 1, and the parts together hold every message sent."""
+    out = tmp_path / "rec.mcap"
+    with Proxy(cfg, ctx):
+        first = _start_recorder_process(cfg, out, "--chunk-interval", "0.05")
+        sent = _feed_process(ctx, cfg, first, 3, 0.005)
+        time.sleep(0.4)  # > chunk interval: everything received is on disk
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=20)
+        killed = out.read_bytes()
+        second = _start_recorder_process(cfg, out, "--chunk-interval", "0.05")
+        sent += _feed_process(ctx, cfg, second, 2, 0.005)
+        time.sleep(0.4)
+        second.send_signal(signal.SIGINT)
+        output = second.communicate(timeout=20)[0].decode()
+    assert second.returncode == 0, output
+    assert out.read_bytes() == killed
+    assert log_parts(out) == [out, tmp_path / "rec.1.mcap"]
+    assert "recording to" in output and "rec.1.mcap" in output
+    got = [(r.topic, r.payload) for part in log_parts(out) for r in iter_log(part)]
+    assert got == sent

@@ -13,7 +13,9 @@ from mcap.reader import make_reader
 
 from bus import messages as m
 from bus.log_cli import export_foxglove
-from bus.logfile import LogError, LogWriter, ReadStats, iter_log, summarize_log
+from bus.logfile import LogError, LogWriter
+from bus.logreader import ReadStats, iter_log
+from bus.logsummary import summarize_log
 from bus.proxy import Proxy
 from bus.replayer import BusReplayer, iter_messages
 from bus.transport import Subscriber
