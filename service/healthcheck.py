@@ -311,7 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.check == "topic":
         ok, detail = check_topic(args.topic, args.timeout_s)
     else:
-        ok, detail = check_file(args.path, args.max_age_s)
+        from bus.recorder import log_parts
+
+        # A restarted recorder writes the next part (X.1.mcap): the newest part is the live one.
+        parts = log_parts(args.path)
+        ok, detail = check_file(parts[-1] if parts else args.path, args.max_age_s)
     print(("healthy: " if ok else "unhealthy: ") + detail, file=sys.stdout if ok else sys.stderr)
     return HEALTHY if ok else UNHEALTHY
 

@@ -129,10 +129,15 @@ def _replay(args: argparse.Namespace) -> int:
 
     model = None if args.no_model else Path(args.model)
     summary = replay_log(
-        Path(args.log), model, Path(args.out) if args.out else None, start_s=args.start, end_s=args.end
+        Path(args.log),
+        model,
+        Path(args.out) if args.out else None,
+        start_s=args.start,
+        end_s=args.end,
+        overwrite=args.force,
     )
     print(json.dumps(summary, indent=2))
-    return 0
+    return summary["exit_code"]  # 3: the log is damaged or unfinished (every readable tick was run)
 
 
 def _health(args: argparse.Namespace) -> int:
@@ -156,6 +161,8 @@ def _health(args: argparse.Namespace) -> int:
                             "reason": msg.reason,
                             "ticks": msg.ticks,
                             "deadline_misses": msg.deadline_misses,
+                            "state": msg.state,
+                            "live": msg.live,
                         }
                     )
                 )
@@ -242,11 +249,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_up)
 
-    p = sub.add_parser("replay", help="run the service offline on a recorded or imported log (deterministic)")
+    p = sub.add_parser(
+        "replay",
+        help="run the service offline on a recorded or imported log (deterministic)",
+        description="Exit codes: 0 done; 1 bad input (one line); 3 the log is damaged or unfinished: "
+        "every readable message was replayed and every skipped byte range is listed in the summary.",
+    )
     p.add_argument("log")
     p.add_argument("--model", default=str(DEFAULT_MODEL))
     p.add_argument("--no-model", action="store_true")
     p.add_argument("--out", default=None, help="write tracks and predictions to this MCAP")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (never the input log)")
     p.add_argument("--start", type=float, default=None, help="seconds from the log start")
     p.add_argument("--end", type=float, default=None)
     p.set_defaults(func=_replay)
