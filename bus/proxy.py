@@ -14,8 +14,13 @@ import uuid
 import zmq
 
 from bus.config import BusConfig
-from bus.reqrep import acquire_authenticator, release_authenticator
-from bus.transport import _connect_or_bind, _socket, apply_curve_server
+from bus.transport import (
+    _connect_or_bind,
+    _socket,
+    acquire_authenticator,
+    apply_curve_server,
+    release_authenticator,
+)
 
 
 class Proxy:

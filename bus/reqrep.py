@@ -18,20 +18,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from bus import codec
 from bus import messages as m
-from bus.config import BusConfig, CurveConfig, RequestLimitExceeded
+from bus.config import BusConfig, RequestLimitExceeded
 from bus.errors import DecodeError, RequestTimeout, TransportError
-from bus.transport import RxStats, _connect_or_bind, _socket, apply_curve_client, apply_curve_server
+from bus.transport import (
+    RxStats,
+    _connect_or_bind,
+    _socket,
+    acquire_authenticator,
+    apply_curve_client,
+    apply_curve_server,
+    release_authenticator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,53 +61,6 @@ class ServerError(TransportError):
 # ----------------------------------------------------------------------------------------------
 # One ZAP authenticator per context: a second one in the same context cannot bind its endpoint.
 # ----------------------------------------------------------------------------------------------
-_auth_lock = threading.Lock()
-_auths: dict[int, tuple[ThreadAuthenticator, str, int]] = {}  # id(ctx) -> (auth, dir, users)
-
-
-def acquire_authenticator(ctx: zmq.Context, curve: CurveConfig | None) -> ThreadAuthenticator | None:
-    """Start (or share) the authenticator of ``ctx`` allowing the keys in ``curve.authorized_dir``.
-
-    Returns None when ``curve`` has no server key. Release with :func:`release_authenticator`.
-
-    Raises:
-        TransportError: no ``authorized_dir``, or another one than the running authenticator's.
-    """
-    if curve is None or curve.server_secret is None:
-        return None
-    if curve.authorized_dir is None:
-        raise TransportError("curve.server_secret is set but curve.authorized_dir is not")
-    location = str(curve.authorized_dir)
-    with _auth_lock:
-        held = _auths.get(id(ctx))
-        if held is not None:
-            auth, running_dir, users = held
-            if running_dir != location:
-                raise TransportError(f"authorised keys {location} differ from {running_dir} in this context")
-            _auths[id(ctx)] = (auth, running_dir, users + 1)
-            return auth
-        auth = ThreadAuthenticator(ctx)
-        auth.start()
-        auth.configure_curve(domain="*", location=location)
-        _auths[id(ctx)] = (auth, location, 1)
-        return auth
-
-
-def release_authenticator(ctx: zmq.Context, auth: ThreadAuthenticator | None) -> None:
-    """Drop one user of ``ctx``'s authenticator; the last one stops it."""
-    if auth is None:
-        return
-    with _auth_lock:
-        held = _auths.get(id(ctx))
-        if held is None or held[0] is not auth:
-            return
-        if held[2] > 1:
-            _auths[id(ctx)] = (held[0], held[1], held[2] - 1)
-            return
-        del _auths[id(ctx)]
-    auth.stop()
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class _Pending:
     envelope: list[bytes]  # ROUTER identity (+ the REQ delimiter): where the reply goes

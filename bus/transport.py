@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -48,16 +49,51 @@ def apply_curve_client(sock: zmq.Socket, curve: CurveConfig | None) -> None:
     sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = server_public, public, secret
 
 
-def start_authenticator(ctx: zmq.Context, curve: CurveConfig | None) -> ThreadAuthenticator | None:
-    """Start pyzmq's authenticator allowing only the public keys in ``curve.authorized_dir``."""
+_auth_lock = threading.Lock()
+_auths: dict[int, tuple[ThreadAuthenticator, str, int]] = {}  # id(ctx) -> (auth, dir, users)
+
+
+def acquire_authenticator(ctx: zmq.Context, curve: CurveConfig | None) -> ThreadAuthenticator | None:
+    """Start (or share) the authenticator of ``ctx`` allowing the keys in ``curve.authorized_dir``.
+
+    Returns None when ``curve`` has no server key. Release with :func:`release_authenticator`.
+
+    Raises:
+        TransportError: no ``authorized_dir``, or another one than the running authenticator's.
+    """
     if curve is None or curve.server_secret is None:
         return None
     if curve.authorized_dir is None:
         raise TransportError("curve.server_secret is set but curve.authorized_dir is not")
-    auth = ThreadAuthenticator(ctx)
-    auth.start()
-    auth.configure_curve(domain="*", location=str(curve.authorized_dir))
-    return auth
+    location = str(curve.authorized_dir)
+    with _auth_lock:
+        held = _auths.get(id(ctx))
+        if held is not None:
+            auth, running_dir, users = held
+            if running_dir != location:
+                raise TransportError(f"authorised keys {location} differ from {running_dir} in this context")
+            _auths[id(ctx)] = (auth, running_dir, users + 1)
+            return auth
+        auth = ThreadAuthenticator(ctx)
+        auth.start()
+        auth.configure_curve(domain="*", location=location)
+        _auths[id(ctx)] = (auth, location, 1)
+        return auth
+
+
+def release_authenticator(ctx: zmq.Context, auth: ThreadAuthenticator | None) -> None:
+    """Drop one user of ``ctx``'s authenticator; the last one stops it."""
+    if auth is None:
+        return
+    with _auth_lock:
+        held = _auths.get(id(ctx))
+        if held is None or held[0] is not auth:
+            return
+        if held[2] > 1:
+            _auths[id(ctx)] = (held[0], held[1], held[2] - 1)
+            return
+        del _auths[id(ctx)]
+    auth.stop()
 
 
 def _socket(ctx: zmq.Context, kind: int, cfg: BusConfig) -> zmq.Socket:
@@ -95,7 +131,7 @@ class Publisher:
         self._auth = None
         if bind:
             apply_curve_server(self._sock, cfg.curve)
-            self._auth = start_authenticator(self._ctx, cfg.curve)
+            self._auth = acquire_authenticator(self._ctx, cfg.curve)
         else:
             apply_curve_client(self._sock, cfg.curve)
         _connect_or_bind(self._sock, endpoint or cfg.pub_endpoint, bind)
@@ -174,8 +210,7 @@ class Publisher:
                 lost its last pong this way).
         """
         self._sock.close(linger=linger_ms)
-        if self._auth is not None:
-            self._auth.stop()
+        release_authenticator(self._ctx, self._auth)
 
 
 class Subscriber:
