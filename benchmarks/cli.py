@@ -21,6 +21,10 @@ BENCHES = {
     "raster": ("benchmarks.bench_raster", "rasterizer vs numpy reference, cost growth"),
     "model": ("benchmarks.bench_model", "onnxruntime vs PyTorch eager inference (separate processes)"),
     "recorder": ("benchmarks.bench_recorder", "recorder keeps up with the full stack"),
+    "reliability": (
+        "benchmarks.bench_reliability",
+        "the live stack under hostile traffic and kill -9 (--quick, --check)",
+    ),
 }
 
 
