@@ -20,6 +20,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from bus import codec
+from bus import messages as m
 from bus.config import BusConfig, CurveConfig
 from bus.errors import DecodeError, TransportError
 from bus.rxstats import RxStats, topic_key
@@ -222,6 +223,10 @@ class Subscriber:
         max_rate_hz: per-topic admission rate (a token bucket of one second's burst) checked
             before decoding: under a flood on one topic the excess costs a dictionary lookup,
             not a msgpack decode, and is counted as ``rate_limited``. None: no limit.
+        known_topics_only: reject topics with no fixed message type (``bus.messages.topic_type``)
+            as ``?:unknown_topic`` before decoding. A prefix subscription (``ego.state``) also
+            matches look-alikes (``ego.state.forged``); a consumer that acts on what it receives
+            sets this.
 
     No ``MAXMSGSIZE`` here: libzmq ends a session that delivers a larger frame and never
     reconnects it, which would cut this subscriber off the bus for good. The proxy's publisher
@@ -237,6 +242,7 @@ class Subscriber:
         endpoint: str | None = None,
         bind: bool = False,
         max_rate_hz: float | None = None,
+        known_topics_only: bool = False,
     ) -> None:
         self._ctx = ctx or zmq.Context.instance()
         self._cfg = cfg
@@ -247,6 +253,7 @@ class Subscriber:
         _connect_or_bind(self._sock, endpoint or cfg.sub_endpoint, bind)
         self.stats = RxStats()
         self._rate_hz = max_rate_hz
+        self._known_only = known_topics_only
         self._buckets: dict[str, tuple[float, float]] = {}  # topic key -> (tokens, monotonic s)
 
     @property
@@ -293,6 +300,9 @@ class Subscriber:
 
     def accept(self, topic: str, payload: bytes) -> Any | None:
         """Decode and sequence-check one payload; return the message or None if rejected."""
+        if self._known_only and m.topic_type(topic) is None:
+            self.stats.reject("?", "unknown_topic")
+            return None
         if not self._admit(topic):
             self.stats.reject(topic, "rate_limited")
             return None

@@ -230,8 +230,9 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
     # Two connections: a flood on the sensor topics fills only the sensor socket's queue at the
     # proxy, so the ego state (whose loss makes every frame look future-dated) still arrives.
     rate = opts.max_input_rate_hz or None
-    sensors = Subscriber(cfg, [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."], max_rate_hz=rate)
-    control = Subscriber(cfg, [m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS], max_rate_hz=rate)
+    topics = [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."]
+    sensors = Subscriber(cfg, topics, max_rate_hz=rate, known_topics_only=True)
+    control = Subscriber(cfg, [m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS], max_rate_hz=rate, known_topics_only=True)
     subs = (control, sensors)
     try:
         rep = Replier(cfg, cfg.conditional_endpoint)
@@ -345,7 +346,7 @@ def run_planner(
     cfg: BusConfig, stop: threading.Event, conditional_every: int = 10, conditional_timeout_ms: int = 300
 ) -> PlannerStats:
     """The planner stub node. Returns its latency statistics when stopped."""
-    sub = Subscriber(cfg, [m.TOPIC_PREDICTIONS, m.TOPIC_EGO])
+    sub = Subscriber(cfg, [m.TOPIC_PREDICTIONS, m.TOPIC_EGO], known_topics_only=True)
     pub = Publisher(cfg)
     req = Requester(cfg, cfg.conditional_endpoint)
     stats = PlannerStats()

@@ -139,6 +139,9 @@ class Tracker:
             True if the message was accepted (buffered or used), False if rejected or ignored.
         """
         if isinstance(msg, m.EgoState):
+            if msg.header.topic != m.TOPIC_EGO:  # a look-alike topic (ego.state.forged) is not the ego
+                self.stats.reject(msg.header.topic, "unknown_topic")
+                return False
             return self._process_ego(msg)
         modality = _FRAME_TYPES.get(type(msg))
         header = getattr(msg, "header", None)

@@ -332,3 +332,13 @@ def test_curve_client_without_secret_is_a_clear_error(ctx, cfg, tmp_path) -> Non
     k = _keys(tmp_path)
     with pytest.raises(TransportError, match="client_secret"):
         Subscriber(cfg.model_copy(update={"curve": CurveConfig(server_public=k["server_public"])}), [""], ctx)
+
+
+def test_known_topics_only_rejects_look_alike_topics(ctx, ipc_endpoints, cfg) -> None:
+    sub = Subscriber(cfg, [m.TOPIC_EGO], ctx, endpoint=ipc_endpoints("known"), known_topics_only=True)
+    ego = sample_message(m.EgoState)
+    forged = dataclasses.replace(ego, header=dataclasses.replace(ego.header, topic="ego.state.forged"))
+    assert sub.accept("ego.state.forged", codec.encode(forged)) is None
+    assert sub.accept(m.TOPIC_EGO, codec.encode(ego)) is not None
+    assert sub.stats.rejected == {"?:unknown_topic": 1}
+    sub.close()

@@ -382,3 +382,18 @@ def test_flood_of_forged_frames_leaves_memory_where_it_was() -> None:
     assert tracker.stats.rejected.get(f"{LIDAR_FL}:too_many_objects") == 20
     assert tracker._pair_buf[0].size <= 1 << 16
     assert grown < 1_000_000, grown
+
+
+def test_ego_state_on_a_look_alike_topic_is_rejected_and_counted() -> None:
+    """``ego.state.forged`` matches the service's ``ego.state`` prefix subscription."""
+    import dataclasses
+
+    from bus import messages as m
+    from service.tracker import Tracker
+
+    tr = Tracker()
+    ego = m.empty(m.EgoState, m.TOPIC_EGO, stamp_ns=1_000_000_000)
+    forged = dataclasses.replace(ego, header=m.Header(topic="ego.state.forged", stamp_ns=2_000_000_000))
+    assert not tr.process(forged)
+    assert tr.process(ego)
+    assert sum(v for k, v in tr.stats.rejected.items() if k.endswith(":unknown_topic")) == 1
