@@ -3,7 +3,7 @@
 Offline (:func:`iter_messages`): decode every record with :mod:`bus.codec`, in file order, with
 no sockets and no wall clock, as fast as the machine allows. Two replays of the same log give
 identical message streams; undecodable payloads and topics with no known type are skipped and
-counted in :class:`~bus.logfile.ReadStats`.
+counted in :class:`~bus.logreader.ReadStats`.
 
 Through the bus (:class:`BusReplayer`): raw payloads are re-sent bit-exactly with
 ``Publisher.publish_raw``, so ``header.seq`` and ``header.sent_mono_ns`` stay as recorded. Message
@@ -54,7 +54,7 @@ def iter_messages(
 ) -> Iterator[LogMessage]:
     """Decoded messages of a log, deterministic and in file order.
 
-    Args are those of :func:`bus.logfile.iter_log`. A payload rejected by the codec is skipped
+    Args are those of :func:`bus.logreader.iter_log`. A payload rejected by the codec is skipped
     and counted as ``decode:<topic>``; a topic with no known message type as
     ``unknown_topic:<topic>``; a channel not encoded as msgpack as ``encoding:<topic>``.
     ``stats.yielded`` counts raw records read; use ``stats.skipped`` for what was dropped.
