@@ -49,6 +49,11 @@ DEFAULT_CHUNK_BYTES: Final = 1024 * 1024
 _COMPRESSION: Final = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
 
 
+MAX_CHANNELS: Final = 4096  # per log part; MCAP allows 65,535
+MAX_TOPIC_CHARS: Final = 256
+OVERFLOW_TOPIC: Final = "_overflow"  # where payloads of topics beyond those limits go
+
+
 class LogError(BusError):
     """A log file that cannot be read at all (missing, empty, not MCAP), or, in strict mode,
     one with damage. ``problems`` lists every problem found, each naming offset and reason."""
@@ -248,6 +253,20 @@ class LogWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _channel_topic(self, topic: str) -> str:
+        """``topic``, or ``OVERFLOW_TOPIC`` for one that cannot have a channel of its own.
+
+        MCAP channel ids are 16-bit and every channel is repeated in the summary: a flood of
+        made-up topics (or one 1 MB topic name) must not end or bloat the recording. Their
+        payloads are still written, bit-exact, on one shared channel (a decodable payload names
+        its topic in its own header).
+        """
+        if topic in self._channels:
+            return topic
+        if len(self._channels) >= MAX_CHANNELS or len(topic) > MAX_TOPIC_CHARS or not topic.isprintable():
+            return OVERFLOW_TOPIC
+        return topic
+
     def _channel(self, topic: str, type_name: str | None) -> int:
         cid = self._channels.get(topic)
         if cid is not None:
@@ -290,7 +309,8 @@ class LogWriter:
         """
         if self._closed:
             raise LogError(self.path, "write after close")
-        cid = self._channel(topic, type_name)
+        topic = self._channel_topic(topic)
+        cid = self._channel(topic, type_name if topic != OVERFLOW_TOPIC else None)
         self._writer.add_message(
             cid,
             log_time=int(log_time_ns),

@@ -258,3 +258,20 @@ def test_recorder_killed_then_restarted_on_same_out_loses_nothing(ctx, cfg, tmp_
     assert "recording to" in output and "rec.1.mcap" in output
     got = [(r.topic, r.payload) for part in log_parts(out) for r in iter_log(part)]
     assert got == sent
+
+
+def test_log_writer_survives_a_flood_of_topics_and_keeps_every_payload(tmp_path) -> None:
+    """100,000 made-up topics used to overflow MCAP's 16-bit channel ids and crash the recorder."""
+    from bus.logfile import MAX_CHANNELS, OVERFLOW_TOPIC, LogWriter
+    from bus.logreader import iter_log
+
+    path = tmp_path / "flood.mcap"
+    n = MAX_CHANNELS + 3000
+    with LogWriter(path, chunk_bytes=1 << 16) as w:
+        for i in range(n):
+            w.write_raw(f"junk.{i}", b"x%d" % i, i, i)
+        w.write_raw("t" * (1 << 20), b"huge topic", n, n)
+    got = list(iter_log(path))
+    assert len(got) == n + 1 and {r.payload for r in got} == {b"x%d" % i for i in range(n)} | {b"huge topic"}
+    assert sum(r.topic == OVERFLOW_TOPIC for r in got) == 3000 + 1
+    assert len(w.counts) == MAX_CHANNELS + 1
