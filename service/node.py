@@ -209,6 +209,7 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
                 node=SERVICE_NODE,
                 provider=provider,
                 degraded=True,
+                state="degraded",
                 reason="waiting for map",
                 ticks=0,
                 deadline_misses=0,
