@@ -36,22 +36,28 @@ class FrameRing:
 
     Args:
         seconds: how far back a capture reaches (covers the dead recorder's unwritten chunk).
-        max_bytes: memory bound; the oldest frames go first.
+        max_bytes: memory bound of the ring; the oldest frames go first.
+        max_capture_bytes: memory bound of all captures of a run (they are written at its end);
+            what does not fit is counted in ``dropped_bytes``.
     """
 
-    def __init__(self, seconds: float = 3.0, max_bytes: int = 256 << 20) -> None:
+    def __init__(
+        self, seconds: float = 3.0, max_bytes: int = 256 << 20, max_capture_bytes: int = 1 << 30
+    ) -> None:
         self._window_ns = int(seconds * 1e9)
         self._max_bytes = max_bytes
         self._frames: deque[Frame] = deque()
         self._bytes = 0
         self._captures: list[list[Frame]] = []
         self._capture_until_ns = 0
-        self.dropped_bytes = 0  # frames a capture could not keep (max_bytes)
+        self._capture_bytes = 0
+        self._max_capture_bytes = max_capture_bytes
+        self.dropped_bytes = 0  # captured frames not kept (max_capture_bytes over the run)
 
     def add(self, topic: str, payload: bytes, recv_ns: int) -> None:
         frame = Frame(topic, bytes(payload), recv_ns)
         if self._captures and recv_ns <= self._capture_until_ns:
-            self._captures[-1].append(frame)
+            self._keep(self._captures[-1], frame)
         self._frames.append(frame)
         self._bytes += len(frame.payload)
         while self._frames and (
@@ -64,8 +70,19 @@ class FrameRing:
         if self._captures and now_ns <= self._capture_until_ns:
             self._capture_until_ns = now_ns + int(hold_s * 1e9)  # one capture covers both
             return
-        self._captures.append(list(self._frames))
+        capture: list[Frame] = []
+        for frame in self._frames:
+            self._keep(capture, frame)
+        self._captures.append(capture)
         self._capture_until_ns = now_ns + int(hold_s * 1e9)
+
+    def _keep(self, capture: list[Frame], frame: Frame) -> None:
+        """Add ``frame`` to ``capture`` unless the run's captures hold ``max_capture_bytes``."""
+        if self._capture_bytes + len(frame.payload) > self._max_capture_bytes:
+            self.dropped_bytes += len(frame.payload)
+            return
+        capture.append(frame)
+        self._capture_bytes += len(frame.payload)
 
     @property
     def captures(self) -> list[list[Frame]]:

@@ -299,6 +299,9 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
                         rejected.add(k, v)
                 for k, v in rep.stats.rejected.items():
                     rejected.add(f"conditional:{k}", v)
+                for k, v in (("publish:hwm_drops", pub.hwm_drops), ("publish:oversize", pub.oversize)):
+                    if v:  # what this node failed to send (its own queue full, or too large)
+                        rejected.add(k, v)
                 gaps = {**sensors.stats.gaps, **control.stats.gaps}
                 pub.publish(pipe.health(SERVICE_NODE, last_tick_ns, provider, rejected, gaps, verdict))
     finally:

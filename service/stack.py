@@ -260,6 +260,10 @@ def run_stack(opts: StackOptions) -> StackResult:
                 parts.append(gap_part)
         except Exception as e:  # the run's result must still be reported
             log.warning("could not write the frames missed around recorder restarts: %s", e)
+        if mon.ring.dropped_bytes:
+            log.warning(
+                "%d bytes around recorder restarts exceeded the capture bound", mon.ring.dropped_bytes
+            )
     e2e_p50, e2e_p99 = pct_ms(mon.e2e_all)
     summary = {
         "scenario": opts.scenario,

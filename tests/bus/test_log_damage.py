@@ -27,7 +27,7 @@ from mcap.stream_reader import breakup_chunk
 
 from bus import log_cli
 from bus.errors import StartupError
-from bus.logfile import LogError
+from bus.logfile import LogError, LogWriter
 from bus.logreader import EXIT_DAMAGED, LogReader, ReadStats, iter_log
 from tests.bus._log_helpers import write_sample_log
 
@@ -507,3 +507,36 @@ def test_fuzz_in_place_damage_spares_untouched_chunks(
         layout, read, bytes(damaged), lambda c: any(c.start <= o < c.end for o in offsets), ranges=False
     )
     assert problem is None, problem
+
+
+def test_hostile_payloads_inside_an_intact_log_are_counted_not_raised(tmp_path: Path) -> None:
+    """A log that recorded the shape-overflow and bool-schema payloads (the recorder writes what
+    the bus delivered) used to crash `log replay`, `replay` and `export-foxglove`."""
+    import msgpack
+
+    from bus import codec
+    from bus import messages as m
+    from bus.log_cli import export_foxglove
+    from bus.replayer import iter_messages
+    from tests.bus._log_helpers import sample_stream
+
+    good = sample_stream(3)
+    tracks = next(msg for msg in good if isinstance(msg, m.Tracks))
+    wire = msgpack.unpackb(codec.encode(tracks), raw=False)
+    wire["position_m"]["shape"] = [2**64 - 1, 2]
+    overflow = msgpack.packb(wire, use_bin_type=True)
+    wire = msgpack.unpackb(codec.encode(tracks), raw=False)
+    wire["header"]["schema"] = True
+    bool_schema = msgpack.packb(wire, use_bin_type=True)
+    path = tmp_path / "hostile.mcap"
+    with LogWriter(path, stamp_seq=False) as w:
+        for i, msg in enumerate(good):
+            w.write(msg)
+            if i == 3:
+                w.write_raw(m.TOPIC_TRACKS, overflow, msg.header.stamp_ns, msg.header.stamp_ns)
+                w.write_raw(m.TOPIC_TRACKS, bool_schema, msg.header.stamp_ns, msg.header.stamp_ns)
+    stats = ReadStats()
+    assert len(list(iter_messages(path, stats=stats))) == len(good)
+    assert stats.skipped == {f"decode:{m.TOPIC_TRACKS}": 2}
+    counts = export_foxglove(path, tmp_path / "fox.mcap")
+    assert sum(counts.values()) == len(good)

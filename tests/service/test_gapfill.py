@@ -69,3 +69,12 @@ def test_ring_is_bounded_by_time_and_bytes() -> None:
     ring.start_capture(1000 * 10 * MS, hold_s=0.0)
     cap = ring.captures[0]
     assert len(cap) <= 100 and sum(len(f.payload) for f in cap) <= 10_000
+
+
+def test_captures_are_bounded_over_a_run() -> None:
+    ring = FrameRing(seconds=10.0, max_capture_bytes=5_000)
+    ring.start_capture(0, hold_s=100.0)
+    for s in range(100):
+        ring.add(m.TOPIC_EGO, b"x" * 100, s * MS)
+    assert sum(len(f.payload) for cap in ring.captures for f in cap) == 5_000
+    assert ring.dropped_bytes == 5_000
