@@ -40,7 +40,7 @@ COPY benchmarks/ benchmarks/
 # The project is built from this source (setuptools and wheel come from the wheelhouse too).
 RUN "${PYTHON}" -m venv /opt/prescient \
  && /opt/prescient/bin/pip install --no-cache-dir ".[gpu]" \
- && /opt/prescient/bin/python -c 'import onnxruntime, service.stack_cli; print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())'
+ && /opt/prescient/bin/python -c 'import onnxruntime, service.app.stack_cli; print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())'
 
 FROM base AS runtime
 ARG UID=10001
@@ -57,7 +57,7 @@ ENV PATH=/opt/prescient/bin:$PATH \
 # Numeric, so a runtime can verify it is not root (runAsNonRoot).
 USER ${UID}:${UID}
 WORKDIR /data
-# One process per container; the check is picked from that process (service/healthcheck.py):
+# One process per container; the check is picked from that process (service/app/healthcheck.py):
 # bus -> the proxy forwards subscriptions, sim -> ego.state flows, serve -> health.predictor,
 # planner -> planner.status, record -> the log file grows. start-period covers numba compiling
 # the kernels on first start (72 s on a loaded 2-core host without a warm cache).

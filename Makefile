@@ -22,6 +22,7 @@ lint: setup
 
 test: setup
 	$(BIN)/ruff check bus sim_sensors service models benchmarks tests
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 demo: setup

@@ -49,8 +49,8 @@ def build_scene(agents: int, model: Path | None, seconds: float = 5.0):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from service.app.stack_cli import DEFAULT_MODEL
     from service.planner_stub import candidate_plans
-    from service.stack_cli import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, default=100)

@@ -31,7 +31,7 @@ STAGES = ("decode", "track", "raster", "infer", "total")
 
 
 def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Path | None, idx: int) -> dict:
-    from service.stack import StackOptions, run_stack
+    from service.app.stack import StackOptions, run_stack
 
     night = scenario == "night"
     out = RESULTS_DIR / "e2e" / f"{scenario}-{agents}"
@@ -181,7 +181,7 @@ def check(points: list[dict], budgets: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from service.stack_cli import DEFAULT_MODEL
+    from service.app.stack_cli import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, nargs="+", default=[10, 50, 100, 200, 400])

@@ -44,7 +44,7 @@ def _feed(cfg, n_valid: int, seed: int) -> dict[str, np.ndarray]:
 def worker(runtime: str, model_dir: Path, runs: int, warmup: int, threads: int, n_valid: int) -> dict:
     """Time one runtime in this process; returns stats (ms) and the provider / thread counts."""
     manifest = json.loads((model_dir / "model.manifest.json").read_text())
-    from models.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+    from service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
 
     cfg = ModelConfig.from_dict(manifest["model_config"])
     samples: list[int] = []
@@ -89,9 +89,9 @@ def build_model(model_dir: Path, channels: int, size: int, n_max: int, seed: int
     """Export a seeded random-weight full-size model plus its checkpoint into ``model_dir``."""
     import torch
 
-    from models.config import ModelConfig
     from models.export import export_onnx, save_checkpoint
     from models.net import TrajectoryNet
+    from service.model_io.config import ModelConfig
 
     torch.manual_seed(seed)
     model = TrajectoryNet(ModelConfig(in_channels=channels, raster_hw=(size, size), n_max=n_max)).eval()

@@ -327,7 +327,7 @@ def run_bench(opts: BenchOptions) -> Report:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from service.stack_cli import DEFAULT_MODEL
+    from service.app.stack_cli import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(prog="prescient bench reliability", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 s attacks, 10,000 random topics (about 3 min)")

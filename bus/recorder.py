@@ -277,20 +277,3 @@ def summary_lines(summary: RecordSummary) -> list[str]:
     if summary.rejected:
         lines.append(f"rejected by the codec (still recorded raw): {summary.rejected}")
     return lines
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m bus.recorder``: same as ``prescient record``."""
-    import argparse
-
-    from bus.log_cli import add_record_arguments, cmd_record
-
-    parser = argparse.ArgumentParser(prog="python -m bus.recorder", description="Record the bus to MCAP.")
-    add_record_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname).1s %(name)s: %(message)s")
-    return cmd_record(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """``prescient train | eval | export``: model training, evaluation and ONNX export.
 
-Registered by :mod:`service.cli`. Torch is imported inside the handlers only, so ``prescient --help``
+Registered by :mod:`service.app.cli`. Torch is imported inside the handlers only, so ``prescient --help``
 stays fast and works without the ``train`` extra.
 """
 

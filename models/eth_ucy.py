@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from bus.messages import AgentClass
-from models.baselines import constant_velocity_predictions
-from models.config import ModelConfig
-from models.features import build_agent_inputs, world_from_agent_predictions
+from service.model_io.baselines import constant_velocity_predictions
+from service.model_io.config import ModelConfig
+from service.model_io.features import build_agent_inputs, world_from_agent_predictions
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ ground truth and its full 8 s future is known. Metrics (metres, nats), per horiz
 * ``brier_min_fde``: ``min_fde + (1 - p)^2`` with p the probability of the mode with the min FDE.
 * ``nll``: mixture negative log-likelihood of the true path (steps up to h) under the per-step,
   per-axis Laplace mixture, in nats per agent. CV and CTRV use the fallback's growing scale
-  (:data:`models.baselines.CV_SCALE_BASE_M` + rate * t), one mode with probability 1.
+  (:data:`service.model_io.baselines.CV_SCALE_BASE_M` + rate * t), one mode with probability 1.
 
 Everything is computed in each agent's own frame (origin at the agent, x along its heading):
 displacements are frame-invariant, and the net's Laplace scales are defined there.
@@ -31,15 +31,15 @@ import numpy as np
 from scipy.special import logsumexp
 
 from bus import messages as m
-from models.baselines import (
+from models.sim_data import SimDataError, list_shards, load_shard, targets_in_agent_frame
+from service.model_io.baselines import (
     CV_SCALE_BASE_M,
     CV_SCALE_RATE_MPS,
     constant_turn_rate_predictions,
     constant_velocity_predictions,
 )
-from models.config import OUTPUT_NAMES
-from models.features import AgentInputs, agent_inputs_from_tracks
-from models.sim_data import SimDataError, list_shards, load_shard, targets_in_agent_frame
+from service.model_io.config import OUTPUT_NAMES
+from service.model_io.features import AgentInputs, agent_inputs_from_tracks
 
 log = logging.getLogger(__name__)
 
@@ -324,9 +324,9 @@ def evaluate_av2(
     """
     from bus.importers.av2_sensor import import_av2_sensor
     from bus.replayer import iter_messages
+    from service.offline import iter_ticks
     from service.pipeline import Pipeline, PipelineConfig
     from service.raster import RasterConfig, build_spec
-    from service.replay import iter_ticks
 
     spec = build_spec(RasterConfig())
     predictor = load_predictor(model_path, spec.fingerprint(), spec.num_channels, threads)

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
-from models.manifest import MANIFEST_FORMAT_VERSION, manifest_path_for, sha256_file
 from models.net import TrajectoryNet
+from service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+from service.model_io.manifest import MANIFEST_FORMAT_VERSION, manifest_path_for, sha256_file
 
 log = logging.getLogger(__name__)
 

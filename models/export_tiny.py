@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from models.config import ModelConfig
 from models.export import export_onnx, manifest_path_for
 from models.net import TrajectoryNet
+from service.model_io.config import ModelConfig
 
 TINY_SPEC_VERSION = "tiny-test"
 

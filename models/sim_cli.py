@@ -1,6 +1,6 @@
 """``prescient data generate | train-sim | eval-sim | eval-av2``: simulation training and evaluation.
 
-Registered by :mod:`service.cli`. Torch is imported inside the handlers only.
+Registered by :mod:`service.app.cli`. Torch is imported inside the handlers only.
 """
 
 from __future__ import annotations

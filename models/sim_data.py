@@ -11,8 +11,8 @@ off), so tracker and rasterizer are exactly the onboard ones. Every ``stride_tic
   call that :meth:`Pipeline.conditional` uses. The ``ego_plan`` channel as drawn from the
   simulator's route (``EgoState.plan_xy_m``, what a plain tick renders) is kept separately
   (``route_*``), so training can mix both plan kinds (see :mod:`models.train_sim`).
-* agent inputs: :func:`models.features.agent_inputs_from_tracks` with the default
-  :class:`models.config.ModelConfig` (``n_max`` 128, ``hist_steps`` 20, ``plan_points`` 16),
+* agent inputs: :func:`service.model_io.features.agent_inputs_from_tracks` with the default
+  :class:`service.model_io.config.ModelConfig` (``n_max`` 128, ``hist_steps`` 20, ``plan_points`` 16),
   exactly what :meth:`service.predictor.OnnxPredictor.predict` builds; slots are nearest first,
   so truncating to a smaller ``n_max`` equals building with it.
 * targets: each input track is matched to the nearest ground-truth agent within
@@ -40,8 +40,8 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 from bus import messages as m
-from models.config import ModelConfig
-from models.features import agent_inputs_from_tracks
+from service.model_io.config import ModelConfig
+from service.model_io.features import agent_inputs_from_tracks
 
 log = logging.getLogger(__name__)
 

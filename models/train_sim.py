@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.config import ModelConfig
 from models.export import export_onnx, load_checkpoint, onnx_parity, save_checkpoint
 from models.net import TrajectoryNet, wta_laplace_loss
 from models.sim_data import STORE_N_MAX, Shard, SimDataError, list_shards, load_shard, targets_in_agent_frame
+from service.model_io.config import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from bus import messages as m
 from bus.config import RequestLimits
-from models.baselines import constant_velocity_predictions
 from service.liveness import Verdict
+from service.model_io.baselines import constant_velocity_predictions
 from service.raster import RasterConfig, Rasterizer
 from service.tracker import Tracker, TrackerConfig
 from service.tracker.admission import ClockVote

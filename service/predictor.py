@@ -27,10 +27,10 @@ import onnxruntime as ort
 
 from bus.errors import StartupError
 from bus.messages import Tracks
-from models.baselines import constant_velocity_predictions
-from models.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
-from models.features import AgentInputs, agent_inputs_from_tracks, world_from_agent_predictions
-from models.manifest import manifest_path_for, sha256_file
+from service.model_io.baselines import constant_velocity_predictions
+from service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+from service.model_io.features import AgentInputs, agent_inputs_from_tracks, world_from_agent_predictions
+from service.model_io.manifest import manifest_path_for, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class OnnxPredictor:
 
         Args:
             raster: (C, H, W) float32.
-            inputs: from :func:`models.features.build_agent_inputs` with this predictor's ``cfg``.
+            inputs: from :func:`service.model_io.features.build_agent_inputs` with this predictor's ``cfg``.
 
         Returns:
             traj (M, K, T, 2), probs (M, K), scale (M, K, T, 2) world frame for the M valid slots

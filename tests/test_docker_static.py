@@ -1,5 +1,5 @@
 """Docker files checked without a Docker engine: hadolint, Dockerfile structure, compose topology,
-and the container health checks (service/healthcheck.py) run against a real in-process bus.
+and the container health checks (service/app/healthcheck.py) run against a real in-process bus.
 
 The image itself is built and run by ``make docker-smoke`` (.ci/docker/smoke.sh), not here.
 """
@@ -24,7 +24,7 @@ from bus import messages as m
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE = REPO / "compose.yaml"
-HEALTHCHECK = REPO / "service" / "healthcheck.py"
+HEALTHCHECK = REPO / "service" / "app" / "healthcheck.py"
 
 # compose service -> (prescient subcommand, endpoints it binds)
 EXPECTED_SERVICES = {
@@ -144,7 +144,7 @@ def test_dockerignore_keeps_context_small_but_keeps_the_wheelhouse():
         assert ignored(path), path
     needed = (
         ".ci/docker/wheelhouse/numpy-2.0-cp311-cp311-manylinux_2_28_x86_64.whl",
-        "service/healthcheck.py",
+        "service/app/healthcheck.py",
         "models/shipped/prescient.onnx",
         "bus/messages.py",
         "pyproject.toml",
@@ -172,7 +172,7 @@ def test_compose_one_service_per_process(compose):
 
 
 def test_compose_commands_parse_with_the_real_cli(compose):
-    from service.cli import build_parser
+    from service.app.cli import build_parser
 
     parser = build_parser()
     for name, svc in compose["services"].items():

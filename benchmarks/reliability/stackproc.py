@@ -1,6 +1,6 @@
 """The stack under attack: ``prescient up --no-live`` as a child process, and its children.
 
-The launcher supervises its children (``service/stack.py``): a child that exits is restarted and
+The launcher supervises its children (``service/app/stack.py``): a child that exits is restarted and
 the launcher logs ``<name> exited with <rc> (<last line>); restarting (i/MAX)``, or ``<name> keeps
 failing`` when it gives up (and ``restarts`` per child in ``summary.json``). Those lines are how restarts are counted here; a restart that no
 ``kill -9`` of ours explains is a crash. Children are found under the launcher's pid in

@@ -308,7 +308,7 @@ def test_damaged_first_chunk_of_unfinished_log_keeps_later_topics(layout: _Layou
 
 # ----------------------------------------------------------------------------------------------
 def _prescient(argv: list[str]) -> int:
-    """``prescient ARGV`` for the log commands, as ``service.cli.main`` runs them (StartupError: 1)."""
+    """``prescient ARGV`` for the log commands, as ``service.app.cli.main`` runs them (StartupError: 1)."""
     parser = argparse.ArgumentParser(prog="prescient")
     log_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
@@ -400,8 +400,8 @@ def test_log_commands_on_unreadable_files_fail_clearly(
 
 
 def test_offline_service_replay_of_damaged_log_reports_damage(damaged_log) -> None:
-    """`prescient replay` (service.replay.replay_log): runs on what is readable, exit_code 3 and ranges."""
-    from service.replay import replay_log
+    """`prescient replay` (service.offline.replay_log): runs on what is readable, exit_code 3 and ranges."""
+    from service.offline import replay_log
 
     path, _, ranges = damaged_log
     summary = replay_log(path, None)
@@ -412,7 +412,7 @@ def test_offline_service_replay_of_damaged_log_reports_damage(damaged_log) -> No
 
 def test_offline_service_replay_never_writes_over_its_log_or_an_existing_file(damaged_log, tmp_path) -> None:
     """replay_log --out: the log itself and an existing file are refused before any work."""
-    from service.replay import replay_log
+    from service.offline import replay_log
 
     path, _, _ = damaged_log
     before = path.read_bytes()

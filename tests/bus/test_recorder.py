@@ -95,7 +95,7 @@ def test_recorder_counts_seq_gaps_and_stores_them(ctx, cfg, tmp_path: Path) -> N
 
 def _start_recorder_process(cfg: BusConfig, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bus.recorder", "--out", str(out), "--sub-endpoint", cfg.sub_endpoint, *extra],
+        [sys.executable, "-m", "service", "record", "--out", str(out), "--sub-endpoint", cfg.sub_endpoint, *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -118,7 +118,7 @@ def _feed_process(
 
 @pytest.mark.slow
 def test_recorder_process_finishes_file_on_sigint(ctx, cfg, tmp_path: Path) -> None:
-    """SIGINT to `python -m bus.recorder`: exit 0, a finished file (summary, footer), nothing lost."""
+    """SIGINT to `prescient record`: exit 0, a finished file (summary, footer), nothing lost."""
     out = tmp_path / "rec.mcap"
     with Proxy(cfg, ctx):
         proc = _start_recorder_process(cfg, out)

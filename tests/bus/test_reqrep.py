@@ -21,7 +21,7 @@ from bus.config import BusConfig, CurveConfig, RequestLimits
 from bus.errors import RequestTimeout, StartupError
 from bus.map_server import MapServer
 from bus.reqrep import Replier, Requester, ServerError
-from service.cli import build_parser, main
+from service.app.cli import build_parser, main
 from tests.bus.samples import sample_message
 
 MAP_REQUEST = m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST))
@@ -350,7 +350,7 @@ def test_curve_dir_missing_or_env_default(tmp_path, keys, monkeypatch) -> None:
 @pytest.mark.parametrize("record", [True, False])
 def test_up_passes_curve_dir_to_every_child(tmp_path, keys, record) -> None:
     """Every child argv of `prescient up` carries --curve-dir, and parses to a CurveZMQ config."""
-    from service.stack import StackOptions, build_children
+    from service.app.stack import StackOptions, build_children
 
     opts = StackOptions(out_dir=tmp_path, curve_dir=keys, record=record)
     children = build_children(opts, tmp_path / "log.mcap")
@@ -369,7 +369,7 @@ def test_up_passes_curve_dir_to_every_child(tmp_path, keys, record) -> None:
 
 def test_up_cli_reaches_stack_options(keys, monkeypatch) -> None:
     """`prescient up --curve-dir DIR` hands DIR to run_stack."""
-    import service.stack as stack
+    import service.app.stack as stack
 
     seen = {}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.baselines import constant_turn_rate_predictions
 from models.export_tiny import tiny_config
-from models.features import build_agent_inputs, resample_plan, world_from_agent_predictions
+from service.model_io.baselines import constant_turn_rate_predictions
+from service.model_io.features import build_agent_inputs, resample_plan, world_from_agent_predictions
 
 
 def _inputs(cfg, n=3, ego_pose=(10.0, 5.0, np.pi / 2), plan=None):

@@ -8,7 +8,7 @@ from bus import codec
 from bus import messages as m
 from bus.logfile import LogWriter, peek_header
 from bus.logreader import iter_log
-from service.gapfill import FrameRing, fill_gaps
+from service.app.gapfill import FrameRing, fill_gaps
 
 MS = 1_000_000
 

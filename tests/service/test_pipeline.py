@@ -209,7 +209,7 @@ def test_replay_log_twice_is_identical(tiny_model: Path, tmp_path: Path) -> None
     """A log replayed twice through ``replay_log`` gives byte-identical predictions."""
     from bus import codec
     from bus.replayer import iter_messages
-    from service.replay import iter_ticks
+    from service.offline import iter_ticks
 
     log_path = tmp_path / "scene.mcap"
     with LogWriter(log_path) as w:

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from bus.messages import NUM_CLASSES, TOPIC_TRACKS, TRACK_HISTORY_STEPS, Tracks, empty
-from models.config import INPUT_NAMES
 from models.export_tiny import TINY_SPEC_VERSION, build_tiny_model, write_tiny_onnx
-from models.features import agent_inputs_from_tracks
+from service.model_io.config import INPUT_NAMES
+from service.model_io.features import agent_inputs_from_tracks
 from service.predictor import (
     ModelLoadError,
     OnnxPredictor,

@@ -11,7 +11,7 @@ from bus.errors import StartupError
 from bus.map_server import MapServer
 from bus.messages import TOPIC_MAP_REQUEST, Header, MapRequest
 from bus.reqrep import Requester
-from service.cli import main
+from service.app.cli import main
 from sim_sensors import build_map
 from sim_sensors.cli import register
 

@@ -128,7 +128,7 @@ def test_recall_is_counted(tiny_models, tiny_set) -> None:
 
 
 def test_generator_roundtrip_and_cli(tiny_models, tmp_path, capsys) -> None:
-    from service.cli import main
+    from service.app.cli import main
 
     vae, unet, scale = tiny_models
     w = save_weights(tmp_path / "w.pt", TINY, vae, unet, scale, {"note": "tiny"})

@@ -120,7 +120,7 @@ def test_simulation_from_scenario_runs() -> None:
 
 
 def test_sim_cli_from_scenario(tmp_path, capsys) -> None:
-    from service.cli import main
+    from service.app.cli import main
 
     p = save_scenes(tmp_path / "s.json", [_scene()])
     assert main(["sim", "--offline", "--fast", "--duration", "1", "--from-scenario", f"{p}#0"]) == 0

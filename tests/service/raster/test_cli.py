@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.cli import main
+from service.app.cli import main
 from service.raster import CHANNELS
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"

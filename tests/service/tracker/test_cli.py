@@ -15,7 +15,7 @@ import pytest
 from bus import messages as m
 from bus.config import BusConfig
 from bus.transport import Publisher, Subscriber
-from service.cli import main
+from service.app.cli import main
 from service.tracker.synthetic import SyntheticScene
 
 REPO = Path(__file__).resolve().parents[3]

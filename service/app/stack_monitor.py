@@ -2,7 +2,7 @@
 
 The monitor subscribes to every topic; it counts frames per topic without decoding the heavy
 sensor payloads and decodes only predictions, planner status and health. It also keeps the last
-seconds of raw frames (:class:`~service.gapfill.FrameRing`) so a recorder restart loses nothing.
+seconds of raw frames (:class:`~service.app.gapfill.FrameRing`) so a recorder restart loses nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from bus.config import BusConfig
 from bus.errors import DecodeError
 from bus.rxstats import topic_key
 from bus.transport import Subscriber
-from service.gapfill import FrameRing
+from service.app.gapfill import FrameRing
 
 LIGHT_TOPICS = (m.TOPIC_PREDICTIONS, m.TOPIC_PLANNER_STATUS, m.TOPIC_HEALTH_PREFIX)
 MAX_TOPICS = 256
@@ -128,7 +128,7 @@ def pct_ms(values: object) -> tuple[float, float]:
 def render_table(mon: Monitor, children: list, elapsed_s: float):
     """A rich renderable: rates per topic, latency per stage and end to end, health.
 
-    ``children``: the launcher's :class:`service.stack.Child` list (name, alive, restarts).
+    ``children``: the launcher's :class:`service.app.stack.Child` list (name, alive, restarts).
     """
     from rich.console import Group
     from rich.table import Table

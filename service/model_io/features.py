@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bus.messages import NUM_CLASSES, Tracks
-from models.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
+from service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
 
 Float32Array = npt.NDArray[np.float32]
 Int64Array = npt.NDArray[np.int64]

@@ -15,7 +15,7 @@ from bus.cli import add_bus_args, bus_config_from_args
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "shipped" / "prescient.onnx"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "shipped" / "prescient.onnx"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -94,7 +94,7 @@ def _planner(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from service.stack import StackOptions, run_stack
+    from service.app.stack import StackOptions, run_stack
 
     scenario, agents = args.scenario, args.agents
     if args.from_scenario:
@@ -125,7 +125,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from service.replay import replay_log
+    from service.offline import replay_log
 
     model = None if args.no_model else Path(args.model)
     summary = replay_log(

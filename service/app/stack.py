@@ -27,8 +27,8 @@ import numpy as np
 from bus.config import ENV_BUS, BusConfig, CurveConfig
 from bus.errors import StartupError
 from bus.recorder import log_parts, next_part
-from service.gapfill import FrameRing, fill_gaps
-from service.stack_monitor import Monitor, pct_ms, render_table
+from service.app.gapfill import FrameRing, fill_gaps
+from service.app.stack_monitor import Monitor, pct_ms, render_table
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def run_stack(opts: StackOptions) -> StackResult:
     }
     if opts.picture and opts.record and log_path.exists():
         try:
-            from service.summary import render_summary
+            from service.app.summary import render_summary
 
             summary["picture"] = str(render_summary(log_path, out / "summary.png"))
         except Exception as e:  # a picture must never hide the run's result

@@ -19,10 +19,10 @@ COMMAND_MODULES = (
     "bus.log_cli",  # prescient log ..., prescient import ...
     "sim_sensors.cli",  # prescient sim
     "service.tracker.cli",  # prescient track
-    "service.raster.cli",  # prescient raster
+    "service.app.raster_cli",  # prescient raster
     "models.cli",  # prescient data / train / eval / export
     "models.sim_cli",  # prescient data generate / train-sim / eval-sim / eval-av2
-    "service.stack_cli",  # prescient up / replay / serve / planner
+    "service.app.stack_cli",  # prescient up / replay / serve / planner
     "benchmarks.cli",  # prescient bench
     "models.scenario_diffusion.cli",  # prescient scenarios
 )
