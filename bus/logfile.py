@@ -233,7 +233,7 @@ class LogWriter:
         self.path = Path(path)
         self._file = _UnbufferedFile(self.path, overwrite)
         self._writer = Writer(
-            self._file,
+            self._file,  # type: ignore[arg-type]  # a file object in all but name (write, tell, flush)
             chunk_size=chunk_bytes,
             compression=_COMPRESSION[compression],
             enable_data_crcs=True,  # lets the reader notice damage no record shows (reordered chunks)
@@ -388,7 +388,7 @@ def peek_header(payload: bytes) -> tuple[int, int] | None:
     if h is None:
         return None
     seq, sent = h.get("seq"), h.get("sent_mono_ns")
-    if not (_is_uint(seq) and _is_uint(sent)):
+    if not (isinstance(seq, int) and isinstance(sent, int) and _is_uint(seq) and _is_uint(sent)):
         return None
     return seq, sent
 

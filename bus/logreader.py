@@ -342,7 +342,7 @@ class _Walker:
 
     def next_trusted(self, start: int) -> tuple[int, str]:
         """First offset at or after ``start`` of a record the reader can prove, and its kind; (-1, "")."""
-        for hit in _RESYNC_OPCODES.finditer(self.buf, start):  # type: ignore[call-overload]
+        for hit in _RESYNC_OPCODES.finditer(self.buf, start):
             p = hit.start()
             if self.size - p < _HDR:
                 break

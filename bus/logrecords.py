@@ -13,6 +13,7 @@ Offsets are byte offsets into the file (or into a chunk's decompressed records);
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import struct
 import zlib
 from typing import Final
@@ -21,6 +22,8 @@ import lz4.frame
 import zstandard
 from mcap.opcode import Opcode
 from mcap.records import Channel, Footer, Message, Metadata, Schema
+
+Buf = bytes | bytearray | memoryview | mmap.mmap  # a whole log file, read or memory-mapped
 
 MCAP_MAGIC: Final = b"\x89MCAP0\r\n"
 RECORD_HEADER: Final = struct.Struct("<BQ")  # opcode, body length
@@ -60,7 +63,7 @@ def opcode_name(opcode: int) -> str:
 class _Cursor:
     """Bounded little-endian reads over ``data[pos:end]``; every overrun is a RecordError."""
 
-    def __init__(self, data: bytes, pos: int, end: int) -> None:
+    def __init__(self, data: Buf, pos: int, end: int) -> None:
         self.data, self.pos, self.end = data, pos, end
 
     def _advance(self, n: int, what: str) -> int:
@@ -136,7 +139,7 @@ class ChunkFrame:
         return self.start_ns, self.end_ns, self.size, self.crc
 
 
-def chunk_frame(buf: bytes, pos: int) -> ChunkFrame:
+def chunk_frame(buf: Buf, pos: int) -> ChunkFrame:
     """Read the chunk whose record starts at ``pos``, ignoring the opcode and length fields.
 
     Args:
@@ -159,7 +162,7 @@ def chunk_frame(buf: bytes, pos: int) -> ChunkFrame:
     return ChunkFrame(pos, c.pos, start_ns, end_ns, size, crc, compression, lo, c.pos)
 
 
-def chunk_records(buf: bytes, frame: ChunkFrame) -> list[Schema | Channel | Message]:
+def chunk_records(buf: Buf, frame: ChunkFrame) -> list[Schema | Channel | Message]:
     """Decompress a chunk, check its CRC and parse every record in it.
 
     Raises:
@@ -243,7 +246,7 @@ def _lz4(data: bytes, size: int) -> bytes:
     return b"".join(parts)
 
 
-def parse_schema(data: bytes, lo: int, hi: int) -> Schema:
+def parse_schema(data: Buf, lo: int, hi: int) -> Schema:
     """Schema record body ``data[lo:hi]`` (id, name, encoding, data), framed exactly."""
     c = _Cursor(data, lo, hi)
     sid = c.u16("schema id")
@@ -254,7 +257,7 @@ def parse_schema(data: bytes, lo: int, hi: int) -> Schema:
     return Schema(id=sid, name=name, encoding=encoding, data=body)
 
 
-def parse_channel(data: bytes, lo: int, hi: int) -> Channel:
+def parse_channel(data: Buf, lo: int, hi: int) -> Channel:
     """Channel record body ``data[lo:hi]``, framed exactly."""
     c = _Cursor(data, lo, hi)
     cid = c.u16("channel id")
@@ -266,7 +269,7 @@ def parse_channel(data: bytes, lo: int, hi: int) -> Channel:
     return Channel(id=cid, topic=topic, message_encoding=encoding, metadata=meta, schema_id=schema_id)
 
 
-def parse_message(data: bytes, lo: int, hi: int) -> Message:
+def parse_message(data: Buf, lo: int, hi: int) -> Message:
     """Message record body ``data[lo:hi]``: fixed fields, then the payload up to ``hi``."""
     c = _Cursor(data, lo, hi)
     cid, seq, log_time, publish_time = c.unpack(_MESSAGE_FIXED, "message header")
@@ -274,7 +277,7 @@ def parse_message(data: bytes, lo: int, hi: int) -> Message:
     return Message(channel_id=cid, sequence=seq, log_time=log_time, publish_time=publish_time, data=payload)
 
 
-def parse_metadata(data: bytes, lo: int, hi: int) -> Metadata:
+def parse_metadata(data: Buf, lo: int, hi: int) -> Metadata:
     """Metadata record body ``data[lo:hi]`` (name, string map), framed exactly."""
     c = _Cursor(data, lo, hi)
     name = c.string("metadata name")
@@ -283,7 +286,7 @@ def parse_metadata(data: bytes, lo: int, hi: int) -> Metadata:
     return Metadata(name=name, metadata=meta)
 
 
-def check_message_index(data: bytes, lo: int, hi: int) -> None:
+def check_message_index(data: Buf, lo: int, hi: int) -> None:
     """A message index body: channel id, then (log_time, offset) pairs, framed exactly."""
     c = _Cursor(data, lo, hi)
     c.u16("channel id")
@@ -294,7 +297,7 @@ def check_message_index(data: bytes, lo: int, hi: int) -> None:
     c.done("MESSAGE_INDEX")
 
 
-def parse_header(data: bytes, lo: int, hi: int) -> tuple[str, str]:
+def parse_header(data: Buf, lo: int, hi: int) -> tuple[str, str]:
     """Header record body: ``(profile, library)``, framed exactly."""
     c = _Cursor(data, lo, hi)
     profile, library = c.string("profile"), c.string("library")
@@ -302,7 +305,7 @@ def parse_header(data: bytes, lo: int, hi: int) -> tuple[str, str]:
     return profile, library
 
 
-def footer_at_end(buf: bytes) -> Footer | None:
+def footer_at_end(buf: Buf) -> Footer | None:
     """The footer record before the closing magic, or None when the file does not end with one."""
     pos = len(buf) - len(MCAP_MAGIC) - FOOTER_BYTES
     if pos < len(MCAP_MAGIC) or buf[-len(MCAP_MAGIC) :] != MCAP_MAGIC:
@@ -314,7 +317,7 @@ def footer_at_end(buf: bytes) -> Footer | None:
     return Footer(summary_start=start, summary_offset_start=offsets, summary_crc=crc)
 
 
-def summary_chains(buf: bytes, lo: int, hi: int) -> bool:
+def summary_chains(buf: Buf, lo: int, hi: int) -> bool:
     """True if ``buf[lo:hi]`` is a sequence of summary-section records ending exactly at ``hi``."""
     pos = lo
     while pos < hi:
@@ -327,7 +330,7 @@ def summary_chains(buf: bytes, lo: int, hi: int) -> bool:
     return pos == hi
 
 
-def crc_of(buf: bytes, lo: int, hi: int) -> int:
+def crc_of(buf: Buf, lo: int, hi: int) -> int:
     """CRC-32 of ``buf[lo:hi]``, read in pieces so a large mmap is never copied whole."""
     crc = 0
     for p in range(lo, hi, 16 * _READ_STEP):

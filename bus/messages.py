@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar, dataclass_transform
 
 import numpy as np
 import numpy.typing as npt
@@ -213,12 +213,18 @@ class Message:
 
 
 MESSAGE_TYPES: dict[str, type] = {}
+_M = TypeVar("_M")
 
 
-def message(cls: type) -> type:
-    """Class decorator: make a frozen, slotted dataclass and register it by name."""
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def message(cls: type[_M]) -> type[_M]:
+    """Class decorator: make a frozen, slotted dataclass and register it by name.
+
+    ``dataclass_transform`` tells a type checker that the decorated class gets a dataclass
+    constructor (its fields, in order, with their defaults).
+    """
     dc = dataclass(frozen=True, slots=True, eq=False)(cls)  # eq=False: == on arrays is ambiguous
-    dc.TYPE_NAME = cls.__name__
+    dc.TYPE_NAME = cls.__name__  # type: ignore[attr-defined]  # declared on Message
     MESSAGE_TYPES[cls.__name__] = dc
     return dc
 

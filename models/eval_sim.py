@@ -197,7 +197,7 @@ def _score_scene(
     return res
 
 
-def load_predictor(model_path: Path, spec: str | None, channels: int | None, threads: int) -> Any:
+def load_eval_predictor(model_path: Path, spec: str | None, channels: int | None, threads: int) -> Any:
     """An :class:`service.predictor.OnnxPredictor` on CPU that must match ``spec`` / ``channels``."""
     from service.predictor import OnnxPredictor
 
@@ -240,7 +240,7 @@ def evaluate_sim(
     first = load_shard(paths[0])
     spec = str(first.meta["raster_spec"])
     channels = int(first.meta["raster_shape"][0])  # type: ignore[index]
-    predictor = load_predictor(model_path, spec, channels, threads)
+    predictor = load_eval_predictor(model_path, spec, channels, threads)
     trained_on = set(predictor.manifest.get("training", {}).get("train_runs", [])) | set(
         predictor.manifest.get("training", {}).get("val_runs", [])
     )
@@ -329,7 +329,7 @@ def evaluate_av2(
     from service.raster import RasterConfig, build_spec
 
     spec = build_spec(RasterConfig())
-    predictor = load_predictor(model_path, spec.fingerprint(), spec.num_channels, threads)
+    predictor = load_eval_predictor(model_path, spec.fingerprint(), spec.num_channels, threads)
     cfg = predictor.cfg
     logs = sorted(p for p in data_root.iterdir() if p.is_dir())
     if not logs:
@@ -503,7 +503,7 @@ def conditional_scene(
     from sim_sensors import SimConfig, Simulation
 
     spec = build_spec(RasterConfig())
-    predictor = load_predictor(model_path, spec.fingerprint(), spec.num_channels, threads=2)
+    predictor = load_eval_predictor(model_path, spec.fingerprint(), spec.num_channels, threads=2)
     sim = Simulation(SimConfig(scenario=scenario, seed=seed, n_agents=n_agents))
     pipe = Pipeline(sim.map, predictor, PipelineConfig(deadline_guard=False))
     last = None

@@ -43,7 +43,7 @@ TICK_PERIOD_NS = 100_000_000
 CONDITIONAL_MARGIN_NS = 15_000_000  # left free before the next tick (decode, tracker work)
 MAX_DRAIN = 10_000  # messages handled per loop turn before a tick gets its chance
 DRAIN_BUDGET_NS = 30_000_000  # and at most this long per socket
-_INPUT_GROUPS = {
+_INPUT_GROUPS: dict[type, str] = {
     m.EgoState: "ego",
     m.Tracks: "tracks",
     **{t: "sensors" for t in (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)},
@@ -118,32 +118,6 @@ def warm_up_stages() -> None:
     warm_up_kernels()
 
 
-def load_predictor(model: Path | None, threads: int, providers: tuple[str, ...]) -> tuple[object | None, str]:
-    """Load the ONNX model, or return (None, reason) when the file is absent.
-
-    A model that exists but disagrees with its manifest or the raster spec is a startup error
-    (raised by the predictor as :class:`~bus.errors.StartupError`): running a wrong model is
-    worse than running none.
-    """
-    from service.predictor import OnnxPredictor
-    from service.raster import RasterConfig, build_spec
-
-    if model is None:
-        return None, "no model configured"
-    if not Path(model).is_file():
-        log.warning("model %s not found: publishing constant-velocity predictions flagged degraded", model)
-        return None, f"model file missing: {model}"
-    spec = build_spec(RasterConfig())  # the raster the service renders; the model must match it exactly
-    predictor = OnnxPredictor(
-        model,
-        providers=providers,
-        intra_op_threads=threads,
-        expected_spec_version=spec.fingerprint(),
-        expected_num_channels=spec.num_channels,
-    )
-    return predictor, ""
-
-
 @dataclass
 class ServiceOptions:
     model: Path | None
@@ -193,7 +167,9 @@ def _answer_conditional(
 
 def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> int:
     """The onboard prediction service: sensors in, tracks + predictions + health out."""
-    predictor, no_model_reason = load_predictor(opts.model, opts.threads, opts.providers)
+    from service.predictor import load_service_predictor  # loads onnxruntime
+
+    predictor, no_model_reason = load_service_predictor(opts.model, opts.threads, opts.providers)
     provider = getattr(predictor, "provider", "none")
     log.info("onnxruntime provider in use: %s", provider)
     pub = Publisher(cfg)
@@ -331,7 +307,9 @@ class PlannerStats:
     missing_alarms: int = 0  # statuses saying no prediction arrived for that long
 
 
-def _publish_status(pub: Publisher, verdict: Verdict, prediction_seq: int, e2e_ns: int, src: object) -> None:
+def _publish_status(
+    pub: Publisher, verdict: Verdict, prediction_seq: int, e2e_ns: int, src: m.Predictions | m.EgoState
+) -> None:
     """One ``planner.status`` for ``verdict``, stamped with the sensor time of ``src``."""
     pub.publish(
         m.PlannerStatus(

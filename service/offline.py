@@ -44,13 +44,13 @@ def build_offline_pipeline(path: Path, model: Path | None, summary: LogSummary |
 
     ``summary`` is :func:`~bus.logsummary.summarize_log` of ``path`` when the caller has it.
     """
-    from service.node import load_predictor
+    from service.predictor import load_service_predictor
 
     summary = summary if summary is not None else summarize_log(path)
     has_sensors = any(t.startswith("sensor.") for t in summary.topics)
     if not has_sensors and m.TOPIC_TRACKS not in summary.topics:
         raise StartupError(f"{path}: no sensor frames and no {m.TOPIC_TRACKS}: nothing to predict from")
-    predictor, reason = load_predictor(model, threads=2, providers=("CPUExecutionProvider",))
+    predictor, reason = load_service_predictor(model, threads=2, providers=("CPUExecutionProvider",))
     return Pipeline(
         _find_map(path),
         predictor,
@@ -156,7 +156,7 @@ def replay_log(
                     rec.payload,
                     rec.log_time_ns,
                     rec.publish_time_ns,
-                    type_name=m.topic_type(rec.topic).__name__,
+                    type_name=getattr(m.topic_type(rec.topic), "__name__", None),
                 )
     finally:
         if writer is not None:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from service.model_io.baselines import constant_velocity_predictions
 from service.raster import RasterConfig, Rasterizer
 from service.tracker import Tracker, TrackerConfig
 from service.tracker.admission import ClockVote
+
+if TYPE_CHECKING:  # the protocol only: importing the predictor module loads onnxruntime
+    from service.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ class Pipeline:
     def __init__(
         self,
         vector_map: m.VectorMap,
-        predictor: Any | None,
+        predictor: Predictor | None,
         cfg: PipelineConfig | None = None,
         tracker_cfg: TrackerConfig | None = None,
         raster_cfg: RasterConfig | None = None,
@@ -163,7 +166,7 @@ class Pipeline:
         topic = getattr(header, "topic", None)
         batch = [msg]
         stamp = getattr(header, "stamp_ns", None)
-        if self._clock_vote.knows(topic) and isinstance(stamp, int):
+        if isinstance(topic, str) and self._clock_vote.knows(topic) and isinstance(stamp, int):
             newest = [t for t in (self._newest_stamp_ns, self.tracker.newest_ego_ns) if t is not None]
             ref_ns = max(newest) if newest else None
             jump_ns = int(self._tracker_cfg.admission.clock_jump_s * 1e9)
@@ -334,7 +337,9 @@ class Pipeline:
         scale = np.ones((b, n, k, t, 2), np.float32)
         reasons: list[str] = []
         infer_total = 0
-        for i in range(b if tracks is not None else 0):
+        for i in range(b):
+            if tracks is None:
+                break  # no tick yet: nothing to predict
             if deadline_ns is not None and time.perf_counter_ns() >= deadline_ns:
                 # Out of time: the rest share one fallback (it does not depend on the plan).
                 cv = constant_velocity_predictions(
@@ -415,9 +420,10 @@ class Pipeline:
             else:
                 # Runs, or probes after GUARD_PROBE_EVERY skips so the estimate follows the load.
                 self._skipped_in_row = 0
-        if not reason:
+        predictor = self.predictor
+        if not reason and predictor is not None:
             try:
-                out = self.predictor.predict(raster, tracks, ego.velocity_mps, ego.size_lwh_m, plan_xy_m)
+                out = predictor.predict(raster, tracks, ego.velocity_mps, ego.size_lwh_m, plan_xy_m)
             except Exception as e:  # the service must publish something whatever the model does
                 reason = f"model failed: {type(e).__name__}: {e}"
                 log.warning(reason)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +87,26 @@ def _load_manifest(path: Path) -> dict[str, Any]:
     if missing:
         raise ModelLoadError(f"model manifest {path} lacks keys {missing}")
     return manifest
+
+
+class Predictor(Protocol):
+    """What the pipeline needs of a model: its contract, its name, and one call per tick.
+
+    :class:`OnnxPredictor` is the one used on the vehicle; tests pass fakes.
+    """
+
+    cfg: ModelConfig
+    model_id: str
+    provider: str
+
+    def predict(
+        self,
+        raster: np.ndarray,
+        tracks: Tracks,
+        ego_velocity_mps: np.ndarray,
+        ego_size_lwh_m: np.ndarray,
+        plan_xy_m: np.ndarray | None = None,
+    ) -> PredictorOutput: ...
 
 
 class OnnxPredictor:
@@ -296,3 +316,30 @@ class OnnxPredictor:
         from_model = np.zeros(n, bool)
         from_model[idx] = True
         return PredictorOutput(traj, probs, scale, from_model, infer_ns)
+
+
+def load_service_predictor(
+    model: Path | None, threads: int, providers: tuple[str, ...]
+) -> tuple[Predictor | None, str]:
+    """Load the ONNX model, or return (None, reason) when the file is absent.
+
+    A model that exists but disagrees with its manifest or the raster spec is a startup error
+    (raised by the predictor as :class:`~bus.errors.StartupError`): running a wrong model is
+    worse than running none.
+    """
+    from service.raster import RasterConfig, build_spec
+
+    if model is None:
+        return None, "no model configured"
+    if not Path(model).is_file():
+        log.warning("model %s not found: publishing constant-velocity predictions flagged degraded", model)
+        return None, f"model file missing: {model}"
+    spec = build_spec(RasterConfig())  # the raster the service renders; the model must match it exactly
+    predictor = OnnxPredictor(
+        model,
+        providers=providers,
+        intra_op_threads=threads,
+        expected_spec_version=spec.fingerprint(),
+        expected_num_channels=spec.num_channels,
+    )
+    return predictor, ""

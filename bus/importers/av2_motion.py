@@ -120,14 +120,14 @@ def import_av2_motion(src: str | Path, out: str | Path, *, overwrite: bool = Fal
 
     # Per track: timesteps strictly increasing in file order (the AV2 layout), no duplicates.
     for tid in np.unique(track):
-        rows = np.flatnonzero(track == tid)
-        d = np.diff(step_i[rows])
+        idx = np.flatnonzero(track == tid)
+        d = np.diff(step_i[idx])
         if (d <= 0).any():
-            r = int(rows[np.flatnonzero(d <= 0)[0] + 1])
+            r = int(idx[np.flatnonzero(d <= 0)[0] + 1])
             raise InputError(
                 path,
                 f"non-monotonic time: track {tid} timestep {step_i[r]} after "
-                f"{step_i[rows[np.flatnonzero(d <= 0)[0]]]}",
+                f"{step_i[idx[np.flatnonzero(d <= 0)[0]]]}",
                 column="timestep",
                 row=r,
             )

@@ -184,7 +184,7 @@ def import_av2_sensor(src: str | Path, out: str | Path, *, overwrite: bool = Fal
         raise InputError(
             ann_path, f"unknown category {cats[unknown[0]]!r}", column="category", row=unknown[0]
         )
-    cls_or_none = np.array([-1 if CATEGORY_CLASS[c] is None else int(CATEGORY_CLASS[c]) for c in cats])
+    cls_or_none = np.array([-1 if (cid := CATEGORY_CLASS[c]) is None else int(cid) for c in cats])
     size = np.stack(
         [finite_column(ann_path, ann, c, max_abs=MAX_ABS_VALUE) for c in ("length_m", "width_m", "height_m")],
         axis=1,

@@ -97,7 +97,10 @@ def load_eth_ucy_scene(path: str | Path) -> EthUcyScene:
         if bad.size:
             raise InputError(path, f"line {bad[0] + 1}: {col} {v[bad[0]]} is not an integer", column=col)
     # float64 bounds just inside int64 (2**63 itself is a float64, one past the range)
-    limits = (("frame", frame, 0.0, float(INT64_MAX // FRAME_DT_NS)), ("ped_id", ped, -(2.0**62), 2.0**62))
+    limits: tuple[tuple[str, np.ndarray, float, float], ...] = (
+        ("frame", frame, 0.0, float(INT64_MAX // FRAME_DT_NS)),
+        ("ped_id", ped, -(2.0**62), 2.0**62),
+    )
     limits += tuple((c, a[:, k], -MAX_ABS_VALUE, MAX_ABS_VALUE) for k, c in ((2, "x"), (3, "y")))
     for col, v, lo, hi in limits:
         bad = np.flatnonzero((v < lo) | (v > hi))

@@ -103,17 +103,24 @@ class Child:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.returncode
+
     def stop(self, timeout_s: float = 5.0) -> None:
-        if not self.alive():
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(timeout_s)
+            proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(2)
+            proc.kill()
+            proc.wait(2)
 
     def last_line(self) -> str:
+        if self.log_path is None:
+            return ""
         try:
             lines = [ln for ln in self.log_path.read_text(errors="replace").splitlines() if ln.strip()]
         except OSError:
@@ -129,7 +136,7 @@ def _supervise(children: list[Child], env: dict[str, str], out: Path, mon: Monit
     for c in children:
         if c.alive():
             continue
-        if c.essential_end and c.proc.returncode == 0:
+        if c.essential_end and c.returncode == 0:
             return True
         if not c.may_restart(time.monotonic()):
             log.error("%s keeps failing (%s); stopping the stack", c.name, c.last_line())
@@ -139,7 +146,7 @@ def _supervise(children: list[Child], env: dict[str, str], out: Path, mon: Monit
         log.warning(
             "%s exited with %s (%s); restarting (%d in the last %.0f s)",
             c.name,
-            c.proc.returncode,
+            c.returncode,
             c.last_line(),
             len(c.restart_times),
             RESTART_WINDOW_S,

@@ -65,7 +65,7 @@ def render_summary(log_path: Path, out_png: Path) -> Path:
         _draw_map(ax, vmap)
     # Ground truth now and its future (matched to predictions by nearest position at t0).
     gt_now = min(gts, key=lambda g: abs(g.header.stamp_ns - t0)) if gts else None
-    futures: dict[int, np.ndarray] = {}
+    futures: dict[int, list[np.ndarray]] = {}
     if gt_now is not None:
         horizon = [g for g in gts if t0 < g.header.stamp_ns <= t0 + int(8e9)]
         for g in horizon:
