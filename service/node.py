@@ -165,6 +165,141 @@ def _answer_conditional(
     return pipe.conditional(req, budget_ns=max(deadline_ns - time.perf_counter_ns(), 0), limits=limits)
 
 
+def _announce_and_fetch_map(
+    cfg: BusConfig, pub: Publisher, provider: str, opts: ServiceOptions, stop: threading.Event
+) -> m.VectorMap:
+    """Warm up, say "waiting for map" on the health topic, then get the map."""
+    t0 = time.monotonic()
+    warm_up_stages()  # JIT before going live (seconds on a cold numba cache)
+    log.info("stages warmed up in %.1f s", time.monotonic() - t0)
+    # Tell the world we are ready for a map (the launcher starts the sensors on this).
+    pub.wait_for_subscribers([m.health_topic(SERVICE_NODE)], 1.0)
+    pub.publish(
+        m.Health(
+            header=m.Header(topic=m.health_topic(SERVICE_NODE)),
+            node=SERVICE_NODE,
+            provider=provider,
+            degraded=True,
+            state="degraded",
+            reason="waiting for map",
+            ticks=0,
+            deadline_misses=0,
+            rejected={},
+            seq_gaps={},
+        )
+    )
+    return fetch_map(cfg, opts.map_timeout_s, stop)
+
+
+class _ServiceLoop:
+    """The live service's sockets and its loop turn: drain, tick, answer requests, report health.
+
+    Two input connections: a flood on the sensor topics fills only the sensor socket's queue at
+    the proxy, so the ego state (whose loss makes every frame look future-dated) still arrives.
+
+    Raises:
+        StartupError: the conditional endpoint cannot be bound.
+    """
+
+    def __init__(
+        self,
+        cfg: BusConfig,
+        opts: ServiceOptions,
+        pub: Publisher,
+        pipe: Pipeline,
+        provider: str,
+        has_model: bool,
+    ) -> None:
+        self._cfg, self._opts, self._pub, self._pipe = cfg, opts, pub, pipe
+        self._provider, self._has_model = provider, has_model
+        rate = opts.max_input_rate_hz or None
+        topics = [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."]
+        self._sensors = Subscriber(cfg, topics, max_rate_hz=rate, known_topics_only=True)
+        self._control = Subscriber(
+            cfg, [m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS], max_rate_hz=rate, known_topics_only=True
+        )
+        self._subs = (self._control, self._sensors)
+        try:
+            self._rep = Replier(cfg, cfg.conditional_endpoint)
+        except TransportError as e:
+            for sub in self._subs:
+                sub.close()
+            raise StartupError(str(e)) from e
+        self._poller = zmq.Poller()
+        for sock in (*(sub.socket for sub in self._subs), self._rep.socket):
+            self._poller.register(sock, zmq.POLLIN)
+        self._next_health = time.monotonic_ns()
+        groups = ("tracks",) if opts.tracks_input else ("ego", "sensors")
+        self._live = Liveness(groups, start_ns=self._next_health)
+        self._state = ""
+        self._decode_ns = 0
+        self._last_tick_ns = 0
+        self._tick_started_ns = time.perf_counter_ns()
+
+    def turn(self) -> None:
+        """One loop turn (at most ~20 ms of waiting)."""
+        self._poller.poll(20)
+        self._decode_ns += _drain(self._subs, self._pipe, self._live)
+        self._tick()
+        self._serve_requests()
+        self._report_health()
+
+    def _tick(self) -> None:
+        tick_ns = self._pipe.due_tick()
+        if tick_ns is None:
+            return
+        self._tick_started_ns = time.perf_counter_ns()
+        res = self._pipe.tick(tick_ns, decode_ns=self._decode_ns)
+        self._decode_ns = 0
+        if res is None:
+            return
+        if not self._opts.tracks_input:  # never echo tracks we were given
+            self._pub.publish(res.tracks, check=False)
+        self._pub.publish(res.predictions)
+        self._live.note_tick(time.monotonic_ns(), res.predictions.degraded)
+        self._last_tick_ns = tick_ns
+        log.debug("tick %d: %d tracks, %.1f ms", tick_ns, len(res.tracks.track_id), res.total_ns / 1e6)
+
+    def _serve_requests(self) -> None:
+        rep = self._rep
+        if rep.socket.poll(0, zmq.POLLIN):
+            rep.accept()  # cheap: over-cap, malformed and "busy" (queue full) are answered here
+        if rep.pending:
+            # Queued conditional requests come after the tick and get only the slack before the
+            # next one: the planner's questions never delay the 10 Hz predictions. Past the
+            # deadline a request still gets its answer, cheaply (flagged fallback).
+            deadline_ns = self._tick_started_ns + TICK_PERIOD_NS - CONDITIONAL_MARGIN_NS
+            handler = functools.partial(_answer_conditional, self._pipe, deadline_ns, self._cfg.requests)
+            rep.answer(handler, deadline_ns=deadline_ns)
+
+    def _report_health(self) -> None:
+        now = time.monotonic_ns()
+        verdict = self._live.verdict(now, model_loaded=self._has_model)
+        # Every second, and at once when the state changes: a planner or a container health
+        # check learns within one loop turn that predictions stopped.
+        if now < self._next_health and verdict.state == self._state:
+            return
+        self._next_health, self._state = now + HEALTH_PERIOD_NS, verdict.state
+        rejected = CounterMap(512)
+        for sub in self._subs:
+            for k, v in sub.stats.rejected.items():
+                rejected.add(k, v)
+        for k, v in self._rep.stats.rejected.items():
+            rejected.add(f"conditional:{k}", v)
+        pub = self._pub
+        for k, v in (("publish:hwm_drops", pub.hwm_drops), ("publish:oversize", pub.oversize)):
+            if v:  # what this node failed to send (its own queue full, or too large)
+                rejected.add(k, v)
+        gaps = {**self._sensors.stats.gaps, **self._control.stats.gaps}
+        health = self._pipe.health(SERVICE_NODE, self._last_tick_ns, self._provider, rejected, gaps, verdict)
+        pub.publish(health)
+
+    def close(self) -> None:
+        for sub in self._subs:
+            sub.close()
+        self._rep.close()
+
+
 def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> int:
     """The onboard prediction service: sensors in, tracks + predictions + health out."""
     from service.predictor import load_service_predictor  # loads onnxruntime
@@ -174,117 +309,25 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
     log.info("onnxruntime provider in use: %s", provider)
     pub = Publisher(cfg)
     try:
-        t0 = time.monotonic()
-        warm_up_stages()  # JIT before going live (seconds on a cold numba cache)
-        log.info("stages warmed up in %.1f s", time.monotonic() - t0)
-        # Tell the world we are ready for a map (the launcher starts the sensors on this).
-        pub.wait_for_subscribers([m.health_topic(SERVICE_NODE)], 1.0)
-        pub.publish(
-            m.Health(
-                header=m.Header(topic=m.health_topic(SERVICE_NODE)),
-                node=SERVICE_NODE,
-                provider=provider,
-                degraded=True,
-                state="degraded",
-                reason="waiting for map",
-                ticks=0,
-                deadline_misses=0,
-                rejected={},
-                seq_gaps={},
-            )
+        vmap = _announce_and_fetch_map(cfg, pub, provider, opts, stop)
+        pipe = Pipeline(
+            vmap,
+            predictor,
+            PipelineConfig(budget_ns=int(opts.budget_ms * 1e6), use_lidar=opts.use_lidar),
+            no_model_reason=no_model_reason,
+            tracks_from_log=opts.tracks_input,
         )
-        vmap = fetch_map(cfg, opts.map_timeout_s, stop)
+        loop = _ServiceLoop(cfg, opts, pub, pipe, provider, has_model=predictor is not None)
     except BaseException:
         pub.close()
         raise
-    pipe = Pipeline(
-        vmap,
-        predictor,
-        PipelineConfig(budget_ns=int(opts.budget_ms * 1e6), use_lidar=opts.use_lidar),
-        no_model_reason=no_model_reason,
-        tracks_from_log=opts.tracks_input,
-    )
-    # Two connections: a flood on the sensor topics fills only the sensor socket's queue at the
-    # proxy, so the ego state (whose loss makes every frame look future-dated) still arrives.
-    rate = opts.max_input_rate_hz or None
-    topics = [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."]
-    sensors = Subscriber(cfg, topics, max_rate_hz=rate, known_topics_only=True)
-    control = Subscriber(cfg, [m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS], max_rate_hz=rate, known_topics_only=True)
-    subs = (control, sensors)
-    try:
-        rep = Replier(cfg, cfg.conditional_endpoint)
-    except TransportError as e:
-        for sub in subs:
-            sub.close()
-        pub.close()
-        raise StartupError(str(e)) from e
-    poller = zmq.Poller()
-    for sub in subs:
-        poller.register(sub.socket, zmq.POLLIN)
-    poller.register(rep.socket, zmq.POLLIN)
     log.info("service live: map %s, model %s, budget %.0f ms", vmap.map_id, pipe.model_id, opts.budget_ms)
-    next_health = time.monotonic_ns()
-    live = Liveness(("tracks",) if opts.tracks_input else ("ego", "sensors"), start_ns=next_health)
-    state = ""
-    decode_ns = 0
-    last_tick_ns = 0
-    tick_started_ns = time.perf_counter_ns()
     try:
         while not stop.is_set():
-            poller.poll(20)
-            decode_ns += _drain(subs, pipe, live)
-            tick_ns = pipe.due_tick()
-            if tick_ns is not None:
-                tick_started_ns = time.perf_counter_ns()
-                res = pipe.tick(tick_ns, decode_ns=decode_ns)
-                decode_ns = 0
-                if res is not None:
-                    t0 = time.perf_counter_ns()
-                    if not opts.tracks_input:  # never echo tracks we were given
-                        pub.publish(res.tracks, check=False)
-                    pub.publish(res.predictions)
-                    live.note_tick(time.monotonic_ns(), res.predictions.degraded)
-                    last_tick_ns = tick_ns
-                    log.debug(
-                        "tick %d: %d tracks, %.1f ms (publish %.2f ms)",
-                        tick_ns,
-                        len(res.tracks.track_id),
-                        res.total_ns / 1e6,
-                        (time.perf_counter_ns() - t0) / 1e6,
-                    )
-            if rep.socket.poll(0, zmq.POLLIN):
-                rep.accept()  # cheap: over-cap, malformed and "busy" (queue full) are answered here
-            if rep.pending:
-                # Queued conditional requests come after the tick and get only the slack before
-                # the next one: the planner's questions never delay the 10 Hz predictions. Past
-                # the deadline a request still gets its answer, cheaply (flagged fallback).
-                deadline_ns = tick_started_ns + TICK_PERIOD_NS - CONDITIONAL_MARGIN_NS
-                rep.answer(
-                    functools.partial(_answer_conditional, pipe, deadline_ns, cfg.requests),
-                    deadline_ns=deadline_ns,
-                )
-            now = time.monotonic_ns()
-            verdict = live.verdict(now, model_loaded=predictor is not None)
-            # Every second, and at once when the state changes: a planner or a container health
-            # check learns within one loop turn that predictions stopped.
-            if now >= next_health or verdict.state != state:
-                next_health, state = now + HEALTH_PERIOD_NS, verdict.state
-                rejected = CounterMap(512)
-                for sub in subs:
-                    for k, v in sub.stats.rejected.items():
-                        rejected.add(k, v)
-                for k, v in rep.stats.rejected.items():
-                    rejected.add(f"conditional:{k}", v)
-                for k, v in (("publish:hwm_drops", pub.hwm_drops), ("publish:oversize", pub.oversize)):
-                    if v:  # what this node failed to send (its own queue full, or too large)
-                        rejected.add(k, v)
-                gaps = {**sensors.stats.gaps, **control.stats.gaps}
-                pub.publish(pipe.health(SERVICE_NODE, last_tick_ns, provider, rejected, gaps, verdict))
+            loop.turn()
     finally:
-        for sub in subs:
-            sub.close()
+        loop.close()
         pub.close()
-        rep.close()
     s = pipe.stats
     log.info(
         "service stopped: %d ticks, %d deadline misses, %d degraded, %d skipped",
