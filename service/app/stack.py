@@ -187,38 +187,36 @@ def build_children(opts: StackOptions, log_path: Path) -> list[Child]:
     return children
 
 
-def run_stack(opts: StackOptions) -> StackResult:
-    """Start, supervise, show, stop."""
-    out = opts.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+def _bus_config(opts: StackOptions) -> tuple[dict[str, str], BusConfig]:
+    """The children's environment and the monitor's bus configuration."""
     env = dict(os.environ)
     if opts.bus:
         env[ENV_BUS] = opts.bus
         os.environ[ENV_BUS] = opts.bus
     try:
         curve = CurveConfig.from_dir(opts.curve_dir) if opts.curve_dir is not None else None
-        cfg = BusConfig(curve=curve) if curve is not None else BusConfig()  # the monitor's
+        return env, BusConfig(curve=curve) if curve is not None else BusConfig()
     except ValueError as e:
         raise StartupError(str(e)) from e
-    log_path = out / "log.mcap"
-    children = build_children(opts, log_path)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    mon = Monitor(ring=FrameRing() if opts.record else None)
-    t_start = time.monotonic()
-    mon_thread = threading.Thread(target=mon.run, args=(cfg, stop), daemon=True)
+
+
+def _start_children(
+    children: list[Child],
+    env: dict[str, str],
+    out: Path,
+    mon: Monitor,
+    mon_thread: threading.Thread,
+    stop: threading.Event,
+) -> None:
+    """Start every child in order; the monitor once the bus is up, the simulator once the
+    service is warmed up and asks for the map (its first health message), so the first seconds
+    of the run are not lost to JIT."""
     for c in children:
         if c.name == "sim":
-            # Sensors start once the service is warmed up and asks for the map (its first
-            # health message); otherwise the first seconds of the run are lost to JIT.
             t_wait = time.monotonic()
-            while (
-                not mon.health_seen
-                and time.monotonic() - t_wait < SERVICE_READY_TIMEOUT_S
-                and not stop.is_set()
-            ):
-                time.sleep(0.1)
+            while not mon.health_seen and time.monotonic() - t_wait < SERVICE_READY_TIMEOUT_S:
+                if stop.wait(0.1):
+                    break
             if not mon.health_seen:
                 log.warning(
                     "service not ready after %.0f s; starting the simulator anyway", SERVICE_READY_TIMEOUT_S
@@ -229,7 +227,16 @@ def run_stack(opts: StackOptions) -> StackResult:
             if not c.alive():
                 raise StartupError(f"bus proxy failed to start: {c.last_line()}")
             mon_thread.start()
-    ended_normally = False
+
+
+def _supervise_until_done(
+    opts: StackOptions, children: list[Child], env: dict[str, str], mon: Monitor, stop: threading.Event
+) -> bool:
+    """Supervise (and show) until the simulator ends, a child fails for good, or a signal.
+
+    Returns True when the simulator ended normally. Stops every child before returning.
+    """
+    t_start = time.monotonic()
     live = None
     if opts.live:
         from rich.console import Console
@@ -239,12 +246,13 @@ def run_stack(opts: StackOptions) -> StackResult:
             render_table(mon, children, 0.0), console=Console(), refresh_per_second=2, transient=False
         )
         live.start()
+    ended_normally = False
     try:
         deadline = time.monotonic() + opts.duration_s + 60.0  # generous: the simulator ends the run
         next_table = 0.0
         while not stop.is_set() and time.monotonic() < deadline:
             time.sleep(SUPERVISE_PERIOD_S)
-            ended_normally = _supervise(children, env, out, mon) or ended_normally
+            ended_normally = _supervise(children, env, opts.out_dir, mon) or ended_normally
             if ended_normally or any(not c.alive() for c in children):
                 stop.set()  # ended, or a child failed too often (logged)
             if live is not None and time.monotonic() >= next_table:
@@ -255,29 +263,39 @@ def run_stack(opts: StackOptions) -> StackResult:
         stop.set()
         for c in reversed(children):
             c.stop()
-        mon_thread.join(2)
         if live is not None:
             live.update(render_table(mon, children, time.monotonic() - t_start))
             live.stop()
-    parts = log_parts(log_path) if opts.record else []
-    if mon.ring is not None and mon.ring.captures:
-        gap_part = next_part(log_path)
-        try:
-            if fill_gaps(parts, mon.ring.captures, gap_part):
-                parts.append(gap_part)
-        except Exception as e:  # the run's result must still be reported
-            log.warning("could not write the frames missed around recorder restarts: %s", e)
-        if mon.ring.dropped_bytes:
-            log.warning(
-                "%d bytes around recorder restarts exceeded the capture bound", mon.ring.dropped_bytes
-            )
+    return ended_normally
+
+
+def _finish_log(log_path: Path, mon: Monitor) -> list[Path]:
+    """Every part of the recording, plus one with what was missed around recorder restarts."""
+    parts = log_parts(log_path)
+    if mon.ring is None or not mon.ring.captures:
+        return parts
+    gap_part = next_part(log_path)
+    try:
+        if fill_gaps(parts, mon.ring.captures, gap_part):
+            parts.append(gap_part)
+    except Exception as e:  # the run's result must still be reported
+        log.warning("could not write the frames missed around recorder restarts: %s", e)
+    if mon.ring.dropped_bytes:
+        log.warning("%d bytes around recorder restarts exceeded the capture bound", mon.ring.dropped_bytes)
+    return parts
+
+
+def _summary(
+    opts: StackOptions, mon: Monitor, children: list[Child], completed: bool, parts: list[Path]
+) -> dict:
+    """What ``summary.json`` holds."""
     e2e_p50, e2e_p99 = pct_ms(mon.e2e_all)
-    summary = {
+    return {
         "scenario": opts.scenario,
         "from_scenario": opts.from_scenario,
         "agents": opts.agents,
         "duration_s": opts.duration_s,
-        "completed": ended_normally,
+        "completed": completed,
         "predictions": mon.predictions,
         "degraded": mon.degraded,
         "provider": mon.provider,
@@ -290,12 +308,37 @@ def run_stack(opts: StackOptions) -> StackResult:
         },
         "stages_ms": {k: dict(zip(("p50", "p99"), pct_ms(v))) for k, v in mon.stage_all.items()},
         "topics_total": mon.totals,
-        "log": str(log_path) if opts.record else None,
+        "log": str(opts.out_dir / "log.mcap") if opts.record else None,
         # A restarted recorder never overwrites: it writes the next part, and frames it missed
-        # while restarting are in one more part (service/gapfill.py).
+        # while restarting are in one more part (service/app/gapfill.py).
         "log_parts": [str(p) for p in parts],
         "restarts": {c.name: c.restarts for c in children if c.restarts},
     }
+
+
+def run_stack(opts: StackOptions) -> StackResult:
+    """Start, supervise, show, stop."""
+    out = opts.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    env, cfg = _bus_config(opts)
+    log_path = out / "log.mcap"
+    children = build_children(opts, log_path)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    mon = Monitor(ring=FrameRing() if opts.record else None)
+    mon_thread = threading.Thread(target=mon.run, args=(cfg, stop), daemon=True)
+    try:
+        _start_children(children, env, out, mon, mon_thread, stop)
+        ended_normally = _supervise_until_done(opts, children, env, mon, stop)
+    finally:
+        stop.set()
+        for c in reversed(children):
+            c.stop()
+        if mon_thread.is_alive():
+            mon_thread.join(2)
+    parts = _finish_log(log_path, mon) if opts.record else []
+    summary = _summary(opts, mon, children, ended_normally, parts)
     if opts.picture and opts.record and log_path.exists():
         try:
             from service.app.summary import render_summary
@@ -304,9 +347,10 @@ def run_stack(opts: StackOptions) -> StackResult:
         except Exception as e:  # a picture must never hide the run's result
             log.warning("summary picture failed: %s", e)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    e2e = summary["e2e_ms"]
     print(
         f"prescient up: {mon.predictions} predictions ({mon.degraded} degraded) on {mon.provider}; "
-        f"end-to-end latency p50 {e2e_p50:.1f} ms, p99 {e2e_p99:.1f} ms over {len(mon.e2e_all)} messages; "
+        f"end-to-end latency p50 {e2e['p50']:.1f} ms, p99 {e2e['p99']:.1f} ms over {e2e['n']} messages; "
         f"{mon.deadline_misses} deadline misses"
     )
     print(
