@@ -87,17 +87,8 @@ def _id_list(path: Path, where: str, v: Any) -> np.ndarray:
     return np.array([_id(path, where, x) for x in v], np.int64)
 
 
-def load_av2_map(path: str | Path, stamp_ns: int = 0) -> m.VectorMap:
-    """Read and validate an AV2 map JSON file.
-
-    Args:
-        path: ``log_map_archive_*.json``.
-        stamp_ns: header stamp of the returned message.
-
-    Raises:
-        InputError: naming the file, the lane / crossing / area id and the problem.
-    """
-    path = Path(path)
+def _read_doc(path: Path) -> dict:
+    """The map JSON with its three top-level objects checked."""
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
@@ -111,7 +102,43 @@ def load_av2_map(path: str | Path, stamp_ns: int = 0) -> m.VectorMap:
     for key in ("lane_segments", "pedestrian_crossings", "drivable_areas"):
         if not isinstance(doc.get(key), dict):
             raise InputError(path, f"missing or malformed {key!r} (expected an object keyed by id)")
+    return doc
 
+
+def _crossings(path: Path, doc: dict) -> list[np.ndarray]:
+    """(4, 2) world-frame corners of each pedestrian crossing, in id order."""
+    out = []
+    for cid, pc in sorted(doc["pedestrian_crossings"].items()):
+        if not isinstance(pc, dict) or "edge1" not in pc or "edge2" not in pc:
+            raise InputError(path, f"pedestrian crossing {cid}: missing edge1/edge2")
+        e1 = _points(path, f"pedestrian crossing {cid} edge1", pc["edge1"])
+        e2 = _points(path, f"pedestrian crossing {cid} edge2", pc["edge2"])
+        out.append(np.stack([e1[0], e1[-1], e2[-1], e2[0]]))
+    return out
+
+
+def _areas(path: Path, doc: dict) -> list[np.ndarray]:
+    """(P, 2) world-frame boundary of each drivable area, in id order."""
+    out = []
+    for aid, da in sorted(doc["drivable_areas"].items()):
+        if not isinstance(da, dict) or "area_boundary" not in da:
+            raise InputError(path, f"drivable area {aid}: missing area_boundary")
+        out.append(_points(path, f"drivable area {aid} area_boundary", da["area_boundary"]))
+    return out
+
+
+def load_av2_map(path: str | Path, stamp_ns: int = 0) -> m.VectorMap:
+    """Read and validate an AV2 map JSON file.
+
+    Args:
+        path: ``log_map_archive_*.json``.
+        stamp_ns: header stamp of the returned message.
+
+    Raises:
+        InputError: naming the file, the lane / crossing / area id and the problem.
+    """
+    path = Path(path)
+    doc = _read_doc(path)
     for ln in doc["lane_segments"].values():
         if not isinstance(ln, dict):
             raise InputError(path, "lane segment is not an object")
@@ -148,18 +175,7 @@ def load_av2_map(path: str | Path, stamp_ns: int = 0) -> m.VectorMap:
     if len(set(ids)) != len(ids):
         raise InputError(path, "duplicate lane ids")
 
-    crossings = []
-    for cid, pc in sorted(doc["pedestrian_crossings"].items()):
-        if not isinstance(pc, dict) or "edge1" not in pc or "edge2" not in pc:
-            raise InputError(path, f"pedestrian crossing {cid}: missing edge1/edge2")
-        e1 = _points(path, f"pedestrian crossing {cid} edge1", pc["edge1"])
-        e2 = _points(path, f"pedestrian crossing {cid} edge2", pc["edge2"])
-        crossings.append(np.stack([e1[0], e1[-1], e2[-1], e2[0]]))
-    areas = []
-    for aid, da in sorted(doc["drivable_areas"].items()):
-        if not isinstance(da, dict) or "area_boundary" not in da:
-            raise InputError(path, f"drivable area {aid}: missing area_boundary")
-        areas.append(_points(path, f"drivable area {aid} area_boundary", da["area_boundary"]))
+    crossings, areas = _crossings(path, doc), _areas(path, doc)
 
     f32, i64 = np.float32, np.int64
     cl, cl_o = _csr(centre, 2, f32)
