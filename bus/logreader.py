@@ -224,7 +224,12 @@ class _Walker:
                 chunk if isinstance(chunk, str) else "its framing disagrees with its length and it has no CRC"
             )
             return self._lose(pos, f"corrupted CHUNK record at byte {pos}: {reason}")
-        end = pos + _HDR + length
+        if opcode in (Opcode.DATA_END, Opcode.FOOTER):
+            return self._end_record(pos, opcode, length)
+        return (yield from self._plain_record(pos, opcode, name, pos + _HDR + length))
+
+    def _end_record(self, pos: int, opcode: int, length: int) -> int | None:
+        """A DATA_END or FOOTER record: the end where it really is one, else damage."""
         if opcode == Opcode.DATA_END:
             if self._is_data_end(pos, length):
                 self._end_of_data(pos)
@@ -233,15 +238,17 @@ class _Walker:
             if self.footer is None:
                 what = "but the file does not end with a footer (cut short after the data?)"
             return self._lose(pos, f"DATA_END record at byte {pos} {what}")
-        if opcode == Opcode.FOOTER:
-            if pos == self.footer_pos and self.footer is not None:
-                self.stats.complete = True
-                if not self.damaged:
-                    self._problem(f"footer at byte {pos} follows the data without a data-end record")
-                return None
-            return self._lose(
-                pos, f"FOOTER record at byte {pos} is not the footer (that starts at byte {self.footer_pos})"
-            )
+        if pos == self.footer_pos and self.footer is not None:
+            self.stats.complete = True
+            if not self.damaged:
+                self._problem(f"footer at byte {pos} follows the data without a data-end record")
+            return None
+        return self._lose(
+            pos, f"FOOTER record at byte {pos} is not the footer (that starts at byte {self.footer_pos})"
+        )
+
+    def _plain_record(self, pos: int, opcode: int, name: str, end: int) -> _Step:
+        """A header, message index, metadata or (foreign file) top-level record."""
         try:
             if opcode == Opcode.HEADER and pos == len(MCAP_MAGIC):
                 self.foreign = not parse_header(self.buf, pos + _HDR, end)[1].startswith(PROFILE)
