@@ -29,17 +29,8 @@ def _pick(preds: list[m.Predictions], gt_end_ns: int | None) -> m.Predictions:
     return with_agents[len(with_agents) // 2]
 
 
-def render_summary(log_path: Path, out_png: Path) -> Path:
-    """Draw the summary picture of ``log_path`` into ``out_png``; returns the path.
-
-    Raises:
-        ValueError: the log holds no predictions.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _read(log_path: Path) -> tuple[m.VectorMap | None, list, list, list]:
+    """The map, tick predictions, ground truth and ego states of a log."""
     vmap, preds, gts, egos = None, [], [], []
     for lm in iter_messages(
         log_path, topics=[m.TOPIC_MAP, m.TOPIC_PREDICTIONS, m.TOPIC_GROUND_TRUTH, m.TOPIC_EGO]
@@ -53,26 +44,19 @@ def render_summary(log_path: Path, out_png: Path) -> Path:
             gts.append(msg)
         elif isinstance(msg, m.EgoState):
             egos.append(msg)
-    if not preds:
-        raise ValueError(f"{log_path}: no predictions to draw")
-    pred = _pick(preds, gts[-1].header.stamp_ns if gts else None)
-    t0 = pred.header.stamp_ns
-    ego = min(egos, key=lambda e: abs(e.header.stamp_ns - t0)) if egos else None
-    centre = np.asarray(ego.pose[:2]) if ego is not None else pred.trajectories_m[:, 0, 0].mean(0)
+    return vmap, preds, gts, egos
 
-    fig, ax = plt.subplots(figsize=(10, 10), dpi=110)
-    if vmap is not None:
-        _draw_map(ax, vmap)
-    # Ground truth now and its future (matched to predictions by nearest position at t0).
-    gt_now = min(gts, key=lambda g: abs(g.header.stamp_ns - t0)) if gts else None
-    futures: dict[int, list[np.ndarray]] = {}
-    if gt_now is not None:
-        horizon = [g for g in gts if t0 < g.header.stamp_ns <= t0 + int(8e9)]
-        for g in horizon:
-            for aid, xy in zip(g.agent_id, g.position_m):
-                futures.setdefault(int(aid), []).append(xy)
-        for xy, size, yaw in zip(gt_now.position_m, gt_now.size_lwh_m, gt_now.yaw_rad):
-            _box(ax, xy, size[0], size[1], yaw, "#555555")
+
+def _draw_predictions(
+    ax,
+    pred: m.Predictions,
+    centre: np.ndarray,
+    gt_now: m.GroundTruth | None,
+    futures: dict[int, list[np.ndarray]],
+) -> None:
+    """Each agent's modes (width and alpha by probability) and, when matched, its actual future."""
+    import matplotlib.pyplot as plt
+
     cmap = plt.get_cmap("tab10")
     for i in range(len(pred.track_id)):
         color = cmap(i % 10)
@@ -96,6 +80,41 @@ def render_summary(log_path: Path, out_png: Path) -> Path:
             if d[j] < 3.0 and int(gt_now.agent_id[j]) in futures:
                 fut = np.asarray(futures[int(gt_now.agent_id[j])])
                 ax.plot(fut[:, 0], fut[:, 1], "k--", lw=1.0)
+
+
+def render_summary(log_path: Path, out_png: Path) -> Path:
+    """Draw the summary picture of ``log_path`` into ``out_png``; returns the path.
+
+    Raises:
+        ValueError: the log holds no predictions.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vmap, preds, gts, egos = _read(log_path)
+    if not preds:
+        raise ValueError(f"{log_path}: no predictions to draw")
+    pred = _pick(preds, gts[-1].header.stamp_ns if gts else None)
+    t0 = pred.header.stamp_ns
+    ego = min(egos, key=lambda e: abs(e.header.stamp_ns - t0)) if egos else None
+    centre = np.asarray(ego.pose[:2]) if ego is not None else pred.trajectories_m[:, 0, 0].mean(0)
+
+    fig, ax = plt.subplots(figsize=(10, 10), dpi=110)
+    if vmap is not None:
+        _draw_map(ax, vmap)
+    # Ground truth now and its future (matched to predictions by nearest position at t0).
+    gt_now = min(gts, key=lambda g: abs(g.header.stamp_ns - t0)) if gts else None
+    futures: dict[int, list[np.ndarray]] = {}
+    if gt_now is not None:
+        horizon = [g for g in gts if t0 < g.header.stamp_ns <= t0 + int(8e9)]
+        for g in horizon:
+            for aid, xy in zip(g.agent_id, g.position_m):
+                futures.setdefault(int(aid), []).append(xy)
+        for xy, size, yaw in zip(gt_now.position_m, gt_now.size_lwh_m, gt_now.yaw_rad):
+            _box(ax, xy, size[0], size[1], yaw, "#555555")
+    _draw_predictions(ax, pred, centre, gt_now, futures)
     if ego is not None:
         _box(ax, ego.pose[:2], ego.size_lwh_m[0], ego.size_lwh_m[1], ego.pose[2], "red")
         if len(ego.plan_xy_m):
