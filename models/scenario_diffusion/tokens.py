@@ -177,6 +177,32 @@ def _num(d: dict, key: str, where: str, default: float | None = None) -> float:
     return v
 
 
+def _agent_token(a: Any, w: str) -> tuple[np.ndarray, float]:
+    """One agent token: its (AGENT_COLS,) row and its curvature (1/m). ``w`` names it in errors."""
+    if not isinstance(a, dict):
+        raise TokenSpecError(f"{w}: expected a mapping")
+    name = str(a.get("class", "")).lower()
+    if name not in CLASS_BY_NAME:
+        raise TokenSpecError(
+            f"{w}: unknown class {a.get('class')!r}; expected one of {', '.join(CLASS_BY_NAME)}"
+        )
+    cid = int(CLASS_BY_NAME[name])
+    dl, dw, dv = CLASS_DEFAULTS[cid]
+    row = np.zeros(G.AGENT_COLS)
+    row[G.A_CLS] = cid
+    row[G.A_X], row[G.A_Y] = _num(a, "x_m", w), _num(a, "y_m", w)
+    if max(abs(row[G.A_X]), abs(row[G.A_Y])) >= G.EXTENT_M:
+        raise TokenSpecError(
+            f"{w}: position ({row[G.A_X]}, {row[G.A_Y]}) outside the +-{G.EXTENT_M:g} m window"
+        )
+    row[G.A_YAW] = _num(a, "yaw_rad", w)
+    row[G.A_L], row[G.A_W] = _num(a, "length_m", w, dl), _num(a, "width_m", w, dw)
+    if row[G.A_L] <= 0 or row[G.A_W] <= 0:
+        raise TokenSpecError(f"{w}: length_m and width_m must be > 0")
+    row[G.A_SPEED] = _num(a, "speed_mps", w, dv)
+    return row, _num(a, "curvature_1pm", w, 0.0)
+
+
 def parse_spec(obj: Any, where: str = "token spec") -> TokenSpec:
     """Validate a token spec object (the YAML's top level).
 
@@ -208,30 +234,9 @@ def parse_spec(obj: Any, where: str = "token spec") -> TokenSpec:
         raise TokenSpecError(f"{where}: at most {MAX_AGENT_TOKENS} agent tokens, got {len(agents)}")
     rows, kappa = [], []
     for i, a in enumerate(agents):
-        w = f"{where}: agents[{i}]"
-        if not isinstance(a, dict):
-            raise TokenSpecError(f"{w}: expected a mapping")
-        name = str(a.get("class", "")).lower()
-        if name not in CLASS_BY_NAME:
-            raise TokenSpecError(
-                f"{w}: unknown class {a.get('class')!r}; expected one of {', '.join(CLASS_BY_NAME)}"
-            )
-        cid = int(CLASS_BY_NAME[name])
-        dl, dw, dv = CLASS_DEFAULTS[cid]
-        row = np.zeros(G.AGENT_COLS)
-        row[G.A_CLS] = cid
-        row[G.A_X], row[G.A_Y] = _num(a, "x_m", w), _num(a, "y_m", w)
-        if max(abs(row[G.A_X]), abs(row[G.A_Y])) >= G.EXTENT_M:
-            raise TokenSpecError(
-                f"{w}: position ({row[G.A_X]}, {row[G.A_Y]}) outside the +-{G.EXTENT_M:g} m window"
-            )
-        row[G.A_YAW] = _num(a, "yaw_rad", w)
-        row[G.A_L], row[G.A_W] = _num(a, "length_m", w, dl), _num(a, "width_m", w, dw)
-        if row[G.A_L] <= 0 or row[G.A_W] <= 0:
-            raise TokenSpecError(f"{w}: length_m and width_m must be > 0")
-        row[G.A_SPEED] = _num(a, "speed_mps", w, dv)
+        row, k = _agent_token(a, f"{where}: agents[{i}]")
         rows.append(row)
-        kappa.append(_num(a, "curvature_1pm", w, 0.0))
+        kappa.append(k)
     if rows:
         spec.agents = np.array(rows)
         spec.curvature_1pm = np.array(kappa)
