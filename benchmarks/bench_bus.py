@@ -19,9 +19,10 @@ import time
 
 import numpy as np
 
-from benchmarks.common import markdown_table, percentiles_ms, write_json
+from benchmarks.common import markdown_table, write_json
 from bus import messages as m
 from bus.config import BusConfig
+from service.stats import percentiles_ms
 
 SIZES = {"1KB": 1024, "100KB": 100 * 1024, "1MB": 1024 * 1024}
 PING, PONG = "bench.ping", "bench.pong"

@@ -6,7 +6,10 @@ serves :class:`~bus.messages.ConditionalRequest` on a real REP socket in a threa
 does); the planner side is a :class:`~bus.reqrep.Requester`. Each request is a full round
 trip: encode, send, B raster renders + B model passes, reply, decode.
 
-Usage: python -m benchmarks.bench_conditional [--agents 100] [--requests 100] [--plans 1 3 8]
+``--check`` exits 1 when the round trip for ``conditional.plans`` plans has a p99 above
+``conditional.p99_ms`` (``benchmarks/budgets.toml``).
+
+Usage: python -m benchmarks.bench_conditional [--agents 100] [--requests 100] [--plans 1 3 8] [--check]
 """
 
 from __future__ import annotations
@@ -20,19 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import markdown_table, percentiles_ms, write_json
+from benchmarks.common import budgets, markdown_table, report_misses, write_json
 from bus import messages as m
 from bus.config import BusConfig
 from bus.reqrep import Replier, Requester
+from service.stats import percentiles_ms
 
 
 def build_scene(agents: int, model: Path | None, seconds: float = 5.0):
-    from service.node import load_predictor
     from service.pipeline import Pipeline, PipelineConfig
+    from service.predictor import load_service_predictor
     from sim_sensors import SimConfig, Simulation
 
     sim = Simulation(SimConfig(scenario="intersection", seed=3, n_agents=agents))
-    predictor, reason = load_predictor(
+    predictor, reason = load_service_predictor(
         model, threads=int(os.environ.get("PRESCIENT_ORT_THREADS", "2")), providers=("CPUExecutionProvider",)
     )
     pipe = Pipeline(sim.map, predictor, PipelineConfig(deadline_guard=False), no_model_reason=reason)
@@ -48,6 +52,16 @@ def build_scene(agents: int, model: Path | None, seconds: float = 5.0):
     return pipe, ego
 
 
+def check(results: list[dict], budget: dict) -> list[str]:
+    """Missed budgets, as readable lines (empty: held, or the budgeted plan count was not run)."""
+    b = budget["conditional"]
+    return [
+        f"conditional round trip p99 {r['p99']:.1f} ms > {b['p99_ms']:g} ms for {r['plans']} plans"
+        for r in results
+        if r["plans"] == b["plans"] and not r["p99"] <= b["p99_ms"]
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     from service.app.stack_cli import DEFAULT_MODEL
     from service.planner_stub import candidate_plans
@@ -59,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plans", type=int, nargs="+", default=[1, 3, 8])
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
     args = ap.parse_args(argv)
     pipe, ego = build_scene(args.agents, None if args.no_model else Path(args.model))
     n_tracks = len(pipe.last_tracks.track_id) if pipe.last_tracks is not None else 0
@@ -102,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Conditional prediction round trip (ms), model {pipe.model_id}")
     print(markdown_table(["plans", "tracks", "n", "p50", "p95", "p99", "max", "degraded"], rows))
     print(f"json: {write_json('conditional', {'results': results, 'model': pipe.model_id})}")
-    return 0
+    return report_misses(check(results, budgets()), args.check)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,15 @@ points, on one core. Prints p50/p95/p99/max, the reference's time on the same sc
 cost grows with agents, resolution, history frames and map size. Writes JSON to
 ``benchmarks/results/bench_raster.json``.
 
-Usage: ``python -m benchmarks.bench_raster [--frames 200] [--ref-frames 3] [--quick]``
+``--check`` exits 1 when the fast path's p99 in the main case exceeds ``stages.raster_ms`` or its
+speed-up over the reference is below ``raster.min_speedup`` (``benchmarks/budgets.toml``).
+
+Usage: ``python -m benchmarks.bench_raster [--frames 200] [--ref-frames 3] [--quick] [--check]``
 """
 
 from __future__ import annotations
 
 import os
-
-from benchmarks.common import percentiles_ms
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -27,15 +28,17 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import budgets, report_misses  # noqa: E402
 from service.raster import RasterConfig, Rasterizer  # noqa: E402
 from service.raster.reference import render_reference  # noqa: E402
 from service.raster.scenes import grid_map, random_scene  # noqa: E402
+from service.stats import percentiles_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _pcts(samples_ns: list[int]) -> dict[str, float]:
-    """:func:`benchmarks.common.percentiles_ms` with this benchmark's ``*_ms`` JSON keys."""
+    """:func:`service.stats.percentiles_ms` with this benchmark's ``*_ms`` JSON keys."""
     p = percentiles_ms(samples_ns)
     return {"n": p["n"], **{f"{k}_ms": p[k] for k in ("p50", "p95", "p99", "max")}}
 
@@ -78,13 +81,27 @@ def make_scenes(n_agents: int, n: int, vmap, seed: int = 0) -> list[dict]:
     ]
 
 
-def main() -> int:
-    """Run the benchmark; print the tables; write JSON."""
+def check(main_case: dict, budget: dict) -> list[str]:
+    """Missed budgets of the main case, as readable lines (empty: held)."""
+    bad = []
+    p99, limit = main_case["fast"]["p99_ms"], budget["stages"]["raster_ms"]
+    if not p99 <= limit:
+        bad.append(f"raster p99 {p99:.2f} ms > {limit:g} ms (200 agents, one core)")
+    speedup, floor = main_case["speedup_p50"], budget["raster"]["min_speedup"]
+    if not speedup >= floor:
+        bad.append(f"raster speed-up over the numpy reference {speedup:.1f}x < {floor:g}x")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the tables; write JSON; with ``--check``, 1 when a budget is missed."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=200, help="timed frames for the main case")
     ap.add_argument("--ref-frames", type=int, default=3, help="reference frames (slow: ~1 s each)")
     ap.add_argument("--quick", action="store_true", help="fewer frames in the sweeps")
-    args = ap.parse_args()
+    ap.add_argument("--no-sweeps", action="store_true", help="main case only")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
+    args = ap.parse_args(argv)
     sweep_frames = 30 if args.quick else 60
     vmap = grid_map(n_blocks=2, block_m=80.0)
     results: dict = {"host": platform.node(), "cpu": platform.processor() or platform.machine()}
@@ -124,24 +141,24 @@ def main() -> int:
     print(f"speed-up (p50, same scenes): {results['main']['speedup_p50']:.0f}x")
 
     sweeps: dict[str, list] = {"agents": [], "resolution_m": [], "history_frames": [], "map_blocks": []}
-    for n in (10, 50, 100, 200, 400):
+    for n in () if args.no_sweeps else (10, 50, 100, 200, 400):
         s = time_fast(r, make_scenes(n, 10, vmap, seed=n), sweep_frames)
         sweeps["agents"].append({"value": n, **s})
-    for res, extent in ((1.0, 64.0), (0.5, 64.0), (0.25, 64.0)):
+    for res, extent in () if args.no_sweeps else ((1.0, 64.0), (0.5, 64.0), (0.25, 64.0)):
         rr = Rasterizer(RasterConfig(resolution_m=res, extent_m=extent), vmap)
         s = time_fast(rr, scenes[:10], sweep_frames)
         sweeps["resolution_m"].append({"value": res, "hw": [rr.spec.height_px, rr.spec.width_px], **s})
-    for frames, stride in ((1, 5), (3, 5), (5, 5), (10, 2), (20, 1)):
+    for frames, stride in () if args.no_sweeps else ((1, 5), (3, 5), (5, 5), (10, 2), (20, 1)):
         rr = Rasterizer(RasterConfig(history_frames=frames, history_stride_steps=stride), vmap)
         s = time_fast(rr, scenes[:10], sweep_frames)
         sweeps["history_frames"].append({"value": frames, "channels": rr.num_channels, **s})
-    for blocks in (1, 2, 6):
+    for blocks in () if args.no_sweeps else (1, 2, 6):
         big = grid_map(n_blocks=blocks, block_m=80.0)
         rr = Rasterizer(cfg, big)
         s = time_fast(rr, make_scenes(200, 10, big, seed=7), sweep_frames)
         sweeps["map_blocks"].append({"value": blocks, "map_m": blocks * 80.0 + 20.0, **s})
     results["sweeps"] = sweeps
-    for name, rows in sweeps.items():
+    for name, rows in ((k, v) for k, v in sweeps.items() if v):
         print(f"\ncost vs {name} (fast path, 200 agents unless varied)")
         print(f"{name:<16}{'p50 ms':>10}{'p95 ms':>10}{'p99 ms':>10}{'max ms':>10}  note")
         for row in rows:
@@ -158,7 +175,7 @@ def main() -> int:
     out = RESULTS / "bench_raster.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out}")
-    return 0
+    return report_misses(check(results["main"], budgets()), args.check)
 
 
 if __name__ == "__main__":

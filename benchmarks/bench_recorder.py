@@ -8,7 +8,10 @@ seconds, optionally ``--speed`` times faster than real time. The recorder runs i
 recorded, seq gaps, throughput, and the recorder's per-message write latency p50/p95/p99/max
 (``LogWriter.write_raw``, which includes compressing a chunk when one fills up).
 
-    .venv/bin/python benchmarks/bench_recorder.py --duration 10 [--speed 1] [--json-out PATH]
+Exits 1 when a message is missing from the log or the seq gaps exceed ``recorder.max_seq_gaps``
+(``benchmarks/budgets.toml``), with or without ``--check``.
+
+    .venv/bin/python -m benchmarks.bench_recorder --duration 10 [--speed 1] [--json-out PATH] [--check]
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import budgets, report_misses  # noqa: E402
 from bus import messages as m  # noqa: E402
 from bus.config import BusConfig  # noqa: E402
+from service.stats import percentiles_ms  # noqa: E402
 
 RATES_HZ = {m.Modality.CAMERA: 15.0, m.Modality.LWIR: 15.0, m.Modality.RADAR: 20.0, m.Modality.LIDAR: 10.0}
 
@@ -152,13 +157,23 @@ def publisher_main(cfg: BusConfig, duration_s: float, speed: float) -> None:
     pub.close()
 
 
-def _pct(a: np.ndarray) -> dict[str, float]:
-    return {
-        k: float(np.percentile(a, q)) / 1e3 for k, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
-    }
+def _pct_us(a_ns: np.ndarray) -> dict[str, float]:
+    """p50/p95/p99/max in microseconds, from :func:`service.stats.percentiles_ms`."""
+    p = percentiles_ms(a_ns)
+    return {k: p[k] * 1e3 for k in ("p50", "p95", "p99", "max")}
 
 
-def main() -> int:
+def check(res: dict, budget: dict) -> list[str]:
+    """Missed budgets, as readable lines (empty: every message recorded, gaps within budget)."""
+    bad = []
+    if res["seq_gaps"] > budget["recorder"]["max_seq_gaps"]:
+        bad.append(f"recorder: {res['seq_gaps']} seq gaps > {budget['recorder']['max_seq_gaps']}")
+    if res["recorded"] != res["published"]:
+        bad.append(f"recorder: {res['recorded']} of {res['published']} published messages recorded")
+    return bad
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of simulated time")
     ap.add_argument("--speed", type=float, default=1.0, help="x real time")
@@ -166,7 +181,8 @@ def main() -> int:
     ap.add_argument("--role", choices=("main", "publisher"), default="main", help=argparse.SUPPRESS)
     ap.add_argument("--pub-endpoint", help=argparse.SUPPRESS)
     ap.add_argument("--sub-endpoint", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    ap.add_argument("--check", action="store_true", help="(a miss always exits 1; accepted for --check all)")
+    args = ap.parse_args(argv)
     if args.role == "publisher":
         publisher_main(
             BusConfig(pub_endpoint=args.pub_endpoint, sub_endpoint=args.sub_endpoint),
@@ -235,7 +251,7 @@ def main() -> int:
         "file_mb": out.stat().st_size / 1e6,
         "throughput_msgs_per_s": summary.messages / max(summary.duration_s, 1e-9),
         "throughput_mb_per_s": summary.bytes / 1e6 / max(summary.duration_s, 1e-9),
-        "write_latency_us": _pct(lat) if lat.size else {},
+        "write_latency_us": _pct_us(lat) if lat.size else {},
         "log_complete": info.stats.complete,
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
@@ -258,7 +274,7 @@ def main() -> int:
     for p in tmp.iterdir():
         p.unlink()
     tmp.rmdir()
-    return 0 if res["seq_gaps"] == 0 and res["recorded"] == res["published"] else 1
+    return report_misses(check(res, budgets()), check=True)
 
 
 if __name__ == "__main__":

@@ -22,18 +22,18 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from models.scenario_diffusion.evaluate import evaluate, format_report  # noqa: E402
 from models.scenario_diffusion.generate import WEIGHTS_PATH, ScenarioGenerator  # noqa: E402
 from models.scenario_diffusion.tokens import load_spec  # noqa: E402
+from service.stats import percentiles_ms  # noqa: E402
 
 
-def _pct(x: list[float]) -> dict[str, float]:
-    a = np.asarray(x) * 1e3
-    return {"p50_ms": float(np.percentile(a, 50)), "p95_ms": float(np.percentile(a, 95)),
-            "p99_ms": float(np.percentile(a, 99)), "max_ms": float(a.max()), "n": len(a)}  # fmt: skip
+def _pct(x_s: list[float]) -> dict[str, float]:
+    """:func:`service.stats.percentiles_ms` of durations in seconds, with ``*_ms`` keys."""
+    p = percentiles_ms([v * 1e9 for v in x_s])
+    return {**{f"{k}_ms": p[k] for k in ("p50", "p95", "p99", "max")}, "n": p["n"]}
 
 
 def latency(gen: ScenarioGenerator, steps: int, n: int, guidance: float) -> dict:
@@ -50,7 +50,7 @@ def latency(gen: ScenarioGenerator, steps: int, n: int, guidance: float) -> dict
     return {"wall": _pct(wall), "thread_cpu": _pct(cpu)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs-per-map", type=int, default=8, help="held-out runs per map (2 scenes each)")
     ap.add_argument("--steps", type=int, default=25)
@@ -59,7 +59,7 @@ def main() -> int:
     ap.add_argument("--weights", default=str(WEIGHTS_PATH))
     ap.add_argument("--quick", action="store_true", help="2 runs per map, 10 latency samples")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_scenarios.json"))
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.quick:
         a.runs_per_map, a.latency_n = 2, 10
     torch.set_num_threads(1)

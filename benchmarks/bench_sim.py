@@ -4,7 +4,10 @@ Each run warms up (JIT, initial spawns) for 1 sim s, then times every ``Simulati
 ``perf_counter_ns`` over ``--duration`` sim seconds (all 16 sensors on, intersection scenario by
 default). Prints a table and writes JSON to ``benchmarks/results/bench_sim.json``.
 
-    .venv/bin/python benchmarks/bench_sim.py [--duration 10] [--agents 50 100 200] [--scenario NAME]
+``--check`` exits 1 when the run at ``sim.at_agents`` is slower than ``sim.min_x_real_time``
+(``benchmarks/budgets.toml``).
+
+    .venv/bin/python -m benchmarks.bench_sim [--duration 10] [--agents 50 100 200] [--scenario NAME] [--check]
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import budgets, report_misses
+from service.stats import percentiles_ms
 from sim_sensors import SCENARIOS, SimConfig, Simulation
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,7 +43,7 @@ def bench_one(scenario: str, n_agents: int, duration_s: float, seed: int) -> dic
         n_msgs += len(sim.step())
         step_ns[i] = time.perf_counter_ns() - a
     wall_s = (time.perf_counter_ns() - t0) / 1e9
-    ms = step_ns / 1e6
+    p = percentiles_ms(step_ns)
     return {
         "scenario": scenario,
         "agents": n_agents,
@@ -48,20 +53,28 @@ def bench_one(scenario: str, n_agents: int, duration_s: float, seed: int) -> dic
         "x_real_time": duration_s / wall_s,
         "wall_ms_per_sim_s": 1e3 * wall_s / duration_s,
         "messages_per_sim_s": n_msgs / duration_s,
-        "step_ms_p50": float(np.percentile(ms, 50)),
-        "step_ms_p95": float(np.percentile(ms, 95)),
-        "step_ms_p99": float(np.percentile(ms, 99)),
-        "step_ms_max": float(ms.max()),
+        **{f"step_ms_{k}": p[k] for k in ("p50", "p95", "p99", "max")},
     }
 
 
-def main() -> int:
+def check(rows: list[dict], budget: dict) -> list[str]:
+    """Missed budgets, as readable lines (empty: held or no run at ``sim.at_agents``)."""
+    b = budget["sim"]
+    return [
+        f"simulator {r['x_real_time']:.1f}x real time < {b['min_x_real_time']:g}x at {r['agents']} agents"
+        for r in rows
+        if r["agents"] == b["at_agents"] and not r["x_real_time"] >= b["min_x_real_time"]
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="intersection", choices=SCENARIOS)
     parser.add_argument("--agents", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--duration", type=float, default=10.0, help="timed sim seconds per run")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    parser.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
+    args = parser.parse_args(argv)
     rows = [bench_one(args.scenario, n, args.duration, args.seed) for n in args.agents]
     print(
         f"{'agents':>6} {'x_rt':>7} {'ms/sim_s':>9} {'msg/s':>7} {'p50_ms':>7} {'p95_ms':>7} {'p99_ms':>7} {'max_ms':>7}"
@@ -87,7 +100,7 @@ def main() -> int:
     }
     out.write_text(json.dumps({"meta": meta, "runs": rows}, indent=2))
     print(f"wrote {out}")
-    return 0
+    return report_misses(check(rows, budgets()), args.check)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Shared helpers for benchmarks: percentiles, machine description, JSON results."""
+"""Shared helpers for benchmarks: budgets, machine description, JSON results.
+
+Percentiles come from :func:`service.stats.percentiles_ms`.
+"""
 
 from __future__ import annotations
 
@@ -6,35 +9,30 @@ import json
 import os
 import platform
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+BUDGETS_PATH = Path(__file__).resolve().parent / "budgets.toml"
+MISS_PREFIX = "BUDGET MISSED: "
 
 
-def percentiles_ms(samples_ns: Any) -> dict[str, float]:
-    """p50/p95/p99/max (and mean, n) in milliseconds of a sequence of nanosecond durations."""
-    a = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    if a.size == 0:
-        return {
-            "n": 0,
-            "p50": float("nan"),
-            "p95": float("nan"),
-            "p99": float("nan"),
-            "max": float("nan"),
-            "mean": float("nan"),
-        }
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {
-        "n": int(a.size),
-        "p50": float(p50),
-        "p95": float(p95),
-        "p99": float(p99),
-        "max": float(a.max()),
-        "mean": float(a.mean()),
-    }
+def budgets() -> dict[str, Any]:
+    """Every budget a benchmark checks, from ``benchmarks/budgets.toml`` (the only copy)."""
+    return tomllib.loads(BUDGETS_PATH.read_text())
+
+
+def report_misses(misses: list[str], check: bool) -> int:
+    """Print each missed budget as ``BUDGET MISSED: ...``; exit status 1 if ``check`` and any missed.
+
+    ``prescient bench --check all`` collects these lines from every benchmark it runs.
+    """
+    for line in misses:
+        print(f"{MISS_PREFIX}{line}", flush=True)
+    if not misses:
+        print("every budget held", flush=True)
+    return 1 if (check and misses) else 0
 
 
 def machine() -> dict[str, Any]:

@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bus import messages as m
 from bus.errors import StartupError
 from bus.logfile import LogError, LogWriter
@@ -27,6 +25,7 @@ from bus.logreader import EXIT_DAMAGED, ReadStats, iter_log
 from bus.logsummary import LogSummary, summarize_log
 from bus.replayer import iter_messages
 from service.pipeline import Pipeline, PipelineConfig, TickResult
+from service.stats import percentiles_ms
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +172,8 @@ def replay_log(
         "tracker_rejected": dict(pipe.tracker.stats.rejected),
         "wall_s": round(wall, 3),
         "stages_ms_p50_p99": {
-            k: [round(float(np.percentile(v, 50)) / 1e6, 3), round(float(np.percentile(v, 99)) / 1e6, 3)]
-            for k, v in stage.items()
+            k: [round(p["p50"], 3), round(p["p99"], 3)]
+            for k, p in ((k, percentiles_ms(v)) for k, v in stage.items())
         },
         "out": str(out) if out else None,
         "complete": stats.complete,

@@ -157,16 +157,6 @@ def check_file(path: Path, max_age_s: float) -> tuple[bool, str]:
     return True, f"{path}: {st.st_size} bytes, last written {age_s:.1f} s ago"
 
 
-def _percentiles_ms(values_ns: list[int]) -> dict[str, float]:
-    import numpy as np
-
-    if not values_ns:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan"), "max": float("nan")}
-    a = np.asarray(values_ns, dtype=np.float64) / 1e6
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2), "max": round(float(a.max()), 2)}
-
-
 def check_flow(duration_s: float, min_predictions: int) -> tuple[bool, dict]:
     """Listen for ``duration_s``: predictions, the predictor's health and planner verdicts.
 
@@ -181,6 +171,7 @@ def check_flow(duration_s: float, min_predictions: int) -> tuple[bool, dict]:
     from bus import messages as m
     from bus.config import BusConfig
     from bus.transport import Subscriber
+    from service.stats import percentiles_ms
 
     cfg = BusConfig()
     sub = Subscriber(cfg, [m.TOPIC_PREDICTIONS, m.health_topic("predictor"), m.TOPIC_PLANNER_STATUS])
@@ -229,7 +220,7 @@ def check_flow(duration_s: float, min_predictions: int) -> tuple[bool, dict]:
         "service_ticks": health.ticks if health else None,
         "deadline_misses": health.deadline_misses if health else None,
         "planner_statuses": n_status,
-        "e2e_ms": _percentiles_ms(e2e_ns),
+        "e2e_ms": {k: round(v, 2) for k, v in percentiles_ms(e2e_ns).items()},
         "rejected": rejected,
     }
     ok = n_pred >= min_predictions and n_nonfinite == 0 and n_status > 0

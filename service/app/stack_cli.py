@@ -61,8 +61,8 @@ def _install_stop(stop: threading.Event, duration_s: float | None) -> None:
 
 
 def _planner(args: argparse.Namespace) -> int:
-    from benchmarks.common import percentiles_ms
     from service.node import run_planner
+    from service.stats import percentiles_ms
 
     cfg = bus_config_from_args(args)
     stop = threading.Event()

@@ -10,9 +10,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from bus import codec
 from bus import messages as m
@@ -21,6 +20,7 @@ from bus.errors import DecodeError
 from bus.rxstats import topic_key
 from bus.transport import Subscriber
 from service.app.gapfill import FrameRing
+from service.stats import percentiles_ms
 
 LIGHT_TOPICS = (m.TOPIC_PREDICTIONS, m.TOPIC_PLANNER_STATUS, m.TOPIC_HEALTH_PREFIX)
 MAX_TOPICS = 256
@@ -118,11 +118,10 @@ class Monitor:
         return {t: sum(1 for x in q if x >= now - 2.0) / 2.0 for t, q in sorted(self.counts.items())}
 
 
-def pct_ms(values: object) -> tuple[float, float]:
-    a = np.asarray(list(values), dtype=np.float64) / 1e6
-    if a.size == 0:
-        return float("nan"), float("nan")
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+def pct_ms(values_ns: Iterable[int]) -> tuple[float, float]:
+    """(p50, p99) in ms of durations in ns, from :func:`service.stats.percentiles_ms` (NaN if empty)."""
+    p = percentiles_ms(values_ns)
+    return p["p50"], p["p99"]
 
 
 def render_table(mon: Monitor, children: list, elapsed_s: float):
