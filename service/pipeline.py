@@ -130,7 +130,6 @@ class Pipeline:
         self.future_steps = predictor.cfg.future_steps if predictor is not None else self.cfg.future_steps
         self.stats = PipelineStats()
         self._ego: m.EgoState | None = None
-        self._ego_hist: deque[tuple[int, np.ndarray]] = deque(maxlen=m.TRACK_HISTORY_STEPS)
         self._lights: m.TrafficLights | None = None
         self._lidar: dict[str, m.LidarFrame] = {}
         self._newest_stamp_ns: int | None = None
@@ -189,9 +188,6 @@ class Pipeline:
                 item_used = self.tracker.process(item)
                 if item_used:
                     self._ego = item
-                    stamp = item.header.stamp_ns
-                    if not self._ego_hist or stamp - self._ego_hist[-1][0] >= self.cfg.tick_period_ns:
-                        self._ego_hist.append((stamp, np.asarray(item.pose[:2], np.float64)))
             elif isinstance(item, m.TrafficLights):
                 self._lights, item_used = item, True
             elif isinstance(item, m.Tracks) and self.tracks_from_log:
@@ -220,7 +216,6 @@ class Pipeline:
         self.tracker = Tracker(self._tracker_cfg)
         self.tracker.stats = stats
         self._ego, self._lights, self._given_tracks, self._last = None, None, None, None
-        self._ego_hist.clear()
         self._lidar.clear()
         self._newest_stamp_ns = self._next_tick_ns = None
         self._clock_vote.clear(live=True)
@@ -391,7 +386,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------------
     def _render(self, tracks: m.Tracks, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
-        hist = np.array([xy for _, xy in self._ego_hist], np.float64).reshape(-1, 2)
+        hist = self.tracker.ego_history_xy(m.TRACK_HISTORY_STEPS, self.cfg.tick_period_ns)
         lidar = list(self._lidar.values()) if self.cfg.use_lidar else None
         return self.rasterizer.render(tracks, ego.pose, self._lights, plan_xy_m, lidar, hist)
 

@@ -322,23 +322,27 @@ class Admission:
         min/max alone (a NaN fails the comparison) and only a failing frame pays to tell a
         non-finite value from one out of its range.
         """
-        c = self.cfg
         lidar, radar = modality == m.Modality.LIDAR, modality == m.Modality.RADAR
         n = (msg.center_m if lidar else msg.range_m if radar else msg.boxes_px).shape[0]
-        pts = msg.points_m if lidar else None
-        n_pts = (pts.shape[0] if pts.ndim else 0) if lidar else 0
+        n_pts = (msg.points_m.shape[0] if msg.points_m.ndim else 0) if lidar else 0
         # Counts first: an oversized frame is rejected before any O(n) pass over it.
         if n > self._max_objects[modality]:
             return "too_many_objects"
-        if n_pts > c.lidar_max_points:
+        if n_pts > self.cfg.lidar_max_points:
             return "too_many_points"
-        reason = self._check_mount(msg)
-        if reason:
+        reason = self._check_mount(msg) or self._check_arrays(msg, modality, n, n_pts)
+        if reason or n == 0:
             return reason
+        return self._check_bounds(msg, modality)
+
+    @staticmethod
+    def _check_arrays(msg: Any, modality: m.Modality, n: int, n_pts: int) -> str:
+        """Shapes (n objects, n_pts points), finiteness, class ids and intrinsics of a frame."""
+        lidar, radar = modality == m.Modality.LIDAR, modality == m.Modality.RADAR
         if lidar:
             shapes = [(msg.center_m, (n, 3)), (msg.size_lwh_m, (n, 3)), (msg.yaw_rad, (n,))]
-            shapes += [(msg.score, (n,)), (msg.class_id, (n,)), (pts, (n_pts, 3))]
-            finite = (msg.yaw_rad, msg.score, pts)
+            shapes += [(msg.score, (n,)), (msg.class_id, (n,)), (msg.points_m, (n_pts, 3))]
+            finite = (msg.yaw_rad, msg.score, msg.points_m)
         elif radar:
             shapes = [(msg.range_m, (n,)), (msg.azimuth_rad, (n,)), (msg.range_rate_mps, (n,))]
             shapes += [(msg.rcs_dbsm, (n,))]
@@ -361,8 +365,12 @@ class Admission:
             return "bad_class"
         if not (lidar or radar) and not (msg.intrinsics[0, 0] > 0 and msg.intrinsics[1, 1] > 0):
             return "bad_intrinsics"
-        if n == 0:
-            return ""
+        return ""
+
+    def _check_bounds(self, msg: Any, modality: m.Modality) -> str:
+        """Value ranges of a frame with at least one object (min/max first, see above)."""
+        c = self.cfg
+        lidar, radar = modality == m.Modality.LIDAR, modality == m.Modality.RADAR
         # (array, low, high, reason below, reason above); low None: no lower limit.
         bounded: list[tuple[np.ndarray, float | None, float, str, str]]
         if lidar:

@@ -57,7 +57,7 @@ class TrackerConfig:
     sigma_yaw_accel_radps2: tuple[float, ...] = field(
         default_factory=lambda: per_class(1.0, car=0.6, truck=0.4, bus=0.4, cyclist=1.0)
     )
-    sigma_jerk_mps3: tuple[float, ...] = field(  # drives the CTRV/CTRA acceleration state
+    sigma_jerk_mps3: tuple[float, ...] = field(  # drives the CTRA acceleration state
         default_factory=lambda: per_class(2.0, car=3.0, truck=2.0, bus=2.0, cyclist=2.0)
     )
     init_sigma_accel_mps2: float = 1.5

@@ -1,9 +1,11 @@
-"""Bounded buffer of ego poses, interpolated at sensor capture times."""
+"""Ego poses kept by the tracker: a bounded buffer interpolated at sensor capture times, and the
+thinned trail of past ego positions the rasterizer draws."""
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections import deque
 
 import numpy as np
 
@@ -81,3 +83,57 @@ class EgoBuffer:
         out[1] += ref[4] * dt
         out[2] = math.remainder(ref[2] + ref[5] * dt, 2.0 * math.pi)
         return out
+
+
+class EgoTrail:
+    """Past ego positions thinned to at least a period apart, oldest first.
+
+    A sample is kept when it is at least ``period_ns`` newer than the last kept one (the first
+    admitted sample is always kept), so the trail follows the ego stream's own stamps, not a grid.
+    Each period asked for gets its own trail: the periods in ``periods_ns`` from the first sample
+    on, any other from the raw samples still held (the last ``capacity``) when first asked.
+
+    Args:
+        capacity: raw samples held for periods first asked later.
+        max_steps: rows kept per period (the most :meth:`xy` returns).
+        periods_ns: periods tracked from the first sample on.
+        max_periods: distinct periods accepted (bounds the memory a caller can make it use).
+    """
+
+    def __init__(
+        self, capacity: int, max_steps: int, periods_ns: tuple[int, ...] = (), max_periods: int = 4
+    ) -> None:
+        self._raw: deque[tuple[int, np.ndarray]] = deque(maxlen=capacity)
+        self._max_steps = max_steps
+        self._max_periods = max_periods
+        self._trails: dict[int, deque[tuple[int, np.ndarray]]] = {
+            int(p): deque(maxlen=max_steps) for p in periods_ns
+        }
+
+    def add(self, stamp_ns: int, xy_m: np.ndarray) -> None:
+        """Record the ego position ``xy_m`` (2,) world m at ``stamp_ns`` (newer than the last)."""
+        row = np.array(xy_m[:2], np.float64)
+        self._raw.append((stamp_ns, row))
+        for period_ns, trail in self._trails.items():
+            if not trail or stamp_ns - trail[-1][0] >= period_ns:
+                trail.append((stamp_ns, row))
+
+    def xy(self, steps: int, period_ns: int) -> np.ndarray:
+        """(n, 2) float64 world xy, oldest first: the last ``steps`` (n <= steps) kept samples.
+
+        Raises:
+            ValueError: ``steps`` above ``max_steps``, ``period_ns`` not positive, or more than
+                ``max_periods`` distinct periods asked for.
+        """
+        if steps > self._max_steps or period_ns <= 0:
+            raise ValueError(f"EgoTrail.xy: steps {steps} (max {self._max_steps}), period {period_ns} ns")
+        trail = self._trails.get(period_ns)
+        if trail is None:
+            if len(self._trails) >= self._max_periods:
+                raise ValueError(f"EgoTrail.xy: more than {self._max_periods} periods asked for")
+            trail = self._trails[period_ns] = deque(maxlen=self._max_steps)
+            for stamp_ns, row in self._raw:
+                if not trail or stamp_ns - trail[-1][0] >= period_ns:
+                    trail.append((stamp_ns, row))
+        rows = list(trail)[max(len(trail) - steps, 0) :] if steps > 0 else []
+        return np.array([xy for _, xy in rows], np.float64).reshape(-1, 2)

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from bus import messages as m
-from service.tracker import kernels as k
 from service.tracker.config import TrackerConfig
+from service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
+from service.tracker.measurement_kernels import frames_to_world_kernel
 
 
 @dataclass
@@ -69,7 +70,7 @@ def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
     width = np.zeros(nf)
     class_id = conf = attrs = size = None
     if isinstance(first, m.LidarFrame):
-        kind, modality, md = k.MEAS_POSE, m.Modality.LIDAR, 3
+        kind, modality, md = MEAS_POSE, m.Modality.LIDAR, 3
         for i, f in enumerate(frames):
             counts[i] = f.center_m.shape[0]
         raw = np.empty((int(counts.sum()), 4))
@@ -80,7 +81,7 @@ def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
         conf = np.clip(np.concatenate([f.score for f in frames]).astype(np.float64), 0.35, 0.95)
         size = np.concatenate([f.size_lwh_m for f in frames]).astype(np.float64)
     elif isinstance(first, m.RadarFrame):
-        kind, modality, md = k.MEAS_RADAR, m.Modality.RADAR, 3
+        kind, modality, md = MEAS_RADAR, m.Modality.RADAR, 3
         for i, f in enumerate(frames):
             counts[i] = f.range_m.shape[0]
         raw = np.zeros((int(counts.sum()), 4))
@@ -89,7 +90,7 @@ def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
         raw[:, 2] = np.concatenate([f.range_rate_mps for f in frames])
         params = np.array([c.radar_range_std_m, c.radar_bearing_std_rad, c.radar_range_rate_std_mps])
     else:
-        kind, md = k.MEAS_BEARING, 1
+        kind, md = MEAS_BEARING, 1
         is_cam = isinstance(first, m.CameraFrame)
         modality = m.Modality.CAMERA if is_cam else m.Modality.LWIR
         for i, f in enumerate(frames):
@@ -110,7 +111,7 @@ def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
     R = np.empty((M, md))
     sensors = np.empty((M, 5))
     if M:
-        k.frames_to_world_kernel(
+        frames_to_world_kernel(
             kind, raw, frame_of, ego, sensors_f, mounts, intr, width, params, z, R, sensors
         )
     return Meas(kind, modality, sensors, z, R, class_id, conf, attrs, size, frame_of)

@@ -403,3 +403,69 @@ def test_pipeline_single_old_message_from_a_log_does_not_reset() -> None:
     assert pipe.feed(old_ego) is False
     assert pipe.stats.clock_resets == 0
     assert pipe.due_tick() == 6000 * MS
+
+
+# ----------------------------------------------------------------------------------------------
+# Ego history: the tracker's ego trail gives the rows the pipeline used to keep itself.
+# ----------------------------------------------------------------------------------------------
+def _ego_stream(seed: int) -> list:
+    """A synthetic scene whose ego states come at irregular stamps (three extra per 100 ms,
+    jittered), with duplicates, out-of-order and implausible ones, a clock jump ahead (+20 s,
+    confirmed by the tracker's vote) and a restart (-30 s, the pipeline resets)."""
+    from service.tracker.synthetic import SyntheticScene
+
+    rng = np.random.default_rng(seed)
+    scene = SyntheticScene(n_agents=8, seed=seed)
+    out: list = []
+    shift = 0
+    for i in range(60):
+        msgs = scene.step()[:-1]
+        shift += 20 * S if i == 25 else (-30 * S if i == 45 else 0)
+        ego = msgs[0]
+        t = ego.header.stamp_ns
+        extra = []
+        for back_ms in sorted(rng.uniform(5, 95, 3), reverse=True):
+            st = t - int(back_ms * MS)
+            moved = dataclasses.replace(ego, pose=ego.pose - np.array([8.0 * back_ms / 1000, 0.0, 0.0]))
+            extra.append(_restamp(moved, st))
+        if rng.uniform() < 0.2:
+            extra.append(extra[0])  # duplicate
+        if rng.uniform() < 0.2:
+            extra.insert(1, extra[-1])  # out of order
+        if rng.uniform() < 0.1:
+            extra.append(dataclasses.replace(_restamp(ego, t - MS), pose=ego.pose + 500.0))  # teleport
+        out.extend(_restamp(x, x.header.stamp_ns + shift) for x in (*extra, *msgs))
+    return out
+
+
+def test_tracker_ego_history_matches_pipeline_ego_hist_rows() -> None:
+    """Fed the same stream, the tracker's ego history equals, after every message, the rows the
+    pipeline kept before it used the tracker's (every tick period, last TRACK_HISTORY_STEPS)."""
+    from collections import deque
+
+    pipe = _sensor_pipe()
+    period = pipe.cfg.tick_period_ns
+    ref: deque = deque(maxlen=m.TRACK_HISTORY_STEPS)  # the pipeline's former _ego_hist
+    resets, prev_ego, checked = 0, None, 0
+    for msg in _ego_stream(3):
+        pipe.feed(msg)
+        if pipe.stats.clock_resets != resets:
+            resets = pipe.stats.clock_resets
+            ref.clear()
+        if pipe.ego is not None and pipe.ego is not prev_ego:
+            stamp = pipe.ego.header.stamp_ns
+            if not ref or stamp - ref[-1][0] >= period:
+                ref.append((stamp, np.asarray(pipe.ego.pose[:2], np.float64)))
+        prev_ego = pipe.ego
+        expected = np.array([xy for _, xy in ref], np.float64).reshape(-1, 2)
+        got = pipe.tracker.ego_history_xy(m.TRACK_HISTORY_STEPS, period)
+        assert got.dtype == np.float64 and got.shape == expected.shape
+        np.testing.assert_array_equal(got, expected)
+        checked += len(got)
+        tick = pipe.due_tick()
+        if tick is not None:
+            pipe.tick(tick)
+    assert resets == 1 and checked > 1000
+    rejected = pipe.tracker.stats.rejected
+    assert rejected.get(f"{m.TOPIC_EGO}:duplicate") and rejected.get(f"{m.TOPIC_EGO}:out_of_order")
+    assert pipe.tracker.stats.counters.get("clock_jumps") == 1

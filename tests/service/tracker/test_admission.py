@@ -171,7 +171,7 @@ def test_admission_ghost_frame_births_capped_and_real_tracks_survive() -> None:
             before = tracker.stats.counters.get("births", 0)
             tracker.process(_ghost_lidar(_frame(msgs, LIDAR_FL), 256, msgs[0].header.stamp_ns - 1, seed=i))
             births.append(tracker.stats.counters.get("births", 0) - before)
-            tentative = tracker.valid & (tracker.status == m.TrackStatus.TENTATIVE)
+            tentative = tracker.table.valid & (tracker.table.status == m.TrackStatus.TENTATIVE)
             assert int(tentative.sum()) <= cfg.max_tentative_tracks
             assert tracker.num_tracks < tracker.config.capacity
         return msgs
@@ -228,8 +228,8 @@ def test_admission_lidar_box_that_implies_teleporting_does_not_associate(limit: 
     tracker = Tracker(TrackerConfig(reorder_window_s=0.0, admission=adm))
     for i in range(6):
         _one_box(tracker, S + i * S // 10, (10.0, 2.0), m.AgentClass.PEDESTRIAN)
-    (slot,) = np.flatnonzero(tracker.valid)
-    tracker.x[slot, 2:4] = (150.0, 0.0)  # CV state [x, y, vx, vy]: predicted 15 m on next frame
+    (slot,) = np.flatnonzero(tracker.table.valid)
+    tracker.table.x[slot, 2:4] = (150.0, 0.0)  # CV state [x, y, vx, vy]: predicted 15 m on next frame
     births = tracker.stats.counters["births"]
     t = S + 6 * S // 10
     _one_box(tracker, t, (25.0, 2.0), m.AgentClass.PEDESTRIAN)
@@ -380,7 +380,7 @@ def test_flood_of_forged_frames_leaves_memory_where_it_was() -> None:
     finally:
         tracemalloc.stop()
     assert tracker.stats.rejected.get(f"{LIDAR_FL}:too_many_objects") == 20
-    assert tracker._pair_buf[0].size <= 1 << 16
+    assert tracker._association.pair_buf[0].size <= 1 << 16
     assert grown < 1_000_000, grown
 
 

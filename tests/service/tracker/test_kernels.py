@@ -6,20 +6,23 @@ import math
 
 import numpy as np
 
-from service.tracker import kernels as k
+from service.tracker import association_kernels as ak
+from service.tracker import layout as L
+from service.tracker import measurement_kernels as mek
+from service.tracker import motion_kernels as mk
 
 
 def _one(model: int, state: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    x = np.zeros((1, k.STATE_DIM))
+    x = np.zeros((1, L.STATE_DIM))
     x[0, : len(state)] = state
-    P = np.eye(k.STATE_DIM)[None].copy()
+    P = np.eye(L.STATE_DIM)[None].copy()
     return x, P, np.array([model], np.int8)
 
 
 def test_predict_cv_moves_by_velocity_and_grows_covariance() -> None:
     """CV: x += v dt; P grows by F P F^T + Q."""
-    x, P, model = _one(k.MODEL_CV, [1.0, 2.0, 3.0, -1.0, 0.0])
-    k.predict_kernel(x, P, model, np.ones(1), np.ones(1), np.ones(1), np.array([0]), 0.5)
+    x, P, model = _one(L.MODEL_CV, [1.0, 2.0, 3.0, -1.0, 0.0])
+    mk.predict_kernel(x, P, model, np.ones(1), np.ones(1), np.ones(1), np.array([0]), 0.5)
     np.testing.assert_allclose(x[0, :4], [2.5, 1.5, 3.0, -1.0])
     # P00 = 1 + dt^2 * 1 + dt^4/4 * sa^2
     assert math.isclose(P[0, 0, 0], 1 + 0.25 + 0.0625 / 4)
@@ -27,9 +30,9 @@ def test_predict_cv_moves_by_velocity_and_grows_covariance() -> None:
 
 
 def test_predict_ctrv_follows_circle() -> None:
-    """CTRV with yaw rate w for pi/(2w) seconds turns a quarter circle of radius v/w."""
-    x, P, model = _one(k.MODEL_CTRV, [0.0, 0.0, 0.0, 2.0, 0.5])
-    k.predict_kernel(
+    """CTRA, zero acceleration, yaw rate w for pi/(2w) s: a quarter circle of radius v/w."""
+    x, P, model = _one(L.MODEL_CTRA, [0.0, 0.0, 0.0, 2.0, 0.5])
+    mk.predict_kernel(
         x, P, model, np.full(1, 1e-6), np.full(1, 1e-6), np.full(1, 1e-6), np.array([0]), math.pi
     )
     r = 2.0 / 0.5
@@ -37,16 +40,16 @@ def test_predict_ctrv_follows_circle() -> None:
 
 
 def _numeric_jacobian(kind: int, model: int, state: np.ndarray, sensor: np.ndarray) -> np.ndarray:
-    md = k.MEAS_DIM[kind]
-    sd = k.STATE_DIM
+    md = L.MEAS_DIM[kind]
+    sd = L.STATE_DIM
     zhat, H = np.zeros(md), np.zeros((md, sd))
     J = np.zeros((md, sd))
     for d in range(sd):
         e = np.zeros(sd)
         e[d] = 1e-6
-        k._measure(state + e, model, kind, sensor, zhat, H)
+        mek.measure_kernel(state + e, model, kind, sensor, zhat, H)
         zp = zhat.copy()
-        k._measure(state - e, model, kind, sensor, zhat, H)
+        mek.measure_kernel(state - e, model, kind, sensor, zhat, H)
         J[:, d] = (zp - zhat) / 2e-6
     return J
 
@@ -60,42 +63,42 @@ def test_predict_ctra_jacobian_matches_finite_differences() -> None:
         for d in range(6):
             e = np.zeros(6)
             e[d] = 1e-6
-            xp, P, model = _one(k.MODEL_CTRV, list(base + e))
-            xm, _, _ = _one(k.MODEL_CTRV, list(base - e))
+            xp, P, model = _one(L.MODEL_CTRA, list(base + e))
+            xm, _, _ = _one(L.MODEL_CTRA, list(base - e))
             z = np.zeros(1)
-            k.predict_kernel(xp, P, model, z, z, z, np.array([0]), dt)
-            k.predict_kernel(xm, P.copy(), model, z, z, z, np.array([0]), dt)
+            mk.predict_kernel(xp, P, model, z, z, z, np.array([0]), dt)
+            mk.predict_kernel(xm, P.copy(), model, z, z, z, np.array([0]), dt)
             J[:, d] = (xp[0] - xm[0]) / 2e-6
-        x, P, model = _one(k.MODEL_CTRV, list(base))
+        x, P, model = _one(L.MODEL_CTRA, list(base))
         z = np.zeros(1)
-        k.predict_kernel(x, P, model, z, z, z, np.array([0]), dt)
+        mk.predict_kernel(x, P, model, z, z, z, np.array([0]), dt)
         # With P0 = I and no noise, P1 = F F^T; compare with the numeric J J^T.
         np.testing.assert_allclose(P[0], J @ J.T, atol=1e-4)
 
 
 def test_measure_jacobians_match_finite_differences() -> None:
-    """Analytic H of radar and bearing models equals the numeric Jacobian for CV and CTRV."""
+    """Analytic H of radar and bearing models equals the numeric Jacobian for CV and CTRA."""
     sensor = np.array([1.0, -2.0, 0.3, 5.0, 0.5])
     for model, state in (
-        (k.MODEL_CV, np.array([20.0, 7.0, 3.0, -2.0, 0.0, 0.0])),
-        (k.MODEL_CTRV, np.array([20.0, 7.0, 0.7, 6.0, 0.1, 0.5])),
+        (L.MODEL_CV, np.array([20.0, 7.0, 3.0, -2.0, 0.0, 0.0])),
+        (L.MODEL_CTRA, np.array([20.0, 7.0, 0.7, 6.0, 0.1, 0.5])),
     ):
-        for kind in (k.MEAS_RADAR, k.MEAS_BEARING, k.MEAS_POSE):
-            md = k.MEAS_DIM[kind]
-            zhat, H = np.zeros(md), np.zeros((md, k.STATE_DIM))
-            assert k._measure(state, model, kind, sensor, zhat, H)
+        for kind in (L.MEAS_RADAR, L.MEAS_BEARING, L.MEAS_POSE):
+            md = L.MEAS_DIM[kind]
+            zhat, H = np.zeros(md), np.zeros((md, L.STATE_DIM))
+            assert mek.measure_kernel(state, model, kind, sensor, zhat, H)
             J = _numeric_jacobian(kind, model, state, sensor)
-            if kind == k.MEAS_POSE and model == k.MODEL_CV:
+            if kind == L.MEAS_POSE and model == L.MODEL_CV:
                 J[2] = 0.0  # yaw row unused for CV
             np.testing.assert_allclose(H, J, atol=1e-5, err_msg=f"kind {kind} model {model}")
 
 
 def test_update_pose_pulls_state_toward_measurement_and_shrinks_covariance() -> None:
     """A LiDAR update with equal prior and measurement variance lands half way."""
-    x, P, model = _one(k.MODEL_CV, [0.0, 0.0, 0.0, 0.0, 0.0])
+    x, P, model = _one(L.MODEL_CV, [0.0, 0.0, 0.0, 0.0, 0.0])
     z = np.array([[2.0, -2.0, 0.0]])
     R = np.array([[1.0, 1.0, 1.0]])
-    ok = k.update_kernel(x, P, model, np.array([0]), k.MEAS_POSE, np.zeros((1, 5)), z, R, np.array([0]))
+    ok = mk.update_kernel(x, P, model, np.array([0]), L.MEAS_POSE, np.zeros((1, 5)), z, R, np.array([0]))
     assert ok.all()
     np.testing.assert_allclose(x[0, :2], [1.0, -1.0])
     np.testing.assert_allclose(P[0, 0, 0], 0.5)
@@ -103,30 +106,30 @@ def test_update_pose_pulls_state_toward_measurement_and_shrinks_covariance() -> 
 
 def test_update_radar_doppler_corrects_velocity() -> None:
     """A radial range rate of +3 m/s on a stationary CV track makes it recede."""
-    x, P, model = _one(k.MODEL_CV, [10.0, 0.0, 0.0, 0.0, 0.0])
+    x, P, model = _one(L.MODEL_CV, [10.0, 0.0, 0.0, 0.0, 0.0])
     P[0, 2, 2] = P[0, 3, 3] = 25.0
     z = np.array([[10.0, 0.0, 3.0]])
     R = np.array([[0.1, 1e-4, 0.01]])
-    k.update_kernel(x, P, model, np.array([0]), k.MEAS_RADAR, np.zeros((1, 5)), z, R, np.array([0]))
+    mk.update_kernel(x, P, model, np.array([0]), L.MEAS_RADAR, np.zeros((1, 5)), z, R, np.array([0]))
     assert 2.9 < x[0, 2] < 3.0
     assert abs(x[0, 3]) < 1e-6
 
 
 def test_gate_kernel_returns_only_pairs_inside_gate() -> None:
     """Two tracks, two LiDAR measurements: each gates only with its own neighbour."""
-    x = np.zeros((2, k.STATE_DIM))
+    x = np.zeros((2, L.STATE_DIM))
     x[1, :2] = [10.0, 0.0]
-    P = np.tile(np.eye(k.STATE_DIM) * 0.1, (2, 1, 1))
+    P = np.tile(np.eye(L.STATE_DIM) * 0.1, (2, 1, 1))
     model = np.zeros(2, np.int8)
     z = np.array([[0.2, 0.0, 0.0], [10.1, 0.3, 0.0]])
     R = np.full((2, 3), 0.01)
     a, j, cost = np.empty(4, np.int64), np.empty(4, np.int64), np.empty(4)
-    n = k.gate_kernel(
+    n = ak.gate_kernel(
         x,
         P,
         model,
         np.array([0, 1]),
-        k.MEAS_POSE,
+        L.MEAS_POSE,
         np.zeros((2, 5)),
         z,
         R,

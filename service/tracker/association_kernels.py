@@ -1,0 +1,262 @@
+"""Numba kernels of association: Mahalanobis gating and the bookkeeping of gated pairs.
+
+Only ``@njit`` functions (and their warm-up) live here; :mod:`service.tracker.association` checks
+inputs and calls them. Measurement models come from :mod:`service.tracker.measurement_kernels`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from service.tracker.layout import MEAS_BEARING, MEAS_DIM, MEAS_POSE, MEAS_RADAR
+from service.tracker.layout import STATE_DIM as SD
+from service.tracker.measurement_kernels import (
+    hph_kernel,
+    innovation_kernel,
+    inv_small_kernel,
+    measure_kernel,
+    wrap_angle,
+)
+
+
+@njit(cache=True, nogil=True)
+def _gate_pair(kind, z_j, R_j, zhat, HPH, model_i, m, m_gate, y, S, Si):  # noqa: ANN001, ANN202
+    """(d2, log det S) of one pair on the first ``m_gate`` dimensions; d2 = inf if singular."""
+    innovation_kernel(kind, z_j, zhat, model_i, y)
+    for r in range(m_gate):
+        for c in range(m_gate):
+            S[r, c] = HPH[r, c]
+        S[r, r] += R_j[r]
+    det = inv_small_kernel(S, m_gate, Si)
+    if det <= 0.0:
+        return np.inf, 0.0
+    d2 = 0.0
+    for r in range(m_gate):
+        for c in range(m_gate):
+            d2 += y[r] * Si[r, c] * y[c]
+    return d2, math.log(det)
+
+
+@njit(cache=True, nogil=True)
+def _measured_xy(kind, z, sensors, mx, my):  # noqa: ANN001, ANN202
+    """World position of each measurement (M,) for the Euclidean pre-gate: the box centre
+    (POSE), the point at the measured range and bearing (RADAR), zero (BEARING, not used)."""
+    for j in range(z.shape[0]):
+        if kind == MEAS_POSE:
+            mx[j] = z[j, 0]
+            my[j] = z[j, 1]
+        elif kind == MEAS_RADAR:
+            mx[j] = sensors[j, 0] + z[j, 0] * math.cos(z[j, 1])
+            my[j] = sensors[j, 1] + z[j, 0] * math.sin(z[j, 1])
+        else:
+            mx[j] = 0.0
+            my[j] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def _block_keys(kind, z, R, sensor, mx, j0, j1):  # noqa: ANN001, ANN202
+    """Sort key of each row of the block ``[j0, j1)``: bearing relative to the boresight
+    (BEARING) or world x of the measured position (POSE, RADAR).
+
+    Returns:
+        (order, sorted keys, largest bearing variance of the block (BEARING, else 0)).
+    """
+    nb = j1 - j0
+    rel = np.empty(nb)
+    rmax = 0.0
+    for jj in range(nb):
+        if kind == MEAS_BEARING:
+            rel[jj] = wrap_angle(z[j0 + jj, 0] - sensor[2])
+            rmax = max(rmax, R[j0 + jj, 0])
+        else:
+            rel[jj] = mx[j0 + jj]
+    order = np.argsort(rel)
+    return order, rel[order], rmax
+
+
+@njit(cache=True, nogil=True)
+def _emit(d2, ld, gate_d2, a, j, out_a, out_j, out_cost, npairs):  # noqa: ANN001, ANN202
+    """Write the pair (a, j) with cost ``d2 + ld`` if inside the gate; returns npairs."""
+    if d2 <= gate_d2:
+        out_a[npairs] = a
+        out_j[npairs] = j
+        out_cost[npairs] = d2 + ld
+        return npairs + 1
+    return npairs
+
+
+@njit(cache=True, nogil=True)
+def gate_kernel(
+    x, P, model, idx, kind, sensors, z, R, starts, m_gate, gate_d2, max_dist_m, out_a, out_j, out_cost
+):  # noqa: ANN001, ANN201
+    """Gated (track, measurement) pairs with their cost ``d2 + log det S`` (sparse output).
+
+    Measurements come in contiguous blocks, one per source frame (sensor); the predicted
+    measurement of a track is computed once per block. Candidates are found by binary search in
+    the sorted block (bearing relative to the boresight, or world x of the measured position)
+    instead of pair by pair.
+
+    Args:
+        x, P, model: filter state arrays (see :func:`~service.tracker.motion_kernels.predict_kernel`).
+        idx: (n,) int64 candidate track slots.
+        kind: ``MEAS_*``.
+        sensors: (M, 5) float64 world pose and velocity of the sensor of each measurement.
+        z: (M, m) float64 measurements; R: (M, m) float64 measurement variances (diagonal).
+        starts: (F + 1,) int64 block offsets into the measurement rows.
+        m_gate: number of leading measurement dimensions used for gating.
+        gate_d2: chi-square gate on ``m_gate`` dimensions.
+        max_dist_m: Euclidean pre-gate (<= 0: off) between the track position and the
+            measurement position (POSE), or the point at the measured range and bearing (RADAR).
+        out_a: (n * M,) int64 output: index into ``idx`` of each gated pair.
+        out_j: (n * M,) int64 output: measurement row of each gated pair.
+        out_cost: (n * M,) float64 output: squared Mahalanobis distance plus ``log det S``.
+
+    Returns:
+        Number of gated pairs written to the outputs.
+    """
+    m = z.shape[1]
+    M = z.shape[0]
+    zhat = np.zeros(m)
+    H = np.zeros((m, SD))
+    y = np.zeros(m)
+    S = np.zeros((m, m))
+    Si = np.zeros((m, m))
+    HPH = np.zeros((m, m))
+    md2 = max_dist_m * max_dist_m
+    npairs = 0
+    mx = np.empty(M)
+    my = np.empty(M)
+    _measured_xy(kind, z, sensors, mx, my)
+    for f in range(starts.shape[0] - 1):
+        j0 = starts[f]
+        j1 = starts[f + 1]
+        if j1 <= j0:
+            continue
+        sensor = sensors[j0]
+        order, rel_sorted, rmax = _block_keys(kind, z, R, sensor, mx, j0, j1)
+        for a in range(idx.shape[0]):
+            i = idx[a]
+            if kind == MEAS_BEARING:
+                if not measure_kernel(x[i], model[i], kind, sensor, zhat, H):
+                    continue
+                rh = wrap_angle(zhat[0] - sensor[2])
+                lo = np.searchsorted(rel_sorted, rh - 0.5)
+                hi = np.searchsorted(rel_sorted, rh + 0.5, side="right")
+                if hi <= lo:
+                    continue
+                hph_kernel(H, P[i], m_gate, HPH)
+                w = min(0.5, math.sqrt(gate_d2 * (HPH[0, 0] + rmax)))
+                lo = np.searchsorted(rel_sorted, rh - w)
+                hi = np.searchsorted(rel_sorted, rh + w, side="right")
+                for q in range(lo, hi):
+                    j = j0 + order[q]
+                    d2, ld = _gate_pair(kind, z[j], R[j], zhat, HPH, model[i], m, m_gate, y, S, Si)
+                    npairs = _emit(d2, ld, gate_d2, a, j, out_a, out_j, out_cost, npairs)
+                continue
+            ready = False  # predicted measurement and H P H^T computed lazily, on the first candidate
+            lo = 0
+            hi = j1 - j0
+            if max_dist_m > 0.0:
+                lo = np.searchsorted(rel_sorted, x[i, 0] - max_dist_m)
+                hi = np.searchsorted(rel_sorted, x[i, 0] + max_dist_m, side="right")
+            for q in range(lo, hi):
+                j = j0 + order[q]
+                if max_dist_m > 0.0:
+                    ddx = mx[j] - x[i, 0]
+                    ddy = my[j] - x[i, 1]
+                    if ddx * ddx + ddy * ddy > md2:
+                        continue
+                if not ready:
+                    if not measure_kernel(x[i], model[i], kind, sensor, zhat, H):
+                        break
+                    hph_kernel(H, P[i], m_gate, HPH)
+                    ready = True
+                d2, ld = _gate_pair(kind, z[j], R[j], zhat, HPH, model[i], m, m_gate, y, S, Si)
+                npairs = _emit(d2, ld, gate_d2, a, j, out_a, out_j, out_cost, npairs)
+    return npairs
+
+
+@njit(cache=True, nogil=True)
+def unambiguous_pairs_kernel(pa, pj, frame_of_j, n_tracks, n_meas, n_frames):  # noqa: ANN001, ANN201
+    """Mark gated pairs that need no assignment solver.
+
+    A pair (a, j) is unambiguous when track ``a`` gates with no other measurement of the same
+    frame and measurement ``j`` gates with no other track.
+
+    Args:
+        pa: (K,) int64 track index (into the candidate list) of each gated pair.
+        pj: (K,) int64 measurement row of each gated pair.
+        frame_of_j: (M,) int64 source frame of each measurement row.
+        n_tracks, n_meas, n_frames: sizes of the candidate list, measurements and frames.
+
+    Returns:
+        (K,) bool mask of unambiguous pairs.
+    """
+    row_count = np.zeros(n_frames * n_tracks, np.int64)
+    col_count = np.zeros(n_meas, np.int64)
+    for q in range(pa.shape[0]):
+        row_count[frame_of_j[pj[q]] * n_tracks + pa[q]] += 1
+        col_count[pj[q]] += 1
+    out = np.zeros(pa.shape[0], np.bool_)
+    for q in range(pa.shape[0]):
+        out[q] = row_count[frame_of_j[pj[q]] * n_tracks + pa[q]] == 1 and col_count[pj[q]] == 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def compact_pairs_kernel(pa, pj, frame_of_j, n_tracks, n_meas, n_frames):  # noqa: ANN001, ANN201
+    """Dense row/column numbering of gated pairs for one assignment problem per batch.
+
+    Rows are (frame, track) combinations, so a track can take one measurement from each frame;
+    columns are measurements. The problem is block-diagonal by frame, so one solver call equals
+    one call per frame.
+
+    Returns:
+        ``(ri, ci, row_track, col_meas)``: (K,) row and column of each pair, (R,) candidate index
+        of each row, (Cc,) measurement row of each column.
+    """
+    row_id = np.full(n_frames * n_tracks, -1, np.int64)
+    col_id = np.full(n_meas, -1, np.int64)
+    K = pa.shape[0]
+    ri = np.empty(K, np.int64)
+    ci = np.empty(K, np.int64)
+    row_track = np.empty(K, np.int64)
+    col_meas = np.empty(K, np.int64)
+    nr = 0
+    nc = 0
+    for q in range(K):
+        key = frame_of_j[pj[q]] * n_tracks + pa[q]
+        if row_id[key] < 0:
+            row_id[key] = nr
+            row_track[nr] = pa[q]
+            nr += 1
+        if col_id[pj[q]] < 0:
+            col_id[pj[q]] = nc
+            col_meas[nc] = pj[q]
+            nc += 1
+        ri[q] = row_id[key]
+        ci[q] = col_id[pj[q]]
+    return ri, ci, row_track[:nr], col_meas[:nc]
+
+
+def warm_up() -> None:
+    """Compile this module's kernels on dummy inputs (keeps JIT off the first real tick)."""
+    x = np.zeros((2, SD))
+    x[1, 3] = 1.0
+    P = np.tile(np.eye(SD), (2, 1, 1))
+    model = np.array([0, 1], np.int8)
+    idx = np.array([0, 1], np.int64)
+    sensor = np.array([[10.0, 10.0, 0.0, 0.0, 0.0]])
+    starts = np.array([0, 1], np.int64)
+    for kind in (MEAS_POSE, MEAS_RADAR, MEAS_BEARING):
+        md = MEAS_DIM[kind]
+        buf_i = np.empty(2, np.int64)
+        gate_kernel(
+            x, P, model, idx, kind, sensor, np.zeros((1, md)), np.ones((1, md)), starts, min(md, 2), 10.0, 5.0,
+            buf_i, buf_i.copy(), np.empty(2),
+        )  # fmt: skip
+    unambiguous_pairs_kernel(idx, idx, idx, 2, 2, 2)
+    compact_pairs_kernel(idx, idx, idx, 2, 2, 2)

@@ -1,0 +1,111 @@
+"""After association: per-track bookkeeping and fusion of what the filter does not estimate.
+
+For each associated (track, measurement) pair: hit counts and the liveness clocks; box size (EMA
+of LiDAR boxes) and the heading of CV tracks (circular EMA of box headings, mod pi); attribute
+scores (EMA of camera attribute bits); class probabilities (Bayesian, symmetric confusion, see
+:func:`~service.tracker.fusion_kernels.fuse_class_kernel`), switching the motion model when the
+most probable class changes it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bus import messages as m
+from service.tracker.admission import TrackerStats
+from service.tracker.config import TrackerConfig
+from service.tracker.fusion_kernels import fuse_class_kernel
+from service.tracker.layout import MODEL_CV
+from service.tracker.measurements import Meas
+from service.tracker.motion import Motion, model_of_class
+from service.tracker.table import ATTR_BITS, TrackTable
+
+
+def class_likelihood(class_id: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """(M, C) float64 likelihood of each observation under each true class (symmetric confusion).
+
+    Args:
+        class_id: (M,) observed class; conf: (M,) float64 confidence of each observation.
+    """
+    C = m.NUM_CLASSES
+    L = np.repeat(((1.0 - conf) / (C - 1))[:, None], C, axis=1)
+    L[np.arange(class_id.shape[0]), class_id] = conf
+    return L
+
+
+class Fusion:
+    """Bookkeeping of associated pairs (see the module docstring).
+
+    Args:
+        config: EMA weights, class weights per modality, liveness rules.
+        motion: converts a track's state when its class changes the motion model.
+        stats: event counters (shared with the other stages).
+    """
+
+    def __init__(self, config: TrackerConfig, motion: Motion, stats: TrackerStats) -> None:
+        self.config = config
+        self.stats = stats
+        self._motion = motion
+
+    def bookkeep(self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas, t: int) -> None:
+        """Apply the pairs (slot ``ti[k]``, measurement row ``dj[k]``) of a batch captured at ``t``."""
+        c = self.config
+        table.last_update_ns[ti] = t
+        np.add.at(table.hits, ti, 1)
+        if meas.modality == m.Modality.LIDAR or (meas.modality == m.Modality.RADAR and c.radar_keeps_alive):
+            table.last_position_ns[ti] = t
+            table.last_pos_xy_m[ti] = table.x[ti, :2]
+            np.add.at(table.position_hits, ti, 1)
+        if meas.size_lwh_m is not None:
+            self._fuse_boxes(table, ti, dj, meas)
+        if meas.attributes is not None:
+            bits = (meas.attributes[dj][:, None] & ATTR_BITS[None, :]) > 0
+            a = c.attribute_alpha
+            table.attr_score[ti] = (1 - a) * table.attr_score[ti] + a * bits
+        w = c.class_weight[meas.modality]
+        if meas.class_id is not None and w > 0:
+            self._fuse_class(table, ti, dj, meas, float(w))
+
+    def _fuse_boxes(self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas) -> None:
+        """Size EMA of LiDAR boxes; circular EMA of the box heading of CV tracks."""
+        a = self.config.size_alpha
+        table.size_lwh_m[ti] = (1 - a) * table.size_lwh_m[ti] + a * meas.size_lwh_m[dj]
+        is_cv = table.model[ti] == MODEL_CV
+        if is_cv.any():
+            cv = ti[is_cv]
+            # Mod pi: a box heading is ambiguous by half a turn.
+            zy = meas.z[dj[is_cv], 2]
+            d = np.remainder(zy - table.yaw_aux_rad[cv] + 0.5 * math.pi, math.pi) - 0.5 * math.pi
+            table.yaw_aux_rad[cv] = table.yaw_aux_rad[cv] + 0.3 * d
+
+    def _fuse_class(
+        self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas, weight: float
+    ) -> None:
+        best = np.empty(ti.size, np.int32)
+        fuse_class_kernel(
+            table.class_logp,
+            ti,
+            meas.class_id[dj],
+            meas.class_conf[dj],
+            weight,
+            self.config.class_logp_floor,
+            best,
+        )
+        changed = best != table.class_id[ti]
+        if changed.any():
+            # One track may appear twice (two corners): re-check against the class set just now.
+            for slot, cls in zip(ti[changed], best[changed]):
+                if cls != table.class_id[slot]:
+                    self.set_class(table, int(slot), int(cls))
+
+    def set_class(self, table: TrackTable, slot: int, cls: int) -> None:
+        """Change a track's class and noise levels; convert its state if the motion model changes."""
+        table.class_id[slot] = cls
+        self._motion.set_noise(table, slot, cls)
+        new_model = model_of_class(cls)
+        if new_model == table.model[slot]:
+            return
+        self._motion.switch_model(table, slot, new_model)
+        self.stats.count("model_switches")
