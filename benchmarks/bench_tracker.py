@@ -41,10 +41,10 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import budgets, report_misses  # noqa: E402
 from bus import messages as m  # noqa: E402
+from service.app.tracking.evaluate import LidarVisibility, TrackingScorer  # noqa: E402
+from service.app.tracking.runner import TickDriver  # noqa: E402
 from service.tracker import Tracker, TrackerConfig  # noqa: E402
 from service.tracker.ego import EgoBuffer  # noqa: E402
-from service.tracker.evaluate import LidarVisibility, TrackingScorer  # noqa: E402
-from service.tracker.runner import TickDriver  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -74,7 +74,7 @@ def generate(
         while sim.time_ns < t_end:
             out.extend(sim.step())
         return out
-    from service.tracker.synthetic import SyntheticScene
+    from service.app.tracking.synthetic import SyntheticScene
 
     scene = SyntheticScene(n_agents=n_agents, seed=seed, night=night, radius_m=80.0)
     for _ in range(int(round(duration_s / m.PRED_DT_S))):
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         speed_cases.append(("synthetic_200_in_range", None))
     for case, scen in speed_cases:
         if scen is None:
-            from service.tracker.synthetic import SyntheticScene
+            from service.app.tracking.synthetic import SyntheticScene
 
             scene = SyntheticScene(n_agents=200, seed=args.seed + 1, radius_m=70.0)
             msgs = [x for _ in range(int(round(args.speed_duration / m.PRED_DT_S))) for x in scene.step()]

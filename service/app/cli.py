@@ -18,7 +18,7 @@ COMMAND_MODULES = (
     "bus.cli",  # prescient bus, prescient bus-bench
     "bus.log_cli",  # prescient log ..., prescient import ...
     "sim_sensors.cli",  # prescient sim
-    "service.tracker.cli",  # prescient track
+    "service.app.tracking.cli",  # prescient track
     "service.app.raster_cli",  # prescient raster
     "models.cli",  # prescient data / train / eval / export
     "models.sim_cli",  # prescient data generate / train-sim / eval-sim / eval-av2

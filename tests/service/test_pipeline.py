@@ -304,7 +304,7 @@ def _drive(pipe: Pipeline, scene, steps: int, inject=None) -> list:  # noqa: ANN
 def test_pipeline_forged_old_frame_every_second_never_resets_and_tracks_survive() -> None:
     """One frame per second stamped at the start of time (each on another topic, ego state
     included) for 20 s: never a reset, and every tick's tracks equal those of a clean run."""
-    from service.tracker.synthetic import SyntheticScene
+    from service.app.tracking.synthetic import SyntheticScene
 
     def forge(i: int, msgs: list) -> list:
         if i % 10 == 5:
@@ -330,7 +330,7 @@ def test_pipeline_forged_old_frame_every_second_never_resets_and_tracks_survive(
 def test_pipeline_genuine_multi_sensor_restart_resets_within_a_second() -> None:
     """Simulator restart: every sensor and the ego state jump back 5 s together. The pipeline
     resets on the first messages of the new clock and tracks again within a second."""
-    from service.tracker.synthetic import SyntheticScene
+    from service.app.tracking.synthetic import SyntheticScene
 
     pipe = _sensor_pipe()
     _drive(pipe, SyntheticScene(n_agents=12, seed=5), 60)
@@ -346,7 +346,7 @@ def test_pipeline_genuine_multi_sensor_restart_resets_within_a_second() -> None:
 
 def test_pipeline_single_future_ego_state_does_not_block_real_ones() -> None:
     """An ego state 60 s ahead is rejected; the real ego states keep being used for rendering."""
-    from service.tracker.synthetic import SyntheticScene
+    from service.app.tracking.synthetic import SyntheticScene
 
     def forge(i: int, msgs: list) -> list:
         if i == 10:
@@ -363,7 +363,7 @@ def test_pipeline_single_future_ego_state_does_not_block_real_ones() -> None:
 
 def test_pipeline_forged_random_topics_keep_health_keys_bounded() -> None:
     """100 frames with random topics and stamps add a bounded number of health keys."""
-    from service.tracker.synthetic import SyntheticScene
+    from service.app.tracking.synthetic import SyntheticScene
 
     rng = np.random.default_rng(1)
     pipe = _sensor_pipe()
@@ -412,7 +412,7 @@ def _ego_stream(seed: int) -> list:
     """A synthetic scene whose ego states come at irregular stamps (three extra per 100 ms,
     jittered), with duplicates, out-of-order and implausible ones, a clock jump ahead (+20 s,
     confirmed by the tracker's vote) and a restart (-30 s, the pipeline resets)."""
-    from service.tracker.synthetic import SyntheticScene
+    from service.app.tracking.synthetic import SyntheticScene
 
     rng = np.random.default_rng(seed)
     scene = SyntheticScene(n_agents=8, seed=seed)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bus import messages as m
+from service.app.tracking.synthetic import SyntheticScene
 from service.tracker import AdmissionConfig, Tracker, TrackerConfig
 from service.tracker.admission import REASONS, STATS_TOPICS, UNKNOWN_TOPIC, ClockVote, per_class
-from service.tracker.synthetic import SyntheticScene
 
 LIDAR_FL = m.sensor_topic(m.Modality.LIDAR, m.Corner.FRONT_LEFT)
 RADAR_FL = m.sensor_topic(m.Modality.RADAR, m.Corner.FRONT_LEFT)

@@ -16,7 +16,7 @@ from bus import messages as m
 from bus.config import BusConfig
 from bus.transport import Publisher, Subscriber
 from service.app.cli import main
-from service.tracker.synthetic import SyntheticScene
+from service.app.tracking.synthetic import SyntheticScene
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from bus import messages as m
+from service.app.tracking.runner import TickDriver
+from service.app.tracking.synthetic import SyntheticScene
 from service.tracker import Tracker, TrackerConfig
-from service.tracker.runner import TickDriver
-from service.tracker.synthetic import SyntheticScene
 
 GOLDEN = Path(__file__).parent / "data" / "golden_tracks.json"
 

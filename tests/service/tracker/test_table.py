@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from bus import messages as m
+from service.app.tracking.synthetic import SyntheticScene
 from service.tracker import Tracker, TrackTable
-from service.tracker.synthetic import SyntheticScene
 from service.tracker.table import HISTORY_DT_NS
 
 

@@ -20,9 +20,9 @@ from typing import Any
 
 from bus import messages as m
 from bus.errors import StartupError
+from service.app.tracking.evaluate import TrackingScorer
+from service.app.tracking.runner import TickDriver
 from service.tracker.config import TrackerConfig
-from service.tracker.evaluate import TrackingScorer
-from service.tracker.runner import TickDriver
 from service.tracker.tracker import Tracker
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def sim_messages(args: argparse.Namespace) -> Iterator[Any]:
     """Messages of an in-process simulation, in emission order, for ``args.duration`` seconds."""
     disabled = tuple(_MODALITIES[d] for d in args.disable)
     if args.sim == "synthetic":
-        from service.tracker.synthetic import SyntheticScene
+        from service.app.tracking.synthetic import SyntheticScene
 
         if disabled:
             raise StartupError("--disable is not supported with --sim synthetic")
