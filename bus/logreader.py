@@ -29,7 +29,6 @@ saying that it was not finished. Commands exit with :data:`EXIT_DAMAGED` when pr
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import mmap
 import re
@@ -62,65 +61,17 @@ from bus.logrecords import (
     parse_schema,
     summary_chains,
 )
+from bus.logstats import EXIT_DAMAGED as EXIT_DAMAGED
+from bus.logstats import LogRecord as LogRecord
+from bus.logstats import ReadStats as ReadStats
 
 log = logging.getLogger(__name__)
 
-# Exit status of the log commands (``prescient log info|replay|export-foxglove``, ``prescient
-# replay``) when the log is damaged or unfinished; every readable message was still processed.
-EXIT_DAMAGED: Final = 3
 # Bytes that may start a record the resync can prove: CHUNK, METADATA, DATA_END.
 _RESYNC_OPCODES: Final = re.compile(b"[\x06\x0c\x0f]")
 # Opcodes a foreign (non-prescient) writer may put in the data section besides chunks.
 _FOREIGN_TOP_LEVEL: Final = frozenset({Opcode.SCHEMA, Opcode.CHANNEL, Opcode.MESSAGE, Opcode.ATTACHMENT})
 _HDR: Final = RECORD_HEADER.size
-
-
-class LogRecord(NamedTuple):
-    """One recorded bus message: topic, times (ns) and the raw msgpack payload."""
-
-    topic: str
-    log_time_ns: int
-    publish_time_ns: int
-    payload: bytes
-
-
-@dataclasses.dataclass
-class ReadStats:
-    """What a read saw: messages yielded, skipped (by reason) and damage found.
-
-    Attributes:
-        yielded: records handed to the caller.
-        skipped: message counts keyed by reason (``unknown_topic:<topic>``, ``decode:<topic>``, ...).
-        problems: human-readable damage reports, each naming the byte offsets.
-        skipped_ranges: ``(start, end, reason)`` for every byte range of the file not used
-            (file offsets, end exclusive), in file order.
-        metadata: ``prescient.*`` metadata records found (name -> string map).
-        complete: True when the data end and footer were read (the file was finished).
-    """
-
-    yielded: int = 0
-    skipped: dict[str, int] = dataclasses.field(default_factory=dict)
-    problems: list[str] = dataclasses.field(default_factory=list)
-    skipped_ranges: list[tuple[int, int, str]] = dataclasses.field(default_factory=list)
-    metadata: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
-    complete: bool = False
-
-    def skip(self, reason: str, n: int = 1) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + n
-
-    @property
-    def total_skipped(self) -> int:
-        return sum(self.skipped.values())
-
-    @property
-    def skipped_bytes(self) -> int:
-        return sum(b - a for a, b, _ in self.skipped_ranges)
-
-    def damage_lines(self) -> list[str]:
-        """Lines for a command's output: every problem, then every skipped byte range."""
-        lines = [f"DAMAGE: {p}" for p in self.problems]
-        lines += [f"skipped bytes {a}..{b} ({b - a} bytes): {why}" for a, b, why in self.skipped_ranges]
-        return lines
 
 
 class _ChannelInfo(NamedTuple):
