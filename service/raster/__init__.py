@@ -20,7 +20,8 @@ from service.raster.channels import (
     channels_markdown,
 )
 from service.raster.config import SPEC_VERSION, RasterConfig, RasterSpec, RasterSpecMismatch
-from service.raster.rasterizer import RasterInputError, Rasterizer
+from service.raster.dynamic import RasterInputError
+from service.raster.rasterizer import Rasterizer
 from service.raster.render_context import RenderContext
 from service.raster.static_layers import MapTooLargeError
 

@@ -24,7 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from bus.messages import LidarFrame, Tracks, TrafficLights
-from service.raster.rasterizer import DynamicPrimitives, Rasterizer
+from service.raster.dynamic import DynamicPrimitives
+from service.raster.rasterizer import Rasterizer
 from service.raster.render_context import apply
 from service.raster.static_layers import CsrPrimitives
 
