@@ -6,6 +6,12 @@ Library API::
     sim = Simulation(SimConfig(scenario="intersection", seed=0, n_agents=50))
     for msgs in sim.run(10.0):
         ...
+
+Packages by concern: :mod:`.maps` (road networks), :mod:`.behaviour` (agent models),
+:mod:`.sensors` (rig and sensor models); :mod:`.layout` names the columns of the agent tables
+and the snapshot ``sim.snapshot()`` returns, for readers inside and outside the simulator.
+Numba kernels sit in their own modules (``*_kernel`` functions), wrapped by
+:class:`Simulation` and :class:`SensorRig`.
 """
 
 from sim_sensors.config import (

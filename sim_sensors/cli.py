@@ -68,8 +68,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_sim, fast=False)
 
 
-def run_sim(args: argparse.Namespace) -> int:
-    """Handler of ``prescient sim``; returns the exit code."""
+def _build_sim(args: argparse.Namespace):
+    """The Simulation the arguments ask for (random start or ``--from-scenario``), and its config.
+
+    Raises:
+        StartupError: a bad argument or scene file, in one line.
+    """
     from sim_sensors.config import SimConfig
     from sim_sensors.simulation import Simulation
 
@@ -99,28 +103,104 @@ def run_sim(args: argparse.Namespace) -> int:
     if args.duration <= 0:
         raise StartupError(f"--duration must be > 0, got {args.duration}")
     sim = Simulation(cfg) if scene is None else Simulation.from_scenario(scene, cfg)
-    if sim.placement is not None:
+    if sim.placement is not None and scene is not None:
         print(
             f"from scenario {args.from_scenario}: {len(sim.placement.index)} of {scene.n_agents} agents placed"
             + (f", dropped: {sim.placement.dropped}" if sim.placement.dropped else "")
         )
-    bus_cfg = bus_config_from_args(args)  # --curve-dir, else $PRESCIENT_CURVE_DIR / endpoints from env
-    pub = server = None
-    stop = threading.Event()
-    if not args.offline:
-        from bus.transport import Publisher
+    return sim, cfg
 
-        server = MapServer(bus_cfg, sim.map).start()  # raises StartupError if it cannot bind
-        try:
-            pub = Publisher(bus_cfg)
-        except BusError as e:
-            server.stop()
-            raise StartupError(f"publisher: {e}") from e
-        if not pub.wait_for_subscribers(["sensor."], args.wait_subscribers):
-            log.warning(
-                "no subscriber after %.1f s (is `prescient bus` running?); publishing anyway",
-                args.wait_subscribers,
+
+def _open_bus(args: argparse.Namespace, sim, bus_cfg):
+    """Map server and publisher (both None with ``--offline``), after waiting for a subscriber.
+
+    Raises:
+        StartupError: an endpoint will not bind or connect.
+    """
+    if args.offline:
+        return None, None
+    from bus.transport import Publisher
+
+    server = MapServer(bus_cfg, sim.map).start()  # raises StartupError if it cannot bind
+    try:
+        pub = Publisher(bus_cfg)
+    except BusError as e:
+        server.stop()
+        raise StartupError(f"publisher: {e}") from e
+    if not pub.wait_for_subscribers(["sensor."], args.wait_subscribers):
+        log.warning(
+            "no subscriber after %.1f s (is `prescient bus` running?); publishing anyway",
+            args.wait_subscribers,
+        )
+    return pub, server
+
+
+def _warm_up(cfg) -> None:
+    """Compile every kernel (simulation and all four sensor kinds) on a throwaway copy first.
+
+    On a cold numba cache that takes seconds, which would otherwise stall the real-time clock
+    and then send a burst of late frames.
+    """
+    from sim_sensors.simulation import Simulation
+
+    for _ in Simulation(cfg.model_copy(update={"n_agents": min(cfg.n_agents, 5)})).run(0.3):
+        pass
+
+
+def _loop(sim, pub, args: argparse.Namespace, stop: threading.Event, t_start: float, seen: tuple) -> None:
+    """Step until ``--duration`` or ``stop``, publishing everything; paced unless ``--fast``.
+
+    Args:
+        t_start: ``time.monotonic()`` at sim time 0 (the pacing reference).
+        seen: ``(per-topic Counter, newest sensor frame per topic)``, filled in.
+    """
+    counts, latest = seen
+    n_steps = int(round(args.duration * 1e9 / sim.dt_ns))
+    next_map_ns = 0
+    for _ in range(n_steps):
+        if stop.is_set():
+            break
+        if pub is not None and sim.time_ns >= next_map_ns:
+            # Also on the bus (not only on request), so recorders put the map in every log.
+            pub.publish(
+                dataclasses.replace(
+                    sim.map,
+                    header=dataclasses.replace(sim.map.header, topic=TOPIC_MAP, stamp_ns=sim.time_ns),
+                )
             )
+            next_map_ns = sim.time_ns + MAP_REPUBLISH_NS
+        for m in sim.step():
+            counts[m.header.topic] += 1
+            if m.header.topic.startswith("sensor."):
+                latest[m.header.topic] = m
+            if pub is not None:
+                pub.publish(m, check=False)
+        if not args.fast:
+            lag = t_start + sim.time_ns / 1e9 - time.monotonic()
+            if lag > 0:
+                time.sleep(lag)
+
+
+def _report(sim, cfg, wall: float, counts: Counter, server, bus_cfg) -> None:
+    """Print the run summary: speed, per-topic counts and rates, map requests, counters."""
+    sim_s = sim.time_ns / 1e9
+    print(
+        f"prescient sim: {cfg.scenario} seed={cfg.seed}: {sim_s:.1f} sim s in {wall:.2f} wall s ({sim_s / max(wall, 1e-9):.1f}x real time)"
+    )
+    print(f"{'topic':<24}{'count':>8}{'rate_hz':>10}")
+    for topic in sorted(counts):
+        print(f"{topic:<24}{counts[topic]:>8}{counts[topic] / max(sim_s, 1e-9):>10.1f}")
+    if server is not None:
+        print(f"map requests served on {bus_cfg.map_endpoint} ({TOPIC_MAP}): {server.served}")
+    print("counters: " + ", ".join(f"{k}={v}" for k, v in sim.counters.items()))
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    """Handler of ``prescient sim``; returns the exit code."""
+    sim, cfg = _build_sim(args)
+    bus_cfg = bus_config_from_args(args)  # --curve-dir, else $PRESCIENT_CURVE_DIR / endpoints from env
+    pub, server = _open_bus(args, sim, bus_cfg)
+    stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
         log.info("signal %d: stopping", signum)
@@ -133,7 +213,6 @@ def run_sim(args: argparse.Namespace) -> int:
     )
     counts: Counter[str] = Counter()
     latest: dict[str, object] = {}
-    n_steps = int(round(args.duration * 1e9 / sim.dt_ns))
     log.info(
         "sim %s seed=%d agents=%d %s, %s for %.1f s",
         cfg.scenario,
@@ -144,36 +223,10 @@ def run_sim(args: argparse.Namespace) -> int:
         args.duration,
     )
     if not args.fast:
-        # Compile every kernel (simulation and all four sensor kinds) on a throwaway copy first:
-        # on a cold numba cache that takes seconds, which would otherwise stall the real-time
-        # clock and then send a burst of late frames.
-        for _ in Simulation(cfg.model_copy(update={"n_agents": min(cfg.n_agents, 5)})).run(0.3):
-            pass
+        _warm_up(cfg)
     t_start = time.monotonic()
-    next_map_ns = 0
     try:
-        for _ in range(n_steps):
-            if stop.is_set():
-                break
-            if pub is not None and sim.time_ns >= next_map_ns:
-                # Also on the bus (not only on request), so recorders put the map in every log.
-                pub.publish(
-                    dataclasses.replace(
-                        sim.map,
-                        header=dataclasses.replace(sim.map.header, topic=TOPIC_MAP, stamp_ns=sim.time_ns),
-                    )
-                )
-                next_map_ns = sim.time_ns + MAP_REPUBLISH_NS
-            for m in sim.step():
-                counts[m.header.topic] += 1
-                if m.header.topic.startswith("sensor."):
-                    latest[m.header.topic] = m
-                if pub is not None:
-                    pub.publish(m, check=False)
-            if not args.fast:
-                lag = t_start + sim.time_ns / 1e9 - time.monotonic()
-                if lag > 0:
-                    time.sleep(lag)
+        _loop(sim, pub, args, stop, t_start, (counts, latest))
     finally:
         wall = time.monotonic() - t_start
         for s, h in old.items():
@@ -182,16 +235,7 @@ def run_sim(args: argparse.Namespace) -> int:
             pub.close(linger_ms=0 if stop.is_set() else 1000)  # deliver the last frames of a normal end
         if server is not None:
             server.stop()
-    sim_s = sim.time_ns / 1e9
-    print(
-        f"prescient sim: {cfg.scenario} seed={cfg.seed}: {sim_s:.1f} sim s in {wall:.2f} wall s ({sim_s / max(wall, 1e-9):.1f}x real time)"
-    )
-    print(f"{'topic':<24}{'count':>8}{'rate_hz':>10}")
-    for topic in sorted(counts):
-        print(f"{topic:<24}{counts[topic]:>8}{counts[topic] / max(sim_s, 1e-9):>10.1f}")
-    if server is not None:
-        print(f"map requests served on {bus_cfg.map_endpoint} ({TOPIC_MAP}): {server.served}")
-    print("counters: " + ", ".join(f"{k}={v}" for k, v in sim.counters.items()))
+    _report(sim, cfg, wall, counts, server, bus_cfg)
     if args.snapshot:
         from sim_sensors.snapshot import draw_snapshot
 

@@ -284,7 +284,7 @@ class SimConfig(BaseModel):
         if isinstance(v, (str, int)):
             v = (v,)
         out = []
-        for item in v:  # type: ignore[union-attr]
+        for item in v:  # type: ignore[attr-defined]
             if isinstance(item, str) and not item.isdigit():
                 try:
                     out.append(Modality[item.upper()])

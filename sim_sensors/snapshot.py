@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bus.messages import AgentClass, CameraFrame, LidarFrame, LwirFrame, Modality, RadarFrame
-from sim_sensors import kernels as k
+from sim_sensors import layout
 from sim_sensors.sensors import CORNERS, sensor_world_poses
 
 _CLASS_COLOR = {
@@ -101,15 +101,17 @@ def draw_snapshot(sim, frames: dict[str, object], path: str | Path, view_m: floa
             )
     # agents
     F, I = sim.F, sim.I  # noqa: E741 (I: int state table, as in the kernels)
-    for i in np.nonzero(I[:, k.I_ACTIVE])[0]:
-        cls = AgentClass(int(I[i, k.I_CLS]))
-        is_ego = bool(I[i, k.I_FLAGS] & k.FLAG_EGO)
-        box = _box(F[i, k.F_X], F[i, k.F_Y], F[i, k.F_YAW], F[i, k.F_LEN], F[i, k.F_WID])
+    for i in np.nonzero(I[:, layout.I_ACTIVE])[0]:
+        cls = AgentClass(int(I[i, layout.I_CLS]))
+        is_ego = bool(I[i, layout.I_FLAGS] & layout.FLAG_EGO)
+        box = _box(
+            F[i, layout.F_X], F[i, layout.F_Y], F[i, layout.F_YAW], F[i, layout.F_LEN], F[i, layout.F_WID]
+        )
         color = "black" if is_ego else _CLASS_COLOR.get(cls, "grey")
         ax.add_patch(Polygon(box[:4], closed=True, fc=color, ec="black", lw=0.5, alpha=0.85, zorder=4))
         if (
             not is_ego
-            and I[i, k.I_ATTR] & k.ATTR_BRAKE
+            and I[i, layout.I_ATTR] & layout.ATTR_BRAKE
             and cls in (AgentClass.CAR, AgentClass.TRUCK, AgentClass.BUS)
         ):
             ax.plot(*box[2:4].T, color="red", lw=2, zorder=5)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.scenario_diffusion import grid as G
-from sim_sensors import kernels as k
+from sim_sensors import layout as SIM  # SIM.A_*: simulator snapshot columns; G.A_*: scene table columns
 from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, SimConfig
 from sim_sensors.maps import SCENARIOS
 from sim_sensors.scenario_file import TRAJ_DT_S, Scene
@@ -36,7 +36,7 @@ MAP_CHANNELS = (
 )
 N_MAP = len(MAP_CHANNELS)
 _ALL_OFF = ("camera", "lidar", "radar", "lwir")
-_VEHICLES = (k.CLS_CAR, k.CLS_TRUCK, k.CLS_BUS)
+_VEHICLES = (SIM.CLS_CAR, SIM.CLS_TRUCK, SIM.CLS_BUS)
 
 
 class MapRaster:
@@ -95,30 +95,30 @@ def scene_from_table(map_name: str, ego_pose: np.ndarray, ego_speed_mps: float, 
 def _scene_at(map_name: str, snaps: list[np.ndarray], ego_row: np.ndarray, ego_id: int, meta: dict) -> Scene:
     """Scene around ``ego_row`` (a packed snapshot row) from snapshots at t-2, t, t+2 s."""
     past, now, fut = snaps
-    yaw = float(ego_row[k.A_YAW])
+    yaw = float(ego_row[SIM.A_YAW])
     off = EGO_CENTER_FROM_REAR_AXLE_M
-    pose = np.array([ego_row[k.A_X] - off * math.cos(yaw), ego_row[k.A_Y] - off * math.sin(yaw), yaw])
-    speed_e = float(math.hypot(ego_row[k.A_VX], ego_row[k.A_VY]))
+    pose = np.array([ego_row[SIM.A_X] - off * math.cos(yaw), ego_row[SIM.A_Y] - off * math.sin(yaw), yaw])
+    speed_e = float(math.hypot(ego_row[SIM.A_VX], ego_row[SIM.A_VY]))
     # A pseudo ego sees the real ego (last row, id 0) as an ordinary car.
-    rows = now[now[:, k.A_ID] != ego_id] if ego_id >= 0 else now[:-1]
-    d = rows[:, k.A_X : k.A_Y + 1] - pose[:2]
+    rows = now[now[:, SIM.A_ID] != ego_id] if ego_id >= 0 else now[:-1]
+    d = rows[:, SIM.A_X : SIM.A_Y + 1] - pose[:2]
     c, s = math.cos(yaw), math.sin(yaw)
     ex, ey = c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1]
     rows = rows[(np.abs(ex) < G.EXTENT_M) & (np.abs(ey) < G.EXTENT_M)]
-    xy = rows[:, k.A_X : k.A_Y + 1]
-    v = rows[:, k.A_VX : k.A_VY + 1]
+    xy = rows[:, SIM.A_X : SIM.A_Y + 1]
+    v = rows[:, SIM.A_VX : SIM.A_VY + 1]
 
     def lookup(snap: np.ndarray, sign: float) -> np.ndarray:
-        ids = {int(i): j for j, i in enumerate(snap[:, k.A_ID])}
+        ids = {int(i): j for j, i in enumerate(snap[:, SIM.A_ID])}
         out = xy + sign * TRAJ_DT_S * v
-        for j, i in enumerate(rows[:, k.A_ID]):
+        for j, i in enumerate(rows[:, SIM.A_ID]):
             m = ids.get(int(i))
-            if m is not None and snap[m, k.A_FLAGS] == rows[j, k.A_FLAGS]:
-                out[j] = snap[m, k.A_X : k.A_Y + 1]
+            if m is not None and snap[m, SIM.A_FLAGS] == rows[j, SIM.A_FLAGS]:
+                out[j] = snap[m, SIM.A_X : SIM.A_Y + 1]
         return out
 
-    cls = rows[:, k.A_CLS].astype(np.int64)
-    return Scene.from_arrays(map_name, pose, speed_e, cls, xy, rows[:, k.A_YAW], rows[:, k.A_L : k.A_W + 1],
+    cls = rows[:, SIM.A_CLS].astype(np.int64)
+    return Scene.from_arrays(map_name, pose, speed_e, cls, xy, rows[:, SIM.A_YAW], rows[:, SIM.A_L : SIM.A_W + 1],
                              np.hypot(v[:, 0], v[:, 1]), lookup(past, -1.0), lookup(fut, 1.0), meta=meta)  # fmt: skip
 
 
@@ -159,11 +159,11 @@ def simulate_scenes(spec: RunSpec, dt_s: float = 0.05, gap_s: float = 4.0) -> li
         now = trio[1]
         meta = {"source": "sim", "seed": spec.seed, "n_agents_cfg": spec.n_agents, "t_s": t}
         out.append(_scene_at(spec.map_name, trio, now[-1], -1, dict(meta, ego="ego")))
-        veh = np.nonzero(np.isin(now[:-1, k.A_CLS], _VEHICLES))[0]
+        veh = np.nonzero(np.isin(now[:-1, SIM.A_CLS], _VEHICLES))[0]
         for i in rng.permutation(veh)[: spec.pseudo_egos]:
             out.append(
                 _scene_at(
-                    spec.map_name, trio, now[i], int(now[i, k.A_ID]), dict(meta, ego=int(now[i, k.A_ID]))
+                    spec.map_name, trio, now[i], int(now[i, SIM.A_ID]), dict(meta, ego=int(now[i, SIM.A_ID]))
                 )
             )
     return out
@@ -189,9 +189,9 @@ def spawner_scene(map_name: str, seed: int, n_agents: int) -> Scene:
     sim = Simulation(cfg)
     now = sim.snapshot()
     past = now.copy()
-    past[:, k.A_X : k.A_Y + 1] -= TRAJ_DT_S * now[:, k.A_VX : k.A_VY + 1]
+    past[:, SIM.A_X : SIM.A_Y + 1] -= TRAJ_DT_S * now[:, SIM.A_VX : SIM.A_VY + 1]
     fut = now.copy()
-    fut[:, k.A_X : k.A_Y + 1] += TRAJ_DT_S * now[:, k.A_VX : k.A_VY + 1]
+    fut[:, SIM.A_X : SIM.A_Y + 1] += TRAJ_DT_S * now[:, SIM.A_VX : SIM.A_VY + 1]
     return _scene_at(map_name, [past, now, fut], now[-1], -1, {"source": "spawner", "seed": seed})
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from bus.messages import AgentClass, Corner, Modality
-from sim_sensors import DEFAULT_SENSORS, SensorRig, pack_agents
-from sim_sensors import kernels as k
+from sim_sensors import DEFAULT_SENSORS, SensorRig, layout, pack_agents
 from sim_sensors.sensors import sensor_world_poses
+from sim_sensors.sensors.camera import project_box_kernel
 
 EGO = np.array([0.0, 0.0, 0.0])  # rear axle at the origin, facing +x
 SIZES = {
@@ -76,7 +76,7 @@ def test_pedestrian_behind_truck_is_occluded(modality: Modality) -> None:
     u = np.array([math.cos(fl[2]), math.sin(fl[2])])
     truck, ped = fl[:2] + 15 * u, fl[:2] + 30 * u
     hidden = scene([(*truck, AgentClass.TRUCK), (*ped, AgentClass.PEDESTRIAN)])
-    hidden[0, k.A_YAW] = fl[2] + math.pi / 2  # truck broadside to the sensor
+    hidden[0, layout.A_YAW] = fl[2] + math.pi / 2  # truck broadside to the sensor
     alone = scene([(*ped, AgentClass.PEDESTRIAN)])
     f_hidden = rig.capture(modality, 0, hidden, EGO, np.zeros(2))[Corner.FRONT_LEFT]
     f_alone = rig.capture(modality, 0, alone, EGO, np.zeros(2))[Corner.FRONT_LEFT]
@@ -134,22 +134,10 @@ def test_camera_pixel_noise_matches_config() -> None:
     K = spec.intrinsics()
     w, h = spec.image_wh_px
     ref = np.array(
-        k.project_box_kernel(
-            fl[0],
-            fl[1],
-            fl[2],
-            spec.mount_height_m,
-            K[0, 0],
-            K[0, 2],
-            K[1, 2],
-            w,
-            h,
-            20.0,
-            8.0,
-            0.0,
-            4.6,
-            1.9,
-            1.5,
+        project_box_kernel(
+            (fl[0], fl[1], fl[2], spec.mount_height_m),
+            (K[0, 0], K[0, 2], K[1, 2], w, h),
+            (20.0, 8.0, 0.0, 4.6, 1.9, 1.5),
         )
     )
     errs = []
@@ -170,7 +158,7 @@ def test_radar_doppler_noise_and_sign() -> None:
     u = np.array([math.cos(fl[2]), math.sin(fl[2])])
     pos = fl[:2] + 30 * u
     AG = scene([(*pos, AgentClass.CAR)], vel=(5.0 * u)[None])
-    AG[0, k.A_YAW] = fl[2]
+    AG[0, layout.A_YAW] = fl[2]
     rr = []
     for _ in range(300):
         f = rig.capture(Modality.RADAR, 0, AG, EGO, np.zeros(2))[Corner.FRONT_LEFT]
@@ -243,6 +231,6 @@ def test_bad_snapshot_rejected_with_reason() -> None:
     with pytest.raises(ValueError, match="AG must be"):
         rig.capture(Modality.CAMERA, 0, np.zeros((2, 3)), EGO, np.zeros(2))
     bad = scene([(10.0, 0.0, AgentClass.CAR)])
-    bad[0, k.A_X] = np.nan
+    bad[0, layout.A_X] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         rig.capture(Modality.CAMERA, 0, bad, EGO, np.zeros(2))

@@ -174,12 +174,12 @@ def test_vehicles_stay_on_drivable_area(name: str) -> None:
 def test_pedestrians_off_road_except_crossings_and_jaywalking() -> None:
     """Pedestrians in lane mode are on walk lanes or crossings; the density is kept up."""
     sim = Simulation(SimConfig(scenario="arterial", seed=4, n_agents=80, disabled_modalities=tuple(Modality)))
-    from sim_sensors import kernels as k
+    from sim_sensors import layout
 
     md = sim.map_data
     for _ in sim.run(20.0):
-        ped = (sim.I[:, k.I_ACTIVE] == 1) & (sim.I[:, k.I_CLS] == AgentClass.PEDESTRIAN)
-        lanes = sim.I[ped & (sim.I[:, k.I_MODE] == k.MODE_LANE), k.I_LANE]
+        ped = (sim.I[:, layout.I_ACTIVE] == 1) & (sim.I[:, layout.I_CLS] == AgentClass.PEDESTRIAN)
+        lanes = sim.I[ped & (sim.I[:, layout.I_MODE] == layout.MODE_LANE), layout.I_LANE]
         assert np.isin(md.kind[lanes], (KIND_WALK, KIND_CROSS)).all()
     assert sim.n_active >= 75
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bus.messages import AgentClass
-from sim_sensors import kernels as k
+from sim_sensors import layout as k  # packed agent columns (A_*)
 from sim_sensors.config import SimConfig
 from sim_sensors.maps import build_map_data
 from sim_sensors.scenario_file import (
