@@ -260,9 +260,10 @@ def measured_table() -> str:
         ]
     )
     df = demo["figures"]
+    how = demo["command"].split("(", 1)[1].rstrip(")")  # e.g. "fresh clone, after make test: ..."
     rows.append(
         [
-            f"`make demo` from a fresh clone, cold numba cache ({df['agents']} agents, {df['duration_s']} s)",
+            f"`make demo` ({how}; {df['agents']} agents, {df['duration_s']} s)",
             f"{df['predictions']} predictions, {df['degraded']} degraded, e2e p50 {df['e2e_ms']['p50']:g} ms, "
             f"p99 {df['e2e_ms']['p99']:g} ms, {df['deadline_misses']} ticks over 100 ms",
             "-",
