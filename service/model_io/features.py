@@ -56,7 +56,7 @@ class AgentInputs:
         }
 
 
-def _rot(yaw_rad: np.ndarray) -> np.ndarray:
+def _rot(yaw_rad: np.ndarray | np.floating) -> np.ndarray:
     """(..., 2, 2) rotation matrices ``world_from_local`` for headings ``yaw_rad``."""
     c, s = np.cos(yaw_rad), np.sin(yaw_rad)
     return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)

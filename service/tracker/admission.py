@@ -339,6 +339,7 @@ class Admission:
     def _check_arrays(msg: Any, modality: m.Modality, n: int, n_pts: int) -> str:
         """Shapes (n objects, n_pts points), finiteness, class ids and intrinsics of a frame."""
         lidar, radar = modality == m.Modality.LIDAR, modality == m.Modality.RADAR
+        finite: tuple[np.ndarray, ...]
         if lidar:
             shapes = [(msg.center_m, (n, 3)), (msg.size_lwh_m, (n, 3)), (msg.yaw_rad, (n,))]
             shapes += [(msg.score, (n,)), (msg.class_id, (n,)), (msg.points_m, (n_pts, 3))]

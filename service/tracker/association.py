@@ -111,8 +111,9 @@ class Association:
         c = self.config
         n, M = idx.shape[0], meas.z.shape[0]
         w = c.class_weight[meas.modality]
-        if meas.class_id is not None and c.class_cost_weight > 0 and w > 0:
-            L = class_likelihood(meas.class_id[pj], meas.class_conf[pj])  # (pairs, C)
+        conf = meas.class_conf
+        if meas.class_id is not None and conf is not None and c.class_cost_weight > 0 and w > 0:
+            L = class_likelihood(meas.class_id[pj], conf[pj])  # (pairs, C)
             lik = (np.exp(table.class_logp[idx[pa]]) * L).sum(axis=1)
             pcost = pcost - c.class_cost_weight * np.log(np.maximum(lik * m.NUM_CLASSES, 1e-12))
         ri, ci, row_track, col_meas = ak.compact_pairs_kernel(pa, pj, meas.frame_of, n, M, n_frames)

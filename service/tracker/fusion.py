@@ -59,19 +59,22 @@ class Fusion:
             table.last_pos_xy_m[ti] = table.x[ti, :2]
             np.add.at(table.position_hits, ti, 1)
         if meas.size_lwh_m is not None:
-            self._fuse_boxes(table, ti, dj, meas)
+            self._fuse_boxes(table, ti, dj, meas, meas.size_lwh_m)
         if meas.attributes is not None:
             bits = (meas.attributes[dj][:, None] & ATTR_BITS[None, :]) > 0
             a = c.attribute_alpha
             table.attr_score[ti] = (1 - a) * table.attr_score[ti] + a * bits
         w = c.class_weight[meas.modality]
-        if meas.class_id is not None and w > 0:
-            self._fuse_class(table, ti, dj, meas, float(w))
+        if meas.class_id is not None and meas.class_conf is not None and w > 0:
+            self._fuse_class(table, ti, meas.class_id[dj], meas.class_conf[dj], float(w))
 
-    def _fuse_boxes(self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas) -> None:
-        """Size EMA of LiDAR boxes; circular EMA of the box heading of CV tracks."""
+    def _fuse_boxes(
+        self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas, size_lwh_m: np.ndarray
+    ) -> None:
+        """Size EMA of LiDAR boxes (``size_lwh_m``: the batch's (M, 3) sizes); circular EMA of the
+        box heading of CV tracks."""
         a = self.config.size_alpha
-        table.size_lwh_m[ti] = (1 - a) * table.size_lwh_m[ti] + a * meas.size_lwh_m[dj]
+        table.size_lwh_m[ti] = (1 - a) * table.size_lwh_m[ti] + a * size_lwh_m[dj]
         is_cv = table.model[ti] == MODEL_CV
         if is_cv.any():
             cv = ti[is_cv]
@@ -81,14 +84,16 @@ class Fusion:
             table.yaw_aux_rad[cv] = table.yaw_aux_rad[cv] + 0.3 * d
 
     def _fuse_class(
-        self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas, weight: float
+        self, table: TrackTable, ti: np.ndarray, class_id: np.ndarray, class_conf: np.ndarray, weight: float
     ) -> None:
+        """Fuse the observed classes ``class_id`` (P,) with confidences ``class_conf`` (P,) into
+        tracks ``ti`` (P,)."""
         best = np.empty(ti.size, np.int32)
         fuse_class_kernel(
             table.class_logp,
             ti,
-            meas.class_id[dj],
-            meas.class_conf[dj],
+            class_id,
+            class_conf,
             weight,
             self.config.class_logp_floor,
             best,

@@ -98,10 +98,11 @@ class Ingest:
             msg, modality, self.ego.newest_ns, self.newest_ns, self._filter_ns()
         )
         if reason:
-            self.stats.reject(topic, reason)
-            log.debug("rejected %s seq %s: %s", topic, header.seq, reason)
+            h = msg.header  # a known frame type: it has a header
+            self.stats.reject(h.topic, reason)
+            log.debug("rejected %s seq %s: %s", h.topic, h.seq, reason)
             if reason == "future_dated":
-                self._offer_clock(topic, header.stamp_ns, msg)
+                self._offer_clock(h.topic, h.stamp_ns, msg)
             return False
         self._push(msg)
         return True
@@ -126,7 +127,7 @@ class Ingest:
 
     def _process_ego(self, msg: m.EgoState) -> bool:
         reason, row = self._admission.check_ego(msg, self.ego.newest, self.newest_ns)
-        if reason:
+        if reason or row is None:  # row is None exactly when there is a reason
             self.stats.reject(msg.header.topic, reason)
             if reason == "future_dated":
                 self._offer_clock(m.TOPIC_EGO, msg.header.stamp_ns, msg)
@@ -157,7 +158,8 @@ class Ingest:
         )
         self.stats.count("clock_jumps")
         _, row = self._admission.check_ego(ego, None, None)
-        self.ego.add(ego.header.stamp_ns, row)
+        if row is not None:  # the vote only holds ego states that passed this check
+            self.ego.add(ego.header.stamp_ns, row)
         for frame in agreed[1:]:
             self.process(frame)
 

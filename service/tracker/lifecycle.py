@@ -61,6 +61,9 @@ class Lifecycle:
 
     def birth(self, table: TrackTable, det_rows: np.ndarray, meas: Meas, t: int) -> None:
         """Start TENTATIVE tracks at time ``t`` from LiDAR rows ``det_rows`` (as many as fit)."""
+        class_id, class_conf, size_lwh_m = meas.class_id, meas.class_conf, meas.size_lwh_m
+        if class_id is None or class_conf is None or size_lwh_m is None:
+            return  # not LiDAR: only LiDAR boxes (which carry all three) start tracks
         n_free = table.capacity - table.num_live
         if n_free < det_rows.size:
             self.stats.count("capacity_full", int(det_rows.size - n_free))
@@ -68,10 +71,10 @@ class Lifecycle:
         slots = table.allocate(det_rows.size)
         if slots.size == 0:
             return
-        cls = meas.class_id[det_rows].astype(np.int32)
+        cls = class_id[det_rows].astype(np.int32)
         z = meas.z[det_rows]
         R = meas.R[det_rows]
-        L = class_likelihood(cls, meas.class_conf[det_rows])
+        L = class_likelihood(cls, class_conf[det_rows])
         lp = np.log(L)
         lp -= np.logaddexp.reduce(lp, axis=1, keepdims=True)
         table.class_logp[slots] = np.maximum(lp, self.config.class_logp_floor)
@@ -81,7 +84,7 @@ class Lifecycle:
         self._motion.set_noise(table, slots, cls)
         table.x[slots], table.P[slots] = self._motion.initial_states(models, cls, z, R)
         table.yaw_aux_rad[slots] = z[:, 2]
-        table.size_lwh_m[slots] = meas.size_lwh_m[det_rows]
+        table.size_lwh_m[slots] = size_lwh_m[det_rows]
         table.attr_score[slots] = 0.0
         table.status[slots] = m.TrackStatus.TENTATIVE
         table.birth_ns[slots] = t

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -207,7 +208,7 @@ class SyntheticScene:
         u = INTRINSICS[0, 2] - INTRINSICS[0, 0] * np.tan(az[sel] + rng.normal(0, 0.003, n))
         half_w = 0.5 * INTRINSICS[0, 0] * self.size[sel, 1] / np.maximum(rng_m[sel], 1.0)
         boxes = np.stack([u - half_w, np.full(n, 500.0), u + half_w, np.full(n, 600.0)], axis=1)
-        common = dict(
+        common: dict[str, Any] = dict(
             header=header,
             sensor_id=sensor_id,
             ego_from_sensor=e,
