@@ -72,6 +72,17 @@ class AgentClass(IntEnum):
 
 
 NUM_CLASSES: Final = len(AgentClass)
+# Typical box sizes (length, width, height) in metres per class: for data without sizes (ETH/UCY,
+# AV2 motion forecasting) and for synthetic scenes. One table, so they agree.
+DEFAULT_SIZE_LWH_M: Final = {
+    AgentClass.UNKNOWN: (1.0, 1.0, 1.0),
+    AgentClass.CAR: (4.5, 1.9, 1.6),
+    AgentClass.TRUCK: (8.0, 2.5, 3.5),
+    AgentClass.BUS: (12.0, 2.6, 3.2),
+    AgentClass.PEDESTRIAN: (0.6, 0.6, 1.75),
+    AgentClass.CYCLIST: (1.8, 0.7, 1.7),
+    AgentClass.ANIMAL: (1.0, 0.4, 0.6),
+}
 
 
 class Attribute(IntEnum):

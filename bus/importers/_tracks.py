@@ -21,16 +21,6 @@ H: Final = m.TRACK_HISTORY_STEPS
 HIST_DT_NS: Final = int(round(m.PRED_DT_S * 1e9))
 # Variances over [x, y, vx, vy] of a ground-truth "track" (m^2, (m/s)^2): small, not zero.
 GT_COVARIANCE: Final = np.diag([0.01, 0.01, 0.04, 0.04]).astype(np.float32)
-# Default box sizes (length, width, height) in metres per class, for data sets without sizes.
-DEFAULT_SIZE_LWH_M: Final = {
-    m.AgentClass.UNKNOWN: (1.0, 1.0, 1.0),
-    m.AgentClass.CAR: (4.5, 1.9, 1.6),
-    m.AgentClass.TRUCK: (8.0, 2.5, 3.5),
-    m.AgentClass.BUS: (12.0, 2.6, 3.2),
-    m.AgentClass.PEDESTRIAN: (0.6, 0.6, 1.75),
-    m.AgentClass.CYCLIST: (1.8, 0.7, 1.7),
-    m.AgentClass.ANIMAL: (1.0, 0.4, 0.6),
-}
 _MIN_SPEED_FOR_YAW_MPS: Final = 0.2
 
 
@@ -211,7 +201,7 @@ def iter_agent_messages(
 
 def default_sizes(class_id: np.ndarray) -> np.ndarray:
     """(R, 3) default box sizes for an (R,) array of AgentClass values."""
-    table = np.array([DEFAULT_SIZE_LWH_M[c] for c in m.AgentClass], np.float64)
+    table = np.array([m.DEFAULT_SIZE_LWH_M[c] for c in m.AgentClass], np.float64)
     return table[class_id]
 
 

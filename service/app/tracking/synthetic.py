@@ -21,14 +21,6 @@ _MOUNTS = {  # corner -> (x_m, y_m, yaw_rad) in the ego frame
     m.Corner.REAR_LEFT: (-0.8, 0.9, math.radians(135)),
     m.Corner.REAR_RIGHT: (-0.8, -0.9, math.radians(-135)),
 }
-_SIZES = {
-    m.AgentClass.CAR: (4.6, 1.9, 1.5),
-    m.AgentClass.TRUCK: (8.0, 2.5, 3.2),
-    m.AgentClass.BUS: (12.0, 2.6, 3.2),
-    m.AgentClass.PEDESTRIAN: (0.6, 0.6, 1.75),
-    m.AgentClass.CYCLIST: (1.8, 0.6, 1.7),
-    m.AgentClass.ANIMAL: (0.9, 0.4, 0.6),
-}
 INTRINSICS = np.array([[800.0, 0.0, 960.0], [0.0, 800.0, 540.0], [0.0, 0.0, 1.0]])
 IMAGE_WH = np.array([1920, 1080], np.int32)
 HALF_FOV_RAD = math.radians(62)
@@ -89,7 +81,7 @@ class SyntheticScene:
         ped = classes == m.AgentClass.PEDESTRIAN
         self.speed = np.where(ped, rng.uniform(0.5, 1.8, n), rng.uniform(2.0, 12.0, n))
         self.yaw_rate = np.where(ped, 0.0, rng.uniform(-0.15, 0.15, n))
-        self.size = np.array([_SIZES[m.AgentClass(c)] for c in classes], np.float64)
+        self.size = np.array([m.DEFAULT_SIZE_LWH_M[m.AgentClass(c)] for c in classes], np.float64)
         self.agent_id = np.arange(n, dtype=np.int64)
         self.ego = np.array([0.0, 0.0, 0.0])
         self.time_ns = 1_000_000_000

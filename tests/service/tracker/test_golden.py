@@ -2,7 +2,8 @@
 
 The digests in ``data/golden_tracks.json`` hash every array of every published
 :class:`~bus.messages.Tracks` (floats rounded to 1e-4, so a last-bit difference between CPUs does
-not count) plus the final counters. A deliberate change of tracker behaviour regenerates them:
+not count) plus the final counters. A deliberate change of tracker behaviour or of the synthetic
+scenes regenerates them:
 
     PRESCIENT_REGEN_GOLDEN=1 .venv/bin/pytest tests/service/tracker/test_golden.py
 """
