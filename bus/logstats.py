@@ -50,10 +50,6 @@ class ReadStats:
     def total_skipped(self) -> int:
         return sum(self.skipped.values())
 
-    @property
-    def skipped_bytes(self) -> int:
-        return sum(b - a for a, b, _ in self.skipped_ranges)
-
     def damage_lines(self) -> list[str]:
         """Lines for a command's output: every problem, then every skipped byte range."""
         lines = [f"DAMAGE: {p}" for p in self.problems]

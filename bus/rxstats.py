@@ -72,10 +72,6 @@ class SeqTracker:
         self._streams: dict[str, _Stream] = {}
         self._max_topics = max_topics
 
-    def last_seq(self, topic: str) -> int | None:
-        s = self._streams.get(topic)
-        return None if s is None else s.last
-
     def check(self, topic: str, seq: int) -> str:
         """Account for ``seq`` on ``topic``; ``""`` to accept, else the rejection reason."""
         s = self._streams.get(topic)

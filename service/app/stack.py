@@ -22,13 +22,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from bus.config import ENV_BUS, BusConfig, CurveConfig
 from bus.errors import StartupError
 from bus.recorder import log_parts, next_part
 from service.app.gapfill import FrameRing, fill_gaps
 from service.app.stack_monitor import Monitor, pct_ms, render_table
+from service.stats import percentiles_ms
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +288,7 @@ def _summary(
     opts: StackOptions, mon: Monitor, children: list[Child], completed: bool, parts: list[Path]
 ) -> dict:
     """What ``summary.json`` holds."""
-    e2e_p50, e2e_p99 = pct_ms(mon.e2e_all)
+    e2e = percentiles_ms(mon.e2e_all)
     return {
         "scenario": opts.scenario,
         "from_scenario": opts.from_scenario,
@@ -301,10 +300,10 @@ def _summary(
         "provider": mon.provider,
         "deadline_misses": mon.deadline_misses,
         "e2e_ms": {
-            "p50": e2e_p50,
-            "p99": e2e_p99,
-            "max": float(np.max(mon.e2e_all) / 1e6) if mon.e2e_all else float("nan"),
-            "n": len(mon.e2e_all),
+            "p50": e2e["p50"],
+            "p99": e2e["p99"],
+            "max": e2e["max"],
+            "n": e2e["n"],
         },
         "stages_ms": {k: dict(zip(("p50", "p99"), pct_ms(v))) for k, v in mon.stage_all.items()},
         "topics_total": mon.totals,
