@@ -354,7 +354,7 @@ def evaluate_av2(
                 if k % stride_ticks:
                     continue
                 tracks = res.tracks
-                j = int(np.searchsorted(stamps, tracks.header.stamp_ns))
+                j = int(np.searchsorted(stamps, tracks.stamp_ns))
                 if j + cfg.future_steps >= len(stamps):
                     continue
                 dts = np.diff(stamps[j : j + cfg.future_steps + 1]) / 1e9
@@ -527,7 +527,7 @@ def conditional_scene(
     yld = plan_along_route(route, speed, 12.0, cfg.future_steps, cfg.dt_s)
     plans = np.stack([go, yld])
     req = m.ConditionalRequest(
-        header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST, stamp_ns=int(last.tracks.header.stamp_ns)),
+        header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST, stamp_ns=int(last.tracks.stamp_ns)),
         request_id=1,
         plans_xy_m=plans,
     )

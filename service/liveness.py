@@ -19,7 +19,10 @@ when the service runs on tracks from a log.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from bus import messages as m
 
 NS_PER_S = 1_000_000_000
 
@@ -111,3 +114,37 @@ class Liveness:
         elif self._ticks and share > c.max_fallback_share:
             reasons.append(f"{share:.0%} of ticks on the fallback")
         return Verdict("degraded" if reasons else "ok", "; ".join(reasons), live)
+
+
+def health_message(
+    node: str,
+    now_ns: int,
+    provider: str,
+    verdict: Verdict,
+    *,
+    ticks: int,
+    deadline_misses: int,
+    rejected: Mapping[str, int],
+    seq_gaps: Mapping[str, int],
+) -> m.Health:
+    """The one builder of :class:`~bus.messages.Health` (the service node and ``prescient track``).
+
+    Args:
+        node: the publishing node's name (sets the topic). now_ns: sensor-clock stamp.
+        provider: where the model runs (``cpu`` for a node without one).
+        verdict: state, reason and live figures. ticks / deadline_misses: totals so far.
+        rejected: counts by ``stage:topic:reason`` key. seq_gaps: lost messages by topic.
+    """
+    return m.Health(
+        header=m.Header(topic=m.health_topic(node), stamp_ns=int(now_ns)),
+        node=node,
+        provider=provider,
+        degraded=verdict.degraded,
+        reason=verdict.reason,
+        ticks=int(ticks),
+        deadline_misses=int(deadline_misses),
+        rejected={k: int(v) for k, v in rejected.items()},
+        seq_gaps={k: int(v) for k, v in seq_gaps.items()},
+        state=verdict.state,
+        live=dict(verdict.live),
+    )

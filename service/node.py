@@ -254,11 +254,11 @@ class _ServiceLoop:
         if res is None:
             return
         if not self._opts.tracks_input:  # never echo tracks we were given
-            self._pub.publish(res.tracks, check=False)
+            self._pub.publish(res.tracks.to_message(), check=False)  # the one wire Tracks
         self._pub.publish(res.predictions)
         self._live.note_tick(time.monotonic_ns(), res.predictions.degraded)
         self._last_tick_ns = tick_ns
-        log.debug("tick %d: %d tracks, %.1f ms", tick_ns, len(res.tracks.track_id), res.total_ns / 1e6)
+        log.debug("tick %d: %d tracks, %.1f ms", tick_ns, len(res.tracks), res.total_ns / 1e6)
 
     def _serve_requests(self) -> None:
         rep = self._rep

@@ -138,7 +138,7 @@ def replay_log(
             for k, v in res.predictions.timings_ns.items():
                 stage.setdefault(k, []).append(v)
             if writer is not None:
-                writer.write(res.tracks)
+                writer.write(res.tracks.to_message())
                 writer.write(res.predictions)
             if on_tick is not None:
                 on_tick(res)

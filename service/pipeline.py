@@ -7,7 +7,8 @@ the per-stage timings that travel with each prediction; they influence behaviour
 deadline guard is on (live mode), and that guard is off for offline replay.
 
 Per tick at ``now_ns`` (a multiple of ``tick_period_ns`` on the sensor clock):
-  tracker.tracks(now) -> rasterizer.render(...) -> predictor.predict(...) -> Predictions.
+  tracker.snapshot(now) -> rasterizer.render(...) -> predictor.predict(...) -> Predictions.
+The stages pass a :class:`~service.tracks.TrackSnapshot`; the node builds the wire ``Tracks`` from it.
 The model path falls back to constant velocity, flagged ``degraded`` with a reason, when the model
 is missing, fails, returns non-finite values, or (deadline guard) is not expected to finish
 within what is left of the budget.
@@ -25,11 +26,12 @@ import numpy as np
 
 from bus import messages as m
 from bus.config import RequestLimits
-from service.liveness import Verdict
+from service.liveness import Verdict, health_message
 from service.model_io.baselines import constant_velocity_predictions
 from service.raster import RasterConfig, Rasterizer
 from service.tracker import Tracker, TrackerConfig
 from service.tracker.admission import ClockVote
+from service.tracks import TrackSnapshot
 
 if TYPE_CHECKING:  # the protocol only: importing the predictor module loads onnxruntime
     from service.predictor import Predictor
@@ -81,9 +83,13 @@ class PipelineStats:
 
 @dataclass(frozen=True, eq=False)
 class TickResult:
-    """What one tick produced. ``raster`` is the rasterizer's buffer (overwritten next tick)."""
+    """What one tick produced. ``raster`` is the rasterizer's buffer (overwritten next tick).
 
-    tracks: m.Tracks
+    ``tracks`` are the tracks the prediction was computed from; ``tracks.to_message()`` is what
+    the node publishes.
+    """
+
+    tracks: TrackSnapshot
     predictions: m.Predictions
     raster: np.ndarray
     total_ns: int
@@ -113,7 +119,7 @@ class Pipeline:
         # Imported logs (Argoverse 2, ETH/UCY) carry ground truth as Tracks and no sensor frames:
         # then the Tracks messages are the tracker's output and drive the ticks.
         self.tracks_from_log = tracks_from_log
-        self._given_tracks: m.Tracks | None = None
+        self._given_tracks: TrackSnapshot | None = None
         self._tracker_cfg = tracker_cfg or TrackerConfig()
         self.tracker = Tracker(self._tracker_cfg)
         self.tracker.warm_up()
@@ -138,7 +144,7 @@ class Pipeline:
         self._infer_ns: deque[int] = deque(maxlen=10)
         self._skipped_in_row = 0
         self._feed_ns = 0
-        self._last: tuple[m.Tracks, m.EgoState, int] | None = None
+        self._last: tuple[TrackSnapshot, m.EgoState, int] | None = None
         self._clock_vote = ClockVote(
             (*m.SENSOR_TOPICS, m.TOPIC_TRACKS) if tracks_from_log else m.SENSOR_TOPICS,
             m.TOPIC_EGO,
@@ -191,8 +197,7 @@ class Pipeline:
             elif isinstance(item, m.TrafficLights):
                 self._lights, item_used = item, True
             elif isinstance(item, m.Tracks) and self.tracks_from_log:
-                self._given_tracks, item_used = item, True
-                self._note_input(item.header, recv_mono_ns)
+                item_used = self._take_log_tracks(item, recv_mono_ns)
             elif isinstance(item, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
                 item_used = self.tracker.process(item)
                 if item_used:
@@ -208,6 +213,19 @@ class Pipeline:
         # The tracker does its per-frame work as frames arrive; that time belongs to "track".
         self._feed_ns += time.perf_counter_ns() - t0
         return used
+
+    def _take_log_tracks(self, msg: m.Tracks, recv_mono_ns: int) -> bool:
+        """Tracks from a log drive the ticks; their rows are checked once, here."""
+        try:
+            snap = TrackSnapshot.from_message(msg)
+        except ValueError:
+            self.tracker.stats.reject(msg.header.topic, "non_finite")
+            return False
+        for reason in snap.dropped_rows or {}:
+            self.tracker.stats.reject(msg.header.topic, reason)
+        self._given_tracks = snap
+        self._note_input(msg.header, recv_mono_ns)
+        return True
 
     def _reset(self) -> None:
         """Start over on a new sensor clock. Rejection counters carry over (they only grow)."""
@@ -253,7 +271,7 @@ class Pipeline:
                 return None
             tracks = self._given_tracks
         else:
-            tracks = self.tracker.tracks(now_ns)
+            tracks = self.tracker.snapshot(now_ns)
         t_track = time.perf_counter_ns()
         ego = self._ego
         if ego is None:
@@ -373,11 +391,11 @@ class Pipeline:
         return self._ego
 
     @property
-    def last_tracks(self) -> m.Tracks | None:
+    def last_tracks(self) -> TrackSnapshot | None:
         """The tracks of the last tick (what conditional requests are answered for)."""
         return self._last[0] if self._last is not None else None
 
-    def render(self, tracks: m.Tracks, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
+    def render(self, tracks: TrackSnapshot, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
         """The raster of ``tracks`` around ``ego`` with ``plan_xy_m`` in the plan channel.
 
         Returns the rasterizer's buffer (overwritten by the next render).
@@ -385,7 +403,7 @@ class Pipeline:
         return self._render(tracks, ego, plan_xy_m)
 
     # ------------------------------------------------------------------------------------------
-    def _render(self, tracks: m.Tracks, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
+    def _render(self, tracks: TrackSnapshot, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
         hist = self.tracker.ego_history_xy(m.TRACK_HISTORY_STEPS, self.cfg.tick_period_ns)
         lidar = list(self._lidar.values()) if self.cfg.use_lidar else None
         return self.rasterizer.render(tracks, ego.pose, self._lights, plan_xy_m, lidar, hist)
@@ -393,7 +411,7 @@ class Pipeline:
     def _predict(
         self,
         raster: np.ndarray,
-        tracks: m.Tracks,
+        tracks: TrackSnapshot,
         ego: m.EgoState,
         plan_xy_m: np.ndarray,
         deadline_ns: int | None,
@@ -459,16 +477,13 @@ class Pipeline:
         if verdict is None:
             no_model = self.predictor is None
             verdict = Verdict("degraded" if no_model else "ok", self._no_model_reason if no_model else "")
-        return m.Health(
-            header=m.Header(topic=m.health_topic(node), stamp_ns=int(now_ns)),
-            node=node,
-            provider=provider,
-            degraded=verdict.degraded,
-            reason=verdict.reason,
+        return health_message(
+            node,
+            now_ns,
+            provider,
+            verdict,
             ticks=self.stats.ticks,
             deadline_misses=self.stats.deadline_misses,
             rejected=rejected,
-            seq_gaps={k: int(v) for k, v in seq_gaps.items()},
-            state=verdict.state,
-            live=dict(verdict.live),
+            seq_gaps=seq_gaps,
         )

@@ -92,14 +92,13 @@ class ModelConfig:
             errors.append(f"{len(self.channel_names)} channel_names for {self.in_channels} channels")
         if errors:
             raise ValueError("invalid ModelConfig: " + "; ".join(errors))
-        if self.raster_from_ego is None:
+        raster_from_ego = self.raster_from_ego
+        if raster_from_ego is None:
             h, w = self.raster_hw
-            object.__setattr__(
-                self, "raster_from_ego", default_raster_from_ego(h, w, self.resolution_m_per_px)
-            )
+            raster_from_ego = default_raster_from_ego(h, w, self.resolution_m_per_px)
         object.__setattr__(self, "raster_hw", tuple(int(v) for v in self.raster_hw))
         object.__setattr__(
-            self, "raster_from_ego", tuple(tuple(float(v) for v in r) for r in self.raster_from_ego)
+            self, "raster_from_ego", tuple(tuple(float(v) for v in r) for r in raster_from_ego)
         )
         object.__setattr__(self, "stage_channels", tuple(int(v) for v in self.stage_channels))
         object.__setattr__(self, "channel_names", tuple(str(v) for v in self.channel_names))

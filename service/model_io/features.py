@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from bus.messages import NUM_CLASSES, Tracks
+from bus.messages import NUM_CLASSES
 from service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
+from service.tracks import TrackSnapshot
 
 Float32Array = npt.NDArray[np.float32]
 Int64Array = npt.NDArray[np.int64]
@@ -121,6 +122,38 @@ def build_agent_inputs(
     Raises:
         ValueError: on inconsistent shapes or non-finite values, naming the field.
     """
+    _check_agent_arrays(
+        cfg, ego_pose, position_m, yaw_rad, velocity_mps, size_lwh_m, class_id, history_xy_m, history_valid
+    )
+    return _agent_inputs(
+        cfg,
+        ego_pose,
+        ego_velocity_mps,
+        ego_size_lwh_m,
+        position_m,
+        yaw_rad,
+        velocity_mps,
+        size_lwh_m,
+        class_id,
+        history_xy_m,
+        history_valid,
+        history_yaw_rad,
+        plan_xy_m,
+    )
+
+
+def _check_agent_arrays(
+    cfg: ModelConfig,
+    ego_pose: np.ndarray,
+    position_m: np.ndarray,
+    yaw_rad: np.ndarray,
+    velocity_mps: np.ndarray,
+    size_lwh_m: np.ndarray,
+    class_id: np.ndarray,
+    history_xy_m: np.ndarray,
+    history_valid: np.ndarray,
+) -> None:
+    """Shapes and finiteness of :func:`build_agent_inputs`' arrays (ValueError naming the field)."""
     n = position_m.shape[0]
     h = cfg.hist_steps
     shapes = {
@@ -144,6 +177,25 @@ def build_agent_inputs(
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name}: non-finite values")
 
+
+def _agent_inputs(
+    cfg: ModelConfig,
+    ego_pose: np.ndarray,
+    ego_velocity_mps: np.ndarray,
+    ego_size_lwh_m: np.ndarray,
+    position_m: np.ndarray,
+    yaw_rad: np.ndarray,
+    velocity_mps: np.ndarray,
+    size_lwh_m: np.ndarray,
+    class_id: np.ndarray,
+    history_xy_m: np.ndarray,
+    history_valid: np.ndarray,
+    history_yaw_rad: np.ndarray | None,
+    plan_xy_m: np.ndarray | None,
+) -> AgentInputs:
+    """:func:`build_agent_inputs` on arrays already checked."""
+    n = position_m.shape[0]
+    h = cfg.hist_steps
     ego_xy = np.asarray(ego_pose[:2], np.float64)
     ego_yaw = float(ego_pose[2])
     ego_from_world_rot = _rot(np.float64(ego_yaw)).T  # (2, 2)
@@ -225,26 +277,30 @@ def build_agent_inputs(
 
 def agent_inputs_from_tracks(
     cfg: ModelConfig,
-    tracks: Tracks,
+    tracks: TrackSnapshot,
     ego_velocity_mps: np.ndarray,
     ego_size_lwh_m: np.ndarray,
     plan_xy_m: np.ndarray | None = None,
 ) -> AgentInputs:
-    """:func:`build_agent_inputs` from a :class:`bus.messages.Tracks` message (world frame)."""
-    return build_agent_inputs(
+    """:func:`build_agent_inputs` for a :class:`~service.tracks.TrackSnapshot` (world frame).
+
+    The snapshot's shapes and finite states are its guarantee, so nothing is checked again
+    (:meth:`~service.tracks.TrackSnapshot.from_message` turns a wire ``Tracks`` into one).
+    """
+    return _agent_inputs(
         cfg,
-        ego_pose=tracks.ego_pose,
-        ego_velocity_mps=ego_velocity_mps,
-        ego_size_lwh_m=ego_size_lwh_m,
-        position_m=tracks.position_m,
-        yaw_rad=tracks.yaw_rad,
-        velocity_mps=tracks.velocity_mps,
-        size_lwh_m=tracks.size_lwh_m,
-        class_id=tracks.class_id,
-        history_xy_m=tracks.history_xy_m,
-        history_valid=tracks.history_valid,
-        history_yaw_rad=tracks.history_yaw_rad,
-        plan_xy_m=plan_xy_m,
+        tracks.ego_pose,
+        ego_velocity_mps,
+        ego_size_lwh_m,
+        tracks.position_m,
+        tracks.yaw_rad,
+        tracks.velocity_mps,
+        tracks.size_lwh_m,
+        tracks.class_id,
+        tracks.history_xy_m,
+        tracks.history_valid,
+        tracks.history_yaw_rad,
+        plan_xy_m,
     )
 
 

@@ -19,12 +19,12 @@ from bus.messages import (
     Attribute,
     LidarFrame,
     LightState,
-    Tracks,
     TrackStatus,
 )
 from service.raster.channels import CLASS_GROUPS, GROUP_OF_CLASS, ChannelSpec
 from service.raster.config import RasterConfig
 from service.raster.render_context import F32, F64, RenderContext, apply, ego_from_world
+from service.tracks import TrackSnapshot
 
 _ATTR_CHANNELS = (
     (Attribute.PHONE, "attr_phone"),
@@ -153,7 +153,7 @@ def prepare_dynamic(
     ctx: RenderContext,
     layout: _Layout,
     cfg: RasterConfig,
-    tracks: Tracks | None,
+    tracks: TrackSnapshot | None,
     ego_pose: F64,
     light_points_m: F64,
     light_offsets: npt.NDArray[np.int64],
@@ -167,7 +167,7 @@ def prepare_dynamic(
 
     Args:
         ctx: render context. layout: channel indices. cfg: raster config.
-        tracks: world-frame tracks or None.
+        tracks: world-frame tracks (checked: known classes, finite states) or None.
         ego_pose: (3,) float64 world ``[x_m, y_m, yaw_rad]``.
         light_points_m, light_offsets: controlled-lane centerlines (world, CSR).
         light_lane_states: (Q,) LightState of each controlled lane.
@@ -187,32 +187,19 @@ def prepare_dynamic(
     ch_parts: list[npt.NDArray[np.int64]] = []
     val_parts: list[F32] = []
 
-    if tracks is not None and len(tracks.track_id):
-        cls = np.asarray(tracks.class_id, np.int64)
-        group = np.where(
-            (cls >= 0) & (cls < NUM_CLASSES), layout.group_of_class[np.clip(cls, 0, NUM_CLASSES - 1)], -1
-        )
-        ok = group >= 0
-        stats.tracks_dropped_bad_class += int(np.count_nonzero(~ok))
-        finite = (
-            np.all(np.isfinite(tracks.position_m), axis=1)
-            & np.isfinite(tracks.yaw_rad)
-            & np.all(np.isfinite(tracks.size_lwh_m[:, :2]), axis=1)
-            & np.all(np.isfinite(tracks.velocity_mps), axis=1)
-            & np.all(np.isfinite(tracks.accel_mps2), axis=1)
-        )
-        stats.tracks_dropped_nonfinite += int(np.count_nonzero(ok & ~finite))
-        keep = np.flatnonzero(ok & finite)
+    if tracks is not None and len(tracks):
+        # Every class has a group and every state is finite (a TrackSnapshot's guarantee).
+        grp = layout.group_of_class[np.asarray(tracks.class_id, np.int64)]
+        keep = np.flatnonzero(grp >= 0)
         size = np.asarray(tracks.size_lwh_m, np.float64)[keep]
-        grp = group[keep]
+        grp = grp[keep]
         # History frames, oldest first, occupancy only.
         hist_xy = tracks.history_xy_m
         for f in range(cfg.history_frames - 1, 0, -1):
             col = TRACK_HISTORY_STEPS - 1 - cfg.history_offsets_steps[f]
             xy = np.asarray(hist_xy[keep, col], np.float64)
             yaw = np.asarray(tracks.history_yaw_rad[keep, col], np.float64)
-            valid = tracks.history_valid[keep, col] & np.all(np.isfinite(xy), axis=1) & np.isfinite(yaw)
-            sel = np.flatnonzero(valid)
+            sel = np.flatnonzero(tracks.history_valid[keep, col])
             if len(sel) == 0:
                 continue
             box_parts.append(_box_rows(r_from_w, xy[sel], yaw[sel], size[sel, 0], size[sel, 1], res))
@@ -256,7 +243,8 @@ def prepare_dynamic(
             val_parts.append(vals)
     # Ego box, last so it is never hidden by a phantom track.
     length, width = cfg.ego_size_lwh_m[0], cfg.ego_size_lwh_m[1]
-    ego_centre = apply(np.linalg.inv(ego_from_world(ego_pose)), [[cfg.ego_rear_axle_to_center_m, 0.0]])
+    world_from_ego = np.asarray(np.linalg.inv(ego_from_world(ego_pose)), np.float64)
+    ego_centre = apply(world_from_ego, [[cfg.ego_rear_axle_to_center_m, 0.0]])
     box_parts.append(
         _box_rows(r_from_w, ego_centre, np.array([ego_yaw]), np.array([length]), np.array([width]), res)
     )
@@ -274,10 +262,10 @@ def prepare_dynamic(
         line_pts.append(apply(r_from_w, light_points_m))
         lens += np.diff(light_offsets).tolist()
         line_ch += [layout.lights[LightState(int(s))] for s in light_lane_states]
-    for xy, ch in ((ego_history_xy_m, layout.ego_past), (plan_xy_m, layout.ego_plan)):
-        if xy is not None and len(xy):
-            line_pts.append(apply(r_from_w, xy))
-            lens.append(len(xy))
+    for path_xy, ch in ((ego_history_xy_m, layout.ego_past), (plan_xy_m, layout.ego_plan)):
+        if path_xy is not None and len(path_xy):
+            line_pts.append(apply(r_from_w, path_xy))
+            lens.append(len(path_xy))
             line_ch.append(ch)
     offsets = np.zeros(len(lens) + 1, np.int64)
     offsets[1:] = np.cumsum(lens) if lens else []

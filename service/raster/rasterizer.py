@@ -1,4 +1,4 @@
-"""The bird's-eye-view rasterizer: ``Tracks`` + ego pose + map -> ``(C, H, W)`` float32 raster.
+"""The bird's-eye-view rasterizer: tracks + ego pose + map -> ``(C, H, W)`` float32 raster.
 
 Per tick: the static channels are warped from the world-frame pre-render, then the dynamic
 scene is turned into pixel-space primitives with numpy (:mod:`service.raster.dynamic`, shared with the
@@ -29,6 +29,7 @@ from service.raster.channels import (
 from service.raster.config import RasterConfig, RasterSpec
 from service.raster.dynamic import (
     DynamicPrimitives,
+    RasterInputError,
     RasterStats,
     _check_pose,
     _check_xy,
@@ -37,6 +38,7 @@ from service.raster.dynamic import (
 )
 from service.raster.render_context import F32, F64, RenderContext
 from service.raster.static_layers import StaticLayers, static_primitives_from_map
+from service.tracks import TrackSnapshot, as_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -137,20 +139,25 @@ class Rasterizer:
 
     def prepare(
         self,
-        tracks: Tracks | None,
+        tracks: TrackSnapshot | Tracks | None,
         ego_pose: npt.ArrayLike,
         lights: TrafficLights | None = None,
         plan_xy_m: npt.ArrayLike | None = None,
         lidar: list[LidarFrame] | None = None,
         ego_history_xy_m: npt.ArrayLike | None = None,
     ) -> tuple[F64, DynamicPrimitives]:
-        """Validate inputs and build this tick's pixel-space primitives (used by the reference too)."""
+        """Validate inputs and build this tick's pixel-space primitives (used by the reference too).
+
+        A wire ``Tracks`` is checked here (:meth:`~service.tracks.TrackSnapshot.from_message`; rows
+        left out are counted in ``stats``); a :class:`~service.tracks.TrackSnapshot` is trusted.
+        """
         pose = _check_pose(ego_pose)
+        snap = self._snapshot(tracks)
         prims = prepare_dynamic(
             self.ctx,
             self._layout,
             self.cfg,
-            tracks,
+            snap,
             pose,
             self._light_points,
             self._light_offsets,
@@ -162,9 +169,21 @@ class Rasterizer:
         )
         return pose, prims
 
+    def _snapshot(self, tracks: TrackSnapshot | Tracks | None) -> TrackSnapshot | None:
+        if isinstance(tracks, Tracks):
+            try:
+                snap = as_snapshot(tracks)
+            except ValueError as e:
+                raise RasterInputError(str(e)) from e
+            dropped = (snap.dropped_rows if snap is not None else None) or {}
+            self.stats.tracks_dropped_bad_class += dropped.get("bad_class", 0)
+            self.stats.tracks_dropped_nonfinite += dropped.get("non_finite", 0)
+            return snap
+        return tracks
+
     def render(
         self,
-        tracks: Tracks | None,
+        tracks: TrackSnapshot | Tracks | None,
         ego_pose: npt.ArrayLike,
         lights: TrafficLights | None = None,
         plan_xy_m: npt.ArrayLike | None = None,
@@ -174,8 +193,9 @@ class Rasterizer:
         """Render one frame.
 
         Args:
-            tracks: world-frame tracks at the raster time (None or empty: no agents). Tracks with
-                non-finite state or an unknown class are skipped and counted in ``stats``.
+            tracks: world-frame tracks at the raster time (None or empty: no agents). Rows of a
+                wire ``Tracks`` with non-finite state or an unknown class are skipped and counted
+                in ``stats``; a ``TrackSnapshot`` is used as it is.
             ego_pose: (3,) float64 world ``[x_m, y_m, yaw_rad]`` of the ego (rear axle).
             lights: traffic-light states; controlled lanes not reported are drawn as unknown.
             plan_xy_m: (S, 2) world-frame planned path (conditional prediction) or None.

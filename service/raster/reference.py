@@ -28,6 +28,7 @@ from service.raster.dynamic import DynamicPrimitives
 from service.raster.rasterizer import Rasterizer
 from service.raster.render_context import apply
 from service.raster.static_layers import CsrPrimitives
+from service.tracks import TrackSnapshot
 
 F32 = npt.NDArray[np.float32]
 
@@ -124,7 +125,7 @@ def _draw_csr_reference(
 
 def render_reference(
     rasterizer: Rasterizer,
-    tracks: Tracks | None,
+    tracks: TrackSnapshot | Tracks | None,
     ego_pose: npt.ArrayLike,
     lights: TrafficLights | None = None,
     plan_xy_m: npt.ArrayLike | None = None,

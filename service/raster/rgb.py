@@ -68,9 +68,9 @@ def to_rgb(
                 a = alpha * (0.25 + 0.75 * (k + 1) / len(frames)) if len(frames) > 1 else alpha
                 _blend(img, np.clip(raster[idx], 0.0, 1.0) * a, colour)
             continue
-        idx = by_name.get(name)
-        if idx is not None:
-            _blend(img, np.clip(np.abs(raster[idx]), 0.0, 1.0) * alpha, colour)
+        index = by_name.get(name)
+        if index is not None:
+            _blend(img, np.clip(np.abs(raster[index]), 0.0, 1.0) * alpha, colour)
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 

@@ -229,7 +229,7 @@ class StaticLayers:
         self.cos_k = prims.cos_ch if prims is not None else -1
         self.sin_k = prims.sin_ch if prims is not None else -1
         bounds = prims.bounds_m() if prims is not None else None
-        if bounds is None:
+        if prims is None or bounds is None:
             self.grid = None
             self.planes = np.zeros((len(self.out_channels), 1), np.float32)
             self._src_w = 1

@@ -1,4 +1,4 @@
-"""The tracker's wire output: one :class:`~bus.messages.Tracks` built from the track table."""
+"""The tracker's output: one :class:`~service.tracks.TrackSnapshot` built from the track table."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 from bus import messages as m
 from service.tracker.layout import MODEL_CTRA
 from service.tracker.table import ATTR_BITS, NS_PER_S, TrackTable
+from service.tracks import TrackSnapshot
 
 _ACCEL_BACK_STEPS = 5  # CV acceleration: velocity difference over 0.5 s of history
 
@@ -34,7 +35,7 @@ def _accel(table: TrackTable, idx: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     return accel
 
 
-def tracks_from_table(
+def snapshot_from_table(
     table: TrackTable,
     idx: np.ndarray,
     pos: np.ndarray,
@@ -43,9 +44,8 @@ def tracks_from_table(
     cov: np.ndarray,
     now_ns: int,
     ego_pose: np.ndarray,
-    topic: str = m.TOPIC_TRACKS,
-) -> m.Tracks:
-    """The :class:`~bus.messages.Tracks` message of slots ``idx`` at ``now_ns``.
+) -> TrackSnapshot:
+    """The tracks of slots ``idx`` at ``now_ns`` (finite: the lifecycle dropped the others).
 
     Args:
         table: the track table (ids, classes, status, sizes, history of the slots).
@@ -55,7 +55,6 @@ def tracks_from_table(
             ``[x, y, vx, vy]`` (see :meth:`~service.tracker.motion.Motion.extrapolate`).
         now_ns: output time, sensor clock.
         ego_pose: (3,) float64 ego ``[x_m, y_m, yaw_rad]`` world at ``now_ns`` (zeros if unknown).
-        topic: topic written in the header.
     """
     n = idx.size
     accel = _accel(table, idx, yaw)
@@ -63,8 +62,8 @@ def tracks_from_table(
     probs /= probs.sum(axis=1, keepdims=True)
     attrs = (table.attr_score[idx] > 0.5) @ ATTR_BITS.astype(np.int64) if n else np.zeros(0, np.int64)
     yaw_rate = np.where(table.model[idx] == MODEL_CTRA, table.x[idx, 4], 0.0)
-    return m.Tracks(
-        header=m.Header(topic=topic, stamp_ns=int(now_ns)),
+    return TrackSnapshot(
+        stamp_ns=int(now_ns),
         ego_pose=ego_pose.astype(np.float64),
         track_id=table.track_id[idx].copy(),
         class_id=table.class_id[idx].copy(),

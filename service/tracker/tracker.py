@@ -1,4 +1,4 @@
-"""Multi-sensor EKF tracker: sensor frames in, world-frame :class:`~bus.messages.Tracks` out.
+"""Multi-sensor EKF tracker: sensor frames in, world-frame :class:`~service.tracks.TrackSnapshot` out.
 
 A pure processing stage: no sockets, no wall clock. Time comes only from message headers, so a
 replay reproduces a live run. :class:`Tracker` is a small facade over stages that share one
@@ -20,7 +20,8 @@ mask, allocated once):
   * :mod:`~service.tracker.fusion`: hit counts, size, heading of CV tracks, attributes, class.
   * :mod:`~service.tracker.lifecycle`: births from unassigned LiDAR boxes, confirmation,
     coasting, deletion, merging of duplicates.
-  * :mod:`~service.tracker.output`: the wire message.
+  * :mod:`~service.tracker.output`: the snapshot of the published tracks (the node builds the
+    wire message from it).
 
 Measurement models: LiDAR ``[x, y, yaw]`` (size by EMA), radar ``[range, bearing, range rate]``,
 camera/LWIR bearing of the box centre (plus class, attributes).
@@ -44,8 +45,9 @@ from service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
 from service.tracker.lifecycle import Lifecycle
 from service.tracker.measurements import Meas, measurements
 from service.tracker.motion import Motion
-from service.tracker.output import tracks_from_table
+from service.tracker.output import snapshot_from_table
 from service.tracker.table import TrackTable
+from service.tracks import TrackSnapshot
 
 
 class Tracker:
@@ -54,8 +56,8 @@ class Tracker:
     Args:
         config: thresholds and noise levels; validated once here.
 
-    Use :meth:`process` for every incoming message and :meth:`tracks` once per output tick, or
-    :meth:`update` for both at once. ``table`` holds the track state; ``stats`` the counters (it
+    Use :meth:`process` for every incoming message and :meth:`snapshot` (or :meth:`tracks` for the
+    wire message) once per output tick, or :meth:`update` for both at once. ``table`` holds the track state; ``stats`` the counters (it
     may be replaced, e.g. to carry counts over a reset).
     """
 
@@ -181,7 +183,7 @@ class Tracker:
     # ------------------------------------------------------------------------------------------
     # Output.
     # ------------------------------------------------------------------------------------------
-    def tracks(self, now_ns: int, header_topic: str = m.TOPIC_TRACKS) -> m.Tracks:
+    def snapshot(self, now_ns: int) -> TrackSnapshot:
         """Apply buffered frames older than the reorder window and return the tracks at ``now_ns``.
 
         Frames captured up to ``now_ns - reorder_window_s`` are applied; the states are then
@@ -190,7 +192,6 @@ class Tracker:
 
         Args:
             now_ns: output time (sensor clock), normally a multiple of 100 ms.
-            header_topic: topic written in the header.
 
         Returns:
             Confirmed and coasting tracks (plus tentative ones if ``publish_tentative``) in the world
@@ -209,21 +210,11 @@ class Tracker:
             idx, pos, vel, yaw, cov = idx[pub], pos[pub], vel[pub], yaw[pub], cov[pub]
         ego_pose = ego[:3].copy() if ego is not None else np.zeros(3)
         self._stats.count("ticks")
-        return tracks_from_table(table, idx, pos, vel, yaw, cov, now_ns, ego_pose, header_topic)
+        return snapshot_from_table(table, idx, pos, vel, yaw, cov, now_ns, ego_pose)
 
-    def health(self, now_ns: int, ticks: int = 0, deadline_misses: int = 0) -> m.Health:
-        """A :class:`~bus.messages.Health` message carrying the rejection counts."""
-        return m.Health(
-            header=m.Header(topic=m.health_topic("tracker"), stamp_ns=int(now_ns)),
-            node="tracker",
-            provider="cpu",
-            degraded=False,
-            reason="",
-            ticks=int(ticks or self._stats.counters.get("ticks", 0)),
-            deadline_misses=int(deadline_misses),
-            rejected=dict(self._stats.rejected),
-            seq_gaps={},
-        )
+    def tracks(self, now_ns: int, header_topic: str = m.TOPIC_TRACKS) -> m.Tracks:
+        """:meth:`snapshot` as the wire message on ``header_topic``."""
+        return self.snapshot(now_ns).to_message(header_topic)
 
     @property
     def num_tracks(self) -> int:

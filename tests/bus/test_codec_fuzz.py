@@ -20,9 +20,7 @@ from bus.errors import DecodeError
 from tests.bus.samples import sample_message
 
 ALL_TYPES = sorted(m.MESSAGE_TYPES.values(), key=lambda c: c.__name__)
-FUZZ = settings(
-    max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
-)
+FUZZ = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 
 
 def _wire(msg: object) -> dict:

@@ -95,7 +95,17 @@ def test_recorder_counts_seq_gaps_and_stores_them(ctx, cfg, tmp_path: Path) -> N
 
 def _start_recorder_process(cfg: BusConfig, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "service", "record", "--out", str(out), "--sub-endpoint", cfg.sub_endpoint, *extra],
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "record",
+            "--out",
+            str(out),
+            "--sub-endpoint",
+            cfg.sub_endpoint,
+            *extra,
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

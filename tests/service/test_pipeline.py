@@ -337,11 +337,11 @@ def test_pipeline_genuine_multi_sensor_restart_resets_within_a_second() -> None:
     restarted = SyntheticScene(n_agents=12, seed=5)
     res = _drive(pipe, restarted, 1)
     assert pipe.stats.clock_resets == 1
-    assert res and res[0].tracks.header.stamp_ns == restarted.time_ns
+    assert res and res[0].tracks.stamp_ns == restarted.time_ns
     res = _drive(pipe, restarted, 10)
     assert pipe.stats.clock_resets == 1
     assert len(res[-1].tracks.track_id) >= 8
-    assert res[-1].tracks.header.stamp_ns == restarted.time_ns
+    assert res[-1].tracks.stamp_ns == restarted.time_ns
 
 
 def test_pipeline_single_future_ego_state_does_not_block_real_ones() -> None:
@@ -357,7 +357,7 @@ def test_pipeline_single_future_ego_state_does_not_block_real_ones() -> None:
     scene = SyntheticScene(n_agents=12, seed=5)
     res = _drive(pipe, scene, 20, forge)
     assert pipe.ego is not None and pipe.ego.header.stamp_ns == scene.time_ns
-    assert len(res) == 20 and res[-1].tracks.header.stamp_ns == scene.time_ns
+    assert len(res) == 20 and res[-1].tracks.stamp_ns == scene.time_ns
     assert pipe.tracker.stats.rejected == {f"{m.TOPIC_EGO}:future_dated": 1}
 
 

@@ -21,6 +21,7 @@ from service.predictor import (
     PredictionInputError,
     constant_velocity_predictions,
 )
+from service.tracks import TrackSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +31,7 @@ def tiny(tmp_path_factory):
     return write_tiny_onnx(tmp_path_factory.mktemp("tiny"))
 
 
-def make_tracks(n: int, rng: np.random.Generator, ego_pose=(100.0, -50.0, 0.7)) -> Tracks:
+def make_tracks(n: int, rng: np.random.Generator, ego_pose=(100.0, -50.0, 0.7)) -> TrackSnapshot:
     """n tracks near the ego moving straight, with full history (world frame)."""
     ego = np.asarray(ego_pose, np.float64)
     pos = (ego[:2] + rng.uniform(-20, 20, (n, 2))).astype(np.float32)
@@ -41,7 +42,7 @@ def make_tracks(n: int, rng: np.random.Generator, ego_pose=(100.0, -50.0, 0.7)) 
     hist = pos[:, None, :] + vel[:, None, :] * t[None, :, None]
     probs = np.zeros((n, NUM_CLASSES), np.float32)
     probs[:, 1] = 1
-    return empty(
+    msg: Tracks = empty(
         Tracks,
         TOPIC_TRACKS,
         ego_pose=ego,
@@ -62,6 +63,7 @@ def make_tracks(n: int, rng: np.random.Generator, ego_pose=(100.0, -50.0, 0.7)) 
         history_yaw_rad=np.repeat(yaw[:, None], TRACK_HISTORY_STEPS, 1),
         history_valid=np.ones((n, TRACK_HISTORY_STEPS), bool),
     )
+    return TrackSnapshot.from_message(msg)
 
 
 def _raster(pred: OnnxPredictor, rng) -> np.ndarray:
@@ -126,12 +128,13 @@ def test_predictor_wrong_raster_shape_raises(tiny, rng):
 
 
 def test_predictor_nan_raster_raises(tiny, rng):
-    """A NaN in the raster is rejected before inference."""
+    """predict_inputs (the entry for inputs built elsewhere) rejects a NaN raster before inference."""
     pred = OnnxPredictor(*tiny, intra_op_threads=1)
     raster = _raster(pred, rng)
     raster[1, 3, 4] = np.nan
+    inputs = agent_inputs_from_tracks(pred.cfg, make_tracks(2, rng), np.zeros(2), np.ones(3))
     with pytest.raises(PredictionInputError, match="non-finite"):
-        pred.predict(raster, make_tracks(2, rng), np.zeros(2), np.ones(3))
+        pred.predict_inputs(raster, inputs)
 
 
 def test_predictor_sha_mismatch_refused(tiny, tmp_path):

@@ -22,6 +22,7 @@ from bus import messages as m
 from bus.errors import StartupError
 from service.app.tracking.evaluate import TrackingScorer
 from service.app.tracking.runner import TickDriver
+from service.liveness import Verdict, health_message
 from service.tracker.config import TrackerConfig
 from service.tracker.tracker import Tracker
 
@@ -52,12 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reorder-window", type=float, default=None, help="reorder window, s")
     p.add_argument("--publish-tentative", action="store_true", help="also publish tentative tracks")
     p.add_argument("--json", type=Path, default=None, help="write the summary as JSON here")
-    try:
-        from bus.cli import add_bus_args
-    except ModuleNotFoundError:  # bus CLI not in this checkout: default endpoints only
-        add_bus_args = None
-    if add_bus_args is not None:
-        add_bus_args(p)
+    from bus.cli import add_bus_args
+
+    add_bus_args(p)
     p.set_defaults(func=_main)
 
 
@@ -258,19 +256,18 @@ def _live(args: argparse.Namespace, cfg: TrackerConfig) -> int:
 
 def _health(tracker: Tracker, sub: Any, driver: TickDriver, misses: int, stamp_ns: int) -> m.Health:
     """Tracker rejections plus the subscriber's decode rejections and sequence gaps."""
-    h = tracker.health(stamp_ns, ticks=driver.ticks, deadline_misses=misses)
-    rejected = dict(h.rejected)
+    rejected = dict(tracker.stats.rejected)
     for k, v in sub.stats.rejected.items():
         rejected[k] = rejected.get(k, 0) + v
-    degraded = driver.skipped_ticks > 0
-    return m.Health(
-        header=h.header,
-        node=h.node,
-        provider=h.provider,
-        degraded=degraded,
-        reason=f"skipped {driver.skipped_ticks} ticks" if degraded else "",
-        ticks=h.ticks,
-        deadline_misses=h.deadline_misses,
+    skipped = driver.skipped_ticks
+    verdict = Verdict("degraded" if skipped else "ok", f"skipped {skipped} ticks" if skipped else "")
+    return health_message(
+        "tracker",
+        stamp_ns,
+        "cpu",
+        verdict,
+        ticks=driver.ticks,
+        deadline_misses=misses,
         rejected=rejected,
-        seq_gaps=dict(sub.stats.gaps),
+        seq_gaps=sub.stats.gaps,
     )
