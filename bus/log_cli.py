@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -317,16 +318,25 @@ def cmd_export_foxglove(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
     from bus.importers import InputError
+    from bus.importers.lyft import MissingDependencyError
 
+    kwargs: dict[str, Any] = {}
     if args.kind == "eth-ucy":
         from bus.importers.eth_ucy import import_eth_ucy as fn
     elif args.kind == "av2-sensor":
         from bus.importers.av2_sensor import import_av2_sensor as fn
+    elif args.kind == "lyft":
+        from bus.importers.lyft import import_lyft as fn
+
+        kwargs["scene"] = args.scene
     else:
         from bus.importers.av2_motion import import_av2_motion as fn
     try:
         refuse_existing(args.out, overwrite=args.force)  # before the (long) conversion
-        report = fn(args.src, args.out, overwrite=args.force)
+        report = fn(args.src, args.out, overwrite=args.force, **kwargs)
+    except MissingDependencyError as e:
+        print(f"prescient import: error: {e}", file=sys.stderr)
+        return 2
     except (InputError, LogError, FileNotFoundError) as e:
         raise StartupError(str(e)) from e
     print(f"imported {args.src} -> {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(report.items())))
@@ -392,12 +402,15 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_export_foxglove)
 
     imp = subparsers.add_parser("import", help="convert a public data set to a prescient log")
-    imp.add_argument("kind", choices=("eth-ucy", "av2-sensor", "av2-motion"))
+    imp.add_argument("kind", choices=("eth-ucy", "av2-sensor", "av2-motion", "lyft"))
     imp.add_argument(
-        "src", type=Path, help="eth-ucy: .txt file; av2-sensor: log dir; av2-motion: scenario dir"
+        "src",
+        type=Path,
+        help="eth-ucy: .txt file; av2-sensor: log dir; av2-motion: scenario dir; lyft: l5kit .zarr dir",
     )
     imp.add_argument(
         "--out", required=True, type=Path, help="output MCAP log (must not exist, unless --force)"
     )
     imp.add_argument("--force", action="store_true", help="replace --out if it exists")
+    imp.add_argument("--scene", type=int, default=0, help="lyft: scene index in the zarr (default 0)")
     imp.set_defaults(func=cmd_import)
