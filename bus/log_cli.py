@@ -189,7 +189,7 @@ def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from bus.map_server import MapServer
-    from bus.messages import TOPIC_MAP
+    from bus.messages import TOPIC_MAP, empty_map
     from bus.replayer import BusReplayer, iter_messages
 
     start_ns, end_ns = _window(args)
@@ -219,16 +219,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except LogError as e:
         rp.close()
         raise _open_error(e) from e
-    server = MapServer(cfg, vmap).start() if vmap is not None else None  # the service asks for it
+    lead = []
+    if vmap is None:  # ETH/UCY and other map-less logs: serve and announce an empty map
+        print(f"{args.log} holds no map: serving an empty one (the raster's map channels stay empty)")
+        vmap = empty_map()
+        lead.append(vmap)
+    server = MapServer(cfg, vmap).start()  # the service asks for it
     try:
         with _stop_on_signals() as stop:
-            st = rp.run(stop=stop, wait_topics=args.wait_for, wait_s=args.wait_s)
+            st = rp.run(stop=stop, wait_topics=args.wait_for, wait_s=args.wait_s, lead=lead)
     except LogError as e:
         raise _open_error(e) from e
     finally:
         rp.close()
-        if server is not None:
-            server.stop()
+        server.stop()
     late = sorted(st.late_ns)
     p99 = late[int(0.99 * (len(late) - 1))] / 1e6 if late else 0.0
     print(

@@ -393,6 +393,15 @@ def peek_header(payload: bytes) -> tuple[int, int] | None:
     return seq, sent
 
 
+def peek_stamp(payload: bytes) -> int | None:
+    """``header.stamp_ns`` (capture time) of a msgpack payload without a full decode, or None."""
+    h = _peek_header(payload)
+    stamp = None if h is None else h.get("stamp_ns")
+    if not isinstance(stamp, int) or not _is_uint(stamp) or stamp >= 2**63:
+        return None
+    return stamp
+
+
 def payload_topic(payload: bytes) -> str | None:
     """``header.topic`` of a msgpack payload without a full decode, or None if it has none."""
     h = _peek_header(payload)

@@ -7,7 +7,10 @@ gaps, restarts and rejections per topic (``Subscriber.stats``).
 
 Times: ``log_time`` = ``time.monotonic_ns()`` at receive on this host; ``publish_time`` =
 ``header.sent_mono_ns`` of the sender (same clock on one host), or the receive time when the
-payload did not decode.
+payload did not decode. A ``prescient.clock`` metadata record, written when the file is opened,
+anchors that clock in wall time (:func:`clock_anchor`). Receive times, not capture stamps: a
+replay paced by them sends every frame as late as it arrived, so a replayed run sees the sensor
+latencies of the recorded one.
 
 Crash safety: chunks go to the OS as soon as they are complete, and at least every
 ``chunk_interval_s`` the chunk in progress is written out, so ``kill -9`` loses at most that much.
@@ -46,6 +49,24 @@ from bus.transport import RxStats, Subscriber
 log = logging.getLogger(__name__)
 
 METADATA_NAME = "prescient.recorder"
+CLOCK_METADATA = "prescient.clock"
+
+
+def clock_anchor(log_time: str) -> dict[str, str]:
+    """The ``prescient.clock`` metadata: what ``log_time`` is and where it sits in wall time.
+
+    Args:
+        log_time: ``receive`` (this host's monotonic clock when the message arrived: live
+            recordings) or ``capture`` (each message's ``header.stamp_ns``: replays, imports).
+
+    ``wall_minus_monotonic_ns`` is ``time.time_ns() - time.monotonic_ns()`` when the log was
+    opened: ``log_time + wall_minus_monotonic_ns`` is the wall-clock (UTC) time of a receive time.
+    """
+    return {
+        "log_time": log_time,
+        "wall_minus_monotonic_ns": str(time.time_ns() - time.monotonic_ns()),
+        "opened_wall_ns": str(time.time_ns()),
+    }
 
 
 def _part_pattern(path: Path) -> re.Pattern[str]:
@@ -172,6 +193,8 @@ class Recorder:
             self._sub.close()
             raise
         self.out = self._writer.path
+        # Written first, so a recording cut by kill -9 still says what its times mean.
+        self._writer.add_metadata(CLOCK_METADATA, clock_anchor("receive"))
         self._chunk_interval_ns = int(chunk_interval_s * 1e9)
         self._last_flush_ns = time.monotonic_ns()
         self._pending = 0

@@ -139,6 +139,7 @@ class BusReplayer:
         stop: threading.Event | None = None,
         wait_topics: Iterable[str] | None = None,
         wait_s: float = 10.0,
+        lead: Iterable[Any] = (),
     ) -> ReplayStats:
         """Replay the log once. Returns when done, or early when ``stop`` is set.
 
@@ -147,6 +148,8 @@ class BusReplayer:
             wait_topics: topics of which one must have a subscriber before the first send
                 (default: any topic of the log but the map). The replay starts anyway after ``wait_s``.
             wait_s: how long to wait for subscribers.
+            lead: messages published just before the first record (e.g. the empty map of a log
+                that holds none, so a running service leaves the previous log's map).
         """
         stop = stop or threading.Event()
         st = self.stats
@@ -164,6 +167,8 @@ class BusReplayer:
         st.waited_for_subscribers = self.wait_for_subscribers(wanted, wait_s, stop)
         if not st.waited_for_subscribers and not stop.is_set():
             log.warning("no subscriber for %s after %.1f s; replaying anyway", wanted, wait_s)
+        for msg in lead:
+            self._pub.publish(msg)
         t0_log = first.log_time_ns
         t0_wall = time.monotonic_ns()
         for rec in _chain(first, records):

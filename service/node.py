@@ -218,7 +218,11 @@ class _ServiceLoop:
         self._control = Subscriber(
             cfg, [m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS], max_rate_hz=rate, known_topics_only=True
         )
-        self._subs = (self._control, self._sensors)
+        # The map of the place being driven (a replayed log's, the simulator's): a new map_id
+        # switches the pipeline's map. One per second at most: each one costs a decode and a
+        # static pre-render, and a flood of forged maps must not take the loop.
+        self._maps = Subscriber(cfg, [m.TOPIC_MAP], max_rate_hz=1.0, known_topics_only=True)
+        self._subs = (self._control, self._maps, self._sensors)
         try:
             self._rep = Replier(cfg, cfg.conditional_endpoint)
         except TransportError as e:
@@ -290,7 +294,7 @@ class _ServiceLoop:
         for k, v in (("publish:hwm_drops", pub.hwm_drops), ("publish:oversize", pub.oversize)):
             if v:  # what this node failed to send (its own queue full, or too large)
                 rejected.add(k, v)
-        gaps = {**self._sensors.stats.gaps, **self._control.stats.gaps}
+        gaps = {k: v for sub in self._subs for k, v in sub.stats.gaps.items()}
         health = self._pipe.health(SERVICE_NODE, self._last_tick_ns, self._provider, rejected, gaps, verdict)
         pub.publish(health)
 

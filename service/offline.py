@@ -20,9 +20,10 @@ from typing import Any
 
 from bus import messages as m
 from bus.errors import StartupError
-from bus.logfile import LogError, LogWriter
+from bus.logfile import LogError, LogWriter, peek_stamp
 from bus.logreader import EXIT_DAMAGED, ReadStats, iter_log
 from bus.logsummary import LogSummary, summarize_log
+from bus.recorder import CLOCK_METADATA, clock_anchor
 from bus.replayer import iter_messages
 from service.pipeline import Pipeline, PipelineConfig, TickResult
 from service.stats import percentiles_ms
@@ -31,11 +32,11 @@ log = logging.getLogger(__name__)
 
 
 def _find_map(path: Path) -> m.VectorMap:
+    """The log's first map, or an empty one (ETH/UCY logs hold none; the map channels stay empty)."""
     for lm in iter_messages(path, topics=[m.TOPIC_MAP]):
         return lm.msg
-    raise StartupError(
-        f"{path}: the log holds no {m.TOPIC_MAP} message; record with the simulator running or import with a map"
-    )
+    log.warning("%s holds no %s message: replaying with an empty map", path, m.TOPIC_MAP)
+    return m.empty_map()
 
 
 def build_offline_pipeline(path: Path, model: Path | None, summary: LogSummary | None = None) -> Pipeline:
@@ -69,6 +70,7 @@ def iter_ticks(
     """Feed the log through ``pipe``; yield every tick's result, in order."""
     for lm in iter_messages(path, start_ns=start_ns, end_ns=end_ns, stats=stats):
         if lm.topic == m.TOPIC_MAP:
+            pipe.feed(lm.msg)  # a log of several places switches maps as the live service does
             continue
         if pipe.tracks_from_log and isinstance(lm.msg, m.Tracks):
             pipe.feed(lm.msg)
@@ -81,6 +83,29 @@ def iter_ticks(
             res = pipe.tick(tick_ns)
             if res is not None:
                 yield res
+
+
+def _copy_context(
+    writer: LogWriter, path: Path, start_ns: int | None, end_ns: int | None, first_tick_ns: int | None
+) -> None:
+    """Copy the map, ego and ground truth of ``path`` as recorded, for viewers and the summary.
+
+    They go on the predictions' time base (capture stamps); the map, which has no time of its
+    own, at the first tick.
+    """
+    for rec in iter_log(
+        path, topics=[m.TOPIC_MAP, m.TOPIC_EGO, m.TOPIC_GROUND_TRUTH], start_ns=start_ns, end_ns=end_ns
+    ):
+        stamp = peek_stamp(rec.payload)
+        if rec.topic == m.TOPIC_MAP or stamp is None:
+            stamp = first_tick_ns if first_tick_ns is not None else rec.log_time_ns
+        writer.write_raw(
+            rec.topic,
+            rec.payload,
+            stamp,
+            rec.publish_time_ns,
+            type_name=getattr(m.topic_type(rec.topic), "__name__", None),
+        )
 
 
 def replay_log(
@@ -129,12 +154,17 @@ def replay_log(
     end_ns = None if end_s is None else first + int(end_s * 1e9)
     stats = ReadStats()
     writer = LogWriter(out, overwrite=overwrite) if out is not None else None
+    if writer is not None:
+        writer.add_metadata(CLOCK_METADATA, clock_anchor("capture"))
     stage: dict[str, list[int]] = {}
     n = 0
+    first_tick_ns: int | None = None
     t0 = time.perf_counter()
     try:
         for res in iter_ticks(pipe, path, start_ns, end_ns, stats):
             n += 1
+            if first_tick_ns is None:
+                first_tick_ns = res.predictions.header.stamp_ns
             for k, v in res.predictions.timings_ns.items():
                 stage.setdefault(k, []).append(v)
             if writer is not None:
@@ -143,20 +173,7 @@ def replay_log(
             if on_tick is not None:
                 on_tick(res)
         if writer is not None:
-            # Context for viewers and the summary picture: the map, ego and ground truth, as recorded.
-            for rec in iter_log(
-                path,
-                topics=[m.TOPIC_MAP, m.TOPIC_EGO, m.TOPIC_GROUND_TRUTH],
-                start_ns=start_ns,
-                end_ns=end_ns,
-            ):
-                writer.write_raw(
-                    rec.topic,
-                    rec.payload,
-                    rec.log_time_ns,
-                    rec.publish_time_ns,
-                    type_name=getattr(m.topic_type(rec.topic), "__name__", None),
-                )
+            _copy_context(writer, path, start_ns, end_ns, first_tick_ns)
     finally:
         if writer is not None:
             writer.close()
@@ -165,6 +182,10 @@ def replay_log(
         "log": str(path),
         "mode": "tracks from log" if pipe.tracks_from_log else "tracker on sensor frames",
         "model": pipe.model_id,
+        "map": pipe.map_id
+        if pipe.map_id != m.NO_MAP_ID
+        else "none (the log holds no map; map channels empty)",
+        "map_changes": pipe.stats.map_changes,
         "ticks": n,
         "degraded_ticks": pipe.stats.degraded_ticks,
         "degraded_reasons": pipe.stats.degraded_reasons,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +27,8 @@ from bus import messages as m
 from bus.config import RequestLimits
 from service.liveness import Verdict, health_message
 from service.model_io.baselines import constant_velocity_predictions
-from service.raster import RasterConfig, Rasterizer
+from service.pipeline_types import NS_PER_MS, PipelineConfig, PipelineStats, TickResult
+from service.raster import MapTooLargeError, RasterConfig, Rasterizer
 from service.tracker import Tracker, TrackerConfig
 from service.tracker.admission import ClockVote
 from service.tracks import TrackSnapshot
@@ -38,61 +38,9 @@ if TYPE_CHECKING:  # the protocol only: importing the predictor module loads onn
 
 log = logging.getLogger(__name__)
 
-NS_PER_MS = 1_000_000
+__all__ = ["NS_PER_MS", "Pipeline", "PipelineConfig", "PipelineStats", "TickResult"]
+
 GUARD_PROBE_EVERY = 5  # with the deadline guard skipping the model, still run it every 5th time
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Plain, validated-once settings of the pipeline (built from the CLI's pydantic model).
-
-    Attributes:
-        tick_period_ns: tick spacing on the sensor clock (100 ms).
-        budget_ns: end-to-end compute budget of one tick.
-        deadline_guard: use the fallback when the model is not expected to finish in budget
-            (live only: it makes output depend on machine speed, so replay turns it off).
-        use_lidar: splat the newest LiDAR point clouds into the raster.
-        num_modes / future_steps: shape of the fallback when no model is loaded.
-    """
-
-    tick_period_ns: int = 100 * NS_PER_MS
-    budget_ns: int = 100 * NS_PER_MS
-    deadline_guard: bool = True
-    use_lidar: bool = True
-    num_modes: int = 6
-    future_steps: int = m.PRED_HORIZON_STEPS
-
-
-@dataclass
-class PipelineStats:
-    """Counters reported on the health topic."""
-
-    ticks: int = 0
-    skipped_ticks: int = 0
-    degraded_ticks: int = 0
-    deadline_misses: int = 0
-    no_ego_ticks: int = 0
-    clock_resets: int = 0
-    degraded_reasons: dict[str, int] = field(default_factory=dict)
-
-    def degraded(self, reason: str) -> None:
-        self.degraded_ticks += 1
-        key = reason.split(":")[0]
-        self.degraded_reasons[key] = self.degraded_reasons.get(key, 0) + 1
-
-
-@dataclass(frozen=True, eq=False)
-class TickResult:
-    """What one tick produced. ``raster`` is the rasterizer's buffer (overwritten next tick).
-
-    ``tracks`` are the tracks the prediction was computed from; ``tracks.to_message()`` is what
-    the node publishes.
-    """
-
-    tracks: TrackSnapshot
-    predictions: m.Predictions
-    raster: np.ndarray
-    total_ns: int
 
 
 class Pipeline:
@@ -124,6 +72,9 @@ class Pipeline:
         self.tracker = Tracker(self._tracker_cfg)
         self.tracker.warm_up()
         self.rasterizer = Rasterizer(raster_cfg or RasterConfig(), vector_map)
+        self.map_id = vector_map.map_id
+        if m.map_is_empty(vector_map):
+            log.warning("map %r is empty: the raster's map channels stay empty", vector_map.map_id)
         self.predictor = predictor
         self._no_model_reason = no_model_reason
         if predictor is not None:
@@ -186,6 +137,7 @@ class Pipeline:
                     (ref_ns - stamp) / 1e9,
                     len(agreed),
                 )
+                self.stats.clock_resets += 1
                 self._reset()
                 batch = agreed
         for item in batch:
@@ -196,6 +148,8 @@ class Pipeline:
                     self._ego = item
             elif isinstance(item, m.TrafficLights):
                 self._lights, item_used = item, True
+            elif isinstance(item, m.VectorMap):
+                item_used = self.set_map(item)
             elif isinstance(item, m.Tracks) and self.tracks_from_log:
                 item_used = self._take_log_tracks(item, recv_mono_ns)
             elif isinstance(item, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
@@ -214,6 +168,34 @@ class Pipeline:
         self._feed_ns += time.perf_counter_ns() - t0
         return used
 
+    def set_map(self, vector_map: m.VectorMap) -> bool:
+        """Switch to ``vector_map`` when its ``map_id`` differs from the current one.
+
+        A new map means another place (the next log, another city): the tracker and the tick
+        clock start over (``map_changes``), since no track or pose of the old map means anything
+        on the new one. A map the rasterizer cannot hold is refused (``maps_refused``) and the
+        current map stays. Returns True when the map was switched.
+        """
+        if vector_map.map_id == self.map_id:
+            return False
+        try:
+            rasterizer = Rasterizer(self.rasterizer.cfg, vector_map, warm_up=False)
+        except MapTooLargeError as e:
+            self.stats.maps_refused += 1
+            log.warning("map %r refused, keeping %r: %s", vector_map.map_id, self.map_id, e)
+            return False
+        log.warning(
+            "map changed %r -> %r%s: resetting tracker and tick clock",
+            self.map_id,
+            vector_map.map_id,
+            " (empty: map channels stay empty)" if m.map_is_empty(vector_map) else "",
+        )
+        rasterizer.stats = self.rasterizer.stats  # counters only grow
+        self.rasterizer, self.map_id = rasterizer, vector_map.map_id
+        self.stats.map_changes += 1
+        self._reset()
+        return True
+
     def _take_log_tracks(self, msg: m.Tracks, recv_mono_ns: int) -> bool:
         """Tracks from a log drive the ticks; their rows are checked once, here."""
         try:
@@ -228,8 +210,7 @@ class Pipeline:
         return True
 
     def _reset(self) -> None:
-        """Start over on a new sensor clock. Rejection counters carry over (they only grow)."""
-        self.stats.clock_resets += 1
+        """Start over (new sensor clock or new map). Rejection counters carry over (they only grow)."""
         stats = self.tracker.stats
         self.tracker = Tracker(self._tracker_cfg)
         self.tracker.stats = stats
@@ -474,6 +455,9 @@ class Pipeline:
             rejected[f"degraded:{key}"] = int(n)
         rejected["skipped_ticks"] = self.stats.skipped_ticks
         rejected["clock_resets"] = self.stats.clock_resets
+        rejected["map_changes"] = self.stats.map_changes
+        if self.stats.maps_refused:
+            rejected["maps_refused"] = self.stats.maps_refused
         if verdict is None:
             no_model = self.predictor is None
             verdict = Verdict("degraded" if no_model else "ok", self._no_model_reason if no_model else "")
