@@ -47,3 +47,34 @@ class StartupError(Exception):
 
     Raised by command handlers; ``prescient`` prints it as one clear line and exits 1.
     """
+
+
+# The optional package -> the extra of pyproject.toml that installs it.
+EXTRA_OF_PACKAGE = {
+    "torch": "train",
+    "onnx": "train",
+    "onnxscript": "train",
+    "onnxruntime": "cpu",
+    "matplotlib": "eval",
+    "motmetrics": "eval",
+    "pandas": "data",
+    "pyarrow": "data",
+    "zarr": "data",
+    "numcodecs": "data",
+}
+
+
+class MissingExtraError(StartupError):
+    """An optional package a command needs is not installed; ``prescient`` exits 2 with the hint."""
+
+    def __init__(self, package: str, extra: str | None = None) -> None:
+        extra = extra or EXTRA_OF_PACKAGE.get(package)
+        hint = f"pip install 'prescient[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"this command needs the optional package {package!r}: {hint}")
+        self.package, self.extra = package, extra
+
+
+def missing_extra(error: ModuleNotFoundError) -> MissingExtraError | None:
+    """The :class:`MissingExtraError` for an optional package that failed to import, else None."""
+    top = (error.name or "").split(".")[0]
+    return MissingExtraError(top) if top in EXTRA_OF_PACKAGE else None

@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -322,7 +321,6 @@ def cmd_export_foxglove(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
     from bus.importers import InputError
-    from bus.importers.lyft import MissingDependencyError
 
     kwargs: dict[str, Any] = {}
     if args.kind == "eth-ucy":
@@ -338,9 +336,6 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         refuse_existing(args.out, overwrite=args.force)  # before the (long) conversion
         report = fn(args.src, args.out, overwrite=args.force, **kwargs)
-    except MissingDependencyError as e:
-        print(f"prescient import: error: {e}", file=sys.stderr)
-        return 2
     except (InputError, LogError, FileNotFoundError) as e:
         raise StartupError(str(e)) from e
     print(f"imported {args.src} -> {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(report.items())))

@@ -28,7 +28,7 @@ from typing import Any, Final
 import numpy as np
 
 from bus import messages as m
-from bus.errors import BusError
+from bus.errors import MissingExtraError
 from bus.importers import MAX_ABS_VALUE, InputError, import_writer
 from bus.importers._tracks import AgentRows, ego_state, iter_agent_messages
 from bus.logfile import refuse_existing
@@ -62,7 +62,6 @@ LABEL_TO_CLASS_MATRIX: Final = np.eye(m.NUM_CLASSES, dtype=np.float64)[[int(LABE
 EGO_SIZE_LWH_M: Final = (4.87, 1.85, 1.8)
 NO_MAP_ID: Final = "l5kit-no-map"  # an empty map: the scene has none
 METADATA_NAME: Final = "prescient.lyft"
-EXTRA_HINT: Final = "pip install 'prescient[data]'"
 # Bounds on the work: an l5kit scene is 25 s (248 frames, ~100 agents per frame).
 MAX_FRAMES: Final = 36_000  # one hour at 10 Hz
 MAX_AGENTS_PER_FRAME: Final = 2_000
@@ -90,8 +89,7 @@ _AGENT_FIELDS: Final[_Fields] = {
 }
 
 
-class MissingDependencyError(BusError):
-    """An optional package the importer needs is not installed (the CLI exits 2)."""
+MissingDependencyError = MissingExtraError  # zarr not installed: the CLI exits 2 naming the extra
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +131,7 @@ def _open_group(src: Path) -> Any:
     try:
         import zarr  # data extra: only this importer needs zarr
     except ModuleNotFoundError as e:
-        raise MissingDependencyError(f"the Lyft importer needs zarr<3 and numcodecs: {EXTRA_HINT}") from e
+        raise MissingExtraError("zarr", "data") from e
     if not src.is_dir():
         raise InputError(src, "expected an l5kit .zarr directory")
     try:

@@ -3,16 +3,23 @@
 Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds one or more
 subcommands whose handler is stored as ``func`` and returns an exit code. A module that does not
 exist in this checkout is simply absent from ``--help``: no placeholder commands.
+
+Errors end in one line on stderr, ``prescient COMMAND: error: ...``, and an exit status:
+1 for a command that cannot do its job (:class:`~bus.errors.StartupError`, a file it cannot
+read or write), 2 for bad arguments and for a missing optional package (the line names the extra
+to install), 130 for Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import sys
+from typing import NoReturn
 
-from bus.errors import StartupError
+from bus.errors import MissingExtraError, StartupError, missing_extra
 
 COMMAND_MODULES = (
     "bus.cli",  # prescient bus, prescient bus-bench
@@ -28,9 +35,28 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _Version(argparse.Action):
+    """``--version``: one unwrapped line, computed only when asked (it reads the model manifest)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=str(kwargs.get("help", "")))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        print(version_line())
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prescient", description="Real-time onboard trajectory prediction.")
+    parser = OneLineParser(prog="prescient", description="Real-time onboard trajectory prediction.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action=_Version, help="version, shipped model sha256, raster spec")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -54,13 +80,57 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the chosen command's handler; every expected failure becomes one line and a status."""
+    where = f"prescient {args.command}"
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
         return 130
+    except MissingExtraError as e:
+        print(f"{where}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        extra = missing_extra(e)
+        if extra is None:
+            raise  # a module of ours is missing: a broken install, worth a traceback
+        print(f"{where}: error: {extra}", file=sys.stderr)
+        return 2
     except StartupError as e:
-        print(f"prescient {args.command}: error: {e}", file=sys.stderr)
+        print(f"{where}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # a path the user gave that cannot be read or written
+        name = f" {e.filename}" if e.filename else ""
+        print(f"{where}: error: cannot use{name}: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+def version_line() -> str:
+    """``prescient X.Y.Z`` plus the shipped model's sha256 prefix and the raster spec version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("prescient")
+    except PackageNotFoundError:
+        ver = "(not installed)"
+    return f"prescient {ver}; {_model_line()}"
+
+
+def _model_line() -> str:
+    from service.app.paths import default_model_path
+    from service.raster import RasterConfig, build_spec
+
+    model = default_model_path()
+    manifest = model.with_name(model.stem + ".manifest.json")
+    try:
+        sha = json.loads(manifest.read_text())["sha256"][:12]
+    except (OSError, ValueError, KeyError, TypeError):
+        sha = "none (no shipped model)"
+    return f"model {model.name} sha256 {sha}; raster spec {build_spec(RasterConfig()).fingerprint()}"
 
 
 if __name__ == "__main__":

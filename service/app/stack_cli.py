@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 from bus.cli import add_bus_args, bus_config_from_args
+from service.app.paths import default_model_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "shipped" / "prescient.onnx"
+DEFAULT_MODEL = default_model_path()
 
 
 def _serve(args: argparse.Namespace) -> int:
