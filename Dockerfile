@@ -40,7 +40,7 @@ COPY benchmarks/ benchmarks/
 # The project is built from this source (setuptools and wheel come from the wheelhouse too).
 RUN "${PYTHON}" -m venv /opt/prescient \
  && /opt/prescient/bin/pip install --no-cache-dir ".[gpu]" \
- && /opt/prescient/bin/python -c 'import onnxruntime, service.app.stack_cli; print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())'
+ && /opt/prescient/bin/python -c 'import onnxruntime, prescient.service.app.stack_cli; print("onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())'
 
 FROM base AS runtime
 ARG UID=10001

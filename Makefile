@@ -30,7 +30,7 @@ demo: setup
 	$(BIN)/prescient up --scenario intersection --agents 40 --duration 40 --out runs/demo
 
 bench-bus: setup
-	$(BIN)/python -m benchmarks.bench_bus
+	$(BIN)/python -m prescient.benchmarks.bench_bus
 
 clean:
 	rm -rf $(VENV) .numba_cache .pytest_cache build *.egg-info

@@ -5,7 +5,7 @@ publishes (pong) -> receive + decode here. So it is the real per-hop cost of the
 included) twice. Direct connects (no proxy) over ipc:// and tcp://127.0.0.1; payload sizes 1 KB,
 100 KB and 1 MB; warm-up round trips are discarded. Timing uses ``time.perf_counter_ns``.
 
-Usage: python -m benchmarks.bench_bus [--iters 1000] [--warmup 100]
+Usage: python -m prescient.benchmarks.bench_bus [--iters 1000] [--warmup 100]
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 
-from benchmarks.common import markdown_table, write_json
-from bus import messages as m
-from bus.config import BusConfig
-from service.stats import percentiles_ms
+from prescient.benchmarks.common import markdown_table, write_json
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.service.stats import percentiles_ms
 
 SIZES = {"1KB": 1024, "100KB": 100 * 1024, "1MB": 1024 * 1024}
 PING, PONG = "bench.ping", "bench.pong"
@@ -35,7 +35,7 @@ def _message(topic: str, n_bytes: int) -> m.ConditionalRequest:
 
 
 def _echo(ping_ep: str, pong_ep: str, n: int, ready: mp.Event) -> None:
-    from bus.transport import Publisher, Subscriber
+    from prescient.bus.transport import Publisher, Subscriber
 
     cfg = BusConfig(poll_ms=50)
     sub = Subscriber(cfg, [PING], endpoint=ping_ep)
@@ -64,7 +64,7 @@ def free_tcp_port() -> int:
 
 
 def run_point(transport: str, n_bytes: int, iters: int, warmup: int) -> dict:
-    from bus.transport import Publisher, Subscriber
+    from prescient.bus.transport import Publisher, Subscriber
 
     tmp = tempfile.mkdtemp(prefix="bench-bus-")
     if transport == "ipc":

@@ -1,15 +1,15 @@
 """Conditional-prediction request latency for 1, 3 and 8 candidate ego plans.
 
 The scene comes from the simulator (offline, ``--agents`` agents, through the real tracker and
-rasterizer) fed into a :class:`service.pipeline.Pipeline` with the ONNX model. The pipeline
-serves :class:`~bus.messages.ConditionalRequest` on a real REP socket in a thread (as the service
-does); the planner side is a :class:`~bus.reqrep.Requester`. Each request is a full round
+rasterizer) fed into a :class:`prescient.service.pipeline.Pipeline` with the ONNX model. The pipeline
+serves :class:`~prescient.bus.messages.ConditionalRequest` on a real REP socket in a thread (as the service
+does); the planner side is a :class:`~prescient.bus.reqrep.Requester`. Each request is a full round
 trip: encode, send, B raster renders + B model passes, reply, decode.
 
 ``--check`` exits 1 when the round trip for ``conditional.plans`` plans has a p99 above
 ``conditional.p99_ms`` (``benchmarks/budgets.toml``).
 
-Usage: python -m benchmarks.bench_conditional [--agents 100] [--requests 100] [--plans 1 3 8] [--check]
+Usage: python -m prescient.benchmarks.bench_conditional [--agents 100] [--requests 100] [--plans 1 3 8] [--check]
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import budgets, markdown_table, report_misses, write_json
-from bus import messages as m
-from bus.config import BusConfig
-from bus.reqrep import Replier, Requester
-from service.stats import percentiles_ms
+from prescient.benchmarks.common import budgets, markdown_table, report_misses, write_json
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.bus.reqrep import Replier, Requester
+from prescient.service.stats import percentiles_ms
 
 
 def build_scene(agents: int, model: Path | None, seconds: float = 5.0):
-    from service.pipeline import Pipeline, PipelineConfig
-    from service.predictor import load_service_predictor
-    from sim_sensors import SimConfig, Simulation
+    from prescient.service.pipeline import Pipeline, PipelineConfig
+    from prescient.service.predictor import load_service_predictor
+    from prescient.sim_sensors import SimConfig, Simulation
 
     sim = Simulation(SimConfig(scenario="intersection", seed=3, n_agents=agents))
     predictor, reason = load_service_predictor(
@@ -63,8 +63,8 @@ def check(results: list[dict], budget: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from service.app.stack_cli import DEFAULT_MODEL
-    from service.planner_stub import candidate_plans
+    from prescient.service.app.stack_cli import DEFAULT_MODEL
+    from prescient.service.planner_stub import candidate_plans
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, default=100)

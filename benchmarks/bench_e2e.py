@@ -9,7 +9,7 @@ publish, and the last hop (prediction publish -> planner has decoded it).
 A tick is a deadline miss when its end-to-end latency exceeds 100 ms; degraded ticks (physics
 fallback) are counted separately.
 
-Usage: python -m benchmarks.bench_e2e [--agents 10 50 100 200 400] [--scenarios day night]
+Usage: python -m prescient.benchmarks.bench_e2e [--agents 10 50 100 200 400] [--scenarios day night]
        [--ticks 600] [--warmup-s 8] [--check]
 
 ``--check`` exits 1 when the point at ``e2e.budget_agents`` misses a budget of
@@ -25,15 +25,22 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, budgets, machine, markdown_table, report_misses, write_json
-from service.stats import percentiles_ms
+from prescient.benchmarks.common import (
+    RESULTS_DIR,
+    budgets,
+    machine,
+    markdown_table,
+    report_misses,
+    write_json,
+)
+from prescient.service.stats import percentiles_ms
 
 DEADLINE_NS = 100_000_000
 STAGES = ("decode", "track", "raster", "infer", "total")
 
 
 def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Path | None, idx: int) -> dict:
-    from service.app.stack import StackOptions, run_stack
+    from prescient.service.app.stack import StackOptions, run_stack
 
     night = scenario == "night"
     out = RESULTS_DIR / "e2e" / f"{scenario}-{agents}"
@@ -187,7 +194,7 @@ def check(points: list[dict], budget: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from service.app.stack_cli import DEFAULT_MODEL
+    from prescient.service.app.stack_cli import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, nargs="+", default=[10, 50, 100, 200, 400])

@@ -9,7 +9,7 @@ times that model, onnxruntime only.
 
 ``--check`` exits 1 when the onnxruntime p99 exceeds ``stages.infer_ms`` of ``benchmarks/budgets.toml``.
 
-    .venv/bin/python -m benchmarks.bench_model [--runs 100] [--model path.onnx] [--check]
+    .venv/bin/python -m prescient.benchmarks.bench_model [--runs 100] [--model path.onnx] [--check]
 """
 
 from __future__ import annotations
@@ -26,21 +26,21 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import budgets, report_misses
-from service.stats import percentiles_ms
+from prescient.benchmarks.common import budgets, report_misses
+from prescient.service.stats import percentiles_ms
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
 
 def _stats(samples_ns: list[int]) -> dict[str, float]:
-    """:func:`service.stats.percentiles_ms` with this benchmark's ``*_ms`` JSON keys."""
+    """:func:`prescient.service.stats.percentiles_ms` with this benchmark's ``*_ms`` JSON keys."""
     p = percentiles_ms(samples_ns)
     return {"n": p["n"], **{f"{k}_ms": p[k] for k in ("p50", "p95", "p99", "max", "mean")}}
 
 
 def _feed(cfg, n_valid: int, seed: int) -> dict[str, np.ndarray]:
-    from models.export import random_inputs  # torch-free path is not needed here: worker-only
+    from prescient.models.export import random_inputs  # torch-free path is not needed here: worker-only
 
     return random_inputs(cfg, 1, seed=seed, n_valid=n_valid)
 
@@ -51,15 +51,15 @@ def worker(runtime: str, model_path: Path, runs: int, warmup: int, threads: int,
     ``model_path``: the ``.onnx`` file; its manifest is ``<stem>.manifest.json`` beside it and the
     torch checkpoint (torch only) ``<stem>.pt``.
     """
-    from service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
-    from service.model_io.manifest import manifest_path_for
+    from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+    from prescient.service.model_io.manifest import manifest_path_for
 
     manifest = json.loads(manifest_path_for(model_path).read_text())
 
     cfg = ModelConfig.from_dict(manifest["model_config"])
     samples: list[int] = []
     if runtime == "onnxruntime":
-        from service.predictor import OnnxPredictor
+        from prescient.service.predictor import OnnxPredictor
 
         pred = OnnxPredictor(model_path, providers=("CPUExecutionProvider",), intra_op_threads=threads)
         sess = pred.session
@@ -74,7 +74,7 @@ def worker(runtime: str, model_path: Path, runs: int, warmup: int, threads: int,
     else:
         import torch
 
-        from models.export import load_checkpoint
+        from prescient.models.export import load_checkpoint
 
         torch.set_num_threads(threads)
         model, _ = load_checkpoint(model_path.with_suffix(".pt"))
@@ -97,9 +97,9 @@ def build_model(model_dir: Path, channels: int, size: int, n_max: int, seed: int
     """Export a seeded random-weight full-size model plus its checkpoint into ``model_dir``."""
     import torch
 
-    from models.export import export_onnx, save_checkpoint
-    from models.net import TrajectoryNet
-    from service.model_io.config import ModelConfig
+    from prescient.models.export import export_onnx, save_checkpoint
+    from prescient.models.net import TrajectoryNet
+    from prescient.service.model_io.config import ModelConfig
 
     torch.manual_seed(seed)
     model = TrajectoryNet(ModelConfig(in_channels=channels, raster_hw=(size, size), n_max=n_max)).eval()
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model_dir is None and args.model is None:
             # Built in a child too, so this process never holds torch threads during timing.
             code = (
-                "import sys; from pathlib import Path; from benchmarks.bench_model import build_model; "
+                "import sys; from pathlib import Path; from prescient.benchmarks.bench_model import build_model; "
                 f"build_model(Path({str(model_dir)!r}), {args.channels}, {args.size}, {args.n_max}, 0)"
             )
             subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [
                 sys.executable,
                 "-m",
-                "benchmarks.bench_model",
+                "prescient.benchmarks.bench_model",
                 "--worker",
                 runtime,
                 "--model",

@@ -9,7 +9,7 @@ cost grows with agents, resolution, history frames and map size. Writes JSON to
 ``--check`` exits 1 when the fast path's p99 in the main case exceeds ``stages.raster_ms`` or its
 speed-up over the reference is below ``raster.min_speedup`` (``benchmarks/budgets.toml``).
 
-Usage: ``python -m benchmarks.bench_raster [--frames 200] [--ref-frames 3] [--quick] [--check]``
+Usage: ``python -m prescient.benchmarks.bench_raster [--frames 200] [--ref-frames 3] [--quick] [--check]``
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import budgets, report_misses  # noqa: E402
-from service.raster import RasterConfig, Rasterizer  # noqa: E402
-from service.raster.reference import render_reference  # noqa: E402
-from service.raster.scenes import grid_map, random_scene  # noqa: E402
-from service.stats import percentiles_ms  # noqa: E402
+from prescient.benchmarks.common import budgets, report_misses  # noqa: E402
+from prescient.service.raster import RasterConfig, Rasterizer  # noqa: E402
+from prescient.service.raster.reference import render_reference  # noqa: E402
+from prescient.service.raster.scenes import grid_map, random_scene  # noqa: E402
+from prescient.service.stats import percentiles_ms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _pcts(samples_ns: list[int]) -> dict[str, float]:
-    """:func:`service.stats.percentiles_ms` with this benchmark's ``*_ms`` JSON keys."""
+    """:func:`prescient.service.stats.percentiles_ms` with this benchmark's ``*_ms`` JSON keys."""
     p = percentiles_ms(samples_ns)
     return {"n": p["n"], **{f"{k}_ms": p[k] for k in ("p50", "p95", "p99", "max")}}
 

@@ -11,7 +11,7 @@ recorded, seq gaps, throughput, and the recorder's per-message write latency p50
 Exits 1 when a message is missing from the log or the seq gaps exceed ``recorder.max_seq_gaps``
 (``benchmarks/budgets.toml``), with or without ``--check``.
 
-    .venv/bin/python -m benchmarks.bench_recorder --duration 10 [--speed 1] [--json-out PATH] [--check]
+    .venv/bin/python -m prescient.benchmarks.bench_recorder --duration 10 [--speed 1] [--json-out PATH] [--check]
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.common import budgets, report_misses  # noqa: E402
-from bus import messages as m  # noqa: E402
-from bus.config import BusConfig  # noqa: E402
-from service.stats import percentiles_ms  # noqa: E402
+from prescient.benchmarks.common import budgets, report_misses  # noqa: E402
+from prescient.bus import messages as m  # noqa: E402
+from prescient.bus.config import BusConfig  # noqa: E402
+from prescient.service.stats import percentiles_ms  # noqa: E402
 
 RATES_HZ = {m.Modality.CAMERA: 15.0, m.Modality.LWIR: 15.0, m.Modality.RADAR: 20.0, m.Modality.LIDAR: 10.0}
 
@@ -124,7 +124,7 @@ def publisher_main(cfg: BusConfig, duration_s: float, speed: float) -> None:
     """Child process: publish the load, print one JSON line with the counts."""
     import dataclasses
 
-    from bus.transport import Publisher
+    from prescient.bus.transport import Publisher
 
     pub = Publisher(cfg)
     templates = _messages()
@@ -158,7 +158,7 @@ def publisher_main(cfg: BusConfig, duration_s: float, speed: float) -> None:
 
 
 def _pct_us(a_ns: np.ndarray) -> dict[str, float]:
-    """p50/p95/p99/max in microseconds, from :func:`service.stats.percentiles_ms`."""
+    """p50/p95/p99/max in microseconds, from :func:`prescient.service.stats.percentiles_ms`."""
     p = percentiles_ms(a_ns)
     return {k: p[k] * 1e3 for k in ("p50", "p95", "p99", "max")}
 
@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    from bus.logsummary import summarize_log
-    from bus.proxy import Proxy
-    from bus.recorder import Recorder
+    from prescient.bus.logsummary import summarize_log
+    from prescient.bus.proxy import Proxy
+    from prescient.bus.recorder import Recorder
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_rec"))
     cfg = BusConfig(

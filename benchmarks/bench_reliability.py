@@ -37,16 +37,29 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, budgets, machine, markdown_table, report_misses, write_json
-from benchmarks.reliability import attacks as a
-from benchmarks.reliability import runs
-from benchmarks.reliability.observe import BusObserver, describe_delta, rate_hz, recovery_s, rejected_delta
-from benchmarks.reliability.recloss import recorder_loss
-from benchmarks.reliability.senders import probe
-from benchmarks.reliability.stackproc import StackProcess, unexplained_restarts
-from bus import messages as m
-from bus.config import ENV_BUS, BusConfig
-from service.stats import percentiles_ms
+from prescient.benchmarks.common import (
+    RESULTS_DIR,
+    budgets,
+    machine,
+    markdown_table,
+    report_misses,
+    write_json,
+)
+from prescient.benchmarks.reliability import attacks as a
+from prescient.benchmarks.reliability import runs
+from prescient.benchmarks.reliability.observe import (
+    BusObserver,
+    describe_delta,
+    rate_hz,
+    recovery_s,
+    rejected_delta,
+)
+from prescient.benchmarks.reliability.recloss import recorder_loss
+from prescient.benchmarks.reliability.senders import probe
+from prescient.benchmarks.reliability.stackproc import StackProcess, unexplained_restarts
+from prescient.bus import messages as m
+from prescient.bus.config import ENV_BUS, BusConfig
+from prescient.service.stats import percentiles_ms
 
 log = logging.getLogger(__name__)
 
@@ -330,7 +343,7 @@ def run_bench(opts: BenchOptions) -> Report:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from service.app.stack_cli import DEFAULT_MODEL
+    from prescient.service.app.stack_cli import DEFAULT_MODEL
 
     ap = argparse.ArgumentParser(prog="prescient bench reliability", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 s attacks, 10,000 random topics (about 3 min)")

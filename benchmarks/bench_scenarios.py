@@ -1,7 +1,7 @@
 """Scenario-diffusion benchmark: realism and token compliance against held-out simulated scenes.
 
 Rows: a second held-out draw (the floor), the simulator's own spawner (baseline), the diffusion
-model without tokens and with the density token (see :mod:`models.scenario_diffusion.evaluate`).
+model without tokens and with the density token (see :mod:`prescient.models.scenario_diffusion.evaluate`).
 Then generation latency: one scene at a time (batch 1, DDIM ``--steps``), p50/p95/p99/max wall
 and thread CPU time per scene, warm-up excluded; and the amortised time per scene in batches.
 Torch runs on one thread. Writes ``benchmarks/results/bench_scenarios.json``.
@@ -24,14 +24,14 @@ if str(REPO) not in sys.path:
 
 import torch  # noqa: E402
 
-from models.scenario_diffusion.evaluate import evaluate, format_report  # noqa: E402
-from models.scenario_diffusion.generate import WEIGHTS_PATH, ScenarioGenerator  # noqa: E402
-from models.scenario_diffusion.tokens import load_spec  # noqa: E402
-from service.stats import percentiles_ms  # noqa: E402
+from prescient.models.scenario_diffusion.evaluate import evaluate, format_report  # noqa: E402
+from prescient.models.scenario_diffusion.generate import WEIGHTS_PATH, ScenarioGenerator  # noqa: E402
+from prescient.models.scenario_diffusion.tokens import load_spec  # noqa: E402
+from prescient.service.stats import percentiles_ms  # noqa: E402
 
 
 def _pct(x_s: list[float]) -> dict[str, float]:
-    """:func:`service.stats.percentiles_ms` of durations in seconds, with ``*_ms`` keys."""
+    """:func:`prescient.service.stats.percentiles_ms` of durations in seconds, with ``*_ms`` keys."""
     p = percentiles_ms([v * 1e9 for v in x_s])
     return {**{f"{k}_ms": p[k] for k in ("p50", "p95", "p99", "max")}, "n": p["n"]}
 

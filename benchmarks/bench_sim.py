@@ -7,7 +7,7 @@ default). Prints a table and writes JSON to ``benchmarks/results/bench_sim.json`
 ``--check`` exits 1 when the run at ``sim.at_agents`` is slower than ``sim.min_x_real_time``
 (``benchmarks/budgets.toml``).
 
-    .venv/bin/python -m benchmarks.bench_sim [--duration 10] [--agents 50 100 200] [--scenario NAME] [--check]
+    .venv/bin/python -m prescient.benchmarks.bench_sim [--duration 10] [--agents 50 100 200] [--scenario NAME] [--check]
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import budgets, report_misses
-from service.stats import percentiles_ms
-from sim_sensors import SCENARIOS, SimConfig, Simulation
+from prescient.benchmarks.common import budgets, report_misses
+from prescient.service.stats import percentiles_ms
+from prescient.sim_sensors import SCENARIOS, SimConfig, Simulation
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

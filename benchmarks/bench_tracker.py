@@ -18,7 +18,7 @@ visible agents below ``tracker.min_mota_visible``, vehicle velocity RMSE above
 ``tracker.max_vehicle_vel_rmse_mps``, or the best repeat's p99 tick cost of the simulator speed
 case above ``stages.track_ms``.
 
-    .venv/bin/python -m benchmarks.bench_tracker [--duration 20] [--quick] [--check]
+    .venv/bin/python -m prescient.benchmarks.bench_tracker [--duration 20] [--quick] [--check]
 """
 
 from __future__ import annotations
@@ -39,19 +39,19 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import budgets, report_misses  # noqa: E402
-from bus import messages as m  # noqa: E402
-from service.app.tracking.evaluate import LidarVisibility, TrackingScorer  # noqa: E402
-from service.app.tracking.runner import TickDriver  # noqa: E402
-from service.tracker import Tracker, TrackerConfig  # noqa: E402
-from service.tracker.ego import EgoBuffer  # noqa: E402
+from prescient.benchmarks.common import budgets, report_misses  # noqa: E402
+from prescient.bus import messages as m  # noqa: E402
+from prescient.service.app.tracking.evaluate import LidarVisibility, TrackingScorer  # noqa: E402
+from prescient.service.app.tracking.runner import TickDriver  # noqa: E402
+from prescient.service.tracker import Tracker, TrackerConfig  # noqa: E402
+from prescient.service.tracker.ego import EgoBuffer  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 
 
 def _have_sim() -> bool:
     try:
-        from sim_sensors import SimConfig, Simulation  # noqa: F401
+        from prescient.sim_sensors import SimConfig, Simulation  # noqa: F401
     except ImportError:
         return False
     return True
@@ -63,7 +63,7 @@ def generate(
     """All messages of one run, in emission order (simulator, or synthetic fallback)."""
     out: list[Any] = []
     if _have_sim():
-        from sim_sensors import SimConfig, Simulation
+        from prescient.sim_sensors import SimConfig, Simulation
 
         sim = Simulation(
             SimConfig(
@@ -74,7 +74,7 @@ def generate(
         while sim.time_ns < t_end:
             out.extend(sim.step())
         return out
-    from service.app.tracking.synthetic import SyntheticScene
+    from prescient.service.app.tracking.synthetic import SyntheticScene
 
     scene = SyntheticScene(n_agents=n_agents, seed=seed, night=night, radius_m=80.0)
     for _ in range(int(round(duration_s / m.PRED_DT_S))):
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         speed_cases.append(("synthetic_200_in_range", None))
     for case, scen in speed_cases:
         if scen is None:
-            from service.app.tracking.synthetic import SyntheticScene
+            from prescient.service.app.tracking.synthetic import SyntheticScene
 
             scene = SyntheticScene(n_agents=200, seed=args.seed + 1, radius_m=70.0)
             msgs = [x for _ in range(int(round(args.speed_duration / m.PRED_DT_S))) for x in scene.step()]

@@ -21,26 +21,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.common import MISS_PREFIX
+from prescient.benchmarks.common import MISS_PREFIX
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_MODEL = REPO / "models" / "shipped" / "prescient.onnx"
 
 BENCHES = {
-    "e2e": ("benchmarks.bench_e2e", "end to end across the multi-process stack, 10..400 agents, day/night"),
+    "e2e": ("prescient.benchmarks.bench_e2e", "end to end across the multi-process stack, 10..400 agents, day/night"),
     "conditional": (
-        "benchmarks.bench_conditional",
+        "prescient.benchmarks.bench_conditional",
         "conditional-prediction request latency for 1, 3, 8 plans",
     ),
-    "bus": ("benchmarks.bench_bus", "bus round trip, 1 KB..1 MB, ipc and tcp"),
-    "sim": ("benchmarks.bench_sim", "simulator speed (simulated s per wall s)"),
-    "tracker": ("benchmarks.bench_tracker", "tracker quality (motmetrics) and update cost"),
-    "raster": ("benchmarks.bench_raster", "rasterizer vs numpy reference, cost growth"),
-    "model": ("benchmarks.bench_model", "onnxruntime vs PyTorch eager inference (separate processes)"),
-    "recorder": ("benchmarks.bench_recorder", "recorder keeps up with the full stack"),
-    "scenarios": ("benchmarks.bench_scenarios", "scenario generation: realism, pin compliance, latency"),
+    "bus": ("prescient.benchmarks.bench_bus", "bus round trip, 1 KB..1 MB, ipc and tcp"),
+    "sim": ("prescient.benchmarks.bench_sim", "simulator speed (simulated s per wall s)"),
+    "tracker": ("prescient.benchmarks.bench_tracker", "tracker quality (motmetrics) and update cost"),
+    "raster": ("prescient.benchmarks.bench_raster", "rasterizer vs numpy reference, cost growth"),
+    "model": ("prescient.benchmarks.bench_model", "onnxruntime vs PyTorch eager inference (separate processes)"),
+    "recorder": ("prescient.benchmarks.bench_recorder", "recorder keeps up with the full stack"),
+    "scenarios": ("prescient.benchmarks.bench_scenarios", "scenario generation: realism, pin compliance, latency"),
     "reliability": (
-        "benchmarks.bench_reliability",
+        "prescient.benchmarks.bench_reliability",
         "the live stack under hostile traffic and kill -9 (--quick, --check)",
     ),
 }

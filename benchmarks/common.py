@@ -1,6 +1,6 @@
 """Shared helpers for benchmarks: budgets, machine description, JSON results.
 
-Percentiles come from :func:`service.stats.percentiles_ms`.
+Percentiles come from :func:`prescient.service.stats.percentiles_ms`.
 """
 
 from __future__ import annotations

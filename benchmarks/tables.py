@@ -6,7 +6,7 @@ Every measured figure in a generated table comes from one file under ``benchmark
 budget in them comes from ``benchmarks/budgets.toml``. A figure whose run recorded no commit is not
 in any file; its row says "not re-measured".
 
-``python -m benchmarks.tables`` rewrites each block between ``<!-- generated: NAME ... -->`` and
+``python -m prescient.benchmarks.tables`` rewrites each block between ``<!-- generated: NAME ... -->`` and
 ``<!-- end generated: NAME -->`` in README.md and benchmarks/README.md; ``--check`` changes
 nothing and exits 1 naming each block that differs (``tests/test_docs_tables.py`` runs it).
 """
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import budgets
+from prescient.benchmarks.common import budgets
 
 REPO = Path(__file__).resolve().parents[1]
 MEASURED_DIR = REPO / "benchmarks" / "measured"
@@ -513,7 +513,7 @@ def _pattern(name: str) -> re.Pattern[str]:
 
 
 def begin_marker(name: str) -> str:
-    return f"<!-- generated: {name} (python -m benchmarks.tables; do not edit by hand) -->"
+    return f"<!-- generated: {name} (python -m prescient.benchmarks.tables; do not edit by hand) -->"
 
 
 def render(text: str, path: Path) -> str:
@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_blocks()
         for s in stale:
-            print(f"stale: {s} (regenerate: python -m benchmarks.tables)")
+            print(f"stale: {s} (regenerate: python -m prescient.benchmarks.tables)")
         return 1 if stale else 0
     for path in sorted({p for p, _ in BLOCKS}):
         text = path.read_text()

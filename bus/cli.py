@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from bus.config import (
+from prescient.bus.config import (
     DEFAULT_CURVE_CLIENT,
     ENV_CURVE_CLIENT,
     ENV_CURVE_DIR,
@@ -19,8 +19,8 @@ from bus.config import (
     CurveConfig,
     format_validation_error,
 )
-from bus.errors import StartupError, TransportError
-from bus.proxy import Proxy
+from prescient.bus.errors import StartupError, TransportError
+from prescient.bus.proxy import Proxy
 
 log = logging.getLogger(__name__)
 

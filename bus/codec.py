@@ -1,11 +1,11 @@
-"""msgpack codec for :mod:`bus.messages`, strict on decode.
+"""msgpack codec for :mod:`prescient.bus.messages`, strict on decode.
 
 Wire format: one msgpack map ``{"type": str, "header": {...}, <field>: value, ...}``. Arrays
 travel as ``{"dtype": str, "shape": [int, ...], "data": bytes}`` (C order, little endian) and are
 rebuilt with ``np.frombuffer`` without copying, so decoded arrays are read-only. Nothing is ever
 unpickled.
 
-Decode rejects, with a :class:`~bus.errors.DecodeError` naming topic, field and reason: payloads
+Decode rejects, with a :class:`~prescient.bus.errors.DecodeError` naming topic, field and reason: payloads
 that are not msgpack or over ``max_bytes``, unknown types, a type not allowed on the topic, a
 header topic that differs from the transport topic, a wrong schema version, missing or extra keys,
 wrong scalar types, wrong dtype or shape, inconsistent lengths, NaN/inf, and broken CSR offsets.
@@ -20,8 +20,8 @@ from typing import Any, Final
 import msgpack
 import numpy as np
 
-from bus import messages as m
-from bus.errors import DecodeError, EncodeError
+from prescient.bus import messages as m
+from prescient.bus.errors import DecodeError, EncodeError
 
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
 MAX_STR_BYTES: Final = 64 * 1024  # topic names, reasons, status lines, counter keys

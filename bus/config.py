@@ -8,7 +8,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bus.messages import PRED_HORIZON_STEPS
+from prescient.bus.messages import PRED_HORIZON_STEPS
 
 ENV_BUS: Final = "PRESCIENT_BUS"
 ENV_CURVE_DIR: Final = "PRESCIENT_CURVE_DIR"  # a `prescient bus keys` directory: CurveZMQ everywhere
@@ -115,7 +115,7 @@ class RequestLimits(BaseModel):
         max_plans: B, candidate plans per conditional request (each is a raster and a model pass).
         max_plan_steps: T of a plan, at most the prediction horizon (``PRED_DT_S`` steps).
         max_request_bytes: a request larger than this is refused before decoding. The socket's
-            own MAXMSGSIZE is ``bus.reqrep.SOCKET_SIZE_FACTOR`` times larger: over *that*,
+            own MAXMSGSIZE is ``prescient.bus.reqrep.SOCKET_SIZE_FACTOR`` times larger: over *that*,
             libzmq drops the connection without a reply, so the explicit check is the one that
             answers.
         queue_depth: requests accepted and waiting for an answer; one more is answered "busy".

@@ -1,7 +1,7 @@
 """``prescient record``, ``prescient log info|replay|export-foxglove`` and ``prescient import ...``.
 
 Exit status of the log commands: 0 the log read cleanly; 1 the command could not start (log
-missing, empty or not MCAP; output exists); 3 (:data:`~bus.logreader.EXIT_DAMAGED`) the log is
+missing, empty or not MCAP; output exists); 3 (:data:`~prescient.bus.logreader.EXIT_DAMAGED`) the log is
 damaged or unfinished: every readable message was still processed, and every problem and skipped
 byte range is printed. A malformed log never ends in a traceback.
 """
@@ -21,11 +21,11 @@ from typing import Any
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap.writer import CompressionType, Writer
 
-from bus.cli import add_bus_args, bus_config_from_args
-from bus.errors import StartupError, TransportError
-from bus.logfile import LogError, json_from_message, json_schema, refuse_existing
-from bus.logreader import EXIT_DAMAGED, ReadStats
-from bus.logsummary import summarize_log
+from prescient.bus.cli import add_bus_args, bus_config_from_args
+from prescient.bus.errors import StartupError, TransportError
+from prescient.bus.logfile import LogError, json_from_message, json_schema, refuse_existing
+from prescient.bus.logreader import EXIT_DAMAGED, ReadStats
+from prescient.bus.logsummary import summarize_log
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def add_record_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from bus.recorder import Recorder, summary_lines
+    from prescient.bus.recorder import Recorder, summary_lines
 
     cfg = bus_config_from_args(args)
     if args.out.parent and not args.out.parent.exists():
@@ -109,7 +109,7 @@ def _open_error(e: LogError) -> StartupError:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from bus.recorder import log_parts
+    from prescient.bus.recorder import log_parts
 
     try:
         s = summarize_log(args.log)
@@ -187,9 +187,9 @@ def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from bus.map_server import MapServer
-    from bus.messages import TOPIC_MAP, empty_map
-    from bus.replayer import BusReplayer, iter_messages
+    from prescient.bus.map_server import MapServer
+    from prescient.bus.messages import TOPIC_MAP, empty_map
+    from prescient.bus.replayer import BusReplayer, iter_messages
 
     start_ns, end_ns = _window(args)
     if args.offline:
@@ -261,10 +261,10 @@ def export_foxglove(
 
     Raises:
         LogError: ``src`` missing, empty or not MCAP (``out`` is then not created); ``out`` is
-            ``src``; ``out`` holds data and ``overwrite`` is False (:class:`~bus.logfile.LogExistsError`).
+            ``src``; ``out`` holds data and ``overwrite`` is False (:class:`~prescient.bus.logfile.LogExistsError`).
     """
-    from bus.logreader import LogReader
-    from bus.replayer import iter_messages
+    from prescient.bus.logreader import LogReader
+    from prescient.bus.replayer import iter_messages
 
     stats = stats if stats is not None else ReadStats()
     if Path(out).resolve() == Path(src).resolve():
@@ -320,19 +320,19 @@ def cmd_export_foxglove(args: argparse.Namespace) -> int:
 # import
 # ----------------------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> int:
-    from bus.importers import InputError
+    from prescient.bus.importers import InputError
 
     kwargs: dict[str, Any] = {}
     if args.kind == "eth-ucy":
-        from bus.importers.eth_ucy import import_eth_ucy as fn
+        from prescient.bus.importers.eth_ucy import import_eth_ucy as fn
     elif args.kind == "av2-sensor":
-        from bus.importers.av2_sensor import import_av2_sensor as fn
+        from prescient.bus.importers.av2_sensor import import_av2_sensor as fn
     elif args.kind == "lyft":
-        from bus.importers.lyft import import_lyft as fn
+        from prescient.bus.importers.lyft import import_lyft as fn
 
         kwargs["scene"] = args.scene
     else:
-        from bus.importers.av2_motion import import_av2_motion as fn
+        from prescient.bus.importers.av2_motion import import_av2_motion as fn
     try:
         refuse_existing(args.out, overwrite=args.force)  # before the (long) conversion
         report = fn(args.src, args.out, overwrite=args.force, **kwargs)

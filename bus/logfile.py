@@ -3,7 +3,7 @@
 Layout of a prescient log:
   * One MCAP channel per bus topic, ``message_encoding="msgpack"`` (MCAP well-known
     ``MessageEncoding.MessagePack``). The channel's schema is named ``prescient.<TypeName>``
-    (encoding ``jsonschema``; it describes the msgpack wire form of :mod:`bus.codec`) and carries
+    (encoding ``jsonschema``; it describes the msgpack wire form of :mod:`prescient.bus.codec`) and carries
     the schema version in the channel metadata. Topics with no fixed type get schema id 0.
   * Message ``data`` is the raw msgpack payload exactly as it crossed the bus (bit-exact replay).
   * ``log_time``: for live recordings, ``time.monotonic_ns()`` of the recording host at receive;
@@ -19,7 +19,7 @@ Layout of a prescient log:
 A writer never destroys an existing log: :class:`LogWriter` refuses a path that holds data
 (:class:`LogExistsError`) unless the caller passes ``overwrite=True`` (offline producers that
 regenerate their output, with a warning in the log). The recorder writes the next part instead
-(:func:`bus.recorder.log_parts`). Reading is in :mod:`bus.logreader`.
+(:func:`prescient.bus.recorder.log_parts`). Reading is in :mod:`prescient.bus.logreader`.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ import numpy as np
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap.writer import CompressionType, Writer
 
-from bus import codec
-from bus import messages as m
-from bus.errors import BusError
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.errors import BusError
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,7 @@ class LogWriter:
         self.bytes_written += len(payload)
 
     def write(self, msg: Any, log_time_ns: int | None = None) -> bytes:
-        """Encode ``msg`` with :func:`bus.codec.encode` and append it; returns the payload.
+        """Encode ``msg`` with :func:`prescient.bus.codec.encode` and append it; returns the payload.
 
         ``log_time_ns`` defaults to ``msg.header.stamp_ns`` (offline producers).
         """

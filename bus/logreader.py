@@ -15,7 +15,7 @@ The reader never trusts one field alone:
     followed by the closing magic. Anywhere else they are damage.
   * A chunk identical to one already read (times, size and CRC) is a copy: reported and skipped
     (a recorder never writes one twice: its receive times only grow).
-  * Logs written by :class:`~bus.logfile.LogWriter` carry the CRC of their data section and of
+  * Logs written by :class:`~prescient.bus.logfile.LogWriter` carry the CRC of their data section and of
     their summary: damage that leaves every record readable (reordered chunks, changed chunk
     times) is still reported; a damaged summary is reported and not used.
   * Messages whose channel record was lost with a damaged chunk get their topic from the
@@ -40,9 +40,9 @@ from typing import Final, NamedTuple
 from mcap.opcode import Opcode
 from mcap.records import Channel, Message, Schema
 
-from bus import messages as m
-from bus.logfile import PROFILE, SCHEMA_PREFIX, LogError, payload_topic
-from bus.logrecords import (
+from prescient.bus import messages as m
+from prescient.bus.logfile import PROFILE, SCHEMA_PREFIX, LogError, payload_topic
+from prescient.bus.logrecords import (
     FOOTER_BYTES,
     MCAP_MAGIC,
     RECORD_HEADER,
@@ -61,9 +61,9 @@ from bus.logrecords import (
     parse_schema,
     summary_chains,
 )
-from bus.logstats import EXIT_DAMAGED as EXIT_DAMAGED
-from bus.logstats import LogRecord as LogRecord
-from bus.logstats import ReadStats as ReadStats
+from prescient.bus.logstats import EXIT_DAMAGED as EXIT_DAMAGED
+from prescient.bus.logstats import LogRecord as LogRecord
+from prescient.bus.logstats import ReadStats as ReadStats
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """What a log read reports: the records it yields and the damage it found.
 
-Re-exported by :mod:`bus.logreader`, where readers of logs import them from.
+Re-exported by :mod:`prescient.bus.logreader`, where readers of logs import them from.
 """
 
 from __future__ import annotations

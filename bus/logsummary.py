@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from bus.logreader import LogReader, ReadStats
+from prescient.bus.logreader import LogReader, ReadStats
 
 
 @dataclasses.dataclass

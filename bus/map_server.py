@@ -1,4 +1,4 @@
-"""Serve a :class:`~bus.messages.VectorMap` on the map request/reply endpoint from a thread.
+"""Serve a :class:`~prescient.bus.messages.VectorMap` on the map request/reply endpoint from a thread.
 
 Used by whatever owns the map in a run: the simulator, or the log replayer (the map of a recorded
 or imported log), so the service can always ask ``map.request`` at startup.
@@ -10,17 +10,17 @@ import logging
 import threading
 import time
 
-from bus import messages as m
-from bus.config import BusConfig
-from bus.errors import StartupError, TransportError
-from bus.reqrep import Replier
-from bus.transport import RxStats
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.bus.errors import StartupError, TransportError
+from prescient.bus.reqrep import Replier
+from prescient.bus.transport import RxStats
 
 log = logging.getLogger(__name__)
 
 
 class MapServer:
-    """Answers every :class:`~bus.messages.MapRequest` with ``vector_map`` until ``stop()``."""
+    """Answers every :class:`~prescient.bus.messages.MapRequest` with ``vector_map`` until ``stop()``."""
 
     def __init__(self, cfg: BusConfig, vector_map: m.VectorMap) -> None:
         self._map = vector_map

@@ -7,7 +7,7 @@ Conventions (see README "Frames and units"):
     ``ego`` is the vehicle frame (x forward, y left, origin at the rear-axle centre on the ground).
     ``sensor`` frames follow the same axis convention (x along the boresight).
   * Array fields are numpy arrays; their dtype and symbolic shape are declared with
-    :func:`array_field` and checked by :mod:`bus.codec`. A symbolic dimension (``"N"``) must take
+    :func:`array_field` and checked by :mod:`prescient.bus.codec`. A symbolic dimension (``"N"``) must take
     the same value in every field of one message, so inconsistent lengths are rejected.
   * Ragged lists (lane centerlines, polygons) are flattened into one points array plus an
     ``*_offsets`` array of length ``count + 1`` (CSR layout, like Argoverse's sparse arrays).
@@ -28,21 +28,21 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-# The schema machinery (field declarations, the header, the @message decorator) is bus.schema;
+# The schema machinery (field declarations, the header, the @message decorator) is prescient.bus.schema;
 # it is part of this module's interface, so what it defines is re-exported here.
-from bus.schema import MESSAGE_TYPES as MESSAGE_TYPES
-from bus.schema import MIN_SCHEMA_VERSION as MIN_SCHEMA_VERSION
-from bus.schema import SCHEMA_VERSION as SCHEMA_VERSION
-from bus.schema import ArraySpec as ArraySpec
-from bus.schema import Header as Header
-from bus.schema import Message as Message
-from bus.schema import added_fields as added_fields
-from bus.schema import array_field as array_field
-from bus.schema import array_specs as array_specs
-from bus.schema import empty as empty
-from bus.schema import message as message
-from bus.schema import scalar_field as scalar_field
-from bus.schema import scalar_specs as scalar_specs
+from prescient.bus.schema import MESSAGE_TYPES as MESSAGE_TYPES
+from prescient.bus.schema import MIN_SCHEMA_VERSION as MIN_SCHEMA_VERSION
+from prescient.bus.schema import SCHEMA_VERSION as SCHEMA_VERSION
+from prescient.bus.schema import ArraySpec as ArraySpec
+from prescient.bus.schema import Header as Header
+from prescient.bus.schema import Message as Message
+from prescient.bus.schema import added_fields as added_fields
+from prescient.bus.schema import array_field as array_field
+from prescient.bus.schema import array_specs as array_specs
+from prescient.bus.schema import empty as empty
+from prescient.bus.schema import message as message
+from prescient.bus.schema import scalar_field as scalar_field
+from prescient.bus.schema import scalar_specs as scalar_specs
 
 Float32Array = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]

@@ -13,8 +13,8 @@ import uuid
 
 import zmq
 
-from bus.config import BusConfig
-from bus.transport import (
+from prescient.bus.config import BusConfig
+from prescient.bus.transport import (
     _connect_or_bind,
     _socket,
     acquire_authenticator,

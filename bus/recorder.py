@@ -2,7 +2,7 @@
 
 The recorder subscribes to ``""`` (every topic) on the proxy's ``sub_endpoint``. Each payload is
 written *before* it is decoded, so nothing the bus delivered is lost, not even a payload the codec
-rejects. It is then checked with :meth:`bus.transport.Subscriber.accept` only to count sequence
+rejects. It is then checked with :meth:`prescient.bus.transport.Subscriber.accept` only to count sequence
 gaps, restarts and rejections per topic (``Subscriber.stats``).
 
 Times: ``log_time`` = ``time.monotonic_ns()`` at receive on this host; ``publish_time`` =
@@ -42,9 +42,9 @@ from typing import Any
 
 import zmq
 
-from bus.config import BusConfig
-from bus.logfile import LogExistsError, LogWriter, peek_header
-from bus.transport import RxStats, Subscriber
+from prescient.bus.config import BusConfig
+from prescient.bus.logfile import LogExistsError, LogWriter, peek_header
+from prescient.bus.transport import RxStats, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class Recorder:
         chunk_bytes: uncompressed chunk size.
         chunk_interval_s: the longest a received message waits in memory before its chunk is
             written out (what ``kill -9`` can lose).
-        ctx, endpoint: passed to :class:`~bus.transport.Subscriber`.
+        ctx, endpoint: passed to :class:`~prescient.bus.transport.Subscriber`.
         latency_samples: how many per-message write latencies to keep (for benchmarks).
     """
 

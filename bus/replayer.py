@@ -1,9 +1,9 @@
 """Replay a recorded log: offline into the pipeline, or through the bus with the original timing.
 
-Offline (:func:`iter_messages`): decode every record with :mod:`bus.codec`, in file order, with
+Offline (:func:`iter_messages`): decode every record with :mod:`prescient.bus.codec`, in file order, with
 no sockets and no wall clock, as fast as the machine allows. Two replays of the same log give
 identical message streams; undecodable payloads and topics with no known type are skipped and
-counted in :class:`~bus.logreader.ReadStats`.
+counted in :class:`~prescient.bus.logreader.ReadStats`.
 
 Through the bus (:class:`BusReplayer`): raw payloads are re-sent bit-exactly with
 ``Publisher.publish_raw``, so ``header.seq`` and ``header.sent_mono_ns`` stay as recorded. Message
@@ -23,13 +23,13 @@ from typing import Any, NamedTuple
 
 import zmq
 
-from bus import codec
-from bus import messages as m
-from bus.config import BusConfig
-from bus.errors import DecodeError
-from bus.logreader import LogRecord, ReadStats, iter_log
-from bus.logsummary import summarize_log
-from bus.transport import Publisher
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.bus.errors import DecodeError
+from prescient.bus.logreader import LogRecord, ReadStats, iter_log
+from prescient.bus.logsummary import summarize_log
+from prescient.bus.transport import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def iter_messages(
 ) -> Iterator[LogMessage]:
     """Decoded messages of a log, deterministic and in file order.
 
-    Args are those of :func:`bus.logreader.iter_log`. A payload rejected by the codec is skipped
+    Args are those of :func:`prescient.bus.logreader.iter_log`. A payload rejected by the codec is skipped
     and counted as ``decode:<topic>``; a topic with no known message type as
     ``unknown_topic:<topic>``; a channel not encoded as msgpack as ``encoding:<topic>``.
     ``stats.yielded`` counts raw records read; use ``stats.skipped`` for what was dropped.
@@ -96,7 +96,7 @@ class BusReplayer:
         topics: topic prefixes to replay (None: all).
         start_ns, end_ns: absolute log-time window (ns).
         ctx: ZeroMQ context (the global instance if None).
-        endpoint, bind: passed to :class:`~bus.transport.Publisher` (e.g. a test binding directly).
+        endpoint, bind: passed to :class:`~prescient.bus.transport.Publisher` (e.g. a test binding directly).
     """
 
     def __init__(

@@ -1,7 +1,7 @@
 """ZeroMQ request/reply: a bounded, never-raising server (ROUTER) and a client with a timeout (REQ).
 
 Used by the conditional-prediction endpoint (service) and the map endpoint (simulator, log
-replayer). Sockets follow the same rules as :mod:`bus.transport`: ``linger=0``, bounded HWMs,
+replayer). Sockets follow the same rules as :mod:`prescient.bus.transport`: ``linger=0``, bounded HWMs,
 polled receives, CurveZMQ when keys are configured (both sides: a plaintext or unauthorised
 client never completes the handshake, so it gets no reply at all).
 
@@ -25,11 +25,11 @@ from typing import Any, Final
 
 import zmq
 
-from bus import codec
-from bus import messages as m
-from bus.config import BusConfig, RequestLimitExceeded
-from bus.errors import DecodeError, RequestTimeout, TransportError
-from bus.transport import (
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig, RequestLimitExceeded
+from prescient.bus.errors import DecodeError, RequestTimeout, TransportError
+from prescient.bus.transport import (
     RxStats,
     _connect_or_bind,
     _socket,

@@ -105,7 +105,7 @@ class RxStats:
     """Receive-side counters: per topic received, seq gaps, restarts, rejections by reason.
 
     ``rejected`` keys are ``topic_key(topic):reason`` with ``reason`` from a fixed set (decode
-    codes of :class:`~bus.errors.DecodeError`, ``duplicate_seq``, ``seq_discontinuity``,
+    codes of :class:`~prescient.bus.errors.DecodeError`, ``duplicate_seq``, ``seq_discontinuity``,
     ``rate_limited``, ...). ``rejected_payloads`` keeps the first bytes of the last few rejected
     payloads for post-mortems.
     """

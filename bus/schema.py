@@ -1,9 +1,9 @@
-"""The schema machinery of :mod:`bus.messages`: field declarations, the header, the registry.
+"""The schema machinery of :mod:`prescient.bus.messages`: field declarations, the header, the registry.
 
 A message is a frozen, slotted dataclass made by :func:`message`; its array fields carry an
 :class:`ArraySpec` (dtype and symbolic shape) and its scalar fields their Python type, both read
-by :mod:`bus.codec`. Fields added after schema version 1 say so (``since``) and carry a default,
-so older payloads still decode. Import message types and these names from :mod:`bus.messages`.
+by :mod:`prescient.bus.codec`. Fields added after schema version 1 say so (``since``) and carry a default,
+so older payloads still decode. Import message types and these names from :mod:`prescient.bus.messages`.
 """
 
 from __future__ import annotations

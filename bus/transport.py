@@ -1,4 +1,4 @@
-"""ZeroMQ transport: publish/subscribe through an XSUB/XPUB proxy (request/reply: :mod:`bus.reqrep`).
+"""ZeroMQ transport: publish/subscribe through an XSUB/XPUB proxy (request/reply: :mod:`prescient.bus.reqrep`).
 
 Every socket has ``linger=0`` and bounded high-water marks; every receive polls with a timeout,
 so SIGINT/SIGTERM always reach a clean shutdown. Publishers are XPUB sockets so that they *see*
@@ -19,11 +19,11 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from bus import codec
-from bus import messages as m
-from bus.config import BusConfig, CurveConfig
-from bus.errors import DecodeError, TransportError
-from bus.rxstats import RxStats, topic_key
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig, CurveConfig
+from prescient.bus.errors import DecodeError, TransportError
+from prescient.bus.rxstats import RxStats, topic_key
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ class Subscriber:
         max_rate_hz: per-topic admission rate (a token bucket of one second's burst) checked
             before decoding: under a flood on one topic the excess costs a dictionary lookup,
             not a msgpack decode, and is counted as ``rate_limited``. None: no limit.
-        known_topics_only: reject topics with no fixed message type (``bus.messages.topic_type``)
+        known_topics_only: reject topics with no fixed message type (``prescient.bus.messages.topic_type``)
             as ``?:unknown_topic`` before decoding. A prefix subscription (``ego.state``) also
             matches look-alikes (``ego.state.forged``); a consumer that acts on what it receives
             sets this.

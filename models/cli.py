@@ -1,6 +1,6 @@
 """``prescient train | eval | export``: model training, evaluation and ONNX export.
 
-Registered by :mod:`service.app.cli`. Torch is imported inside the handlers only, so ``prescient --help``
+Registered by :mod:`prescient.service.app.cli`. Torch is imported inside the handlers only, so ``prescient --help``
 stays fast and works without the ``train`` extra.
 """
 
@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from bus.errors import StartupError
+from prescient.bus.errors import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
 def _run_eth_ucy(args: argparse.Namespace) -> int:
     import torch
 
-    from models.eth_ucy import EthUcyError, format_table, list_scenes, train_scene
+    from prescient.models.eth_ucy import EthUcyError, format_table, list_scenes, train_scene
 
     torch.set_num_threads(args.threads)
     try:
@@ -79,8 +79,8 @@ def _run_eth_ucy(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from models.export import export_onnx, load_checkpoint, onnx_parity
-    from models.export_tiny import build_tiny_model
+    from prescient.models.export import export_onnx, load_checkpoint, onnx_parity
+    from prescient.models.export_tiny import build_tiny_model
 
     if args.tiny:
         model, meta = build_tiny_model(args.seed), {"note": "random weights, tests only"}

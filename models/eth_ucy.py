@@ -6,7 +6,7 @@ when at least 2 pedestrians qualify. Leave-one-scene-out: any directory laid out
 ``SCENE/{train,val,test}/*.txt`` (tab-separated ``frame ped x y``) is accepted; for each scene the
 net is trained on ``train``, the best epoch picked on ``val``, and scored on ``test``.
 
-The model is :class:`models.net.TrajectoryNet` with K=20 modes and no map: its raster holds only
+The model is :class:`prescient.models.net.TrajectoryNet` with K=20 modes and no map: its raster holds only
 the agents' observed positions (one occupancy channel per observed step), centred on the mean
 current position of the pedestrians, with no ego (``plan_valid`` 0, ego state zeros). Metrics:
 best-of-20 and most-likely ADE/FDE in metres, always beside constant velocity on the same samples.
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bus.messages import AgentClass
-from service.model_io.baselines import constant_velocity_predictions
-from service.model_io.config import ModelConfig
-from service.model_io.features import build_agent_inputs, world_from_agent_predictions
+from prescient.bus.messages import AgentClass
+from prescient.service.model_io.baselines import constant_velocity_predictions
+from prescient.service.model_io.config import ModelConfig
+from prescient.service.model_io.features import build_agent_inputs, world_from_agent_predictions
 
 log = logging.getLogger(__name__)
 
@@ -314,8 +314,8 @@ def train_scene(
     """
     import torch
 
-    from models.export import save_checkpoint
-    from models.net import TrajectoryNet, wta_laplace_loss
+    from prescient.models.export import save_checkpoint
+    from prescient.models.net import TrajectoryNet, wta_laplace_loss
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ ground truth and its full 8 s future is known. Metrics (metres, nats), per horiz
 * ``brier_min_fde``: ``min_fde + (1 - p)^2`` with p the probability of the mode with the min FDE.
 * ``nll``: mixture negative log-likelihood of the true path (steps up to h) under the per-step,
   per-axis Laplace mixture, in nats per agent. CV and CTRV use the fallback's growing scale
-  (:data:`service.model_io.baselines.CV_SCALE_BASE_M` + rate * t), one mode with probability 1.
+  (:data:`prescient.service.model_io.baselines.CV_SCALE_BASE_M` + rate * t), one mode with probability 1.
 
 Everything is computed in each agent's own frame (origin at the agent, x along its heading):
 displacements are frame-invariant, and the net's Laplace scales are defined there.
@@ -30,16 +30,16 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 
-from bus import messages as m
-from models.sim_data import SimDataError, list_shards, load_shard, targets_in_agent_frame
-from service.model_io.baselines import (
+from prescient.bus import messages as m
+from prescient.models.sim_data import SimDataError, list_shards, load_shard, targets_in_agent_frame
+from prescient.service.model_io.baselines import (
     CV_SCALE_BASE_M,
     CV_SCALE_RATE_MPS,
     constant_turn_rate_predictions,
     constant_velocity_predictions,
 )
-from service.model_io.config import OUTPUT_NAMES
-from service.model_io.features import AgentInputs, agent_inputs_from_tracks
+from prescient.service.model_io.config import OUTPUT_NAMES
+from prescient.service.model_io.features import AgentInputs, agent_inputs_from_tracks
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,8 @@ def _score_scene(
 
 
 def load_eval_predictor(model_path: Path, spec: str | None, channels: int | None, threads: int) -> Any:
-    """An :class:`service.predictor.OnnxPredictor` on CPU that must match ``spec`` / ``channels``."""
-    from service.predictor import OnnxPredictor
+    """An :class:`prescient.service.predictor.OnnxPredictor` on CPU that must match ``spec`` / ``channels``."""
+    from prescient.service.predictor import OnnxPredictor
 
     return OnnxPredictor(
         model_path,
@@ -317,16 +317,16 @@ def evaluate_av2(
 ) -> dict[str, Any]:
     """8 s vehicle forecasts on Argoverse 2 sensor logs (ground-truth tracks, real map).
 
-    Each log is imported to MCAP, replayed through the onboard :class:`service.pipeline.Pipeline`
+    Each log is imported to MCAP, replayed through the onboard :class:`prescient.service.pipeline.Pipeline`
     in tracks-from-log mode (rasters with the real map), and every ``stride_ticks``-th tick whose
     next 80 Tracks messages lie 0.1 s apart is scored. Vehicles (car, truck, bus) seen in all of
     them are the agents.
     """
-    from bus.importers.av2_sensor import import_av2_sensor
-    from bus.replayer import iter_messages
-    from service.offline import iter_ticks
-    from service.pipeline import Pipeline, PipelineConfig
-    from service.raster import RasterConfig, build_spec
+    from prescient.bus.importers.av2_sensor import import_av2_sensor
+    from prescient.bus.replayer import iter_messages
+    from prescient.service.offline import iter_ticks
+    from prescient.service.pipeline import Pipeline, PipelineConfig
+    from prescient.service.raster import RasterConfig, build_spec
 
     spec = build_spec(RasterConfig())
     predictor = load_eval_predictor(model_path, spec.fingerprint(), spec.num_channels, threads)
@@ -493,14 +493,14 @@ def conditional_scene(
     model_path: Path, scenario: str = "intersection", seed: int = 100, t_s: float = 12.0, n_agents: int = 40
 ) -> dict[str, Any]:
     """Run the onboard pipeline with the model on a held-out sim run up to ``t_s``, then ask
-    :meth:`service.pipeline.Pipeline.conditional` for a "go" and a "yield" ego plan.
+    :meth:`prescient.service.pipeline.Pipeline.conditional` for a "go" and a "yield" ego plan.
 
     Returns:
         ``{"pipe", "tracks", "ego", "plans" (2, T, 2), "reply" (ConditionalReply), "names"}``.
     """
-    from service.pipeline import Pipeline, PipelineConfig
-    from service.raster import RasterConfig, build_spec
-    from sim_sensors import SimConfig, Simulation
+    from prescient.service.pipeline import Pipeline, PipelineConfig
+    from prescient.service.raster import RasterConfig, build_spec
+    from prescient.sim_sensors import SimConfig, Simulation
 
     spec = build_spec(RasterConfig())
     predictor = load_eval_predictor(model_path, spec.fingerprint(), spec.num_channels, threads=2)

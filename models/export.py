@@ -1,10 +1,10 @@
-"""ONNX export of :class:`models.net.TrajectoryNet`, its manifest, checkpoints and a parity check.
+"""ONNX export of :class:`prescient.models.net.TrajectoryNet`, its manifest, checkpoints and a parity check.
 
 The exported graph has a fixed agent count ``N_MAX`` and batch size 1 by default (stable shapes
 for GPU providers); pass ``dynamic_batch=True`` to export a symbolic batch axis (used to score
 several candidate ego plans in one call). One self-contained ``.onnx`` file is written (legacy
 TorchScript exporter, ``dynamo=False``: no external-weights side files), plus
-``<name>.manifest.json`` next to it, which :class:`service.predictor.OnnxPredictor` checks on load.
+``<name>.manifest.json`` next to it, which :class:`prescient.service.predictor.OnnxPredictor` checks on load.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.net import TrajectoryNet
-from service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
-from service.model_io.manifest import MANIFEST_FORMAT_VERSION, manifest_path_for, sha256_file
+from prescient.models.net import TrajectoryNet
+from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+from prescient.service.model_io.manifest import MANIFEST_FORMAT_VERSION, manifest_path_for, sha256_file
 
 log = logging.getLogger(__name__)
 

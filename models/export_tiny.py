@@ -1,6 +1,6 @@
 """A tiny random-weight model exported on the fly for tests (no downloads, a few seconds).
 
-``python -m models.export_tiny OUT_DIR`` writes ``tiny.onnx`` and ``tiny.manifest.json``.
+``python -m prescient.models.export_tiny OUT_DIR`` writes ``tiny.onnx`` and ``tiny.manifest.json``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from models.export import export_onnx, manifest_path_for
-from models.net import TrajectoryNet
-from service.model_io.config import ModelConfig
+from prescient.models.export import export_onnx, manifest_path_for
+from prescient.models.net import TrajectoryNet
+from prescient.service.model_io.config import ModelConfig
 
 TINY_SPEC_VERSION = "tiny-test"
 

@@ -13,7 +13,7 @@ One forward pass per scene:
 4. Multi-modal head per agent: K modes, each with a probability, T positions and T per-axis
    Laplace scales, all in the agent frame (origin at the agent, x along its heading).
 
-Inputs and outputs are listed in :data:`service.model_io.config.INPUT_NAMES` / ``OUTPUT_NAMES`` with shapes
+Inputs and outputs are listed in :data:`prescient.service.model_io.config.INPUT_NAMES` / ``OUTPUT_NAMES`` with shapes
 from :meth:`ModelConfig.input_shapes` / ``output_shapes``.
 """
 
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
+from prescient.service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
 
 MASK_LOGIT = -1.0e4  # finite, so fully masked rows stay NaN-free in every runtime
 MIN_SCALE_M = 0.01

@@ -1,6 +1,6 @@
 """``prescient data generate | train-sim | eval-sim | eval-av2``: simulation training and evaluation.
 
-Registered by :mod:`service.app.cli`. Torch is imported inside the handlers only.
+Registered by :mod:`prescient.service.app.cli`. Torch is imported inside the handlers only.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bus.errors import StartupError
+from prescient.bus.errors import StartupError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ DEFAULT_MODEL = REPO / "models" / "shipped" / "prescient.onnx"
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    from models.sim_data import GenConfig, SimDataError, generate, parse_seeds, plan_runs
+    from prescient.models.sim_data import GenConfig, SimDataError, generate, parse_seeds, plan_runs
 
     try:
         seeds = parse_seeds(args.seeds)
@@ -44,8 +44,8 @@ def _run_generate(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from models.sim_data import SimDataError
-    from models.train_sim import TrainConfig, train
+    from prescient.models.sim_data import SimDataError
+    from prescient.models.train_sim import TrainConfig, train
 
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(
@@ -70,7 +70,7 @@ def _run_train(args: argparse.Namespace) -> int:
         )
     )
     if args.export is not None:
-        from models.train_sim import export_best
+        from prescient.models.train_sim import export_best
 
         manifest = export_best(Path(res["best_checkpoint"]), args.export)
         print(
@@ -80,7 +80,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_export_sim(args: argparse.Namespace) -> int:
-    from models.train_sim import EXPORT_N_MAX, export_best
+    from prescient.models.train_sim import EXPORT_N_MAX, export_best
 
     if not args.checkpoint.is_file():
         raise StartupError(f"checkpoint not found: {args.checkpoint}")
@@ -93,8 +93,8 @@ def _run_export_sim(args: argparse.Namespace) -> int:
 
 
 def _run_eval_sim(args: argparse.Namespace) -> int:
-    from models.eval_sim import evaluate_sim, format_report
-    from models.sim_data import SimDataError
+    from prescient.models.eval_sim import evaluate_sim, format_report
+    from prescient.models.sim_data import SimDataError
 
     try:
         report = evaluate_sim(args.model, args.data, threads=args.threads, max_samples=args.max_samples)
@@ -109,7 +109,7 @@ def _run_eval_sim(args: argparse.Namespace) -> int:
 
 
 def _run_eval_av2(args: argparse.Namespace) -> int:
-    from models.eval_sim import evaluate_av2, format_report
+    from prescient.models.eval_sim import evaluate_av2, format_report
 
     if not args.data.is_dir():
         print(f"Argoverse 2 data not found at {args.data}: skipped")
@@ -124,7 +124,7 @@ def _run_eval_av2(args: argparse.Namespace) -> int:
 
 
 def _run_conditional(args: argparse.Namespace) -> int:
-    from models.eval_sim import conditional_scene, plan_effect_m, plot_conditional
+    from prescient.models.eval_sim import conditional_scene, plan_effect_m, plot_conditional
 
     if not args.model.is_file():
         raise StartupError(f"model not found: {args.model}")

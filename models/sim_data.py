@@ -2,7 +2,7 @@
 
 Each run (scenario, seed, day/night) is simulated twice with the same config (the simulator is a
 pure function of it). Pass 1 records every 100 ms ``GroundTruth`` and ``EgoState``. Pass 2 feeds
-every message into the real onboard :class:`service.pipeline.Pipeline` (no model, deadline guard
+every message into the real onboard :class:`prescient.service.pipeline.Pipeline` (no model, deadline guard
 off), so tracker and rasterizer are exactly the onboard ones. Every ``stride_ticks``-th tick whose
 8 s future lies inside the run becomes a sample:
 
@@ -10,10 +10,10 @@ off), so tracker and rasterizer are exactly the onboard ones. Every ``stride_tic
   future positions (80 points, 0.1 s apart, world frame) through the same ``Pipeline._render``
   call that :meth:`Pipeline.conditional` uses. The ``ego_plan`` channel as drawn from the
   simulator's route (``EgoState.plan_xy_m``, what a plain tick renders) is kept separately
-  (``route_*``), so training can mix both plan kinds (see :mod:`models.train_sim`).
-* agent inputs: :func:`service.model_io.features.agent_inputs_from_tracks` with the default
-  :class:`service.model_io.config.ModelConfig` (``n_max`` 128, ``hist_steps`` 20, ``plan_points`` 16),
-  exactly what :meth:`service.predictor.OnnxPredictor.predict` builds; slots are nearest first,
+  (``route_*``), so training can mix both plan kinds (see :mod:`prescient.models.train_sim`).
+* agent inputs: :func:`prescient.service.model_io.features.agent_inputs_from_tracks` with the default
+  :class:`prescient.service.model_io.config.ModelConfig` (``n_max`` 128, ``hist_steps`` 20, ``plan_points`` 16),
+  exactly what :meth:`prescient.service.predictor.OnnxPredictor.predict` builds; slots are nearest first,
   so truncating to a smaller ``n_max`` equals building with it.
 * targets: each input track is matched to the nearest ground-truth agent within
   ``match_radius_m`` at the tick (one-to-one, Hungarian); that agent id is then followed through
@@ -39,9 +39,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from bus import messages as m
-from service.model_io.config import ModelConfig
-from service.model_io.features import agent_inputs_from_tracks
+from prescient.bus import messages as m
+from prescient.service.model_io.config import ModelConfig
+from prescient.service.model_io.features import agent_inputs_from_tracks
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class RunSpec:
     """One simulated run.
 
     Attributes:
-        scenario: one of :data:`sim_sensors.SCENARIOS`.
+        scenario: one of :data:`prescient.sim_sensors.SCENARIOS`.
         seed: simulator seed.
         night: darkness on.
         duration_s: simulated seconds.
@@ -133,7 +133,7 @@ def plan_runs(
     night_fraction: float,
 ) -> list[RunSpec]:
     """The runs to simulate, seed-major; night is drawn per (scenario, seed) from a seeded generator."""
-    from sim_sensors import SCENARIOS
+    from prescient.sim_sensors import SCENARIOS
 
     bad = [s for s in scenarios if s not in SCENARIOS]
     if bad:
@@ -187,7 +187,7 @@ def _per_slot(arr: np.ndarray, valid_slots: np.ndarray, sel: np.ndarray, fill: f
 
 def _record_truth(run: RunSpec) -> tuple[dict[int, m.GroundTruth], dict[int, np.ndarray]]:
     """Pass 1: GroundTruth and ego pose by stamp."""
-    from sim_sensors import SimConfig, Simulation
+    from prescient.sim_sensors import SimConfig, Simulation
 
     sim = Simulation(SimConfig(scenario=run.scenario, seed=run.seed, n_agents=run.n_agents, night=run.night))
     gts: dict[int, m.GroundTruth] = {}
@@ -210,9 +210,9 @@ def generate_run(run: RunSpec, gen: GenConfig | None = None) -> dict[str, np.nda
     Raises:
         SimDataError: if pass 2 diverges from pass 1 (the simulator was not deterministic).
     """
-    from service.pipeline import Pipeline, PipelineConfig
-    from service.raster import RasterConfig, build_spec
-    from sim_sensors import SimConfig, Simulation
+    from prescient.service.pipeline import Pipeline, PipelineConfig
+    from prescient.service.raster import RasterConfig, build_spec
+    from prescient.sim_sensors import SimConfig, Simulation
 
     gen = gen or GenConfig()
     cfg = ModelConfig(n_max=STORE_N_MAX)

@@ -1,15 +1,15 @@
-"""Train :class:`models.net.TrajectoryNet` on simulation shards from :mod:`models.sim_data`.
+"""Train :class:`prescient.models.net.TrajectoryNet` on simulation shards from :mod:`prescient.models.sim_data`.
 
 Seeded and reproducible for a fixed ``max_steps`` (the learning-rate schedule is by step; the
 ``minutes`` budget is only a safety stop). Loss: winner-takes-all Laplace NLL plus mode
-cross-entropy (:func:`models.net.wta_laplace_loss`), on agent-frame targets with their validity
+cross-entropy (:func:`prescient.models.net.wta_laplace_loss`), on agent-frame targets with their validity
 mask. Runs are split into train and validation by run (never by sample: neighbouring ticks are
 correlated). The best checkpoint by validation minADE_K is kept.
 
 Plan conditioning: each sample carries two plans. With probability ``route_plan_fraction`` the
 simulator's route (``EgoState.plan_xy_m``, what a plain onboard tick passes) is used in both the
 ``ego_plan`` raster channel and the ``ego_plan`` input; otherwise the ego's actual next 8 s
-(80 positions at 0.1 s, what :class:`bus.messages.ConditionalRequest` carries) is used. The net
+(80 positions at 0.1 s, what :class:`prescient.bus.messages.ConditionalRequest` carries) is used. The net
 so sees both plan kinds that reach it at runtime, and learns that a timed plan tells it what the
 ego will do.
 
@@ -31,10 +31,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.export import export_onnx, load_checkpoint, onnx_parity, save_checkpoint
-from models.net import TrajectoryNet, wta_laplace_loss
-from models.sim_data import STORE_N_MAX, Shard, SimDataError, list_shards, load_shard, targets_in_agent_frame
-from service.model_io.config import ModelConfig
+from prescient.models.export import export_onnx, load_checkpoint, onnx_parity, save_checkpoint
+from prescient.models.net import TrajectoryNet, wta_laplace_loss
+from prescient.models.sim_data import (
+    STORE_N_MAX,
+    Shard,
+    SimDataError,
+    list_shards,
+    load_shard,
+    targets_in_agent_frame,
+)
+from prescient.service.model_io.config import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 import sys
 
-from service.app.cli import main
+from prescient.service.app.cli import main
 
 sys.exit(main())

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 NS_PER_S = 1_000_000_000
 
@@ -127,7 +127,7 @@ def health_message(
     rejected: Mapping[str, int],
     seq_gaps: Mapping[str, int],
 ) -> m.Health:
-    """The one builder of :class:`~bus.messages.Health` (the service node and ``prescient track``).
+    """The one builder of :class:`~prescient.bus.messages.Health` (the service node and ``prescient track``).
 
     Args:
         node: the publishing node's name (sets the topic). now_ns: sensor-clock stamp.

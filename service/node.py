@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from bus import messages as m
-from bus.config import BusConfig, RequestLimits
-from bus.errors import RequestTimeout, StartupError, TransportError
-from bus.reqrep import Replier, Requester, ServerError
-from bus.rxstats import CounterMap
-from bus.transport import Publisher, Subscriber
-from service.liveness import Liveness
-from service.pipeline import Pipeline, PipelineConfig
-from service.planner_stub import (
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig, RequestLimits
+from prescient.bus.errors import RequestTimeout, StartupError, TransportError
+from prescient.bus.reqrep import Replier, Requester, ServerError
+from prescient.bus.rxstats import CounterMap
+from prescient.bus.transport import Publisher, Subscriber
+from prescient.service.liveness import Liveness
+from prescient.service.pipeline import Pipeline, PipelineConfig
+from prescient.service.planner_stub import (
     MAX_PREDICTION_AGE_S,
     Verdict,
     candidate_plans,
@@ -111,8 +111,8 @@ def fetch_map(cfg: BusConfig, timeout_s: float, stop: threading.Event | None = N
 
 def warm_up_stages() -> None:
     """Compile the tracker and raster kernels (numba) before the map arrives."""
-    from service.raster.kernels import warm_up_kernels
-    from service.tracker import Tracker
+    from prescient.service.raster.kernels import warm_up_kernels
+    from prescient.service.tracker import Tracker
 
     Tracker().warm_up()
     warm_up_kernels()
@@ -306,7 +306,7 @@ class _ServiceLoop:
 
 def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> int:
     """The onboard prediction service: sensors in, tracks + predictions + health out."""
-    from service.predictor import load_service_predictor  # loads onnxruntime
+    from prescient.service.predictor import load_service_predictor  # loads onnxruntime
 
     predictor, no_model_reason = load_service_predictor(opts.model, opts.threads, opts.providers)
     provider = getattr(predictor, "provider", "none")

@@ -7,7 +7,7 @@ truth as ``Tracks`` and those drive the ticks directly.
 
 A damaged or unfinished log is replayed as far as it can be read: every readable message is fed,
 undecodable payloads are counted, and the summary lists every problem and skipped byte range with
-``exit_code`` :data:`~bus.logreader.EXIT_DAMAGED` (3) for the command to return.
+``exit_code`` :data:`~prescient.bus.logreader.EXIT_DAMAGED` (3) for the command to return.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bus import messages as m
-from bus.errors import StartupError
-from bus.logfile import LogError, LogWriter, peek_stamp
-from bus.logreader import EXIT_DAMAGED, ReadStats, iter_log
-from bus.logsummary import LogSummary, summarize_log
-from bus.recorder import CLOCK_METADATA, clock_anchor
-from bus.replayer import iter_messages
-from service.pipeline import Pipeline, PipelineConfig, TickResult
-from service.stats import percentiles_ms
+from prescient.bus import messages as m
+from prescient.bus.errors import StartupError
+from prescient.bus.logfile import LogError, LogWriter, peek_stamp
+from prescient.bus.logreader import EXIT_DAMAGED, ReadStats, iter_log
+from prescient.bus.logsummary import LogSummary, summarize_log
+from prescient.bus.recorder import CLOCK_METADATA, clock_anchor
+from prescient.bus.replayer import iter_messages
+from prescient.service.pipeline import Pipeline, PipelineConfig, TickResult
+from prescient.service.stats import percentiles_ms
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,9 @@ def _find_map(path: Path) -> m.VectorMap:
 def build_offline_pipeline(path: Path, model: Path | None, summary: LogSummary | None = None) -> Pipeline:
     """A pipeline for ``path``: its map, the model (or the fallback), tracker or log-tracks mode.
 
-    ``summary`` is :func:`~bus.logsummary.summarize_log` of ``path`` when the caller has it.
+    ``summary`` is :func:`~prescient.bus.logsummary.summarize_log` of ``path`` when the caller has it.
     """
-    from service.predictor import load_service_predictor
+    from prescient.service.predictor import load_service_predictor
 
     summary = summary if summary is not None else summarize_log(path)
     has_sensors = any(t.startswith("sensor.") for t in summary.topics)

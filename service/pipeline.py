@@ -8,7 +8,7 @@ deadline guard is on (live mode), and that guard is off for offline replay.
 
 Per tick at ``now_ns`` (a multiple of ``tick_period_ns`` on the sensor clock):
   tracker.snapshot(now) -> rasterizer.render(...) -> predictor.predict(...) -> Predictions.
-The stages pass a :class:`~service.tracks.TrackSnapshot`; the node builds the wire ``Tracks`` from it.
+The stages pass a :class:`~prescient.service.tracks.TrackSnapshot`; the node builds the wire ``Tracks`` from it.
 The model path falls back to constant velocity, flagged ``degraded`` with a reason, when the model
 is missing, fails, returns non-finite values, or (deadline guard) is not expected to finish
 within what is left of the budget.
@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bus import messages as m
-from bus.config import RequestLimits
-from service.liveness import Verdict, health_message
-from service.model_io.baselines import constant_velocity_predictions
-from service.pipeline_types import NS_PER_MS, PipelineConfig, PipelineStats, TickResult
-from service.raster import MapTooLargeError, RasterConfig, Rasterizer
-from service.tracker import Tracker, TrackerConfig
-from service.tracker.admission import ClockVote
-from service.tracks import TrackSnapshot
+from prescient.bus import messages as m
+from prescient.bus.config import RequestLimits
+from prescient.service.liveness import Verdict, health_message
+from prescient.service.model_io.baselines import constant_velocity_predictions
+from prescient.service.pipeline_types import NS_PER_MS, PipelineConfig, PipelineStats, TickResult
+from prescient.service.raster import MapTooLargeError, RasterConfig, Rasterizer
+from prescient.service.tracker import Tracker, TrackerConfig
+from prescient.service.tracker.admission import ClockVote
+from prescient.service.tracks import TrackSnapshot
 
 if TYPE_CHECKING:  # the protocol only: importing the predictor module loads onnxruntime
-    from service.predictor import Predictor
+    from prescient.service.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Pipeline:
 
     Args:
         vector_map: the map (world frame).
-        predictor: an :class:`service.predictor.OnnxPredictor`, or None to run on the physics
+        predictor: an :class:`prescient.service.predictor.OnnxPredictor`, or None to run on the physics
             fallback only (every prediction then says ``degraded: no model``).
         cfg: pipeline settings. tracker_cfg / raster_cfg: stage settings.
     """
@@ -112,7 +112,7 @@ class Pipeline:
         An input on a sensor, ego (or, from a log, tracks) topic stamped more than
         ``admission.clock_jump_s`` behind the newest time is a clock that jumped back (simulator or
         log restarted) or a forged stamp. It is rejected as ``clock_jump_unconfirmed`` until
-        :class:`~service.tracker.admission.ClockVote` confirms the new clock (``quorum_topics``
+        :class:`~prescient.service.tracker.admission.ClockVote` confirms the new clock (``quorum_topics``
         sensor topics plus the ego state agree); then the tracker and tick clock start over and
         the agreeing inputs are fed again.
         """
@@ -313,7 +313,7 @@ class Pipeline:
 
         Raises:
             RequestLimitExceeded: more plans or longer plans than ``limits`` allow (default
-                :class:`~bus.config.RequestLimits`), checked before any work.
+                :class:`~prescient.bus.config.RequestLimits`), checked before any work.
         """
         t0 = time.perf_counter_ns()
         deadline_ns = None if budget_ns is None else t0 + int(budget_ns)

@@ -1,4 +1,4 @@
-"""The pipeline's settings, counters and per-tick result (plain data; see :mod:`service.pipeline`)."""
+"""The pipeline's settings, counters and per-tick result (plain data; see :mod:`prescient.service.pipeline`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bus import messages as m
-from service.tracks import TrackSnapshot
+from prescient.bus import messages as m
+from prescient.service.tracks import TrackSnapshot
 
 NS_PER_MS = 1_000_000
 

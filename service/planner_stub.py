@@ -1,10 +1,10 @@
 """Planner stub: exercises every interface a real planner uses, without driving.
 
-Per received :class:`~bus.messages.Predictions` it measures end-to-end latency (publish time of
+Per received :class:`~prescient.bus.messages.Predictions` it measures end-to-end latency (publish time of
 the newest sensor input -> now, same host, monotonic clock), builds candidate ego plans from the
 ego route (keep speed, slow down, stop), scores each against the predicted trajectories
 (probability-weighted minimum distance and time to collision) and publishes a
-:class:`~bus.messages.PlannerStatus`. Every ``conditional_every`` predictions it asks the service
+:class:`~prescient.bus.messages.PlannerStatus`. Every ``conditional_every`` predictions it asks the service
 for predictions conditioned on its candidates and scores those instead.
 
 The scoring functions are pure (arrays in, arrays out) and tested on their own.
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Onboard predictor: the exported net under onnxruntime (no torch), plus the physics fallback.
 
-Load-time checks (fail fast, one clear line via :class:`bus.errors.StartupError`): the ONNX file's
+Load-time checks (fail fast, one clear line via :class:`prescient.bus.errors.StartupError`): the ONNX file's
 sha256, the session's input/output names, shapes and dtypes, and the raster spec version all must
-match the manifest written by :mod:`models.export`. The provider actually in use is read back from
+match the manifest written by :mod:`prescient.models.export`. The provider actually in use is read back from
 ``session.get_providers()``: onnxruntime-gpu silently falls back to CPU when CUDA cannot start, and
 ``get_available_providers()`` only lists what was compiled in.
 
@@ -25,12 +25,16 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from bus.errors import StartupError
-from service.model_io.baselines import constant_velocity_predictions
-from service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
-from service.model_io.features import AgentInputs, agent_inputs_from_tracks, world_from_agent_predictions
-from service.model_io.manifest import manifest_path_for, sha256_file
-from service.tracks import TrackSnapshot
+from prescient.bus.errors import StartupError
+from prescient.service.model_io.baselines import constant_velocity_predictions
+from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+from prescient.service.model_io.features import (
+    AgentInputs,
+    agent_inputs_from_tracks,
+    world_from_agent_predictions,
+)
+from prescient.service.model_io.manifest import manifest_path_for, sha256_file
+from prescient.service.tracks import TrackSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,7 @@ class Predictor(Protocol):
 
 
 class OnnxPredictor:
-    """One onnxruntime session for the exported :class:`models.net.TrajectoryNet`.
+    """One onnxruntime session for the exported :class:`prescient.models.net.TrajectoryNet`.
 
     Args:
         model_path: the ``.onnx`` file.
@@ -256,7 +260,7 @@ class OnnxPredictor:
 
         Args:
             raster: (C, H, W) float32.
-            inputs: from :func:`service.model_io.features.build_agent_inputs` with this predictor's ``cfg``.
+            inputs: from :func:`prescient.service.model_io.features.build_agent_inputs` with this predictor's ``cfg``.
 
         Returns:
             traj (M, K, T, 2), probs (M, K), scale (M, K, T, 2) world frame for the M valid slots
@@ -335,10 +339,10 @@ def load_service_predictor(
     """Load the ONNX model, or return (None, reason) when the file is absent.
 
     A model that exists but disagrees with its manifest or the raster spec is a startup error
-    (raised by the predictor as :class:`~bus.errors.StartupError`): running a wrong model is
+    (raised by the predictor as :class:`~prescient.bus.errors.StartupError`): running a wrong model is
     worse than running none.
     """
-    from service.raster import RasterConfig, build_spec
+    from prescient.service.raster import RasterConfig, build_spec
 
     if model is None:
         return None, "no model configured"

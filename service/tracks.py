@@ -1,7 +1,7 @@
 """The tracks of one tick as the runtime's stages pass them: :class:`TrackSnapshot`.
 
 The tracker builds a snapshot from its track table; the rasterizer and the predictor read it; the
-node and the offline replay turn it into the wire message (:class:`~bus.messages.Tracks`) once,
+node and the offline replay turn it into the wire message (:class:`~prescient.bus.messages.Tracks`) once,
 when they publish or record it. Tracks that come from outside (an imported log's ground truth, a
 caller holding a wire message) enter through :meth:`TrackSnapshot.from_message`, which is the one
 place their rows are checked: the stages after it trust a snapshot and check nothing again.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 ROW_FIELDS = (
     "track_id",
@@ -50,7 +50,7 @@ class TrackSnapshot:
         position_m, velocity_mps, accel_mps2: (N, 2) float32 world.
         yaw_rad, yaw_rate_radps: (N,) float32 world heading and its rate.
         size_lwh_m: (N, 3) float32. covariance: (N, 4, 4) float32 over ``[x, y, vx, vy]``.
-        attributes: (N,) uint8 :class:`~bus.messages.Attribute` bits. age_s: (N,) float32.
+        attributes: (N,) uint8 :class:`~prescient.bus.messages.Attribute` bits. age_s: (N,) float32.
         history_xy_m (N, H, 2), history_yaw_rad (N, H) float32, history_valid (N, H) bool:
             ``PRED_DT_S`` apart, oldest first, the last column at ``stamp_ns``.
         dropped_rows: rows of the source message left out by :meth:`from_message`, by reason.
@@ -93,7 +93,7 @@ class TrackSnapshot:
         Rows with an unknown class or a non-finite position, velocity, acceleration, heading or
         length/width are left out and counted in ``dropped_rows`` (``bad_class``,
         ``non_finite``); non-finite history entries are marked invalid. Shapes are the codec's
-        (:func:`bus.codec.check_message`) and are not checked again.
+        (:func:`prescient.bus.codec.check_message`) and are not checked again.
 
         Raises:
             ValueError: a non-finite ego pose (nothing could be drawn around it).

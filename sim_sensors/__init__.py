@@ -2,7 +2,7 @@
 
 Library API::
 
-    from sim_sensors import SimConfig, Simulation, build_map, SCENARIOS
+    from prescient.sim_sensors import SimConfig, Simulation, build_map, SCENARIOS
     sim = Simulation(SimConfig(scenario="intersection", seed=0, n_agents=50))
     for msgs in sim.run(10.0):
         ...
@@ -14,7 +14,7 @@ Numba kernels sit in their own modules (``*_kernel`` functions), wrapped by
 :class:`Simulation` and :class:`SensorRig`.
 """
 
-from sim_sensors.config import (
+from prescient.sim_sensors.config import (
     DEFAULT_SENSORS,
     BehaviourSpec,
     ClassMix,
@@ -22,9 +22,9 @@ from sim_sensors.config import (
     SensorSuite,
     SimConfig,
 )
-from sim_sensors.maps import SCENARIOS, MapData, build_map, build_map_data
-from sim_sensors.sensors import SensorRig, ego_from_sensor, pack_agents
-from sim_sensors.simulation import Simulation
+from prescient.sim_sensors.maps import SCENARIOS, MapData, build_map, build_map_data
+from prescient.sim_sensors.sensors import SensorRig, ego_from_sensor, pack_agents
+from prescient.sim_sensors.simulation import Simulation
 
 __all__ = [
     "DEFAULT_SENSORS",

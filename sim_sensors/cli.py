@@ -19,10 +19,10 @@ from collections import Counter
 
 from pydantic import ValidationError
 
-from bus.cli import add_curve_args, bus_config_from_args
-from bus.errors import BusError, StartupError
-from bus.map_server import MapServer
-from bus.messages import TOPIC_MAP
+from prescient.bus.cli import add_curve_args, bus_config_from_args
+from prescient.bus.errors import BusError, StartupError
+from prescient.bus.map_server import MapServer
+from prescient.bus.messages import TOPIC_MAP
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ MAP_REPUBLISH_NS = 5_000_000_000  # the map is also published every 5 s for late
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``sim`` subcommand."""
-    from sim_sensors.maps import SCENARIOS
+    from prescient.sim_sensors.maps import SCENARIOS
 
     p = subparsers.add_parser("sim", help="run the simulated world and its 16 sensors on the bus")
     p.add_argument("--scenario", default="intersection", choices=SCENARIOS)
@@ -74,14 +74,14 @@ def _build_sim(args: argparse.Namespace):
     Raises:
         StartupError: a bad argument or scene file, in one line.
     """
-    from sim_sensors.config import SimConfig
-    from sim_sensors.simulation import Simulation
+    from prescient.sim_sensors.config import SimConfig
+    from prescient.sim_sensors.simulation import Simulation
 
     scene = None
     scenario = args.scenario
     n_agents = 50 if args.agents is None else args.agents
     if getattr(args, "from_scenario", None):
-        from sim_sensors.scenario_file import ScenarioFileError, load_scene
+        from prescient.sim_sensors.scenario_file import ScenarioFileError, load_scene
 
         try:
             scene = load_scene(args.from_scenario)
@@ -119,7 +119,7 @@ def _open_bus(args: argparse.Namespace, sim, bus_cfg):
     """
     if args.offline:
         return None, None
-    from bus.transport import Publisher
+    from prescient.bus.transport import Publisher
 
     server = MapServer(bus_cfg, sim.map).start()  # raises StartupError if it cannot bind
     try:
@@ -141,7 +141,7 @@ def _warm_up(cfg) -> None:
     On a cold numba cache that takes seconds, which would otherwise stall the real-time clock
     and then send a burst of late frames.
     """
-    from sim_sensors.simulation import Simulation
+    from prescient.sim_sensors.simulation import Simulation
 
     for _ in Simulation(cfg.model_copy(update={"n_agents": min(cfg.n_agents, 5)})).run(0.3):
         pass
@@ -237,7 +237,7 @@ def run_sim(args: argparse.Namespace) -> int:
             server.stop()
     _report(sim, cfg, wall, counts, server, bus_cfg)
     if args.snapshot:
-        from sim_sensors.snapshot import draw_snapshot
+        from prescient.sim_sensors.snapshot import draw_snapshot
 
         out = draw_snapshot(sim, latest, args.snapshot)
         print(f"snapshot written to {out}")

@@ -4,7 +4,7 @@
 handed to the hot path. Every default below is a *typical* datasheet-class value, not a
 measurement of one product; the source of each number is given next to it.
 
-Sensor frame convention (see :mod:`bus.messages`): x along the boresight, y left, z up; the mount
+Sensor frame convention (see :mod:`prescient.bus.messages`): x along the boresight, y left, z up; the mount
 pose is given relative to the ego frame (origin at the rear-axle centre on the ground, x forward).
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bus.messages import AgentClass, Corner, Modality
+from prescient.bus.messages import AgentClass, Corner, Modality
 
 # ----------------------------------------------------------------------------------------------
 # Ego vehicle geometry (a mid-size sedan, typical: 4.8 m x 1.95 m x 1.5 m, 1.0 m rear overhang).
@@ -262,7 +262,7 @@ class SimConfig(BaseModel):
     """What a user asks for. Validated once; the simulation is a pure function of it.
 
     Attributes:
-        scenario: one of :data:`sim_sensors.maps.SCENARIOS`.
+        scenario: one of :data:`prescient.sim_sensors.maps.SCENARIOS`.
         seed: RNG seed; the same config gives the same message streams.
         n_agents: target number of agents (ego excluded) kept alive by spawning.
         night: darkness (camera degrades; LWIR does not).
@@ -298,7 +298,7 @@ class SimConfig(BaseModel):
     @field_validator("scenario")
     @classmethod
     def _scenario(cls, v: str) -> str:
-        from sim_sensors.maps import SCENARIOS
+        from prescient.sim_sensors.maps import SCENARIOS
 
         if v not in SCENARIOS:
             raise ValueError(f"unknown scenario {v!r}; expected one of {', '.join(SCENARIOS)}")

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from sim_sensors.rng import rng_uniform_kernel
+from prescient.sim_sensors.rng import rng_uniform_kernel
 
 # One lane of the graph; fields as the MapData attributes of the same name (``off``,
 # ``succ_off``, ``pred_off`` split into [lo, hi) pairs per lane).
@@ -62,7 +62,7 @@ class LaneGraph(NamedTuple):
     bounds: np.ndarray
 
 
-def lane_graph(md) -> LaneGraph:  # md: sim_sensors.maps.MapData (not imported: maps stays numba-free)
+def lane_graph(md) -> LaneGraph:  # md: prescient.sim_sensors.maps.MapData (not imported: maps stays numba-free)
     """The :class:`LaneGraph` of a MapData (per-lane attributes copied into records, exactly)."""
     lanes = np.zeros(md.n_lanes, LANE_RECORD)
     for name in ("length", "speed", "stop_s", "road_side", "jay_dist", "kind", "left_nb", "right_nb"):

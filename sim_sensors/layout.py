@@ -1,18 +1,18 @@
 """Column layouts of the simulator's packed tables, and the integer codes stored in them.
 
 This is the one place that names columns. The numba kernels, the :class:`Simulation` wrapper, the
-sensors and readers outside the simulator (``models.scenario_diffusion.data``) import from here.
+sensors and readers outside the simulator (``prescient.models.scenario_diffusion.data``) import from here.
 All positions are world frame (x east, y north, m), yaw in rad ccw from +x, speeds m/s, and
 ``(x, y)`` is the box centre.
 
 Three tables, C = fixed agent capacity, M = agents in one snapshot:
 
 * Agent state ``F`` (C, NF) float64, columns ``F_*``, and ``I`` (C, NI) int64, columns ``I_*``.
-  Row 0 is the ego. Owned by :class:`sim_sensors.simulation.Simulation`, stepped in place by
-  :func:`sim_sensors.behaviour.step.step_agents_kernel`.
+  Row 0 is the ego. Owned by :class:`prescient.sim_sensors.simulation.Simulation`, stepped in place by
+  :func:`prescient.sim_sensors.behaviour.step.step_agents_kernel`.
 * Packed agents ``AG`` (M, NA) float64, columns ``A_*``: the world at one instant as the sensors
   see it, ego row last. Made by ``Simulation.snapshot`` and
-  :func:`sim_sensors.sensors.pack_agents`; read by every sensor kernel.
+  :func:`prescient.sim_sensors.sensors.pack_agents`; read by every sensor kernel.
 * Behaviour parameters (NP,) float64, ``P_*``, and event counters (NC,) int64, ``C_*``.
 
 The agent tables also have record views (:func:`agent_records`): the same memory seen as (C,)
@@ -87,9 +87,9 @@ NC = 5
 MODE_LANE, MODE_FREE, MODE_ANIMAL = 0, 1, 2
 # I_FLAGS / A_FLAGS bits.
 FLAG_EGO, FLAG_PHONE, FLAG_JAYWALKER = 1, 2, 4
-# I_ATTR / A_ATTR bits (match bus.messages.Attribute).
+# I_ATTR / A_ATTR bits (match prescient.bus.messages.Attribute).
 ATTR_PHONE, ATTR_BRAKE, ATTR_LEFT, ATTR_RIGHT = 1, 2, 4, 8
-# I_CLS / A_CLS (match bus.messages.AgentClass).
+# I_CLS / A_CLS (match prescient.bus.messages.AgentClass).
 CLS_CAR, CLS_TRUCK, CLS_BUS, CLS_PED, CLS_CYCLIST, CLS_ANIMAL = 1, 2, 3, 4, 5, 6
 # Lane kinds of MapData.kind (internal, not on the wire).
 KIND_VEHICLE, KIND_BIKE, KIND_WALK, KIND_CROSS, KIND_TURNAROUND = 0, 1, 2, 3, 4

@@ -14,7 +14,7 @@ A scene file is JSON (never pickle), one object::
 
 Frames and units: every position is world frame (x east, y north), metres; yaw is radians
 counter-clockwise from +x; ``(x_m, y_m)`` is the box centre (the ego pose is its rear axle, as
-in :class:`bus.messages.EgoState`). ``class`` is a lower-case :class:`bus.messages.AgentClass`
+in :class:`prescient.bus.messages.EgoState`). ``class`` is a lower-case :class:`prescient.bus.messages.AgentClass`
 name. ``past_xy_m`` / ``future_xy_m`` are the agent's box centre 2 s before / after the scene
 time (world frame); they are informative (the simulator replans from its behaviour models).
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bus.messages import AgentClass
+from prescient.bus.messages import AgentClass
 
 FORMAT = "prescient.scenes"
 # When changing the layout: bump this number.
@@ -50,7 +50,7 @@ class Scene:
     """One scene: N agents around an ego on a named map (struct of arrays, world frame).
 
     Attributes:
-        map_name: one of :data:`sim_sensors.maps.SCENARIOS`.
+        map_name: one of :data:`prescient.sim_sensors.maps.SCENARIOS`.
         ego_pose: (3,) float64 world ``[x_m, y_m, yaw_rad]`` of the ego rear axle.
         ego_speed_mps: ego speed.
         cls: (N,) int64 AgentClass values (1..6).
@@ -135,7 +135,7 @@ class Scene:
         Raises:
             ScenarioFileError: naming ``where`` and the offending field.
         """
-        from sim_sensors.maps import SCENARIOS
+        from prescient.sim_sensors.maps import SCENARIOS
 
         if self.map_name not in SCENARIOS:
             raise ScenarioFileError(
@@ -394,7 +394,7 @@ def place_scene(scene: Scene, md: Any) -> Placement:
     Agents farther than ``MAX_SNAP_DIST_M`` from every lane of their kind, or (vehicles,
     cyclists) more than ``MAX_SNAP_DYAW_RAD`` off its heading, are dropped with a reason.
     """
-    from sim_sensors.maps import KIND_BIKE, KIND_CROSS, KIND_VEHICLE, KIND_WALK
+    from prescient.sim_sensors.maps import KIND_BIKE, KIND_CROSS, KIND_VEHICLE, KIND_WALK
 
     road = np.arange(md.n_road)
     veh = road[md.kind[: md.n_road] == KIND_VEHICLE]

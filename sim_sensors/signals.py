@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim_sensors.layout import KIND_CROSS
-from sim_sensors.maps import MapData
+from prescient.sim_sensors.layout import KIND_CROSS
+from prescient.sim_sensors.maps import MapData
 
 _UNSIGNALISED_ELAPSED_S = 1e9  # crossings without a signal: "the walk window opened long ago"
 

@@ -1,9 +1,9 @@
 """The stepping core: world state, schedules and message emission.
 
 A :class:`Simulation` is a plain library object: no sockets, no wall clock. It is a pure function
-of its :class:`~sim_sensors.config.SimConfig` (same config, same message stream). It owns the agent
-tables (:mod:`sim_sensors.layout`) and wraps the behaviour kernel
-(:func:`sim_sensors.behaviour.step_agents_kernel`) and the sensor rig.
+of its :class:`~prescient.sim_sensors.config.SimConfig` (same config, same message stream). It owns the agent
+tables (:mod:`prescient.sim_sensors.layout`) and wraps the behaviour kernel
+(:func:`prescient.sim_sensors.behaviour.step_agents_kernel`) and the sensor rig.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bus.messages import (
+from prescient.bus.messages import (
     TOPIC_EGO,
     TOPIC_GROUND_TRUTH,
     TOPIC_TRAFFIC_LIGHTS,
@@ -26,8 +26,8 @@ from bus.messages import (
     TrafficLights,
     VectorMap,
 )
-from sim_sensors.behaviour import StepEnv, step_agents_kernel
-from sim_sensors.config import (
+from prescient.sim_sensors.behaviour import StepEnv, step_agents_kernel
+from prescient.sim_sensors.config import (
     EGO_CENTER_FROM_REAR_AXLE_M,
     EGO_SIZE_LWH_M,
     BehaviourSpec,
@@ -35,8 +35,8 @@ from sim_sensors.config import (
     SensorSuite,
     SimConfig,
 )
-from sim_sensors.lanes import lane_graph
-from sim_sensors.layout import (
+from prescient.sim_sensors.lanes import lane_graph
+from prescient.sim_sensors.layout import (
     A_ATTR,
     A_CLS,
     A_FLAGS,
@@ -80,12 +80,12 @@ from sim_sensors.layout import (
     NI,
     agent_records,
 )
-from sim_sensors.maps import MapData, build_map_data
-from sim_sensors.rng import seed_state
-from sim_sensors.scenario_file import Placement, Scene
-from sim_sensors.sensors import SensorRig
-from sim_sensors.signals import SignalClock
-from sim_sensors.spawning import Spawner
+from prescient.sim_sensors.maps import MapData, build_map_data
+from prescient.sim_sensors.rng import seed_state
+from prescient.sim_sensors.scenario_file import Placement, Scene
+from prescient.sim_sensors.sensors import SensorRig
+from prescient.sim_sensors.signals import SignalClock
+from prescient.sim_sensors.spawning import Spawner
 
 NS_PER_S = 1_000_000_000
 STATE_PERIOD_NS = 100_000_000  # EgoState, GroundTruth, TrafficLights at 10 Hz
@@ -102,7 +102,7 @@ class Simulation:
 
     Args:
         cfg: what to simulate.
-        sensors: sensor models (defaults: :class:`~sim_sensors.config.SensorSuite`).
+        sensors: sensor models (defaults: :class:`~prescient.sim_sensors.config.SensorSuite`).
         behaviour: behaviour parameters.
         class_mix: class fractions of spawned agents.
         initial_scene: start from this scene instead of the random spawn (see :meth:`from_scenario`).
@@ -110,7 +110,7 @@ class Simulation:
     Attributes:
         map: the VectorMap (world frame).
         map_data: the simulator's lane graph.
-        F, I: (C, NF) float64 / (C, NI) int64 agent tables (:mod:`sim_sensors.layout`), row 0 the ego.
+        F, I: (C, NF) float64 / (C, NI) int64 agent tables (:mod:`prescient.sim_sensors.layout`), row 0 the ego.
         time_ns: current sim time (starts at 0).
         counters: event counts (spawned, left_map, stuck, out_of_bounds, lane_changes, jaywalks).
         placement: what :meth:`from_scenario` placed and dropped (None for a random start).
@@ -185,7 +185,7 @@ class Simulation:
         """Start from a scene (e.g. a generated one) instead of the random spawn.
 
         The ego and every agent are snapped onto the lane graph by
-        :func:`sim_sensors.scenario_file.place_scene` (what was dropped is in ``self.placement``);
+        :func:`prescient.sim_sensors.scenario_file.place_scene` (what was dropped is in ``self.placement``);
         they then follow their behaviour models, and the spawner keeps ``cfg.n_agents`` alive as
         usual (default: the scene's agent count).
 

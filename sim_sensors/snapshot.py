@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bus.messages import AgentClass, CameraFrame, LidarFrame, LwirFrame, Modality, RadarFrame
-from sim_sensors import layout
-from sim_sensors.sensors import CORNERS, sensor_world_poses
+from prescient.bus.messages import AgentClass, CameraFrame, LidarFrame, LwirFrame, Modality, RadarFrame
+from prescient.sim_sensors import layout
+from prescient.sim_sensors.sensors import CORNERS, sensor_world_poses
 
 _CLASS_COLOR = {
     AgentClass.CAR: "#1f77b4",
@@ -61,7 +61,7 @@ def draw_snapshot(sim, frames: dict[str, object], path: str | Path, view_m: floa
     """Write a PNG of the current state of ``sim`` with the latest ``frames`` per sensor topic.
 
     Args:
-        sim: a :class:`~sim_sensors.simulation.Simulation`.
+        sim: a :class:`~prescient.sim_sensors.simulation.Simulation`.
         frames: newest sensor frame per topic (any subset of the sixteen).
         path: output file.
         view_m: half-size of the square view around the ego, metres.

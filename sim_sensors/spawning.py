@@ -1,6 +1,6 @@
 """Putting agents into the world: the ego, random spawns at free places, and placed scenes.
 
-The :class:`Spawner` writes rows of the simulation's agent tables (:mod:`sim_sensors.layout`)
+The :class:`Spawner` writes rows of the simulation's agent tables (:mod:`prescient.sim_sensors.layout`)
 in place. It draws sizes, speeds and places from the simulation's numpy generator and picks
 each new agent's next lane from the kernels' RNG stream, in a fixed order.
 """
@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from bus.messages import AgentClass
-from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M, BehaviourSpec, ClassMix
-from sim_sensors.lanes import LaneGraph, choose_next, lane_pose
-from sim_sensors.layout import (
+from prescient.bus.messages import AgentClass
+from prescient.sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M, BehaviourSpec, ClassMix
+from prescient.sim_sensors.lanes import LaneGraph, choose_next, lane_pose
+from prescient.sim_sensors.layout import (
     ATTR_PHONE,
     F_HGT,
     F_HOMEX,
@@ -48,8 +48,8 @@ from sim_sensors.layout import (
     MODE_ANIMAL,
     MODE_LANE,
 )
-from sim_sensors.maps import MapData
-from sim_sensors.scenario_file import Placement, Scene, place_scene, snap_to_lane
+from prescient.sim_sensors.maps import MapData
+from prescient.sim_sensors.scenario_file import Placement, Scene, place_scene, snap_to_lane
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Spawner:
 
     Args:
         F, I: the simulation's agent tables (shared, written in place).
-        map_data: the lane graph; graph: its :class:`~sim_sensors.lanes.LaneGraph` view.
+        map_data: the lane graph; graph: its :class:`~prescient.sim_sensors.lanes.LaneGraph` view.
         rng: numpy generator for sizes, speeds and places.
         krng: (1,) uint64 kernel RNG state (next-lane choices).
         behaviour, class_mix: what to spawn.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from benchmarks import cli, tables
-from benchmarks.common import budgets
+from prescient.benchmarks import cli, tables
+from prescient.benchmarks.common import budgets
 
 
 def _fake(outputs: dict[str, tuple[list[str], int]]):
@@ -21,8 +21,8 @@ def _fake(outputs: dict[str, tuple[list[str], int]]):
 def test_check_all_names_every_miss(capsys) -> None:
     """Misses are collected from each benchmark's BUDGET MISSED lines; a silent failure is named too."""
     outputs = {cli.BENCHES[name][0]: (["every budget held"], 0) for name in cli.QUICK}
-    outputs["benchmarks.bench_raster"] = (["p50 3.1", "BUDGET MISSED: raster p99 5.30 ms > 5 ms"], 1)
-    outputs["benchmarks.bench_recorder"] = (["Traceback ..."], 2)
+    outputs["prescient.benchmarks.bench_raster"] = (["p50 3.1", "BUDGET MISSED: raster p99 5.30 ms > 5 ms"], 1)
+    outputs["prescient.benchmarks.bench_recorder"] = (["Traceback ..."], 2)
     assert cli.check_all(run=_fake(outputs)) == 1
     out = capsys.readouterr().out
     summary = out[out.index("prescient bench --check all:") :]

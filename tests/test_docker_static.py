@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -172,7 +172,7 @@ def test_compose_one_service_per_process(compose):
 
 
 def test_compose_commands_parse_with_the_real_cli(compose):
-    from service.app.cli import build_parser
+    from prescient.service.app.cli import build_parser
 
     parser = build_parser()
     for name, svc in compose["services"].items():
@@ -252,8 +252,8 @@ def test_loopback():
 @pytest.fixture
 def bus_env(ipc_endpoints, monkeypatch):
     """A private proxy on ipc endpoints, announced through the env vars the containers use."""
-    from bus.config import BusConfig
-    from bus.proxy import Proxy
+    from prescient.bus.config import BusConfig
+    from prescient.bus.proxy import Proxy
 
     monkeypatch.setenv("PRESCIENT_BUS_PUB", ipc_endpoints("pub"))
     monkeypatch.setenv("PRESCIENT_BUS_SUB", ipc_endpoints("sub"))
@@ -263,7 +263,7 @@ def bus_env(ipc_endpoints, monkeypatch):
 
 
 def _publish_until(cfg, msgs, stop: threading.Event) -> threading.Thread:
-    from bus.transport import Publisher
+    from prescient.bus.transport import Publisher
 
     def run() -> None:
         pub = Publisher(cfg)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import tables
+from prescient.benchmarks import tables
 
 
 def test_generated_tables_match_their_result_files() -> None:
-    """Every generated block equals its rendering (regenerate: python -m benchmarks.tables)."""
+    """Every generated block equals its rendering (regenerate: python -m prescient.benchmarks.tables)."""
     assert tables.stale_blocks() == []
 
 

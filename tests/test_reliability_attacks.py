@@ -9,13 +9,13 @@ import msgpack
 import numpy as np
 import pytest
 
-from benchmarks.reliability import attacks as a
-from benchmarks.reliability.observe import describe_delta, rate_hz, recovery_s, rejected_delta
-from benchmarks.reliability.stackproc import Restart, unexplained_restarts
-from bus import codec
-from bus import messages as m
-from bus.config import BusConfig, RequestLimits
-from bus.errors import DecodeError
+from prescient.benchmarks.reliability import attacks as a
+from prescient.benchmarks.reliability.observe import describe_delta, rate_hz, recovery_s, rejected_delta
+from prescient.benchmarks.reliability.stackproc import Restart, unexplained_restarts
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig, RequestLimits
+from prescient.bus.errors import DecodeError
 
 
 @pytest.fixture
@@ -189,7 +189,7 @@ def _free_port_base() -> int:
 @pytest.mark.slow
 def test_live_quick_run_no_crash_and_predictions_flow(tmp_path: Path) -> None:
     """A short attack run on a private bus: nothing crashes, every process is up, predictions flow."""
-    from benchmarks.bench_reliability import BenchOptions, run_bench
+    from prescient.benchmarks.bench_reliability import BenchOptions, run_bench
 
     opts = BenchOptions(
         quick=True,
@@ -211,8 +211,8 @@ def test_live_quick_run_no_crash_and_predictions_flow(tmp_path: Path) -> None:
 
 def test_recorder_loss_counts_frames_no_part_holds(tmp_path: Path, rng: np.random.Generator) -> None:
     """Two parts (a killed recorder's and a gap-fill part) against what the bus carried."""
-    from benchmarks.reliability.recloss import recorder_loss
-    from bus.logfile import LogWriter
+    from prescient.benchmarks.reliability.recloss import recorder_loss
+    from prescient.bus.logfile import LogWriter
 
     topic = "sensor.radar.fl"
     payloads = [a.valid_frame(topic, i, i * 10**8, rng).payload for i in range(30)]

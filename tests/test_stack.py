@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bus import codec
-from bus import messages as m
-from bus.config import ENV_BUS, BusConfig
-from bus.proxy import Proxy
-from bus.transport import Publisher, Subscriber
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.config import ENV_BUS, BusConfig
+from prescient.bus.proxy import Proxy
+from prescient.bus.transport import Publisher, Subscriber
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ def _env(bus: str) -> dict[str, str]:
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     fh = open(log, "ab")  # noqa: SIM115 - the child owns it
     return subprocess.Popen(
-        [sys.executable, "-m", "service", *args], env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO
+        [sys.executable, "-m", "prescient.service", *args], env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO
     )
 
 
@@ -70,7 +70,7 @@ def test_up_runs_and_leaves_log_summary_and_picture(tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "service",
+        "prescient.service",
         "up",
         "--no-model",
         "--duration",
@@ -113,11 +113,11 @@ def test_up_recorder_killed_loses_nothing(tmp_path: Path) -> None:
     """kill -9 of the recorder under `up`: the old part stays, a new part follows, and the frames
     of the restart gap are recovered from the launcher's ring: every ego state and prediction
     published is in some part of the log."""
-    from bus.logfile import peek_header
-    from bus.logreader import iter_log
+    from prescient.bus.logfile import peek_header
+    from prescient.bus.logreader import iter_log
 
     out, bus = tmp_path / "run", f"ipc://{tmp_path}/bus"
-    cmd = [sys.executable, "-m", "service", "up", "--no-model", "--duration", "10", "--agents", "10"]
+    cmd = [sys.executable, "-m", "prescient.service", "up", "--no-model", "--duration", "10", "--agents", "10"]
     cmd += ["--bus", bus, "--out", str(out), "--no-live", "--no-picture"]
     up = subprocess.Popen(cmd, cwd=REPO, env=_env(bus), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -150,16 +150,16 @@ def test_up_recorder_killed_loses_nothing(tmp_path: Path) -> None:
 
 def test_up_from_generated_scenario_runs_the_prediction_stack(tmp_path: Path) -> None:
     """A pinned scene from the shipped scenario generator goes through simulator, tracker and model."""
-    from models.scenario_diffusion.generate import ScenarioGenerator
-    from models.scenario_diffusion.tokens import load_spec
-    from sim_sensors.scenario_file import save_scenes
+    from prescient.models.scenario_diffusion.generate import ScenarioGenerator
+    from prescient.models.scenario_diffusion.tokens import load_spec
+    from prescient.sim_sensors.scenario_file import save_scenes
 
     spec = load_spec(REPO / "models" / "scenario_diffusion" / "examples" / "bus_right_turn.yaml")
     scenes = ScenarioGenerator.load().generate("intersection", spec, n=1, seed=0)
     scene_file = save_scenes(tmp_path / "scenes.json", scenes)
     out = tmp_path / "run"
     bus = f"ipc://{tmp_path}/bus"
-    cmd = [sys.executable, "-m", "service", "up", "--from-scenario", f"{scene_file}#0", "--duration", "6",
+    cmd = [sys.executable, "-m", "prescient.service", "up", "--from-scenario", f"{scene_file}#0", "--duration", "6",
            "--bus", bus, "--out", str(out), "--no-live", "--no-picture"]  # fmt: skip
     res = subprocess.run(cmd, cwd=REPO, env=_env(bus), capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -169,7 +169,7 @@ def test_up_from_generated_scenario_runs_the_prediction_stack(tmp_path: Path) ->
     assert summary["predictions"] >= 30 and summary["degraded"] < summary["predictions"] / 2
     assert "agents placed" in (out / "sim.log").read_text()
     # A bad scene file stops the launcher before any child starts, with one line.
-    bad = subprocess.run([sys.executable, "-m", "service", "up", "--from-scenario", f"{scene_file}#7", "--no-live"],
+    bad = subprocess.run([sys.executable, "-m", "prescient.service", "up", "--from-scenario", f"{scene_file}#7", "--no-live"],
                          cwd=REPO, env=_env(bus), capture_output=True, text=True, timeout=60)  # fmt: skip
     assert bad.returncode == 1 and "scene index 7 out of range" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

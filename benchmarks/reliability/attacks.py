@@ -2,7 +2,7 @@
 
 Every generator returns :class:`Frame` objects (the raw topic frame and payload a plain
 ``zmq.PUB`` socket sends) or, for the request/reply endpoints, lists of frames. Valid messages
-are built with the :mod:`bus.messages` dataclasses and :func:`bus.codec.encode`; mutations work
+are built with the :mod:`prescient.bus.messages` dataclasses and :func:`prescient.bus.codec.encode`; mutations work
 on the msgpack wire map (``{"type", "header", <field>: ...}``, arrays as
 ``{"dtype", "shape", "data"}``) and repack it, so each hostile frame is exactly what it claims to
 be (tests/test_reliability_attacks.py checks that).
@@ -19,8 +19,8 @@ from typing import Any, Final
 import msgpack
 import numpy as np
 
-from bus import codec
-from bus import messages as m
+from prescient.bus import codec
+from prescient.bus import messages as m
 
 # Topics the prediction service subscribes to (its inputs): what the payload attacks aim at.
 SUBSCRIBED_TOPICS: Final = (*m.SENSOR_TOPICS, m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS)
@@ -234,7 +234,7 @@ def malformed_frame(kind: str, topic: str, rng: np.random.Generator, template: b
         template: a valid encoded message for ``topic`` with non-empty arrays (the mutations
             start from it).
 
-    Every frame returned here must be refused by ``bus.codec.decode`` with a ``DecodeError``.
+    Every frame returned here must be refused by ``prescient.bus.codec.decode`` with a ``DecodeError``.
     """
     if kind == "random_bytes":
         payload = rng.bytes(int(rng.integers(1, 2048)))

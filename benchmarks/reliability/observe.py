@@ -6,7 +6,7 @@
   topics (templates for the time and sequence attacks, captures for replays) and, while a
   window is open, a hash of every payload (to find what a killed recorder did not log).
 
-Neither decodes with :mod:`bus.codec`: they must keep working whatever arrives, so they read
+Neither decodes with :mod:`prescient.bus.codec`: they must keep working whatever arrives, so they read
 the few header and health fields they need from the raw msgpack map.
 """
 
@@ -22,9 +22,9 @@ import msgpack
 import numpy as np
 import zmq
 
-from bus import messages as m
-from bus.config import BusConfig
-from bus.logfile import peek_header
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.bus.logfile import peek_header
 
 CAPTURE_DEPTH = 100  # newest frames kept per input topic
 REAL_FRAME_MAX_AGE_NS = 1_000_000_000

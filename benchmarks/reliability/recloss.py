@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bus.logfile import LogError
-from bus.logreader import ReadStats, iter_log
+from prescient.bus.logfile import LogError
+from prescient.bus.logreader import ReadStats, iter_log
 
 
 def _key(topic: str) -> str:

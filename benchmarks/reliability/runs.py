@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from benchmarks.reliability import attacks as a
-from benchmarks.reliability.observe import BusObserver, recovery_s
-from benchmarks.reliability.senders import pub_socket, request_flood, send_paced
-from benchmarks.reliability.stackproc import StackProcess
-from bus import messages as m
-from bus.config import BusConfig
+from prescient.benchmarks.reliability import attacks as a
+from prescient.benchmarks.reliability.observe import BusObserver, recovery_s
+from prescient.benchmarks.reliability.senders import pub_socket, request_flood, send_paced
+from prescient.benchmarks.reliability.stackproc import StackProcess
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
 
 LIDAR = "sensor.lidar.fl"
 RADAR = "sensor.radar.fl"
@@ -223,7 +223,7 @@ def future_ego_1hz(ctx: Ctx) -> Outcome:
 
 def lookalike_ego(ctx: Ctx) -> Outcome:
     """Real ego states re-sent 50 ms later on ``ego.state.forged``: the service subscribes by
-    prefix, and a topic with no fixed type in ``bus.messages`` accepts any message type."""
+    prefix, and a topic with no fixed type in ``prescient.bus.messages`` accepts any message type."""
     topic = m.TOPIC_EGO + ".forged"
 
     def make(i: int) -> a.Frame:
@@ -235,7 +235,7 @@ def lookalike_ego(ctx: Ctx) -> Outcome:
 
 
 def _synthetic(ctx: Ctx, topic: str, build: Callable[[int, int], object], rate_hz: float) -> Outcome:
-    from bus import codec
+    from prescient.bus import codec
 
     def make(_: int) -> a.Frame:
         _, stamp, seq = current(ctx, topic, fresh=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from benchmarks.reliability.attacks import Frame
+from prescient.benchmarks.reliability.attacks import Frame
 
 REPLY_TIMEOUT_S = 2.0
 

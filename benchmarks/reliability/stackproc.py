@@ -4,7 +4,7 @@ The launcher supervises its children (``service/app/stack.py``): a child that ex
 the launcher logs ``<name> exited with <rc> (<last line>); restarting (i/MAX)``, or ``<name> keeps
 failing`` when it gives up (and ``restarts`` per child in ``summary.json``). Those lines are how restarts are counted here; a restart that no
 ``kill -9`` of ours explains is a crash. Children are found under the launcher's pid in
-``/proc`` and told apart by their ``python -m service <command>`` argv.
+``/proc`` and told apart by their ``python -m prescient.service <command>`` argv.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# ``python -m service <command>`` -> the launcher's child name (its per-process log is <name>.log)
+# ``python -m prescient.service <command>`` -> the launcher's child name (its per-process log is <name>.log)
 CHILD_OF_COMMAND = {
     "bus": "bus",
     "record": "recorder",
@@ -81,7 +81,7 @@ class StackProcess:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, PRESCIENT_BUS=self.bus)
         env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-        argv = [sys.executable, "-m", "service", "up", "--no-live", "--no-picture", "--duration", "3600"]
+        argv = [sys.executable, "-m", "prescient.service", "up", "--no-live", "--no-picture", "--duration", "3600"]
         argv += ["--agents", str(self.agents), "--bus", self.bus, "--out", str(self.run_dir)]
         argv += ["--no-model"] if self.model is None else ["--model", str(self.model)]
         argv += [] if self.record else ["--no-record"]
@@ -121,8 +121,8 @@ class StackProcess:
                 continue
             if state == "Z":
                 continue  # exited, not yet reaped by the launcher
-            if b"service" in argv:
-                i = argv.index(b"service")
+            if b"prescient.service" in argv:
+                i = argv.index(b"prescient.service")
                 name = CHILD_OF_COMMAND.get(argv[i + 1].decode() if i + 1 < len(argv) else "")
                 if name:
                     out[name] = pid

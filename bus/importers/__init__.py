@@ -3,7 +3,7 @@
 Each importer validates its input and raises :class:`InputError` naming the file, the column or
 row and the problem (missing column, NaN, out-of-range value, non-monotonic time, unknown
 category...). That is the only error malformed input can cause (a fuzz test holds them to it),
-besides :class:`~bus.logfile.LogExistsError` when the output holds data and ``overwrite`` is
+besides :class:`~prescient.bus.logfile.LogExistsError` when the output holds data and ``overwrite`` is
 False. A failed import leaves no output file. Logs written by importers use
 ``log_time = header.stamp_ns`` (the data set's clock) and ``publish_time = header.stamp_ns``.
 """
@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from bus.errors import BusError, EncodeError
-from bus.logfile import LogWriter
+from prescient.bus.errors import BusError, EncodeError
+from prescient.bus.logfile import LogWriter
 
 INT64_MAX: Final = 2**63 - 1
 # Bound on positions (m), sizes (m), velocities (m/s), headings (rad) and quaternion components:

@@ -15,7 +15,7 @@ from typing import Final
 
 import numpy as np
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 H: Final = m.TRACK_HISTORY_STEPS
 HIST_DT_NS: Final = int(round(m.PRED_DT_S * 1e9))

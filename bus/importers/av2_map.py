@@ -1,4 +1,4 @@
-"""Argoverse 2 vector-map JSON (``log_map_archive_*.json``) -> :class:`bus.messages.VectorMap`.
+"""Argoverse 2 vector-map JSON (``log_map_archive_*.json``) -> :class:`prescient.bus.messages.VectorMap`.
 
 Mapping:
   * ``lane_segments`` (sorted by id) -> lanes: id, type (VEHICLE/BIKE/BUS), intersection flag,
@@ -20,8 +20,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from bus import messages as m
-from bus.importers import INT64_MAX, MAX_ABS_VALUE, InputError
+from prescient.bus import messages as m
+from prescient.bus.importers import INT64_MAX, MAX_ABS_VALUE, InputError
 
 CENTERLINE_POINTS: Final = 10
 _LANE_TYPES: Final = {"VEHICLE": m.LaneType.VEHICLE, "BIKE": m.LaneType.BIKE, "BUS": m.LaneType.BUS}

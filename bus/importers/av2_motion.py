@@ -18,8 +18,8 @@ from typing import Final
 
 import numpy as np
 
-from bus import messages as m
-from bus.importers import (
+from prescient.bus import messages as m
+from prescient.bus.importers import (
     INT64_MAX,
     MAX_ABS_VALUE,
     InputError,
@@ -29,10 +29,10 @@ from bus.importers import (
     read_table,
     string_column,
 )
-from bus.importers._tracks import AgentRows, default_sizes, ego_state, iter_agent_messages
-from bus.importers.av2_map import find_map, load_av2_map
-from bus.importers.av2_sensor import EGO_SIZE_LWH_M
-from bus.logfile import refuse_existing
+from prescient.bus.importers._tracks import AgentRows, default_sizes, ego_state, iter_agent_messages
+from prescient.bus.importers.av2_map import find_map, load_av2_map
+from prescient.bus.importers.av2_sensor import EGO_SIZE_LWH_M
+from prescient.bus.logfile import refuse_existing
 
 A = m.AgentClass
 OBJECT_TYPE_CLASS: Final = {

@@ -9,7 +9,7 @@ the city yaw is that of ``R(q_ego) R(q_obj)``. The city frame is our world frame
 
 Output (``log_time = stamp``): ``VectorMap`` once at the first annotation stamp, then for each
 annotation timestamp (10 Hz) ``EgoState``, ``Tracks`` and ``GroundTruth`` (world frame). Classes
-are mapped to :class:`~bus.messages.AgentClass`; static objects (cones, bollards, signs, ...) and
+are mapped to :class:`~prescient.bus.messages.AgentClass`; static objects (cones, bollards, signs, ...) and
 the ``EGO_VEHICLE`` rows are dropped. Ego velocity is the backward difference of the ~200 Hz
 poses over ``EGO_VEL_WINDOW_NS``; object velocities are backward differences of the annotations.
 Track ids are the uuids numbered by (first appearance, uuid).
@@ -22,8 +22,8 @@ from typing import Final
 
 import numpy as np
 
-from bus import messages as m
-from bus.importers import (
+from prescient.bus import messages as m
+from prescient.bus.importers import (
     MAX_ABS_VALUE,
     InputError,
     finite_column,
@@ -32,9 +32,9 @@ from bus.importers import (
     read_table,
     string_column,
 )
-from bus.importers._tracks import AgentRows, ego_state, iter_agent_messages
-from bus.importers.av2_map import find_map, load_av2_map
-from bus.logfile import refuse_existing
+from prescient.bus.importers._tracks import AgentRows, ego_state, iter_agent_messages
+from prescient.bus.importers.av2_map import find_map, load_av2_map
+from prescient.bus.logfile import refuse_existing
 
 A = m.AgentClass
 # AV2 sensor categories -> our classes; None = static object, not an agent (dropped).

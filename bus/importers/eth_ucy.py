@@ -18,10 +18,10 @@ from typing import Final
 
 import numpy as np
 
-from bus import messages as m
-from bus.importers import INT64_MAX, MAX_ABS_VALUE, InputError, import_writer
-from bus.importers._tracks import AgentRows, default_sizes, ego_state, iter_agent_messages
-from bus.logfile import refuse_existing
+from prescient.bus import messages as m
+from prescient.bus.importers import INT64_MAX, MAX_ABS_VALUE, InputError, import_writer
+from prescient.bus.importers._tracks import AgentRows, default_sizes, ego_state, iter_agent_messages
+from prescient.bus.logfile import refuse_existing
 
 FRAME_DT_NS: Final = 40_000_000  # one video frame; annotated every 10 frames = 0.4 s
 STEP_FRAMES: Final = 10

@@ -27,11 +27,11 @@ from typing import Any, Final
 
 import numpy as np
 
-from bus import messages as m
-from bus.errors import MissingExtraError
-from bus.importers import MAX_ABS_VALUE, InputError, import_writer
-from bus.importers._tracks import AgentRows, ego_state, iter_agent_messages
-from bus.logfile import refuse_existing
+from prescient.bus import messages as m
+from prescient.bus.errors import MissingExtraError
+from prescient.bus.importers import MAX_ABS_VALUE, InputError, import_writer
+from prescient.bus.importers._tracks import AgentRows, ego_state, iter_agent_messages
+from prescient.bus.logfile import refuse_existing
 
 A = m.AgentClass
 # l5kit label -> our class, in l5kit's label order (the zarr's ``labels`` attribute, l5kit's
@@ -122,7 +122,7 @@ class L5kitScene:
     label_probs: np.ndarray
 
     def class_probs(self) -> np.ndarray:
-        """(R, C) float32 probabilities over :class:`~bus.messages.AgentClass`, rows sum to 1."""
+        """(R, C) float32 probabilities over :class:`~prescient.bus.messages.AgentClass`, rows sum to 1."""
         p = self.label_probs @ LABEL_TO_CLASS_MATRIX
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 

@@ -8,14 +8,14 @@ import logging
 import time
 from pathlib import Path
 
-from bus.errors import StartupError
+from prescient.bus.errors import StartupError
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``scenarios`` command with its ``generate`` and ``eval`` subcommands."""
-    from sim_sensors.maps import SCENARIOS
+    from prescient.sim_sensors.maps import SCENARIOS
 
     p = subparsers.add_parser(
         "scenarios", help="generate controllable scenes (latent diffusion) and evaluate them"
@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _generator(path: str | None):
     import torch
 
-    from models.scenario_diffusion.generate import WEIGHTS_PATH, ScenarioGenerator, WeightsError
+    from prescient.models.scenario_diffusion.generate import WEIGHTS_PATH, ScenarioGenerator, WeightsError
 
     torch.set_num_threads(1)
     try:
@@ -75,8 +75,8 @@ def _generator(path: str | None):
 
 def run_generate(args: argparse.Namespace) -> int:
     """Handler of ``prescient scenarios generate``."""
-    from models.scenario_diffusion.tokens import TokenSpec, TokenSpecError, load_spec
-    from sim_sensors.scenario_file import save_scenes
+    from prescient.models.scenario_diffusion.tokens import TokenSpec, TokenSpecError, load_spec
+    from prescient.sim_sensors.scenario_file import save_scenes
 
     if args.n < 1:
         raise StartupError(f"--n must be >= 1, got {args.n}")
@@ -124,7 +124,7 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"pinned agents inserted (--enforce-pins): {inserted}/{n_pins}")
     print(f"written to {out}  (run it: prescient up --from-scenario {out}#0)")
     if args.picture:
-        from models.scenario_diffusion.picture import draw_scene
+        from prescient.models.scenario_diffusion.picture import draw_scene
 
         full = [
             i
@@ -138,7 +138,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Handler of ``prescient scenarios eval``."""
-    from models.scenario_diffusion.evaluate import evaluate, format_report
+    from prescient.models.scenario_diffusion.evaluate import evaluate, format_report
 
     if args.runs_per_map < 1:
         raise StartupError(f"--runs-per-map must be >= 1, got {args.runs_per_map}")

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.scenario_diffusion import grid as G
-from sim_sensors import layout as SIM  # SIM.A_*: simulator snapshot columns; G.A_*: scene table columns
-from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, SimConfig
-from sim_sensors.maps import SCENARIOS
-from sim_sensors.scenario_file import TRAJ_DT_S, Scene
-from sim_sensors.simulation import Simulation
+from prescient.models.scenario_diffusion import grid as G
+from prescient.sim_sensors import (
+    layout as SIM,  # SIM.A_*: simulator snapshot columns; G.A_*: scene table columns
+)
+from prescient.sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, SimConfig
+from prescient.sim_sensors.maps import SCENARIOS
+from prescient.sim_sensors.scenario_file import TRAJ_DT_S, Scene
+from prescient.sim_sensors.simulation import Simulation
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,8 @@ class MapRaster:
     def __call__(self, map_name: str, ego_pose: np.ndarray) -> np.ndarray:
         """(N_MAP, H, W) float32 map raster of ``map_name`` around the world ego pose (3,)."""
         if map_name not in self._r:
-            from service.raster import RasterConfig, Rasterizer
-            from sim_sensors.maps import build_map
+            from prescient.service.raster import RasterConfig, Rasterizer
+            from prescient.sim_sensors.maps import build_map
 
             r = Rasterizer(
                 RasterConfig(extent_m=G.EXTENT_M, resolution_m=G.RES_M, history_frames=1), build_map(map_name)

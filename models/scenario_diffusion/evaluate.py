@@ -19,12 +19,18 @@ import time
 
 import numpy as np
 
-from models.scenario_diffusion import grid as G
-from models.scenario_diffusion.data import MapRaster, agent_table, run_specs, simulate_scenes, spawner_scene
-from models.scenario_diffusion.generate import ScenarioGenerator, match_pins
-from models.scenario_diffusion.metrics import mmd_table, scene_stats
-from models.scenario_diffusion.tokens import MAX_AGENT_TOKENS, TOKEN_DIM, pin_random_agents
-from sim_sensors.maps import build_map_data
+from prescient.models.scenario_diffusion import grid as G
+from prescient.models.scenario_diffusion.data import (
+    MapRaster,
+    agent_table,
+    run_specs,
+    simulate_scenes,
+    spawner_scene,
+)
+from prescient.models.scenario_diffusion.generate import ScenarioGenerator, match_pins
+from prescient.models.scenario_diffusion.metrics import mmd_table, scene_stats
+from prescient.models.scenario_diffusion.tokens import MAX_AGENT_TOKENS, TOKEN_DIM, pin_random_agents
+from prescient.sim_sensors.maps import build_map_data
 
 log = logging.getLogger(__name__)
 

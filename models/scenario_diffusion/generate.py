@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.scenario_diffusion import grid as G
-from models.scenario_diffusion.data import MapRaster, scene_from_table
-from models.scenario_diffusion.model import (
+from prescient.models.scenario_diffusion import grid as G
+from prescient.models.scenario_diffusion.data import MapRaster, scene_from_table
+from prescient.models.scenario_diffusion.model import (
     LatentUNet,
     ModelConfig,
     SceneVAE,
@@ -29,10 +29,16 @@ from models.scenario_diffusion.model import (
     grid_probabilities,
     pin_condition,
 )
-from models.scenario_diffusion.tokens import GLOBAL_DIM, TokenSpec, TokenSpecError, global_token, token_rows
-from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M
-from sim_sensors.maps import KIND_VEHICLE, SCENARIOS, build_map_data
-from sim_sensors.scenario_file import Scene
+from prescient.models.scenario_diffusion.tokens import (
+    GLOBAL_DIM,
+    TokenSpec,
+    TokenSpecError,
+    global_token,
+    token_rows,
+)
+from prescient.sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M
+from prescient.sim_sensors.maps import KIND_VEHICLE, SCENARIOS, build_map_data
+from prescient.sim_sensors.scenario_file import Scene
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +163,7 @@ class ScenarioGenerator:
         p = Path(path)
         if not p.is_file():
             raise WeightsError(
-                f"scenario weights not found: {p} (train with python -m models.scenario_diffusion.train)"
+                f"scenario weights not found: {p} (train with python -m prescient.models.scenario_diffusion.train)"
             )
         try:
             d = torch.load(p, weights_only=True, map_location="cpu")
@@ -214,7 +220,7 @@ class ScenarioGenerator:
 
         The ego pose comes from ``ego_pose``, else the spec's ``ego`` entry, else a seeded random lane
         pose (one per scene). ``inpaint_pins`` pastes the pins' latent at every DDIM step (see
-        :func:`models.scenario_diffusion.model.ddim_sample`); without it only the learned
+        :func:`prescient.models.scenario_diffusion.model.ddim_sample`); without it only the learned
         conditioning places them. ``pins_found`` in each scene's meta counts the pins the model
         produced (2.2 m, 0.2 rad, same class); with ``enforce_pins`` the missing ones are then
         inserted as boxes (overlapping generated agents removed) and counted in ``pins_inserted``.

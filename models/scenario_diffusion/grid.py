@@ -1,7 +1,7 @@
 """Agent raster <-> detection grid, box geometry and NMS (numpy only, no torch).
 
 Scene window: ego frame (x forward, y left, origin at the ego rear axle), ``|x|, |y| < EXTENT_M``,
-drawn with the raster convention of :mod:`service.raster.render_context` (row 0 = ego front,
+drawn with the raster convention of :mod:`prescient.service.raster.render_context` (row 0 = ego front,
 column 0 = ego left): ``row = H/2 - x / RES_M``, ``col = W/2 - y / RES_M``.
 
 Detection grid (GRID_CHANNELS, H, W) float32, one agent per cell (the cell holding its centre):
@@ -201,7 +201,7 @@ def decode_grid(
 def overlaps_with_ego(agents: np.ndarray) -> np.ndarray:
     """(N + 1, N + 1) bool box overlaps of ego-frame agents plus the ego's box (last row / column;
     origin at the ego rear axle)."""
-    from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
+    from prescient.sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
 
     x = np.append(agents[:, A_X], EGO_CENTER_FROM_REAR_AXLE_M)
     y = np.append(agents[:, A_Y], 0.0)

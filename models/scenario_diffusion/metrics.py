@@ -1,14 +1,14 @@
 """Realism and compliance metrics of generated scenes (numpy + scipy).
 
-All inputs are ego-frame agent tables (N, AGENT_COLS) of :mod:`models.scenario_diffusion.grid`.
+All inputs are ego-frame agent tables (N, AGENT_COLS) of :mod:`prescient.models.scenario_diffusion.grid`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from models.scenario_diffusion import grid as G
-from sim_sensors.maps import KIND_VEHICLE, MapData
+from prescient.models.scenario_diffusion import grid as G
+from prescient.sim_sensors.maps import KIND_VEHICLE, MapData
 
 # Fixed Gaussian kernel widths per feature group (a sum of kernels over the listed widths).
 MMD_WIDTHS = {

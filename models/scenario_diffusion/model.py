@@ -1,7 +1,7 @@
 """The networks: scene VAE (agent raster -> 4x16x16 latent -> detection grid) and the latent U-Net.
 
 Shapes (B = batch): agent raster ``(B, GRID_CHANNELS + 1, 64, 64)`` (the detection grid of
-:mod:`models.scenario_diffusion.grid` plus the box footprint), map raster ``(B, N_MAP, 64, 64)``,
+:mod:`prescient.models.scenario_diffusion.grid` plus the box footprint), map raster ``(B, N_MAP, 64, 64)``,
 latent ``(B, 4, 16, 16)``, tokens ``(B, K, TOKEN_DIM)`` with a validity mask ``(B, K)`` and a
 global scene token ``(B, GLOBAL_DIM)`` with its own mask ``(B,)`` (False = unconditional).
 """
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.scenario_diffusion import grid as G
-from models.scenario_diffusion.data import N_MAP
-from models.scenario_diffusion.tokens import GLOBAL_DIM, TOKEN_DIM
+from prescient.models.scenario_diffusion import grid as G
+from prescient.models.scenario_diffusion.data import N_MAP
+from prescient.models.scenario_diffusion.tokens import GLOBAL_DIM, TOKEN_DIM
 
 LATENT_CH = 4
 LATENT_HW = 16
@@ -233,7 +233,7 @@ PIN_COND_CHANNELS = LATENT_CH + 1
 def pin_condition(vae: SceneVAE, pin_tables: list, map_r: torch.Tensor, latent_scale: float) -> torch.Tensor:
     """(B, LATENT_CH + 1, 16, 16) latent of the pinned agents alone, and where they are.
 
-    Each scene's pins (ego-frame rows, see :func:`models.scenario_diffusion.tokens.token_rows`)
+    Each scene's pins (ego-frame rows, see :func:`prescient.models.scenario_diffusion.tokens.token_rows`)
     are drawn as a pins-only agent raster and encoded (mean) by the VAE encoder with the scene's
     map; the latent is kept within one latent cell of the pins' footprint and scaled like the
     diffusion latents; the last channel is that footprint mask. Scenes without pins get zeros.

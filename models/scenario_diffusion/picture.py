@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bus.messages import AgentClass
-from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
-from sim_sensors.maps import build_map
-from sim_sensors.scenario_file import Scene
-from sim_sensors.snapshot import _CLASS_COLOR, _box, draw_map
+from prescient.bus.messages import AgentClass
+from prescient.sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
+from prescient.sim_sensors.maps import build_map
+from prescient.sim_sensors.scenario_file import Scene
+from prescient.sim_sensors.snapshot import _CLASS_COLOR, _box, draw_map
 
 
 def draw_scene(scene: Scene, path: str | Path, view_m: float = 36.0, title: str | None = None) -> Path:

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from models.scenario_diffusion import grid as G
-from sim_sensors.scenario_file import CLASS_BY_NAME
+from prescient.models.scenario_diffusion import grid as G
+from prescient.sim_sensors.scenario_file import CLASS_BY_NAME
 
 MAX_AGENT_TOKENS = 8
 TOKEN_DIM = 14

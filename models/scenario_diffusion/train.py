@@ -2,10 +2,10 @@
 
 Run (about 30 min on 2 shared CPU cores)::
 
-    python -m models.scenario_diffusion.data --runs-per-map 110 --seed0 1000 --out runs/scenario_diffusion/train.npz
-    python -m models.scenario_diffusion.data --runs-per-map 15 --seed0 900000 --pseudo-egos 1 \
+    python -m prescient.models.scenario_diffusion.data --runs-per-map 110 --seed0 1000 --out runs/scenario_diffusion/train.npz
+    python -m prescient.models.scenario_diffusion.data --runs-per-map 15 --seed0 900000 --pseudo-egos 1 \
         --out runs/scenario_diffusion/heldout.npz
-    python -m models.scenario_diffusion.train --train runs/scenario_diffusion/train.npz \
+    python -m prescient.models.scenario_diffusion.train --train runs/scenario_diffusion/train.npz \
         --heldout runs/scenario_diffusion/heldout.npz --out models/scenario_diffusion/weights.pt
 
 Weights are saved as plain tensors and JSON-able values (``torch.load(weights_only=True)``).
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from models.scenario_diffusion import grid as G
-from models.scenario_diffusion.data import MapRaster
-from models.scenario_diffusion.model import (
+from prescient.models.scenario_diffusion import grid as G
+from prescient.models.scenario_diffusion.data import MapRaster
+from prescient.models.scenario_diffusion.model import (
     LatentUNet,
     ModelConfig,
     SceneVAE,
@@ -36,7 +36,7 @@ from models.scenario_diffusion.model import (
     pin_condition,
     vae_loss,
 )
-from models.scenario_diffusion.tokens import (
+from prescient.models.scenario_diffusion.tokens import (
     GLOBAL_DIM,
     MAX_AGENT_TOKENS,
     TOKEN_DIM,
@@ -45,13 +45,13 @@ from models.scenario_diffusion.tokens import (
     pin_random_agents,
     token_rows,
 )
-from sim_sensors.maps import SCENARIOS
+from prescient.sim_sensors.maps import SCENARIOS
 
 log = logging.getLogger(__name__)
 
 
 class SceneSet:
-    """Scenes of an ``.npz`` written by :mod:`models.scenario_diffusion.data`, with cached inputs."""
+    """Scenes of an ``.npz`` written by :mod:`prescient.models.scenario_diffusion.data`, with cached inputs."""
 
     def __init__(self, path: str | Path | None = None, arrays: dict[str, np.ndarray] | None = None,
                  map_raster: MapRaster | None = None) -> None:  # fmt: skip
@@ -242,8 +242,8 @@ def pin_compliance(vae: SceneVAE, unet: LatentUNet, latent_scale: float, ds: Sce
                    seed: int = 0, n_steps: int = 25, n_diffusion: int = 1000) -> dict[str, float]:  # fmt: skip
     """Pin 1-3 agents of the first ``n_scenes`` scenes of ``ds``, sample (DDIM, no guidance), decode,
     and count pins answered by a generated agent of their class within 2.2 m and 0.2 rad."""
-    from models.scenario_diffusion.generate import match_pins
-    from models.scenario_diffusion.model import ddim_sample
+    from prescient.models.scenario_diffusion.generate import match_pins
+    from prescient.models.scenario_diffusion.model import ddim_sample
 
     was_training = unet.training
     unet.eval()

@@ -5,7 +5,7 @@ subcommands whose handler is stored as ``func`` and returns an exit code. A modu
 exist in this checkout is simply absent from ``--help``: no placeholder commands.
 
 Errors end in one line on stderr, ``prescient COMMAND: error: ...``, and an exit status:
-1 for a command that cannot do its job (:class:`~bus.errors.StartupError`, a file it cannot
+1 for a command that cannot do its job (:class:`~prescient.bus.errors.StartupError`, a file it cannot
 read or write), 2 for bad arguments and for a missing optional package (the line names the extra
 to install), 130 for Ctrl-C.
 """
@@ -19,19 +19,19 @@ import logging
 import sys
 from typing import NoReturn
 
-from bus.errors import MissingExtraError, StartupError, missing_extra
+from prescient.bus.errors import MissingExtraError, StartupError, missing_extra
 
 COMMAND_MODULES = (
-    "bus.cli",  # prescient bus, prescient bus-bench
-    "bus.log_cli",  # prescient log ..., prescient import ...
-    "sim_sensors.cli",  # prescient sim
-    "service.app.tracking.cli",  # prescient track
-    "service.app.raster_cli",  # prescient raster
-    "models.cli",  # prescient data / train / eval / export
-    "models.sim_cli",  # prescient data generate / train-sim / eval-sim / eval-av2
-    "service.app.stack_cli",  # prescient up / replay / serve / planner
-    "benchmarks.cli",  # prescient bench
-    "models.scenario_diffusion.cli",  # prescient scenarios
+    "prescient.bus.cli",  # prescient bus, prescient bus-bench
+    "prescient.bus.log_cli",  # prescient log ..., prescient import ...
+    "prescient.sim_sensors.cli",  # prescient sim
+    "prescient.service.app.tracking.cli",  # prescient track
+    "prescient.service.app.raster_cli",  # prescient raster
+    "prescient.models.cli",  # prescient data / train / eval / export
+    "prescient.models.sim_cli",  # prescient data generate / train-sim / eval-sim / eval-av2
+    "prescient.service.app.stack_cli",  # prescient up / replay / serve / planner
+    "prescient.benchmarks.cli",  # prescient bench
+    "prescient.models.scenario_diffusion.cli",  # prescient scenarios
 )
 
 
@@ -121,8 +121,8 @@ def version_line() -> str:
 
 
 def _model_line() -> str:
-    from service.app.paths import default_model_path
-    from service.raster import RasterConfig, build_spec
+    from prescient.service.app.paths import default_model_path
+    from prescient.service.raster import RasterConfig, build_spec
 
     model = default_model_path()
     manifest = model.with_name(model.stem + ".manifest.json")

@@ -19,8 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from bus.logfile import LogWriter, peek_header
-from bus.logreader import iter_log
+from prescient.bus.logfile import LogWriter, peek_header
+from prescient.bus.logreader import iter_log
 
 log = logging.getLogger(__name__)
 

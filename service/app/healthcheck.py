@@ -101,8 +101,8 @@ def _pid1_cmdline() -> list[str]:
 
 def check_bus(timeout_s: float) -> tuple[bool, str]:
     """The proxy is up: a subscription made on its ``sub`` side reaches a publisher on its ``pub`` side."""
-    from bus.config import BusConfig
-    from bus.transport import Publisher, Subscriber
+    from prescient.bus.config import BusConfig
+    from prescient.bus.transport import Publisher, Subscriber
 
     cfg = BusConfig()
     pub_ep, sub_ep = loopback(cfg.pub_endpoint), loopback(cfg.sub_endpoint)
@@ -120,8 +120,8 @@ def check_bus(timeout_s: float) -> tuple[bool, str]:
 
 def check_topic(topic: str, timeout_s: float) -> tuple[bool, str]:
     """A valid message on ``topic`` (a prefix) arrives through the bus within ``timeout_s``."""
-    from bus.config import BusConfig
-    from bus.transport import Subscriber
+    from prescient.bus.config import BusConfig
+    from prescient.bus.transport import Subscriber
 
     cfg = BusConfig()
     sub = Subscriber(cfg, [topic])
@@ -168,10 +168,10 @@ def check_flow(duration_s: float, min_predictions: int) -> tuple[bool, dict]:
     """
     import numpy as np
 
-    from bus import messages as m
-    from bus.config import BusConfig
-    from bus.transport import Subscriber
-    from service.stats import percentiles_ms
+    from prescient.bus import messages as m
+    from prescient.bus.config import BusConfig
+    from prescient.bus.transport import Subscriber
+    from prescient.service.stats import percentiles_ms
 
     cfg = BusConfig()
     sub = Subscriber(cfg, [m.TOPIC_PREDICTIONS, m.health_topic("predictor"), m.TOPIC_PLANNER_STATUS])
@@ -302,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.check == "topic":
         ok, detail = check_topic(args.topic, args.timeout_s)
     else:
-        from bus.recorder import log_parts
+        from prescient.bus.recorder import log_parts
 
         # A restarted recorder writes the next part (X.1.mcap): the newest part is the live one.
         parts = log_parts(args.path)

@@ -2,13 +2,13 @@
 
 Sources (exactly one):
 
-* ``--log LOG --t T``: replay a recorded/imported log offline (``bus.replayer.iter_messages``) up to
+* ``--log LOG --t T``: replay a recorded/imported log offline (``prescient.bus.replayer.iter_messages``) up to
   ``T`` seconds after the log's first message, and render the first ``Tracks`` at or after it
   (the newest ``VectorMap``, ``EgoState``, ``TrafficLights`` and LiDAR frames before it are used).
   A log without ``Tracks`` falls back to its ``GroundTruth`` (perfect perception, see below).
-* ``--sim SCENARIO --seed N --t T``: run the simulator offline (``sim_sensors.Simulation``) for
+* ``--sim SCENARIO --seed N --t T``: run the simulator offline (``prescient.sim_sensors.Simulation``) for
   ``T`` seconds. No tracker runs here: the picture uses the simulator's **GroundTruth converted to
-  Tracks** (:class:`service.raster.scenes.TrackHistory`: true boxes, confidence 1), plus its
+  Tracks** (:class:`prescient.service.raster.scenes.TrackHistory`: true boxes, confidence 1), plus its
   traffic lights, LiDAR frames and the ego plan.
 * ``--demo --seed N``: a seeded random scene on a synthetic grid map (no data needed).
 """
@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from bus import messages as m
-from bus.errors import StartupError
-from service.raster.config import RasterConfig
-from service.raster.rasterizer import Rasterizer
-from service.raster.rgb import save_png
-from service.raster.scenes import TrackHistory, grid_map, random_scene
+from prescient.bus import messages as m
+from prescient.bus.errors import StartupError
+from prescient.service.raster.config import RasterConfig
+from prescient.service.raster.rasterizer import Rasterizer
+from prescient.service.raster.rgb import save_png
+from prescient.service.raster.scenes import TrackHistory, grid_map, random_scene
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,9 @@ def _ego_pose(ego: m.EgoState | None, tracks: m.Tracks | None) -> np.ndarray:
 def frame_from_log(path: Path, t_s: float) -> tuple[dict[str, Any], str]:
     """Inputs of ``Rasterizer`` + ``render`` for the first tracks at or after ``t_s`` into a log."""
     try:
-        from bus.replayer import iter_messages
+        from prescient.bus.replayer import iter_messages
     except ImportError as e:  # pragma: no cover - part of the product missing
-        raise StartupError(f"bus.replayer is not available: {e}") from e
+        raise StartupError(f"prescient.bus.replayer is not available: {e}") from e
     if not path.is_file():
         raise StartupError(f"log not found: {path}")
     latest: dict[type, Any] = {}
@@ -151,10 +151,10 @@ def _frame(
 def frame_from_sim(scenario: str, seed: int, t_s: float) -> tuple[dict[str, Any], str]:
     """Run the simulator offline for ``t_s`` seconds; ground truth stands in for tracks."""
     try:
-        from sim_sensors import SimConfig, Simulation, build_map
+        from prescient.sim_sensors import SimConfig, Simulation, build_map
     except ImportError as e:
         raise StartupError(
-            f"the simulator (sim_sensors.Simulation) is not available in this checkout: {e}"
+            f"the simulator (prescient.sim_sensors.Simulation) is not available in this checkout: {e}"
         ) from e
     try:
         sim = Simulation(SimConfig(scenario=scenario, seed=seed))

@@ -1,6 +1,6 @@
 """``prescient up``: the whole stack as supervised processes, with a live table.
 
-Processes (each its own ``python -m service ...``): bus proxy, recorder, prediction service,
+Processes (each its own ``python -m prescient.service ...``): bus proxy, recorder, prediction service,
 planner stub and simulator. A child that dies unexpectedly is restarted (at most
 ``MAX_RESTARTS`` times); the stack ends when the simulator finishes its ``--duration``, on Ctrl-C,
 or on SIGTERM, and then stops every child in reverse order. The monitor subscribes to every topic:
@@ -22,12 +22,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bus.config import ENV_BUS, BusConfig, CurveConfig
-from bus.errors import StartupError
-from bus.recorder import log_parts, next_part
-from service.app.gapfill import FrameRing, fill_gaps
-from service.app.stack_monitor import Monitor, pct_ms, render_table
-from service.stats import percentiles_ms
+from prescient.bus.config import ENV_BUS, BusConfig, CurveConfig
+from prescient.bus.errors import StartupError
+from prescient.bus.recorder import log_parts, next_part
+from prescient.service.app.gapfill import FrameRing, fill_gaps
+from prescient.service.app.stack_monitor import Monitor, pct_ms, render_table
+from prescient.service.stats import percentiles_ms
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Child:
         self.log_path = log_dir / f"{self.name}.log"
         fh = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", *self.argv],
+            [sys.executable, "-m", "prescient.service", *self.argv],
             env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -340,7 +340,7 @@ def run_stack(opts: StackOptions) -> StackResult:
     summary = _summary(opts, mon, children, ended_normally, parts)
     if opts.picture and opts.record and log_path.exists():
         try:
-            from service.app.summary import render_summary
+            from prescient.service.app.summary import render_summary
 
             summary["picture"] = str(render_summary(log_path, out / "summary.png"))
         except Exception as e:  # a picture must never hide the run's result

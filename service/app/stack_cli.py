@@ -11,8 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from bus.cli import add_bus_args, bus_config_from_args
-from service.app.paths import default_model_path
+from prescient.bus.cli import add_bus_args, bus_config_from_args
+from prescient.service.app.paths import default_model_path
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ DEFAULT_MODEL = default_model_path()
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from service.node import ServiceOptions, run_service
+    from prescient.service.node import ServiceOptions, run_service
 
     cfg = bus_config_from_args(args)
     providers = ("CPUExecutionProvider",) if args.cpu else ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -62,8 +62,8 @@ def _install_stop(stop: threading.Event, duration_s: float | None) -> None:
 
 
 def _planner(args: argparse.Namespace) -> int:
-    from service.node import run_planner
-    from service.stats import percentiles_ms
+    from prescient.service.node import run_planner
+    from prescient.service.stats import percentiles_ms
 
     cfg = bus_config_from_args(args)
     stop = threading.Event()
@@ -95,12 +95,12 @@ def _planner(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from service.app.stack import StackOptions, run_stack
+    from prescient.service.app.stack import StackOptions, run_stack
 
     scenario, agents = args.scenario, args.agents
     if args.from_scenario:
-        from bus.errors import StartupError
-        from sim_sensors.scenario_file import ScenarioFileError, load_scene
+        from prescient.bus.errors import StartupError
+        from prescient.sim_sensors.scenario_file import ScenarioFileError, load_scene
 
         try:  # fail here, with one line, rather than in a supervised child
             scene = load_scene(args.from_scenario)
@@ -126,7 +126,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from service.offline import replay_log
+    from prescient.service.offline import replay_log
 
     model = None if args.no_model else Path(args.model)
     summary = replay_log(
@@ -142,8 +142,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _health(args: argparse.Namespace) -> int:
-    from bus import messages as m
-    from bus.transport import Subscriber
+    from prescient.bus import messages as m
+    from prescient.bus.transport import Subscriber
 
     cfg = bus_config_from_args(args)
     prefix = m.health_topic(args.node) if args.node else m.TOPIC_HEALTH_PREFIX

@@ -2,7 +2,7 @@
 
 The monitor subscribes to every topic; it counts frames per topic without decoding the heavy
 sensor payloads and decodes only predictions, planner status and health. It also keeps the last
-seconds of raw frames (:class:`~service.app.gapfill.FrameRing`) so a recorder restart loses nothing.
+seconds of raw frames (:class:`~prescient.service.app.gapfill.FrameRing`) so a recorder restart loses nothing.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from bus import codec
-from bus import messages as m
-from bus.config import BusConfig
-from bus.errors import DecodeError
-from bus.rxstats import topic_key
-from bus.transport import Subscriber
-from service.app.gapfill import FrameRing
-from service.stats import percentiles_ms
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.bus.errors import DecodeError
+from prescient.bus.rxstats import topic_key
+from prescient.bus.transport import Subscriber
+from prescient.service.app.gapfill import FrameRing
+from prescient.service.stats import percentiles_ms
 
 LIGHT_TOPICS = (m.TOPIC_PREDICTIONS, m.TOPIC_PLANNER_STATUS, m.TOPIC_HEALTH_PREFIX)
 MAX_TOPICS = 256
@@ -119,7 +119,7 @@ class Monitor:
 
 
 def pct_ms(values_ns: Iterable[int]) -> tuple[float, float]:
-    """(p50, p99) in ms of durations in ns, from :func:`service.stats.percentiles_ms` (NaN if empty)."""
+    """(p50, p99) in ms of durations in ns, from :func:`prescient.service.stats.percentiles_ms` (NaN if empty)."""
     p = percentiles_ms(values_ns)
     return p["p50"], p["p99"]
 
@@ -127,7 +127,7 @@ def pct_ms(values_ns: Iterable[int]) -> tuple[float, float]:
 def render_table(mon: Monitor, children: list, elapsed_s: float):
     """A rich renderable: rates per topic, latency per stage and end to end, health.
 
-    ``children``: the launcher's :class:`service.app.stack.Child` list (name, alive, restarts).
+    ``children``: the launcher's :class:`prescient.service.app.stack.Child` list (name, alive, restarts).
     """
     from rich.console import Group
     from rich.table import Table

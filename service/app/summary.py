@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bus import messages as m
-from bus.replayer import iter_messages
+from prescient.bus import messages as m
+from prescient.bus.replayer import iter_messages
 
 VIEW_HALF_M = 60.0
 

@@ -1,7 +1,7 @@
 """Physics baselines (numpy only): constant velocity and constant turn rate.
 
 They are the evaluation reference next to the learned model, and the onboard fallback when the
-model is missing or late (see :func:`service.predictor.constant_velocity_predictions`).
+model is missing or late (see :func:`prescient.service.predictor.constant_velocity_predictions`).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus.messages import NUM_CLASSES, PRED_DT_S, PRED_HORIZON_STEPS, TRACK_HISTORY_STEPS
+from prescient.bus.messages import NUM_CLASSES, PRED_DT_S, PRED_HORIZON_STEPS, TRACK_HISTORY_STEPS
 
 HIST_FEATURES = 7  # per step, agent frame: x_m, y_m, vx_mps, vy_mps, cos_dyaw, sin_dyaw, valid
 STATE_BASE_FEATURES = 8  # ego frame: x_m, y_m, cos_yaw, sin_yaw, vx_mps, vy_mps, length_m, width_m
@@ -40,7 +40,7 @@ def default_raster_from_ego(height_px: int, width_px: int, resolution_m_per_px: 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and interface of :class:`models.net.TrajectoryNet`.
+    """Architecture and interface of :class:`prescient.models.net.TrajectoryNet`.
 
     Attributes:
         in_channels: raster channels C.

@@ -1,6 +1,6 @@
 """Net inputs from world-frame agent states, and net outputs back to the world frame (numpy only).
 
-Used by both training (``models.train``) and the onboard predictor (``service.predictor``), so the
+Used by both training (``models.train``) and the onboard predictor (``prescient.service.predictor``), so the
 same code builds the features in both places. No torch here.
 
 Frames: ``world`` (map), ``ego`` (x forward, y left, origin at the ego), ``agent`` (origin at the
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from bus.messages import NUM_CLASSES
-from service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
-from service.tracks import TrackSnapshot
+from prescient.bus.messages import NUM_CLASSES
+from prescient.service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
+from prescient.service.tracks import TrackSnapshot
 
 Float32Array = npt.NDArray[np.float32]
 Int64Array = npt.NDArray[np.int64]
@@ -282,10 +282,10 @@ def agent_inputs_from_tracks(
     ego_size_lwh_m: np.ndarray,
     plan_xy_m: np.ndarray | None = None,
 ) -> AgentInputs:
-    """:func:`build_agent_inputs` for a :class:`~service.tracks.TrackSnapshot` (world frame).
+    """:func:`build_agent_inputs` for a :class:`~prescient.service.tracks.TrackSnapshot` (world frame).
 
     The snapshot's shapes and finite states are its guarantee, so nothing is checked again
-    (:meth:`~service.tracks.TrackSnapshot.from_message` turns a wire ``Tracks`` into one).
+    (:meth:`~prescient.service.tracks.TrackSnapshot.from_message` turns a wire ``Tracks`` into one).
     """
     return _agent_inputs(
         cfg,

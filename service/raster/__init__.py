@@ -2,16 +2,16 @@
 
 Public API::
 
-    from service.raster import RasterConfig, RasterSpec, CHANNELS, SPEC_VERSION, Rasterizer
+    from prescient.service.raster import RasterConfig, RasterSpec, CHANNELS, SPEC_VERSION, Rasterizer
 
     r = Rasterizer(RasterConfig(), vector_map)  # static layers pre-rendered, kernels warmed up
     raster = r.render(tracks, ego_pose, lights, plan_xy_m, lidar, ego_history_xy_m)  # (C, H, W)
 
-See :mod:`service.raster.render_context` for the image convention and ``CHANNELS.md`` for the
+See :mod:`prescient.service.raster.render_context` for the image convention and ``CHANNELS.md`` for the
 channel table.
 """
 
-from service.raster.channels import (
+from prescient.service.raster.channels import (
     CHANNELS,
     DEFAULT_SPEC,
     ChannelSpec,
@@ -19,11 +19,11 @@ from service.raster.channels import (
     build_spec,
     channels_markdown,
 )
-from service.raster.config import SPEC_VERSION, RasterConfig, RasterSpec, RasterSpecMismatch
-from service.raster.dynamic import RasterInputError
-from service.raster.rasterizer import Rasterizer
-from service.raster.render_context import RenderContext
-from service.raster.static_layers import MapTooLargeError
+from prescient.service.raster.config import SPEC_VERSION, RasterConfig, RasterSpec, RasterSpecMismatch
+from prescient.service.raster.dynamic import RasterInputError
+from prescient.service.raster.rasterizer import Rasterizer
+from prescient.service.raster.render_context import RenderContext
+from prescient.service.raster.static_layers import MapTooLargeError
 
 __all__ = [
     "CHANNELS",

@@ -15,7 +15,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bus.messages import PRED_DT_S, TRACK_HISTORY_STEPS
+from prescient.bus.messages import PRED_DT_S, TRACK_HISTORY_STEPS
 
 # When changing the channel table, its encodings or the image convention: bump this number.
 SPEC_VERSION: Final = 1

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from bus.messages import (
+from prescient.bus.messages import (
     NUM_CLASSES,
     TRACK_HISTORY_STEPS,
     Attribute,
@@ -21,10 +21,10 @@ from bus.messages import (
     LightState,
     TrackStatus,
 )
-from service.raster.channels import CLASS_GROUPS, GROUP_OF_CLASS, ChannelSpec
-from service.raster.config import RasterConfig
-from service.raster.render_context import F32, F64, RenderContext, apply, ego_from_world
-from service.tracks import TrackSnapshot
+from prescient.service.raster.channels import CLASS_GROUPS, GROUP_OF_CLASS, ChannelSpec
+from prescient.service.raster.config import RasterConfig
+from prescient.service.raster.render_context import F32, F64, RenderContext, apply, ego_from_world
+from prescient.service.tracks import TrackSnapshot
 
 _ATTR_CHANNELS = (
     (Attribute.PHONE, "attr_phone"),

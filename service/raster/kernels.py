@@ -1,10 +1,10 @@
 """Numba drawing kernels (only ``@njit`` functions live here).
 
 Every kernel works in **continuous pixel coordinates** ``(col, row)`` of the image it draws into
-(see :mod:`service.raster.render_context`): the caller transforms geometry with numpy first, so
+(see :mod:`prescient.service.raster.render_context`): the caller transforms geometry with numpy first, so
 the same kernels draw both the ego raster and the world-frame static pre-render. A pixel
 ``[r, c]`` is inside a shape when its centre ``(c + 0.5, r + 0.5)`` is; each inside test is
-written with the same float64 operations as :mod:`service.raster.reference`, so occupancy
+written with the same float64 operations as :mod:`prescient.service.raster.reference`, so occupancy
 matches the reference bit for bit.
 
 Kernels take arrays and scalars only, allocate nothing per pixel, and never touch Python objects.

@@ -1,7 +1,7 @@
 """The bird's-eye-view rasterizer: tracks + ego pose + map -> ``(C, H, W)`` float32 raster.
 
 Per tick: the static channels are warped from the world-frame pre-render, then the dynamic
-scene is turned into pixel-space primitives with numpy (:mod:`service.raster.dynamic`, shared with the
+scene is turned into pixel-space primitives with numpy (:mod:`prescient.service.raster.dynamic`, shared with the
 reference) and drawn by the numba kernels. No sockets, no clocks: everything comes from the
 arguments, so a replay gives identical rasters.
 """
@@ -13,21 +13,21 @@ import logging
 import numpy as np
 import numpy.typing as npt
 
-from bus.messages import (
+from prescient.bus.messages import (
     LidarFrame,
     LightState,
     Tracks,
     TrafficLights,
     VectorMap,
 )
-from service.raster import kernels
-from service.raster.channels import (
+from prescient.service.raster import kernels
+from prescient.service.raster.channels import (
     build_channels,
     build_spec,
     channel_index,
 )
-from service.raster.config import RasterConfig, RasterSpec
-from service.raster.dynamic import (
+from prescient.service.raster.config import RasterConfig, RasterSpec
+from prescient.service.raster.dynamic import (
     DynamicPrimitives,
     RasterInputError,
     RasterStats,
@@ -36,9 +36,9 @@ from service.raster.dynamic import (
     _Layout,
     prepare_dynamic,
 )
-from service.raster.render_context import F32, F64, RenderContext
-from service.raster.static_layers import StaticLayers, static_primitives_from_map
-from service.tracks import TrackSnapshot, as_snapshot
+from prescient.service.raster.render_context import F32, F64, RenderContext
+from prescient.service.raster.static_layers import StaticLayers, static_primitives_from_map
+from prescient.service.tracks import TrackSnapshot, as_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ class Rasterizer:
     ) -> tuple[F64, DynamicPrimitives]:
         """Validate inputs and build this tick's pixel-space primitives (used by the reference too).
 
-        A wire ``Tracks`` is checked here (:meth:`~service.tracks.TrackSnapshot.from_message`; rows
-        left out are counted in ``stats``); a :class:`~service.tracks.TrackSnapshot` is trusted.
+        A wire ``Tracks`` is checked here (:meth:`~prescient.service.tracks.TrackSnapshot.from_message`; rows
+        left out are counted in ``stats``); a :class:`~prescient.service.tracks.TrackSnapshot` is trusted.
         """
         pose = _check_pose(ego_pose)
         snap = self._snapshot(tracks)
@@ -220,7 +220,7 @@ class Rasterizer:
 
     def to_rgb(self, raster: npt.NDArray[np.float32] | None = None) -> npt.NDArray[np.uint8]:
         """(H, W, 3) uint8 colour picture of a raster (default: the last rendered)."""
-        from service.raster.rgb import to_rgb
+        from prescient.service.raster.rgb import to_rgb
 
         return to_rgb(self._raster if raster is None else raster, self.channels)
 

@@ -23,12 +23,12 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from bus.messages import LidarFrame, Tracks, TrafficLights
-from service.raster.dynamic import DynamicPrimitives
-from service.raster.rasterizer import Rasterizer
-from service.raster.render_context import apply
-from service.raster.static_layers import CsrPrimitives
-from service.tracks import TrackSnapshot
+from prescient.bus.messages import LidarFrame, Tracks, TrafficLights
+from prescient.service.raster.dynamic import DynamicPrimitives
+from prescient.service.raster.rasterizer import Rasterizer
+from prescient.service.raster.render_context import apply
+from prescient.service.raster.static_layers import CsrPrimitives
+from prescient.service.tracks import TrackSnapshot
 
 F32 = npt.NDArray[np.float32]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from service.raster.config import RasterConfig
+from prescient.service.raster.config import RasterConfig
 
 F64 = npt.NDArray[np.float64]
 F32 = npt.NDArray[np.float32]

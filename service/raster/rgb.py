@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from service.raster.channels import CHANNELS, CLASS_GROUPS, ChannelSpec
+from prescient.service.raster.channels import CHANNELS, CLASS_GROUPS, ChannelSpec
 
 # (channel name or "occ_<group>" prefix, RGB 0..1, opacity, legend label)
 _LAYERS: tuple[tuple[str, tuple[float, float, float], float, str], ...] = (

@@ -15,7 +15,7 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
-from bus.messages import (
+from prescient.bus.messages import (
     NUM_CLASSES,
     PRED_DT_S,
     TOPIC_MAP,

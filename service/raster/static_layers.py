@@ -2,7 +2,7 @@
 
 The trajdata pattern: the map is drawn once into a north-up world-frame grid at the raster
 resolution (:class:`StaticLayers`); each tick only a nearest-neighbour warp of the ``H x W``
-output pixels runs (:func:`service.raster.kernels.warp_nearest_kernel`), so per-tick cost does
+output pixels runs (:func:`prescient.service.raster.kernels.warp_nearest_kernel`), so per-tick cost does
 not grow with map size.
 """
 
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from bus.messages import LaneType, VectorMap
-from service.raster import kernels
-from service.raster.channels import STATIC_CHANNELS, ChannelSpec, channel_index
-from service.raster.config import RasterConfig
-from service.raster.render_context import WorldGrid, apply
+from prescient.bus.messages import LaneType, VectorMap
+from prescient.service.raster import kernels
+from prescient.service.raster.channels import STATIC_CHANNELS, ChannelSpec, channel_index
+from prescient.service.raster.config import RasterConfig
+from prescient.service.raster.render_context import WorldGrid, apply
 
 log = logging.getLogger(__name__)
 

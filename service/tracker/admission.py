@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 NS_PER_S = 1_000_000_000
 UNKNOWN_TOPIC = "unknown_topic"
@@ -118,8 +118,8 @@ class AdmissionConfig:
     (pedestrians); ego 7.2 m/s. The limits leave 3-4x headroom on counts and about 2x on ranges, and
     sit at physical bounds for speeds, so a real sensor in dense traffic stays well inside them.
 
-    Per-modality tuples are indexed by :class:`~bus.messages.Modality` (camera, LiDAR, radar,
-    LWIR); per-class tuples by :class:`~bus.messages.AgentClass`.
+    Per-modality tuples are indexed by :class:`~prescient.bus.messages.Modality` (camera, LiDAR, radar,
+    LWIR); per-class tuples by :class:`~prescient.bus.messages.AgentClass`.
     """
 
     # --- per frame ---

@@ -1,6 +1,6 @@
 """Association of one batch of measurements with the live tracks: gating, then assignment.
 
-Gating (:func:`~service.tracker.association_kernels.gate_kernel`) keeps the (track, measurement)
+Gating (:func:`~prescient.service.tracker.association_kernels.gate_kernel`) keeps the (track, measurement)
 pairs inside a chi-square gate on the Mahalanobis distance (LiDAR on ``[x, y]``, radar on
 ``[range, bearing, range rate]``, bearings on ``[bearing]``), after a Euclidean pre-gate. Pairs
 with one candidate on both sides are assigned directly; the rest go to
@@ -14,14 +14,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from bus import messages as m
-from service.tracker import association_kernels as ak
-from service.tracker.admission import TrackerStats
-from service.tracker.config import TrackerConfig
-from service.tracker.fusion import class_likelihood
-from service.tracker.layout import MEAS_POSE, MEAS_RADAR
-from service.tracker.measurements import Meas
-from service.tracker.table import NS_PER_S, TrackTable
+from prescient.bus import messages as m
+from prescient.service.tracker import association_kernels as ak
+from prescient.service.tracker.admission import TrackerStats
+from prescient.service.tracker.config import TrackerConfig
+from prescient.service.tracker.fusion import class_likelihood
+from prescient.service.tracker.layout import MEAS_POSE, MEAS_RADAR
+from prescient.service.tracker.measurements import Meas
+from prescient.service.tracker.table import NS_PER_S, TrackTable
 
 _BIG = 1e6  # cost of a pair the solver must not choose
 # Gating scratch kept between batches: (track, measurement) pairs, 24 B each (1.5 MB). A busy

@@ -1,7 +1,7 @@
 """Numba kernels of association: Mahalanobis gating and the bookkeeping of gated pairs.
 
-Only ``@njit`` functions (and their warm-up) live here; :mod:`service.tracker.association` checks
-inputs and calls them. Measurement models come from :mod:`service.tracker.measurement_kernels`.
+Only ``@njit`` functions (and their warm-up) live here; :mod:`prescient.service.tracker.association` checks
+inputs and calls them. Measurement models come from :mod:`prescient.service.tracker.measurement_kernels`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import math
 import numpy as np
 from numba import njit
 
-from service.tracker.layout import MEAS_BEARING, MEAS_DIM, MEAS_POSE, MEAS_RADAR
-from service.tracker.layout import STATE_DIM as SD
-from service.tracker.measurement_kernels import (
+from prescient.service.tracker.layout import MEAS_BEARING, MEAS_DIM, MEAS_POSE, MEAS_RADAR
+from prescient.service.tracker.layout import STATE_DIM as SD
+from prescient.service.tracker.measurement_kernels import (
     hph_kernel,
     innovation_kernel,
     inv_small_kernel,
@@ -100,7 +100,7 @@ def gate_kernel(
     instead of pair by pair.
 
     Args:
-        x, P, model: filter state arrays (see :func:`~service.tracker.motion_kernels.predict_kernel`).
+        x, P, model: filter state arrays (see :func:`~prescient.service.tracker.motion_kernels.predict_kernel`).
         idx: (n,) int64 candidate track slots.
         kind: ``MEAS_*``.
         sensors: (M, 5) float64 world pose and velocity of the sensor of each measurement.

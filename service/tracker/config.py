@@ -28,24 +28,24 @@ frame older than the newest applied frame (it arrived after its window had close
 counted as ``late`` (no retrodiction). The simulator's latencies (40-60 ms) differ by at most
 20 ms between modalities, well inside the window.
 
-Admission (``admission``, :class:`~service.tracker.admission.AdmissionConfig`): every plausibility
+Admission (``admission``, :class:`~prescient.service.tracker.admission.AdmissionConfig`): every plausibility
 and clock limit on the input in one place: objects per frame, ranges, speeds, births, and the
 clock windows (a frame more than ``admission.max_future_s`` (0.5 s) ahead of the newest ego state
 is ``future_dated``, more than ``admission.max_age_s`` (2 s) behind it ``stale``). See
-:mod:`service.tracker.admission`.
+:mod:`prescient.service.tracker.admission`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bus.messages import NUM_CLASSES
-from service.tracker.admission import AdmissionConfig, per_class
+from prescient.bus.messages import NUM_CLASSES
+from prescient.service.tracker.admission import AdmissionConfig, per_class
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Tracker parameters. Per-class tuples are indexed by :class:`~bus.messages.AgentClass`."""
+    """Tracker parameters. Per-class tuples are indexed by :class:`~prescient.bus.messages.AgentClass`."""
 
     capacity: int = 512  # N_MAX track slots, allocated once
     # --- process noise (white acceleration), per class ---

@@ -3,7 +3,7 @@
 For each associated (track, measurement) pair: hit counts and the liveness clocks; box size (EMA
 of LiDAR boxes) and the heading of CV tracks (circular EMA of box headings, mod pi); attribute
 scores (EMA of camera attribute bits); class probabilities (Bayesian, symmetric confusion, see
-:func:`~service.tracker.fusion_kernels.fuse_class_kernel`), switching the motion model when the
+:func:`~prescient.service.tracker.fusion_kernels.fuse_class_kernel`), switching the motion model when the
 most probable class changes it.
 """
 
@@ -13,14 +13,14 @@ import math
 
 import numpy as np
 
-from bus import messages as m
-from service.tracker.admission import TrackerStats
-from service.tracker.config import TrackerConfig
-from service.tracker.fusion_kernels import fuse_class_kernel
-from service.tracker.layout import MODEL_CV
-from service.tracker.measurements import Meas
-from service.tracker.motion import Motion, model_of_class
-from service.tracker.table import ATTR_BITS, TrackTable
+from prescient.bus import messages as m
+from prescient.service.tracker.admission import TrackerStats
+from prescient.service.tracker.config import TrackerConfig
+from prescient.service.tracker.fusion_kernels import fuse_class_kernel
+from prescient.service.tracker.layout import MODEL_CV
+from prescient.service.tracker.measurements import Meas
+from prescient.service.tracker.motion import Motion, model_of_class
+from prescient.service.tracker.table import ATTR_BITS, TrackTable
 
 
 def class_likelihood(class_id: np.ndarray, conf: np.ndarray) -> np.ndarray:

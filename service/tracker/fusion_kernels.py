@@ -1,6 +1,6 @@
 """Numba kernel of class fusion (Bayesian, symmetric confusion model).
 
-Only ``@njit`` functions (and their warm-up) live here; :mod:`service.tracker.fusion` calls them.
+Only ``@njit`` functions (and their warm-up) live here; :mod:`prescient.service.tracker.fusion` calls them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import njit
 
-from bus.messages import NUM_CLASSES
+from prescient.bus.messages import NUM_CLASSES
 
 
 @njit(cache=True, nogil=True)

@@ -1,9 +1,9 @@
 """Input stage of the tracker: admission, the reorder queue, and the clocks.
 
-Every message passes :class:`~service.tracker.admission.Admission` first; a rejected one changes
+Every message passes :class:`~prescient.service.tracker.admission.Admission` first; a rejected one changes
 no state but a counter (it may vote for a new clock, see
-:class:`~service.tracker.admission.ClockVote`). Admitted ego states go to the pose buffer
-(:class:`~service.tracker.ego.EgoBuffer`) and the ego trail; admitted sensor frames wait in a
+:class:`~prescient.service.tracker.admission.ClockVote`). Admitted ego states go to the pose buffer
+(:class:`~prescient.service.tracker.ego.EgoBuffer`) and the ego trail; admitted sensor frames wait in a
 heap ordered by capture time until they are older than the newest capture time minus the reorder
 window, then leave in batches (one modality, one capture time: the four corners) for the
 callback that applies them.
@@ -20,11 +20,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from bus import messages as m
-from service.tracker.admission import Admission, ClockVote, TrackerStats
-from service.tracker.config import TrackerConfig
-from service.tracker.ego import EgoBuffer, EgoTrail
-from service.tracker.table import HISTORY_DT_NS, NS_PER_S
+from prescient.bus import messages as m
+from prescient.service.tracker.admission import Admission, ClockVote, TrackerStats
+from prescient.service.tracker.config import TrackerConfig
+from prescient.service.tracker.ego import EgoBuffer, EgoTrail
+from prescient.service.tracker.table import HISTORY_DT_NS, NS_PER_S
 
 log = logging.getLogger(__name__)
 

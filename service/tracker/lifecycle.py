@@ -1,6 +1,6 @@
 """Track lifecycle on the track table: birth, confirmation, coasting, deletion, merging.
 
-The rules and thresholds are documented in :mod:`service.tracker.config`. Births come from
+The rules and thresholds are documented in :mod:`prescient.service.tracker.config`. Births come from
 LiDAR boxes left unassigned (capped per frame and in total); status changes and deletions are
 checked once per output tick (:meth:`Lifecycle.manage`); every deletion is counted as
 ``deleted_<reason>``.
@@ -11,13 +11,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from bus import messages as m
-from service.tracker.admission import TrackerStats
-from service.tracker.config import TrackerConfig
-from service.tracker.fusion import class_likelihood
-from service.tracker.measurements import Meas
-from service.tracker.motion import Motion, model_of_class, speed_of, speed_var_of
-from service.tracker.table import NS_PER_S, TrackTable
+from prescient.bus import messages as m
+from prescient.service.tracker.admission import TrackerStats
+from prescient.service.tracker.config import TrackerConfig
+from prescient.service.tracker.fusion import class_likelihood
+from prescient.service.tracker.measurements import Meas
+from prescient.service.tracker.motion import Motion, model_of_class, speed_of, speed_var_of
+from prescient.service.tracker.table import NS_PER_S, TrackTable
 
 
 class Lifecycle:

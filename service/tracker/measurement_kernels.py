@@ -2,8 +2,8 @@
 and the conversion of raw detections into world-frame measurements.
 
 Only ``@njit`` functions (and their warm-up) live here; the state and measurement layouts are in
-:mod:`service.tracker.layout`, the EKF update that uses these models in
-:mod:`service.tracker.motion_kernels`, the gating in :mod:`service.tracker.association_kernels`.
+:mod:`prescient.service.tracker.layout`, the EKF update that uses these models in
+:mod:`prescient.service.tracker.motion_kernels`, the gating in :mod:`prescient.service.tracker.association_kernels`.
 
 numba's on-disk cache (``cache=True``) is keyed by each function's own file: a kernel in another
 file that calls one of these keeps its compiled copy after an edit here. After changing this
@@ -18,8 +18,8 @@ import math
 import numpy as np
 from numba import njit
 
-from service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR, MODEL_CTRA, MODEL_CV
-from service.tracker.layout import STATE_DIM as SD
+from prescient.service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR, MODEL_CTRA, MODEL_CV
+from prescient.service.tracker.layout import STATE_DIM as SD
 
 _EPS = 1e-9
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from bus import messages as m
-from service.tracker.config import TrackerConfig
-from service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
-from service.tracker.measurement_kernels import frames_to_world_kernel
+from prescient.bus import messages as m
+from prescient.service.tracker.config import TrackerConfig
+from prescient.service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
+from prescient.service.tracker.measurement_kernels import frames_to_world_kernel
 
 
 @dataclass

@@ -3,8 +3,8 @@ switches, extrapolated output.
 
 Constant velocity (``MODEL_CV``) for pedestrians, animals and unknown; constant turn rate and
 acceleration (``MODEL_CTRA``, which reduces to CTRV) for cars, trucks, buses and cyclists. State
-layouts are in :mod:`service.tracker.layout`; the numba kernels in
-:mod:`service.tracker.motion_kernels`. Everything here works in the world frame, times in
+layouts are in :mod:`prescient.service.tracker.layout`; the numba kernels in
+:mod:`prescient.service.tracker.motion_kernels`. Everything here works in the world frame, times in
 sensor-clock ns, ``dt`` in seconds.
 """
 
@@ -14,12 +14,12 @@ import math
 
 import numpy as np
 
-from bus import messages as m
-from service.tracker import motion_kernels as mk
-from service.tracker.config import TrackerConfig
-from service.tracker.layout import MODEL_CTRA, MODEL_CV, STATE_DIM
-from service.tracker.measurements import Meas
-from service.tracker.table import NS_PER_S, TrackTable
+from prescient.bus import messages as m
+from prescient.service.tracker import motion_kernels as mk
+from prescient.service.tracker.config import TrackerConfig
+from prescient.service.tracker.layout import MODEL_CTRA, MODEL_CV, STATE_DIM
+from prescient.service.tracker.measurements import Meas
+from prescient.service.tracker.table import NS_PER_S, TrackTable
 
 _CTRA_CLASSES = frozenset({m.AgentClass.CAR, m.AgentClass.TRUCK, m.AgentClass.BUS, m.AgentClass.CYCLIST})
 

@@ -1,9 +1,9 @@
 """Numba kernels of the motion models: EKF predict (CV, CTRA), EKF update, and the conversion
 of states to output quantities.
 
-Only ``@njit`` functions (and their warm-up) live here; :mod:`service.tracker.motion` checks
+Only ``@njit`` functions (and their warm-up) live here; :mod:`prescient.service.tracker.motion` checks
 inputs and calls them. State layouts (``MODEL_CV``, ``MODEL_CTRA``) are described in
-:mod:`service.tracker.layout`. Every kernel works in place on the track table's ``x`` (N_MAX, 6)
+:mod:`prescient.service.tracker.layout`. Every kernel works in place on the track table's ``x`` (N_MAX, 6)
 and ``P`` (N_MAX, 6, 6) float64 arrays (world frame), on the slots it is given.
 """
 
@@ -14,9 +14,16 @@ import math
 import numpy as np
 from numba import njit
 
-from service.tracker.layout import MEAS_BEARING, MEAS_DIM, MEAS_POSE, MEAS_RADAR, MODEL_CTRA, MODEL_CV
-from service.tracker.layout import STATE_DIM as SD
-from service.tracker.measurement_kernels import (
+from prescient.service.tracker.layout import (
+    MEAS_BEARING,
+    MEAS_DIM,
+    MEAS_POSE,
+    MEAS_RADAR,
+    MODEL_CTRA,
+    MODEL_CV,
+)
+from prescient.service.tracker.layout import STATE_DIM as SD
+from prescient.service.tracker.measurement_kernels import (
     innovation_kernel,
     inv_small_kernel,
     measure_kernel,

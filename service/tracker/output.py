@@ -1,13 +1,13 @@
-"""The tracker's output: one :class:`~service.tracks.TrackSnapshot` built from the track table."""
+"""The tracker's output: one :class:`~prescient.service.tracks.TrackSnapshot` built from the track table."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bus import messages as m
-from service.tracker.layout import MODEL_CTRA
-from service.tracker.table import ATTR_BITS, NS_PER_S, TrackTable
-from service.tracks import TrackSnapshot
+from prescient.bus import messages as m
+from prescient.service.tracker.layout import MODEL_CTRA
+from prescient.service.tracker.table import ATTR_BITS, NS_PER_S, TrackTable
+from prescient.service.tracks import TrackSnapshot
 
 _ACCEL_BACK_STEPS = 5  # CV acceleration: velocity difference over 0.5 s of history
 
@@ -52,7 +52,7 @@ def snapshot_from_table(
         idx: (N,) int64 slots to publish, in output order.
         pos, vel: (N, 2) float64 world position m and velocity m/s at ``now_ns``.
         yaw: (N,) float64 world heading, rad; cov: (N, 4, 4) float64 covariance of
-            ``[x, y, vx, vy]`` (see :meth:`~service.tracker.motion.Motion.extrapolate`).
+            ``[x, y, vx, vy]`` (see :meth:`~prescient.service.tracker.motion.Motion.extrapolate`).
         now_ns: output time, sensor clock.
         ego_pose: (3,) float64 ego ``[x_m, y_m, yaw_rad]`` world at ``now_ns`` (zeros if unknown).
     """

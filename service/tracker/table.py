@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from bus import messages as m
-from service.tracker.layout import STATE_DIM
+from prescient.bus import messages as m
+from prescient.service.tracker.layout import STATE_DIM
 
 NS_PER_S = 1_000_000_000
 HISTORY_DT_NS = int(round(m.PRED_DT_S * NS_PER_S))
@@ -24,7 +24,7 @@ class TrackTable:
     """Per-slot track arrays (N = ``capacity`` slots, H = ``TRACK_HISTORY_STEPS``, C classes).
 
     Filter state (world frame, at time ``filter_ns`` for every live slot):
-        x: (N, 6) float64 state, layout by ``model`` (:mod:`service.tracker.layout`).
+        x: (N, 6) float64 state, layout by ``model`` (:mod:`prescient.service.tracker.layout`).
         P: (N, 6, 6) float64 covariance of ``x``.
         model: (N,) int8 ``MODEL_CV`` or ``MODEL_CTRA``.
         sigma_a: (N,) float64 white acceleration noise, m/s^2 (from the class).
@@ -35,8 +35,8 @@ class TrackTable:
         valid: (N,) bool live slots.
         track_id: (N,) int64 id, unique over the tracker's life (-1 never used).
         class_logp: (N, C) float64 log class probabilities (normalised, floored).
-        class_id: (N,) int32 most probable :class:`~bus.messages.AgentClass`.
-        status: (N,) uint8 :class:`~bus.messages.TrackStatus`.
+        class_id: (N,) int32 most probable :class:`~prescient.bus.messages.AgentClass`.
+        status: (N,) uint8 :class:`~prescient.bus.messages.TrackStatus`.
         birth_ns, last_update_ns, last_position_ns: (N,) int64 sensor-clock ns of the birth,
             the last associated measurement, the last position (LiDAR) update.
         hits, position_hits: (N,) int32 associated measurements, of them position updates.
@@ -45,7 +45,7 @@ class TrackTable:
     Attributes estimated outside the filter:
         size_lwh_m: (N, 3) float64 box size (EMA of LiDAR boxes), m.
         yaw_aux_rad: (N,) float64 heading of CV tracks (from LiDAR boxes / velocity), world.
-        attr_score: (N, A) float64 EMA of each :class:`~bus.messages.Attribute` bit, in [0, 1].
+        attr_score: (N, A) float64 EMA of each :class:`~prescient.bus.messages.Attribute` bit, in [0, 1].
 
     History on the ``PRED_DT_S`` grid, oldest first, last column at grid step ``hist_k``:
         hist_xy_m: (N, H, 2) float32 world position, m.

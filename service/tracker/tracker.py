@@ -1,26 +1,26 @@
-"""Multi-sensor EKF tracker: sensor frames in, world-frame :class:`~service.tracks.TrackSnapshot` out.
+"""Multi-sensor EKF tracker: sensor frames in, world-frame :class:`~prescient.service.tracks.TrackSnapshot` out.
 
 A pure processing stage: no sockets, no wall clock. Time comes only from message headers, so a
 replay reproduces a live run. :class:`Tracker` is a small facade over stages that share one
-struct-of-arrays :class:`~service.tracker.table.TrackTable` (fixed capacity ``N_MAX``, a ``valid``
+struct-of-arrays :class:`~prescient.service.tracker.table.TrackTable` (fixed capacity ``N_MAX``, a ``valid``
 mask, allocated once):
 
-  * :mod:`~service.tracker.ingest`: admission (:mod:`~service.tracker.admission`: plausibility
+  * :mod:`~prescient.service.tracker.ingest`: admission (:mod:`~prescient.service.tracker.admission`: plausibility
     limits, clock windows, the vote that confirms a clock jump), the reorder queue, the ego pose
     buffer and trail. A rejected message changes no state.
-  * :mod:`~service.tracker.measurements`: the detections of a batch (the frames of one modality
+  * :mod:`~prescient.service.tracker.measurements`: the detections of a batch (the frames of one modality
     sharing a capture time, i.e. the four corners) as world-frame measurements (ego pose
     interpolated at the capture time; radar range rate compensated for the sensor's own motion
     including the yaw-rate lever arm).
-  * :mod:`~service.tracker.motion`: predict every track to the capture time; EKF update. Constant
+  * :mod:`~prescient.service.tracker.motion`: predict every track to the capture time; EKF update. Constant
     velocity for pedestrians, animals and unknown; constant turn rate and acceleration (CTRA,
     which reduces to CTRV) for cars, trucks, buses and cyclists.
-  * :mod:`~service.tracker.association`: Mahalanobis gating, assignment on
+  * :mod:`~prescient.service.tracker.association`: Mahalanobis gating, assignment on
     ``d2 + log det S + class cost`` (one measurement per track per sensor).
-  * :mod:`~service.tracker.fusion`: hit counts, size, heading of CV tracks, attributes, class.
-  * :mod:`~service.tracker.lifecycle`: births from unassigned LiDAR boxes, confirmation,
+  * :mod:`~prescient.service.tracker.fusion`: hit counts, size, heading of CV tracks, attributes, class.
+  * :mod:`~prescient.service.tracker.lifecycle`: births from unassigned LiDAR boxes, confirmation,
     coasting, deletion, merging of duplicates.
-  * :mod:`~service.tracker.output`: the snapshot of the published tracks (the node builds the
+  * :mod:`~prescient.service.tracker.output`: the snapshot of the published tracks (the node builds the
     wire message from it).
 
 Measurement models: LiDAR ``[x, y, yaw]`` (size by EMA), radar ``[range, bearing, range rate]``,
@@ -34,20 +34,20 @@ from typing import Any
 
 import numpy as np
 
-from bus import messages as m
-from service.tracker import association_kernels, fusion_kernels, measurement_kernels, motion_kernels
-from service.tracker.admission import TrackerStats
-from service.tracker.association import Association
-from service.tracker.config import TrackerConfig
-from service.tracker.fusion import Fusion
-from service.tracker.ingest import Ingest
-from service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
-from service.tracker.lifecycle import Lifecycle
-from service.tracker.measurements import Meas, measurements
-from service.tracker.motion import Motion
-from service.tracker.output import snapshot_from_table
-from service.tracker.table import TrackTable
-from service.tracks import TrackSnapshot
+from prescient.bus import messages as m
+from prescient.service.tracker import association_kernels, fusion_kernels, measurement_kernels, motion_kernels
+from prescient.service.tracker.admission import TrackerStats
+from prescient.service.tracker.association import Association
+from prescient.service.tracker.config import TrackerConfig
+from prescient.service.tracker.fusion import Fusion
+from prescient.service.tracker.ingest import Ingest
+from prescient.service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
+from prescient.service.tracker.lifecycle import Lifecycle
+from prescient.service.tracker.measurements import Meas, measurements
+from prescient.service.tracker.motion import Motion
+from prescient.service.tracker.output import snapshot_from_table
+from prescient.service.tracker.table import TrackTable
+from prescient.service.tracks import TrackSnapshot
 
 
 class Tracker:
@@ -75,7 +75,7 @@ class Tracker:
 
     @property
     def stats(self) -> TrackerStats:
-        """Rejection and event counters (see :class:`~service.tracker.admission.TrackerStats`)."""
+        """Rejection and event counters (see :class:`~prescient.service.tracker.admission.TrackerStats`)."""
         return self._stats
 
     @stats.setter
@@ -91,9 +91,9 @@ class Tracker:
         """Take one bus message. Sensor frames are buffered for the reorder window.
 
         Ego states update the pose buffer. Ground truth, traffic lights and other non-sensor
-        messages are ignored. Every message passes :class:`~service.tracker.admission.Admission`
+        messages are ignored. Every message passes :class:`~prescient.service.tracker.admission.Admission`
         first; a rejected one is counted by reason and changes no state (it may vote for a new
-        clock, see :class:`~service.tracker.admission.ClockVote`). Nothing is raised.
+        clock, see :class:`~prescient.service.tracker.admission.ClockVote`). Nothing is raised.
 
         Returns:
             True if the message was accepted (buffered or used), False if rejected or ignored.

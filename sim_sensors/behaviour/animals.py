@@ -6,8 +6,8 @@ import math
 
 from numba import njit
 
-from sim_sensors.angles import wrap_kernel
-from sim_sensors.rng import rng_normal_kernel, rng_uniform_kernel
+from prescient.sim_sensors.angles import wrap_kernel
+from prescient.sim_sensors.rng import rng_normal_kernel, rng_uniform_kernel
 
 
 @njit(cache=True, nogil=True)

@@ -3,8 +3,8 @@
 Longitudinal decisions of vehicles on the lane graph (cars, trucks, buses, cyclists) are made
 for every agent from the state at the start of the step, before anyone moves. Gaps are bumper to
 bumper along the path (m); the leader speed ``vl`` is along our heading (m/s). Agent tables are
-the record views of :func:`sim_sensors.layout.agent_records` (``AF``, ``AI``); one agent's rows
-are the records ``a = AF[i]``, ``b = AI[i]``; lanes are :data:`sim_sensors.lanes.LANE_RECORD`.
+the record views of :func:`prescient.sim_sensors.layout.agent_records` (``AF``, ``AI``); one agent's rows
+are the records ``a = AF[i]``, ``b = AI[i]``; lanes are :data:`prescient.sim_sensors.lanes.LANE_RECORD`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import math
 
 from numba import njit
 
-from sim_sensors.behaviour.right_of_way import stop_line_gap_kernel, yield_gap_kernel
-from sim_sensors.layout import (
+from prescient.sim_sensors.behaviour.right_of_way import stop_line_gap_kernel, yield_gap_kernel
+from prescient.sim_sensors.layout import (
     CLS_ANIMAL,
     CLS_PED,
     KIND_WALK,
@@ -93,7 +93,7 @@ def longitudinal_pass_kernel(AF, AI, act, acc, g, env):
 
     Args:
         act: (n,) int64 rows of the active agents.
-        g: :class:`sim_sensors.lanes.LaneGraph`; env: :class:`sim_sensors.behaviour.step.StepEnv`.
+        g: :class:`prescient.sim_sensors.lanes.LaneGraph`; env: :class:`prescient.sim_sensors.behaviour.step.StepEnv`.
     """
     lanes, pred, lane_light, params = g.lanes, g.pred, env.lane_light, env.params
     idm = (params[P_IDM_A], params[P_IDM_B], params[P_IDM_T], params[P_IDM_S0])

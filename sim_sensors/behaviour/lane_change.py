@@ -2,7 +2,7 @@
 
 A change moves the vehicle to the neighbour lane at once (same arc length) and keeps its
 position by starting with a lateral offset ``d`` that decays to zero over 3 s. Agents are the
-record views ``AF``, ``AI`` (:func:`sim_sensors.layout.agent_records`).
+record views ``AF``, ``AI`` (:func:`prescient.sim_sensors.layout.agent_records`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import math
 
 from numba import njit
 
-from sim_sensors.lanes import choose_next_kernel, lane_pose_kernel
-from sim_sensors.layout import CLS_CAR, CLS_TRUCK, KIND_VEHICLE, MODE_LANE
-from sim_sensors.rng import rng_uniform_kernel
+from prescient.sim_sensors.lanes import choose_next_kernel, lane_pose_kernel
+from prescient.sim_sensors.layout import CLS_CAR, CLS_TRUCK, KIND_VEHICLE, MODE_LANE
+from prescient.sim_sensors.rng import rng_uniform_kernel
 
 _LC_DURATION_S = 3.0
 
@@ -52,7 +52,7 @@ def lane_change_kernel(AF, AI, act, i, g, rng, is_ego):
     A random side first, then the other; it takes the first neighbour with a clear gap.
 
     Args:
-        act: (n,) int64 rows of the active agents; g: :class:`sim_sensors.lanes.LaneGraph`.
+        act: (n,) int64 rows of the active agents; g: :class:`prescient.sim_sensors.lanes.LaneGraph`.
         rng: (1,) uint64 RNG state; is_ego: the ego takes turnarounds at dead ends.
     """
     a, b = AF[i], AI[i]

@@ -1,17 +1,17 @@
 """Moving along the lane graph: speed update, lane transitions, lane-change offset, lights (numba).
 
 One agent's rows are the records ``a = AF[i]``, ``b = AI[i]`` of
-:func:`sim_sensors.layout.agent_records`; lanes are :data:`sim_sensors.lanes.LANE_RECORD`.
+:func:`prescient.sim_sensors.layout.agent_records`; lanes are :data:`prescient.sim_sensors.lanes.LANE_RECORD`.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-from sim_sensors.behaviour.intents import INTENT_CHANGE_LANE, INTENT_NONE
-from sim_sensors.behaviour.lane_change import blocked_kernel
-from sim_sensors.lanes import choose_next_kernel
-from sim_sensors.layout import ATTR_BRAKE, ATTR_LEFT, ATTR_RIGHT
+from prescient.sim_sensors.behaviour.intents import INTENT_CHANGE_LANE, INTENT_NONE
+from prescient.sim_sensors.behaviour.lane_change import blocked_kernel
+from prescient.sim_sensors.lanes import choose_next_kernel
+from prescient.sim_sensors.layout import ATTR_BRAKE, ATTR_LEFT, ATTR_RIGHT
 
 
 @njit(cache=True, nogil=True, inline="always")

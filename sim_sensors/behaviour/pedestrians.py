@@ -5,7 +5,7 @@ Before a crossing it waits for the walk signal (plus a reaction time, longer wit
 at an unsignalised crossing, for a gap in traffic; a jaywalker gives up after 6 s and goes.
 Jaywalkers also leave a sidewalk mid-block straight across the road (``MODE_FREE``) and rejoin
 the nearest walk lane on the far side. One agent's rows are the records ``a = AF[i]``,
-``b = AI[i]`` (:func:`sim_sensors.layout.agent_records`); lanes are lane records.
+``b = AI[i]`` (:func:`prescient.sim_sensors.layout.agent_records`); lanes are lane records.
 """
 
 from __future__ import annotations
@@ -14,10 +14,15 @@ import math
 
 from numba import njit
 
-from sim_sensors.angles import wrap_kernel
-from sim_sensors.behaviour.intents import INTENT_CROSS, INTENT_JAYWALK, INTENT_NONE
-from sim_sensors.lanes import choose_next_kernel, lane_point_kernel, lane_pose_kernel, project_kernel
-from sim_sensors.layout import (
+from prescient.sim_sensors.angles import wrap_kernel
+from prescient.sim_sensors.behaviour.intents import INTENT_CROSS, INTENT_JAYWALK, INTENT_NONE
+from prescient.sim_sensors.lanes import (
+    choose_next_kernel,
+    lane_point_kernel,
+    lane_pose_kernel,
+    project_kernel,
+)
+from prescient.sim_sensors.layout import (
     CLS_ANIMAL,
     CLS_PED,
     FLAG_JAYWALKER,

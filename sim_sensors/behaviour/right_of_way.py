@@ -1,16 +1,16 @@
 """Right of way: stopping for red / yellow signals, giving way at roundabout entries (numba).
 
-Agent tables are the record views of :func:`sim_sensors.layout.agent_records` (``AF``, ``AI``),
-lanes the records of :class:`sim_sensors.lanes.LaneGraph`.
+Agent tables are the record views of :func:`prescient.sim_sensors.layout.agent_records` (``AF``, ``AI``),
+lanes the records of :class:`prescient.sim_sensors.lanes.LaneGraph`.
 """
 
 from __future__ import annotations
 
 from numba import njit
 
-from sim_sensors.layout import MODE_LANE
+from prescient.sim_sensors.layout import MODE_LANE
 
-_RED, _YELLOW = 1, 2  # bus.messages.LightState
+_RED, _YELLOW = 1, 2  # prescient.bus.messages.LightState
 _YELLOW_DECEL_MPS2 = 3.0  # a vehicle that would need more than this to stop drives through yellow
 
 

@@ -5,7 +5,7 @@ its acceleration from the state at the start of the step (:mod:`.following`); th
 one after another (later agents see earlier ones already moved, e.g. in the lane-change gap
 check), and the world-frame velocity, acceleration and yaw rate are derived from the motion.
 
-Kernels here take the agent tables as record views (:func:`sim_sensors.layout.agent_records`):
+Kernels here take the agent tables as record views (:func:`prescient.sim_sensors.layout.agent_records`):
 per-agent helpers get one agent's rows as two records, which numba passes as plain pointers,
 where passing arrays would cost a reference-count round trip per array per call.
 """
@@ -18,18 +18,18 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from sim_sensors.angles import wrap_kernel
-from sim_sensors.behaviour.animals import wander_kernel
-from sim_sensors.behaviour.following import longitudinal_pass_kernel
-from sim_sensors.behaviour.intents import INTENT_CHANGE_LANE, INTENT_CROSS, INTENT_JAYWALK
-from sim_sensors.behaviour.lane_change import lane_change_kernel
-from sim_sensors.behaviour.lane_motion import (
+from prescient.sim_sensors.angles import wrap_kernel
+from prescient.sim_sensors.behaviour.animals import wander_kernel
+from prescient.sim_sensors.behaviour.following import longitudinal_pass_kernel
+from prescient.sim_sensors.behaviour.intents import INTENT_CHANGE_LANE, INTENT_CROSS, INTENT_JAYWALK
+from prescient.sim_sensors.behaviour.lane_change import lane_change_kernel
+from prescient.sim_sensors.behaviour.lane_motion import (
     advance_kernel,
     enter_next_lane_kernel,
     lights_kernel,
     vehicle_intent_kernel,
 )
-from sim_sensors.behaviour.pedestrians import (
+from prescient.sim_sensors.behaviour.pedestrians import (
     UNSIGNALISED_S,
     crossing_busy_kernel,
     pedestrian_intent_kernel,
@@ -38,8 +38,8 @@ from sim_sensors.behaviour.pedestrians import (
     wait_or_go_kernel,
     walk_straight_kernel,
 )
-from sim_sensors.lanes import LaneGraph, lane_pose_kernel
-from sim_sensors.layout import (
+from prescient.sim_sensors.lanes import LaneGraph, lane_pose_kernel
+from prescient.sim_sensors.layout import (
     ATTR_PHONE,
     C_JAYWALKS,
     C_LANE_CHANGES,
@@ -55,7 +55,7 @@ from sim_sensors.layout import (
     P_LC_RATE,
     P_STUCK,
 )
-from sim_sensors.rng import rng_uniform_kernel
+from prescient.sim_sensors.rng import rng_uniform_kernel
 
 
 class StepEnv(NamedTuple):
@@ -128,7 +128,7 @@ def _motion_pass_kernel(AF, AI, act, acc, g, env):
 
     Args:
         act: (n,) int64 rows of the active agents; acc: (C,) accelerations of pass 1 (m/s^2).
-        g: :class:`sim_sensors.lanes.LaneGraph`; env: :class:`StepEnv`.
+        g: :class:`prescient.sim_sensors.lanes.LaneGraph`; env: :class:`StepEnv`.
     """
     lanes, pts, cum_s, rng, counts, dt = g.lanes, g.pts, g.cum_s, env.rng, env.counts, env.dt
     cross_elapsed = env.cross_elapsed
@@ -187,8 +187,8 @@ def step_agents_kernel(AF, AI, g, env):
     """Advance every active agent by ``env.dt`` seconds (in place).
 
     Args:
-        AF, AI: (C,) record views of the agent tables (:func:`sim_sensors.layout.agent_records`).
-        g: :class:`sim_sensors.lanes.LaneGraph` of the map, or a plain tuple in its field order.
+        AF, AI: (C,) record views of the agent tables (:func:`prescient.sim_sensors.layout.agent_records`).
+        g: :class:`prescient.sim_sensors.lanes.LaneGraph` of the map, or a plain tuple in its field order.
         env: :class:`StepEnv` of this step (signals, parameters, RNG, counters), or a plain tuple.
     """
     g, env = LaneGraph(*g), StepEnv(*env)

@@ -1,6 +1,6 @@
-"""Procedural road networks, exported as :class:`bus.messages.VectorMap`.
+"""Procedural road networks, exported as :class:`prescient.bus.messages.VectorMap`.
 
-Every layout is built from polylines by :class:`~sim_sensors.maps.builder.MapBuilder`, which also
+Every layout is built from polylines by :class:`~prescient.sim_sensors.maps.builder.MapBuilder`, which also
 keeps the simulator's own lane graph (:class:`MapData`): vehicle and bike lanes (exported), plus
 pedestrian walk lanes along sidewalks and across crossings and ego-only turnaround lanes at the
 map ends (internal; their footprints are exported as sidewalk / drivable polygons). Right-hand
@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 
-from bus.messages import VectorMap
-from sim_sensors.layout import KIND_BIKE, KIND_CROSS, KIND_TURNAROUND, KIND_VEHICLE, KIND_WALK
-from sim_sensors.maps.arterial import build_arterial
-from sim_sensors.maps.builder import BIKE_WIDTH_M, LANE_WIDTH_M, SIDEWALK_WIDTH_M
-from sim_sensors.maps.data import MapData, light_states_at
-from sim_sensors.maps.geometry import MAX_LAT_ACCEL_MPS2
-from sim_sensors.maps.junction import build_junction
+from prescient.bus.messages import VectorMap
+from prescient.sim_sensors.layout import KIND_BIKE, KIND_CROSS, KIND_TURNAROUND, KIND_VEHICLE, KIND_WALK
+from prescient.sim_sensors.maps.arterial import build_arterial
+from prescient.sim_sensors.maps.builder import BIKE_WIDTH_M, LANE_WIDTH_M, SIDEWALK_WIDTH_M
+from prescient.sim_sensors.maps.data import MapData, light_states_at
+from prescient.sim_sensors.maps.geometry import MAX_LAT_ACCEL_MPS2
+from prescient.sim_sensors.maps.junction import build_junction
 
 SCENARIOS: tuple[str, ...] = ("intersection", "t_junction", "arterial", "roundabout")
 

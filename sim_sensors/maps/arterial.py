@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim_sensors.layout import KIND_BIKE, KIND_CROSS, KIND_VEHICLE
-from sim_sensors.maps.builder import BIKE_WIDTH_M, LANE_WIDTH_M, SIDEWALK_WIDTH_M, MapBuilder
-from sim_sensors.maps.data import MapData
-from sim_sensors.maps.geometry import line, rect
+from prescient.sim_sensors.layout import KIND_BIKE, KIND_CROSS, KIND_VEHICLE
+from prescient.sim_sensors.maps.builder import BIKE_WIDTH_M, LANE_WIDTH_M, SIDEWALK_WIDTH_M, MapBuilder
+from prescient.sim_sensors.maps.data import MapData
+from prescient.sim_sensors.maps.geometry import line, rect
 
 _N_LANES = 3
 _HALF_LEN_M = 300.0

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from sim_sensors.layout import KIND_BIKE, KIND_CROSS, KIND_TURNAROUND, KIND_VEHICLE, KIND_WALK
-from sim_sensors.maps.data import MapData
-from sim_sensors.maps.export import vector_map_from_builder
-from sim_sensors.maps.geometry import bezier, curve_speed, strip
+from prescient.sim_sensors.layout import KIND_BIKE, KIND_CROSS, KIND_TURNAROUND, KIND_VEHICLE, KIND_WALK
+from prescient.sim_sensors.maps.data import MapData
+from prescient.sim_sensors.maps.export import vector_map_from_builder
+from prescient.sim_sensors.maps.geometry import bezier, curve_speed, strip
 
 LANE_WIDTH_M = 3.5
 BIKE_WIDTH_M = 1.5

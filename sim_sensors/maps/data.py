@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bus.messages import VectorMap
+from prescient.bus.messages import VectorMap
 
 
 @dataclass(frozen=True, eq=False)
@@ -19,7 +19,7 @@ class MapData:
         pts: (P, 2) float64 centerline points, CSR by ``off`` (L+1,) int64.
         cum_s: (P,) float64 arc length of each point from its lane start.
         length: (L,) float64 lane length.
-        kind: (L,) int32 ``KIND_*`` (:mod:`sim_sensors.layout`).
+        kind: (L,) int32 ``KIND_*`` (:mod:`prescient.sim_sensors.layout`).
         width: (L,) float64; speed: (L,) float64 speed limit incl. curvature limit, m/s.
         stop_s: (L,) float64 arc length of the stop line on the lane, -1 if none.
         group: (L,) int32 signal group controlling the lane, -1 if none.
@@ -101,7 +101,7 @@ def light_states_at(plan_s: np.ndarray, offset_s: np.ndarray, t_s: float) -> np.
         t_s: sim time, s.
 
     Returns:
-        (G,) uint8 :class:`bus.messages.LightState` values.
+        (G,) uint8 :class:`prescient.bus.messages.LightState` values.
     """
     cycle = plan_s.sum(axis=1)
     phase = np.mod(t_s - offset_s, np.where(cycle > 0, cycle, 1.0))

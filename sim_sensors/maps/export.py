@@ -1,12 +1,12 @@
-"""The wire view of a built map: :class:`bus.messages.VectorMap` of its road lanes and polygons."""
+"""The wire view of a built map: :class:`prescient.bus.messages.VectorMap` of its road lanes and polygons."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bus.messages import TOPIC_MAP, Header, LaneType, VectorMap
-from sim_sensors.layout import KIND_BIKE
-from sim_sensors.maps.geometry import normals, strip
+from prescient.bus.messages import TOPIC_MAP, Header, LaneType, VectorMap
+from prescient.sim_sensors.layout import KIND_BIKE
+from prescient.sim_sensors.maps.geometry import normals, strip
 
 
 def _csr(polys: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +33,7 @@ def _road_graph(succ: list[list[int]], n: int) -> tuple[np.ndarray, np.ndarray, 
     return s_ids, s_off, p_ids, p_off
 
 
-def vector_map_from_builder(b, d: dict) -> VectorMap:  # b: sim_sensors.maps.builder.MapBuilder
+def vector_map_from_builder(b, d: dict) -> VectorMap:  # b: prescient.sim_sensors.maps.builder.MapBuilder
     """The VectorMap of builder ``b`` whose MapData fields are ``d`` (world frame, float32)."""
     n = d["n_road"]
     lanes = b.lanes[:n]

@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 
-from sim_sensors.layout import KIND_CROSS, KIND_VEHICLE
-from sim_sensors.maps.builder import LANE_WIDTH_M, SIDEWALK_WIDTH_M, MapBuilder
-from sim_sensors.maps.data import MapData
-from sim_sensors.maps.geometry import arc, bezier, line, rect, strip, unit
+from prescient.sim_sensors.layout import KIND_CROSS, KIND_VEHICLE
+from prescient.sim_sensors.maps.builder import LANE_WIDTH_M, SIDEWALK_WIDTH_M, MapBuilder
+from prescient.sim_sensors.maps.data import MapData
+from prescient.sim_sensors.maps.geometry import arc, bezier, line, rect, strip, unit
 
 # Signal timing per arm (s): green, yellow, all-red.
 _GREEN_S, _YELLOW_S, _ALLRED_S = 8.0, 3.0, 1.0

@@ -7,8 +7,8 @@ behaviour kernels, numba's cache does not notice edits to a callee in another fi
 :mod:`.occlusion` under :mod:`.lidar`): delete ``sim_sensors/**/__pycache__`` after such an edit.
 """
 
-from sim_sensors.sensors.mounts import CORNERS, ego_from_sensor, n_bins, sensor_world_poses
-from sim_sensors.sensors.pack import pack_agents
-from sim_sensors.sensors.rig import SensorRig
+from prescient.sim_sensors.sensors.mounts import CORNERS, ego_from_sensor, n_bins, sensor_world_poses
+from prescient.sim_sensors.sensors.pack import pack_agents
+from prescient.sim_sensors.sensors.rig import SensorRig
 
 __all__ = ["CORNERS", "SensorRig", "ego_from_sensor", "n_bins", "pack_agents", "sensor_world_poses"]

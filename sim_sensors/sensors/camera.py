@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from sim_sensors.layout import (
+from prescient.sim_sensors.layout import (
     A_ATTR,
     A_CLS,
     A_FLAGS,
@@ -34,9 +34,9 @@ from sim_sensors.layout import (
     CLS_PED,
     FLAG_EGO,
 )
-from sim_sensors.rng import rng_normal_kernel, rng_poisson_kernel, rng_uniform_kernel
-from sim_sensors.sensors.confusion import confuse_class_kernel
-from sim_sensors.sensors.occlusion import ScanBuffers, scan_kernel
+from prescient.sim_sensors.rng import rng_normal_kernel, rng_poisson_kernel, rng_uniform_kernel
+from prescient.sim_sensors.sensors.confusion import confuse_class_kernel
+from prescient.sim_sensors.sensors.occlusion import ScanBuffers, scan_kernel
 
 
 class ImageOut(NamedTuple):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from numba import njit
 
-from sim_sensors.layout import CLS_ANIMAL, CLS_BUS, CLS_CAR, CLS_CYCLIST, CLS_PED, CLS_TRUCK
-from sim_sensors.rng import rng_uniform_kernel
+from prescient.sim_sensors.layout import CLS_ANIMAL, CLS_BUS, CLS_CAR, CLS_CYCLIST, CLS_PED, CLS_TRUCK
+from prescient.sim_sensors.rng import rng_uniform_kernel
 
 
 @njit(cache=True, nogil=True)

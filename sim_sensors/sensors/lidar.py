@@ -15,11 +15,23 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from sim_sensors.angles import wrap_kernel
-from sim_sensors.layout import A_CLS, A_FLAGS, A_H, A_L, A_W, A_X, A_Y, A_YAW, CLS_CAR, CLS_PED, FLAG_EGO
-from sim_sensors.rng import rng_normal_kernel, rng_poisson_kernel, rng_uniform_kernel
-from sim_sensors.sensors.confusion import confuse_class_kernel
-from sim_sensors.sensors.occlusion import ScanBuffers, scan_kernel
+from prescient.sim_sensors.angles import wrap_kernel
+from prescient.sim_sensors.layout import (
+    A_CLS,
+    A_FLAGS,
+    A_H,
+    A_L,
+    A_W,
+    A_X,
+    A_Y,
+    A_YAW,
+    CLS_CAR,
+    CLS_PED,
+    FLAG_EGO,
+)
+from prescient.sim_sensors.rng import rng_normal_kernel, rng_poisson_kernel, rng_uniform_kernel
+from prescient.sim_sensors.sensors.confusion import confuse_class_kernel
+from prescient.sim_sensors.sensors.occlusion import ScanBuffers, scan_kernel
 
 
 class LidarOut(NamedTuple):

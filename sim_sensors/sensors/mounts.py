@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from bus.messages import Corner
-from sim_sensors.config import CORNER_MOUNT, SensorSpec
+from prescient.bus.messages import Corner
+from prescient.sim_sensors.config import CORNER_MOUNT, SensorSpec
 
 CORNERS: tuple[Corner, ...] = tuple(Corner)
 

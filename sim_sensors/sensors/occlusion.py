@@ -1,7 +1,7 @@
 """Occlusion: an angular depth buffer per sensor, shared by every sensor model (numba).
 
 A sensor at world pose ``(x_m, y_m, yaw_rad)`` sees the 2-D boxes of the packed agent table
-``AG`` (:mod:`sim_sensors.layout`) through B azimuth bins of width ``res`` across its field of
+``AG`` (:mod:`prescient.sim_sensors.layout`) through B azimuth bins of width ``res`` across its field of
 view. Each bin keeps the nearest box it hits; an object's visible fraction is the share of the
 bins it spans in which it is the nearest. The ego row occludes like any box.
 """
@@ -14,8 +14,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from sim_sensors.angles import wrap_kernel
-from sim_sensors.layout import A_L, A_W, A_X, A_Y, A_YAW
+from prescient.sim_sensors.angles import wrap_kernel
+from prescient.sim_sensors.layout import A_L, A_W, A_X, A_Y, A_YAW
 
 
 class ScanBuffers(NamedTuple):

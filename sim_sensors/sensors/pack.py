@@ -1,4 +1,4 @@
-"""Hand-built packed agent tables (:mod:`sim_sensors.layout` ``A_*``) for the sensors and tests."""
+"""Hand-built packed agent tables (:mod:`prescient.sim_sensors.layout` ``A_*``) for the sensors and tests."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
-from sim_sensors.layout import (
+from prescient.sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M, EGO_SIZE_LWH_M
+from prescient.sim_sensors.layout import (
     A_ATTR,
     A_CLS,
     A_FLAGS,

@@ -14,9 +14,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from sim_sensors.layout import A_CLS, A_FLAGS, A_VX, A_VY, FLAG_EGO
-from sim_sensors.rng import rng_normal_kernel, rng_poisson_kernel, rng_uniform_kernel
-from sim_sensors.sensors.occlusion import ScanBuffers, scan_kernel
+from prescient.sim_sensors.layout import A_CLS, A_FLAGS, A_VX, A_VY, FLAG_EGO
+from prescient.sim_sensors.rng import rng_normal_kernel, rng_poisson_kernel, rng_uniform_kernel
+from prescient.sim_sensors.sensors.occlusion import ScanBuffers, scan_kernel
 
 
 class RadarOut(NamedTuple):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bus.messages import (
+from prescient.bus.messages import (
     CORNER_TAGS,
     MODALITY_TAGS,
     CameraFrame,
@@ -22,14 +22,20 @@ from bus.messages import (
     RadarFrame,
     sensor_topic,
 )
-from sim_sensors.config import CLASS_HEAT_K, CLASS_RADAR_RETURNS, CLASS_RCS_DBSM, DEFAULT_SENSORS, SensorSpec
-from sim_sensors.layout import NA
-from sim_sensors.rng import seed_state
-from sim_sensors.sensors.camera import ImageOut, image_frame_kernel
-from sim_sensors.sensors.lidar import LidarOut, lidar_frame_kernel
-from sim_sensors.sensors.mounts import CORNERS, ego_from_sensor, n_bins, sensor_world_poses
-from sim_sensors.sensors.occlusion import ScanBuffers
-from sim_sensors.sensors.radar import RadarOut, radar_frame_kernel
+from prescient.sim_sensors.config import (
+    CLASS_HEAT_K,
+    CLASS_RADAR_RETURNS,
+    CLASS_RCS_DBSM,
+    DEFAULT_SENSORS,
+    SensorSpec,
+)
+from prescient.sim_sensors.layout import NA
+from prescient.sim_sensors.rng import seed_state
+from prescient.sim_sensors.sensors.camera import ImageOut, image_frame_kernel
+from prescient.sim_sensors.sensors.lidar import LidarOut, lidar_frame_kernel
+from prescient.sim_sensors.sensors.mounts import CORNERS, ego_from_sensor, n_bins, sensor_world_poses
+from prescient.sim_sensors.sensors.occlusion import ScanBuffers
+from prescient.sim_sensors.sensors.radar import RadarOut, radar_frame_kernel
 
 _BOX_CAP = 256  # detections per sensor frame (objects + false alarms)
 _RADAR_CAP = 512
@@ -39,7 +45,7 @@ class SensorRig:
     """Four corners x four modalities with their noise models.
 
     Args:
-        specs: spec per modality (defaults: :data:`sim_sensors.config.DEFAULT_SENSORS`).
+        specs: spec per modality (defaults: :data:`prescient.sim_sensors.config.DEFAULT_SENSORS`).
         night: darkness (camera range, detection probability and pixel noise degrade).
         seed: seeds one independent RNG stream per modality, so disabling one modality does not
             change the others' outputs.

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import zmq
 
-from bus import messages as m
-from bus.config import BusConfig
-from bus.logfile import LogWriter
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.bus.logfile import LogWriter
 from tests.bus.samples import sample_message
 
 # Every concrete type that has a fixed topic (one message of each in the sample log).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 
 def _a(rng: np.random.Generator, dtype, *shape) -> np.ndarray:

@@ -8,9 +8,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from bus import codec
-from bus import messages as m
-from bus.errors import DecodeError, EncodeError
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.errors import DecodeError, EncodeError
 from tests.bus.samples import assert_msg_equal, sample_message
 
 ALL_TYPES = sorted(m.MESSAGE_TYPES.values(), key=lambda c: c.__name__)

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bus import codec
-from bus import messages as m
-from bus.errors import DecodeError
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.errors import DecodeError
 from tests.bus.samples import sample_message
 
 ALL_TYPES = sorted(m.MESSAGE_TYPES.values(), key=lambda c: c.__name__)
@@ -94,7 +94,7 @@ def test_encode_refuses_what_decode_would_reject() -> None:
     """A sender finds out at encode time, not every receiver at decode time."""
     import dataclasses
 
-    from bus.errors import EncodeError
+    from prescient.bus.errors import EncodeError
 
     msg = sample_message(m.Health)
     with pytest.raises(EncodeError):

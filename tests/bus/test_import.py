@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bus import messages as m
-from bus.importers import InputError
-from bus.importers.av2_map import load_av2_map
-from bus.importers.av2_motion import import_av2_motion
-from bus.importers.av2_sensor import import_av2_sensor
-from bus.importers.eth_ucy import import_eth_ucy, load_eth_ucy_scene
-from bus.logreader import ReadStats, iter_log
-from bus.replayer import iter_messages
+from prescient.bus import messages as m
+from prescient.bus.importers import InputError
+from prescient.bus.importers.av2_map import load_av2_map
+from prescient.bus.importers.av2_motion import import_av2_motion
+from prescient.bus.importers.av2_sensor import import_av2_sensor
+from prescient.bus.importers.eth_ucy import import_eth_ucy, load_eth_ucy_scene
+from prescient.bus.logreader import ReadStats, iter_log
+from prescient.bus.replayer import iter_messages
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -92,7 +92,7 @@ def test_av2_map_real_files_convert_and_keep_topology() -> None:
     )
     if not paths:
         pytest.skip("no AV2 maps in shared data")
-    from bus import codec
+    from prescient.bus import codec
 
     for p in paths:
         doc = json.loads(p.read_text())

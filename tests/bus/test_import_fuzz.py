@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bus.importers import InputError, read_table
-from bus.importers.av2_map import load_av2_map
-from bus.importers.av2_motion import import_av2_motion
-from bus.importers.av2_sensor import import_av2_sensor
-from bus.importers.eth_ucy import import_eth_ucy, load_eth_ucy_scene
-from bus.logreader import ReadStats, iter_log
+from prescient.bus.importers import InputError, read_table
+from prescient.bus.importers.av2_map import load_av2_map
+from prescient.bus.importers.av2_motion import import_av2_motion
+from prescient.bus.importers.av2_sensor import import_av2_sensor
+from prescient.bus.importers.eth_ucy import import_eth_ucy, load_eth_ucy_scene
+from prescient.bus.logreader import ReadStats, iter_log
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy overflow on hostile floats
 

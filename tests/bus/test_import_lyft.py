@@ -13,11 +13,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bus import messages as m
-from bus.importers import InputError
-from bus.importers.lyft import LABEL_CLASS, LABELS, MAX_FRAMES, NO_MAP_ID, import_lyft, load_l5kit_scene
-from bus.logreader import ReadStats
-from bus.replayer import iter_messages
+from prescient.bus import messages as m
+from prescient.bus.importers import InputError
+from prescient.bus.importers.lyft import (
+    LABEL_CLASS,
+    LABELS,
+    MAX_FRAMES,
+    NO_MAP_ID,
+    import_lyft,
+    load_l5kit_scene,
+)
+from prescient.bus.logreader import ReadStats
+from prescient.bus.replayer import iter_messages
 
 SCENE_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "l5kit_single_scene"
 ZARR = SCENE_DIR / "single_scene.zarr"
@@ -146,8 +153,8 @@ def test_lyft_import_classes_follow_the_label_table(imported) -> None:
 
 
 def test_lyft_imported_log_replays_with_predictions(imported, tmp_path: Path) -> None:
-    """`prescient replay` (service.offline.replay_log) predicts on the first 2 s of the imported log."""
-    from service.offline import replay_log
+    """`prescient replay` (prescient.service.offline.replay_log) predicts on the first 2 s of the imported log."""
+    from prescient.service.offline import replay_log
 
     log_path, _, topics = imported
     model = SHIPPED_MODEL if SHIPPED_MODEL.is_file() else None
@@ -241,7 +248,7 @@ def test_lyft_damaged_zarr_raises_input_error(tmp_path: Path, name: str, damage,
 
 def test_lyft_cli_damaged_zarr_one_line_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`prescient import lyft` on a damaged copy: exit 1, one error line, no traceback."""
-    from service.app.cli import main
+    from prescient.service.app.cli import main
 
     _zarr()
     copy = _writable_copy(tmp_path)
@@ -255,7 +262,7 @@ def test_lyft_cli_without_zarr_names_the_extra_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """zarr not installed: one line naming the `data` extra, exit 2."""
-    from service.app.cli import main
+    from prescient.service.app.cli import main
 
     monkeypatch.setitem(sys.modules, "zarr", None)  # `import zarr` raises ModuleNotFoundError
     assert main(["import", "lyft", str(tmp_path), "--out", str(tmp_path / "o.mcap")]) == 2

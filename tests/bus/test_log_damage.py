@@ -25,10 +25,10 @@ from mcap.opcode import Opcode
 from mcap.records import Chunk, Message
 from mcap.stream_reader import breakup_chunk
 
-from bus import log_cli
-from bus.errors import StartupError
-from bus.logfile import LogError, LogWriter
-from bus.logreader import EXIT_DAMAGED, LogReader, ReadStats, iter_log
+from prescient.bus import log_cli
+from prescient.bus.errors import StartupError
+from prescient.bus.logfile import LogError, LogWriter
+from prescient.bus.logreader import EXIT_DAMAGED, LogReader, ReadStats, iter_log
 from tests.bus._log_helpers import write_sample_log
 
 _HDR = 9
@@ -308,7 +308,7 @@ def test_damaged_first_chunk_of_unfinished_log_keeps_later_topics(layout: _Layou
 
 # ----------------------------------------------------------------------------------------------
 def _prescient(argv: list[str]) -> int:
-    """``prescient ARGV`` for the log commands, as ``service.app.cli.main`` runs them (StartupError: 1)."""
+    """``prescient ARGV`` for the log commands, as ``prescient.service.app.cli.main`` runs them (StartupError: 1)."""
     parser = argparse.ArgumentParser(prog="prescient")
     log_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
@@ -400,8 +400,8 @@ def test_log_commands_on_unreadable_files_fail_clearly(
 
 
 def test_offline_service_replay_of_damaged_log_reports_damage(damaged_log) -> None:
-    """`prescient replay` (service.offline.replay_log): runs on what is readable, exit_code 3 and ranges."""
-    from service.offline import replay_log
+    """`prescient replay` (prescient.service.offline.replay_log): runs on what is readable, exit_code 3 and ranges."""
+    from prescient.service.offline import replay_log
 
     path, _, ranges = damaged_log
     summary = replay_log(path, None)
@@ -412,7 +412,7 @@ def test_offline_service_replay_of_damaged_log_reports_damage(damaged_log) -> No
 
 def test_offline_service_replay_never_writes_over_its_log_or_an_existing_file(damaged_log, tmp_path) -> None:
     """replay_log --out: the log itself and an existing file are refused before any work."""
-    from service.offline import replay_log
+    from prescient.service.offline import replay_log
 
     path, _, _ = damaged_log
     before = path.read_bytes()
@@ -514,10 +514,10 @@ def test_hostile_payloads_inside_an_intact_log_are_counted_not_raised(tmp_path: 
     the bus delivered) used to crash `log replay`, `replay` and `export-foxglove`."""
     import msgpack
 
-    from bus import codec
-    from bus import messages as m
-    from bus.log_cli import export_foxglove
-    from bus.replayer import iter_messages
+    from prescient.bus import codec
+    from prescient.bus import messages as m
+    from prescient.bus.log_cli import export_foxglove
+    from prescient.bus.replayer import iter_messages
     from tests.bus._log_helpers import sample_stream
 
     good = sample_stream(3)

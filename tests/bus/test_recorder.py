@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 
-from bus import log_cli
-from bus import messages as m
-from bus.config import BusConfig
-from bus.logfile import LogExistsError, LogWriter
-from bus.logreader import ReadStats, iter_log
-from bus.logsummary import summarize_log
-from bus.proxy import Proxy
-from bus.recorder import METADATA_NAME, Recorder, log_parts, next_part
-from bus.transport import Publisher
+from prescient.bus import log_cli
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.bus.logfile import LogExistsError, LogWriter
+from prescient.bus.logreader import ReadStats, iter_log
+from prescient.bus.logsummary import summarize_log
+from prescient.bus.proxy import Proxy
+from prescient.bus.recorder import METADATA_NAME, Recorder, log_parts, next_part
+from prescient.bus.transport import Publisher
 from tests.bus import _log_helpers
 from tests.bus._log_helpers import sample_stream, write_sample_log
 
@@ -98,7 +98,7 @@ def _start_recorder_process(cfg: BusConfig, out: Path, *extra: str) -> subproces
         [
             sys.executable,
             "-m",
-            "service",
+            "prescient.service",
             "record",
             "--out",
             str(out),
@@ -272,8 +272,8 @@ def test_recorder_killed_then_restarted_on_same_out_loses_nothing(ctx, cfg, tmp_
 
 def test_log_writer_survives_a_flood_of_topics_and_keeps_every_payload(tmp_path) -> None:
     """100,000 made-up topics used to overflow MCAP's 16-bit channel ids and crash the recorder."""
-    from bus.logfile import MAX_CHANNELS, OVERFLOW_TOPIC, LogWriter
-    from bus.logreader import iter_log
+    from prescient.bus.logfile import MAX_CHANNELS, OVERFLOW_TOPIC, LogWriter
+    from prescient.bus.logreader import iter_log
 
     path = tmp_path / "flood.mcap"
     n = MAX_CHANNELS + 3000

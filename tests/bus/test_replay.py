@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 
-from bus import messages as m
-from bus.log_cli import export_foxglove
-from bus.logfile import LogError, LogWriter
-from bus.logreader import ReadStats, iter_log
-from bus.logsummary import summarize_log
-from bus.proxy import Proxy
-from bus.replayer import BusReplayer, iter_messages
-from bus.transport import Subscriber
+from prescient.bus import messages as m
+from prescient.bus.log_cli import export_foxglove
+from prescient.bus.logfile import LogError, LogWriter
+from prescient.bus.logreader import ReadStats, iter_log
+from prescient.bus.logsummary import summarize_log
+from prescient.bus.proxy import Proxy
+from prescient.bus.replayer import BusReplayer, iter_messages
+from prescient.bus.transport import Subscriber
 from tests.bus import _log_helpers
 from tests.bus._log_helpers import sample_stream, write_sample_log
 from tests.bus.samples import assert_msg_equal

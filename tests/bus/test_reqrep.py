@@ -14,14 +14,14 @@ import pytest
 import zmq
 import zmq.auth
 
-from bus import codec
-from bus import messages as m
-from bus.cli import bus_config_from_args, write_keys
-from bus.config import BusConfig, CurveConfig, RequestLimits
-from bus.errors import RequestTimeout, StartupError
-from bus.map_server import MapServer
-from bus.reqrep import Replier, Requester, ServerError
-from service.app.cli import build_parser, main
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.cli import bus_config_from_args, write_keys
+from prescient.bus.config import BusConfig, CurveConfig, RequestLimits
+from prescient.bus.errors import RequestTimeout, StartupError
+from prescient.bus.map_server import MapServer
+from prescient.bus.reqrep import Replier, Requester, ServerError
+from prescient.service.app.cli import build_parser, main
 from tests.bus.samples import sample_message
 
 MAP_REQUEST = m.MapRequest(header=m.Header(topic=m.TOPIC_MAP_REQUEST))
@@ -202,7 +202,7 @@ def _malformed(rng: np.random.Generator, i: int) -> list[bytes]:
 
 def test_map_server_survives_1000_malformed_requests_and_still_serves(ipc_endpoints, rng) -> None:
     """Every bad request gets an error reply and a counter; the thread lives and serves a MapRequest."""
-    from sim_sensors import build_map
+    from prescient.sim_sensors import build_map
 
     cfg = BusConfig(map_endpoint=ipc_endpoints("map"), poll_ms=20)
     vm = build_map("t_junction")
@@ -230,7 +230,7 @@ def test_map_server_survives_1000_malformed_requests_and_still_serves(ipc_endpoi
 
 def test_map_server_loop_survives_an_exception_out_of_serving(ipc_endpoints, monkeypatch) -> None:
     """An unexpected exception in the serving loop is counted and logged; the thread goes on."""
-    from sim_sensors import build_map
+    from prescient.sim_sensors import build_map
 
     cfg = BusConfig(map_endpoint=ipc_endpoints("map"), poll_ms=20)
     vm = build_map("t_junction")
@@ -350,7 +350,7 @@ def test_curve_dir_missing_or_env_default(tmp_path, keys, monkeypatch) -> None:
 @pytest.mark.parametrize("record", [True, False])
 def test_up_passes_curve_dir_to_every_child(tmp_path, keys, record) -> None:
     """Every child argv of `prescient up` carries --curve-dir, and parses to a CurveZMQ config."""
-    from service.app.stack import StackOptions, build_children
+    from prescient.service.app.stack import StackOptions, build_children
 
     opts = StackOptions(out_dir=tmp_path, curve_dir=keys, record=record)
     children = build_children(opts, tmp_path / "log.mcap")
@@ -369,7 +369,7 @@ def test_up_passes_curve_dir_to_every_child(tmp_path, keys, record) -> None:
 
 def test_up_cli_reaches_stack_options(keys, monkeypatch) -> None:
     """`prescient up --curve-dir DIR` hands DIR to run_stack."""
-    import service.app.stack as stack
+    import prescient.service.app.stack as stack
 
     seen = {}
 

@@ -11,14 +11,14 @@ import pytest
 import zmq
 import zmq.auth
 
-from bus import codec
-from bus import messages as m
-from bus.config import BusConfig, CurveConfig
-from bus.errors import RequestTimeout, TransportError
-from bus.proxy import Proxy
-from bus.reqrep import Replier, Requester
-from bus.rxstats import SEQ_CONFIRM
-from bus.transport import Publisher, RxStats, Subscriber
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig, CurveConfig
+from prescient.bus.errors import RequestTimeout, TransportError
+from prescient.bus.proxy import Proxy
+from prescient.bus.reqrep import Replier, Requester
+from prescient.bus.rxstats import SEQ_CONFIRM
+from prescient.bus.transport import Publisher, RxStats, Subscriber
 from tests.bus.samples import assert_msg_equal, sample_message
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.cli import register
-from models.eth_ucy import (
+from prescient.models.cli import register
+from prescient.models.eth_ucy import (
     EthUcyError,
     cv_metrics,
     eth_config,

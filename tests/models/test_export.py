@@ -8,10 +8,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from models.export import export_onnx, load_checkpoint, onnx_parity, random_inputs, save_checkpoint
-from models.export_tiny import build_tiny_model, write_tiny_onnx
-from service.model_io.config import INPUT_NAMES, OUTPUT_NAMES
-from service.model_io.manifest import manifest_path_for, sha256_file
+from prescient.models.export import export_onnx, load_checkpoint, onnx_parity, random_inputs, save_checkpoint
+from prescient.models.export_tiny import build_tiny_model, write_tiny_onnx
+from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES
+from prescient.service.model_io.manifest import manifest_path_for, sha256_file
 
 
 def test_export_parity_random_inputs_within_1e4(tmp_path):

@@ -5,9 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.export_tiny import tiny_config
-from service.model_io.baselines import constant_turn_rate_predictions
-from service.model_io.features import build_agent_inputs, resample_plan, world_from_agent_predictions
+from prescient.models.export_tiny import tiny_config
+from prescient.service.model_io.baselines import constant_turn_rate_predictions
+from prescient.service.model_io.features import (
+    build_agent_inputs,
+    resample_plan,
+    world_from_agent_predictions,
+)
 
 
 def _inputs(cfg, n=3, ego_pose=(10.0, 5.0, np.pi / 2), plan=None):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.export import random_inputs
-from models.export_tiny import build_tiny_model
-from models.net import TrajectoryNet, wta_laplace_loss
-from service.model_io.config import INPUT_NAMES
+from prescient.models.export import random_inputs
+from prescient.models.export_tiny import build_tiny_model
+from prescient.models.net import TrajectoryNet, wta_laplace_loss
+from prescient.service.model_io.config import INPUT_NAMES
 
 
 def _feed(model: TrajectoryNet, batch: int = 1, seed: int = 0, n_valid: int = 5) -> dict[str, torch.Tensor]:

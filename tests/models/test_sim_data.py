@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from models.net import TrajectoryNet, wta_laplace_loss
-from models.sim_data import (
+from prescient.models.net import TrajectoryNet, wta_laplace_loss
+from prescient.models.sim_data import (
     FUTURE_STEPS,
     STORE_N_MAX,
     GenConfig,
@@ -24,8 +24,15 @@ from models.sim_data import (
     plan_runs,
     targets_in_agent_frame,
 )
-from models.train_sim import SimSamples, TrainConfig, export_best, model_config_for, split_runs, train
-from service.raster import RasterConfig, build_spec
+from prescient.models.train_sim import (
+    SimSamples,
+    TrainConfig,
+    export_best,
+    model_config_for,
+    split_runs,
+    train,
+)
+from prescient.service.raster import RasterConfig, build_spec
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +147,7 @@ def test_split_runs_disjoint_and_seeded(tmp_path: Path):
 @pytest.mark.slow
 def test_train_then_export_loads_in_onnx_predictor(data_dir: Path, tmp_path: Path):
     """train() writes a checkpoint + metrics; export_best gives a model the runtime accepts."""
-    from service.predictor import OnnxPredictor
+    from prescient.service.predictor import OnnxPredictor
 
     two = tmp_path / "data"
     two.mkdir()

@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from models.eval_sim import MetricAccumulator, baseline_predictions, format_report, trajectory_metrics
+from prescient.models.eval_sim import (
+    MetricAccumulator,
+    baseline_predictions,
+    format_report,
+    trajectory_metrics,
+)
 
 
 def test_metrics_equal_hand_computed_values():

@@ -11,14 +11,14 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from bus import messages as m
-from bus.config import BusConfig, RequestLimitExceeded, RequestLimits
-from bus.reqrep import Replier, Requester, ServerError
-from service.node import _answer_conditional
-from service.pipeline import Pipeline, PipelineConfig
-from service.predictor import PredictorOutput
-from service.raster import RasterConfig
-from service.raster.scenes import grid_map, make_tracks
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig, RequestLimitExceeded, RequestLimits
+from prescient.bus.reqrep import Replier, Requester, ServerError
+from prescient.service.node import _answer_conditional
+from prescient.service.pipeline import Pipeline, PipelineConfig
+from prescient.service.predictor import PredictorOutput
+from prescient.service.raster import RasterConfig
+from prescient.service.raster.scenes import grid_map, make_tracks
 
 RASTER = RasterConfig(extent_m=16.0, resolution_m=1.0)  # 32 x 32: small and fast
 MS = 1_000_000

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bus import codec
-from bus import messages as m
-from bus.logfile import LogWriter, peek_header
-from bus.logreader import iter_log
-from service.app.gapfill import FrameRing, fill_gaps
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.bus.logfile import LogWriter, peek_header
+from prescient.bus.logreader import iter_log
+from prescient.service.app.gapfill import FrameRing, fill_gaps
 
 MS = 1_000_000
 

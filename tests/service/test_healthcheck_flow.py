@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.app.healthcheck import flow_failures, main
+from prescient.service.app.healthcheck import flow_failures, main
 
 
 def _report(**over: object) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.liveness import Liveness, LivenessConfig
+from prescient.service.liveness import Liveness, LivenessConfig
 
 S = 1_000_000_000
 MS = 1_000_000

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from bus import messages as m
-from bus.logfile import LogWriter
-from bus.logsummary import summarize_log
-from bus.recorder import CLOCK_METADATA
-from service.offline import replay_log
-from service.pipeline import Pipeline, PipelineConfig
-from service.raster import RasterConfig
-from service.raster.scenes import grid_map, make_tracks
+from prescient.bus import messages as m
+from prescient.bus.logfile import LogWriter
+from prescient.bus.logsummary import summarize_log
+from prescient.bus.recorder import CLOCK_METADATA
+from prescient.service.offline import replay_log
+from prescient.service.pipeline import Pipeline, PipelineConfig
+from prescient.service.raster import RasterConfig
+from prescient.service.raster.scenes import grid_map, make_tracks
 
 RASTER = RasterConfig(extent_m=16.0, resolution_m=1.0)
 MS = 1_000_000

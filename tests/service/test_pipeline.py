@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bus import messages as m
-from bus.logfile import LogWriter
-from service.pipeline import Pipeline, PipelineConfig
-from service.raster import RasterConfig, build_spec
-from service.raster.scenes import grid_map, make_tracks
+from prescient.bus import messages as m
+from prescient.bus.logfile import LogWriter
+from prescient.service.pipeline import Pipeline, PipelineConfig
+from prescient.service.raster import RasterConfig, build_spec
+from prescient.service.raster.scenes import grid_map, make_tracks
 
 RASTER = RasterConfig(extent_m=16.0, resolution_m=1.0)  # 32 x 32: small and fast for tests
 MS = 1_000_000
@@ -21,7 +21,7 @@ MS = 1_000_000
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     pytest.importorskip("torch")
-    from models.export_tiny import write_tiny_onnx
+    from prescient.models.export_tiny import write_tiny_onnx
 
     spec = build_spec(RASTER)
     path, _ = write_tiny_onnx(
@@ -36,7 +36,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def _predictor(path: Path):
-    from service.predictor import OnnxPredictor
+    from prescient.service.predictor import OnnxPredictor
 
     return OnnxPredictor(
         path,
@@ -207,9 +207,9 @@ def test_pipeline_conditional_one_reply_per_plan(tiny_model: Path) -> None:
 
 def test_replay_log_twice_is_identical(tiny_model: Path, tmp_path: Path) -> None:
     """A log replayed twice through ``replay_log`` gives byte-identical predictions."""
-    from bus import codec
-    from bus.replayer import iter_messages
-    from service.offline import iter_ticks
+    from prescient.bus import codec
+    from prescient.bus.replayer import iter_messages
+    from prescient.service.offline import iter_ticks
 
     log_path = tmp_path / "scene.mcap"
     with LogWriter(log_path) as w:
@@ -304,7 +304,7 @@ def _drive(pipe: Pipeline, scene, steps: int, inject=None) -> list:  # noqa: ANN
 def test_pipeline_forged_old_frame_every_second_never_resets_and_tracks_survive() -> None:
     """One frame per second stamped at the start of time (each on another topic, ego state
     included) for 20 s: never a reset, and every tick's tracks equal those of a clean run."""
-    from service.app.tracking.synthetic import SyntheticScene
+    from prescient.service.app.tracking.synthetic import SyntheticScene
 
     def forge(i: int, msgs: list) -> list:
         if i % 10 == 5:
@@ -330,7 +330,7 @@ def test_pipeline_forged_old_frame_every_second_never_resets_and_tracks_survive(
 def test_pipeline_genuine_multi_sensor_restart_resets_within_a_second() -> None:
     """Simulator restart: every sensor and the ego state jump back 5 s together. The pipeline
     resets on the first messages of the new clock and tracks again within a second."""
-    from service.app.tracking.synthetic import SyntheticScene
+    from prescient.service.app.tracking.synthetic import SyntheticScene
 
     pipe = _sensor_pipe()
     _drive(pipe, SyntheticScene(n_agents=12, seed=5), 60)
@@ -346,7 +346,7 @@ def test_pipeline_genuine_multi_sensor_restart_resets_within_a_second() -> None:
 
 def test_pipeline_single_future_ego_state_does_not_block_real_ones() -> None:
     """An ego state 60 s ahead is rejected; the real ego states keep being used for rendering."""
-    from service.app.tracking.synthetic import SyntheticScene
+    from prescient.service.app.tracking.synthetic import SyntheticScene
 
     def forge(i: int, msgs: list) -> list:
         if i == 10:
@@ -363,7 +363,7 @@ def test_pipeline_single_future_ego_state_does_not_block_real_ones() -> None:
 
 def test_pipeline_forged_random_topics_keep_health_keys_bounded() -> None:
     """100 frames with random topics and stamps add a bounded number of health keys."""
-    from service.app.tracking.synthetic import SyntheticScene
+    from prescient.service.app.tracking.synthetic import SyntheticScene
 
     rng = np.random.default_rng(1)
     pipe = _sensor_pipe()
@@ -412,7 +412,7 @@ def _ego_stream(seed: int) -> list:
     """A synthetic scene whose ego states come at irregular stamps (three extra per 100 ms,
     jittered), with duplicates, out-of-order and implausible ones, a clock jump ahead (+20 s,
     confirmed by the tracker's vote) and a restart (-30 s, the pipeline resets)."""
-    from service.app.tracking.synthetic import SyntheticScene
+    from prescient.service.app.tracking.synthetic import SyntheticScene
 
     rng = np.random.default_rng(seed)
     scene = SyntheticScene(n_agents=8, seed=seed)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bus import messages as m
-from service.planner_stub import candidate_plans, choose_plan, judge, score_plans
+from prescient.bus import messages as m
+from prescient.service.planner_stub import candidate_plans, choose_plan, judge, score_plans
 
 
 def _ego(speed_mps: float = 10.0, route: np.ndarray | None = None) -> m.EgoState:
@@ -63,7 +63,7 @@ def test_score_plans_no_agents_keeps_speed() -> None:
 
 
 def test_stale_or_missing_predictions_choose_stop_and_say_so() -> None:
-    from service.planner_stub import PLAN_NAMES, stale_verdict
+    from prescient.service.planner_stub import PLAN_NAMES, stale_verdict
 
     v = stale_verdict(4.2, 3)
     assert v.chosen_plan == 2 and PLAN_NAMES[2] in v.status and "stale predictions (4.2 s old)" in v.status

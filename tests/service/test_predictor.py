@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 import torch
 
-from bus.messages import NUM_CLASSES, TOPIC_TRACKS, TRACK_HISTORY_STEPS, Tracks, empty
-from models.export_tiny import TINY_SPEC_VERSION, build_tiny_model, write_tiny_onnx
-from service.model_io.config import INPUT_NAMES
-from service.model_io.features import agent_inputs_from_tracks
-from service.predictor import (
+from prescient.bus.messages import NUM_CLASSES, TOPIC_TRACKS, TRACK_HISTORY_STEPS, Tracks, empty
+from prescient.models.export_tiny import TINY_SPEC_VERSION, build_tiny_model, write_tiny_onnx
+from prescient.service.model_io.config import INPUT_NAMES
+from prescient.service.model_io.features import agent_inputs_from_tracks
+from prescient.service.predictor import (
     ModelLoadError,
     OnnxPredictor,
     PredictionInputError,
     constant_velocity_predictions,
 )
-from service.tracks import TrackSnapshot
+from prescient.service.tracks import TrackSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -192,6 +192,6 @@ def test_constant_velocity_predictions_straight_line():
 
 def test_predictor_module_does_not_import_torch():
     """The onboard predictor must not pull in torch."""
-    code = "import sys, service.predictor; print('torch' in sys.modules)"
+    code = "import sys, prescient.service.predictor; print('torch' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"

@@ -7,7 +7,7 @@ from collections import deque
 
 import numpy as np
 
-from service.stats import SUMMARY_KEYS, percentiles_ms
+from prescient.service.stats import SUMMARY_KEYS, percentiles_ms
 
 
 def test_nanoseconds_in_milliseconds_out() -> None:

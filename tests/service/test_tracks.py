@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bus import codec
-from bus import messages as m
-from service.app.tracking.synthetic import SyntheticScene
-from service.raster.scenes import make_tracks
-from service.tracker import Tracker
-from service.tracks import ROW_FIELDS, TrackSnapshot
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.service.app.tracking.synthetic import SyntheticScene
+from prescient.service.raster.scenes import make_tracks
+from prescient.service.tracker import Tracker
+from prescient.service.tracks import ROW_FIELDS, TrackSnapshot
 
 
 def test_row_fields_are_the_wire_messages_arrays() -> None:

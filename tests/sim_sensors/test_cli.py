@@ -6,14 +6,14 @@ import argparse
 
 import pytest
 
-from bus.config import BusConfig
-from bus.errors import StartupError
-from bus.map_server import MapServer
-from bus.messages import TOPIC_MAP_REQUEST, Header, MapRequest
-from bus.reqrep import Requester
-from service.app.cli import main
-from sim_sensors import build_map
-from sim_sensors.cli import register
+from prescient.bus.config import BusConfig
+from prescient.bus.errors import StartupError
+from prescient.bus.map_server import MapServer
+from prescient.bus.messages import TOPIC_MAP_REQUEST, Header, MapRequest
+from prescient.bus.reqrep import Requester
+from prescient.service.app.cli import main
+from prescient.sim_sensors import build_map
+from prescient.sim_sensors.cli import register
 
 
 def test_sim_offline_prints_all_topics_and_writes_snapshot(tmp_path, capsys) -> None:

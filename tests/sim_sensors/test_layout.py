@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bus.messages import AgentClass, Attribute, Modality
-from sim_sensors import SCENARIOS, SimConfig, Simulation, build_map_data, layout
-from sim_sensors.behaviour import StepEnv, step_agents_kernel
-from sim_sensors.lanes import LANE_RECORD, lane_graph
+from prescient.bus.messages import AgentClass, Attribute, Modality
+from prescient.sim_sensors import SCENARIOS, SimConfig, Simulation, build_map_data, layout
+from prescient.sim_sensors.behaviour import StepEnv, step_agents_kernel
+from prescient.sim_sensors.lanes import LANE_RECORD, lane_graph
 
 # Column constant -> record field name, written out so that a renumbering shows up here.
 F_NAMES = {

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from bus.messages import AgentClass, Corner, Modality
-from sim_sensors import DEFAULT_SENSORS, SensorRig, layout, pack_agents
-from sim_sensors.sensors import sensor_world_poses
-from sim_sensors.sensors.camera import project_box_kernel
+from prescient.bus.messages import AgentClass, Corner, Modality
+from prescient.sim_sensors import DEFAULT_SENSORS, SensorRig, layout, pack_agents
+from prescient.sim_sensors.sensors import sensor_world_poses
+from prescient.sim_sensors.sensors.camera import project_box_kernel
 
 EGO = np.array([0.0, 0.0, 0.0])  # rear axle at the origin, facing +x
 SIZES = {

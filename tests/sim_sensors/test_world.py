@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as MplPath
 
-from bus import codec
-from bus.messages import (
+from prescient.bus import codec
+from prescient.bus.messages import (
     SENSOR_TOPICS,
     TOPIC_EGO,
     TOPIC_GROUND_TRUTH,
@@ -20,9 +20,9 @@ from bus.messages import (
     Modality,
     sensor_topic,
 )
-from sim_sensors import SCENARIOS, SimConfig, Simulation, build_map, build_map_data
-from sim_sensors.config import DEFAULT_SENSORS
-from sim_sensors.maps import KIND_CROSS, KIND_WALK
+from prescient.sim_sensors import SCENARIOS, SimConfig, Simulation, build_map, build_map_data
+from prescient.sim_sensors.config import DEFAULT_SENSORS
+from prescient.sim_sensors.maps import KIND_CROSS, KIND_WALK
 
 VEHICLES = (AgentClass.CAR, AgentClass.TRUCK, AgentClass.BUS, AgentClass.CYCLIST)
 
@@ -174,7 +174,7 @@ def test_vehicles_stay_on_drivable_area(name: str) -> None:
 def test_pedestrians_off_road_except_crossings_and_jaywalking() -> None:
     """Pedestrians in lane mode are on walk lanes or crossings; the density is kept up."""
     sim = Simulation(SimConfig(scenario="arterial", seed=4, n_agents=80, disabled_modalities=tuple(Modality)))
-    from sim_sensors import layout
+    from prescient.sim_sensors import layout
 
     md = sim.map_data
     for _ in sim.run(20.0):

@@ -18,13 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bus import messages as m
-from bus.errors import StartupError
-from service.app.tracking.evaluate import TrackingScorer
-from service.app.tracking.runner import TickDriver
-from service.liveness import Verdict, health_message
-from service.tracker.config import TrackerConfig
-from service.tracker.tracker import Tracker
+from prescient.bus import messages as m
+from prescient.bus.errors import StartupError
+from prescient.service.app.tracking.evaluate import TrackingScorer
+from prescient.service.app.tracking.runner import TickDriver
+from prescient.service.liveness import Verdict, health_message
+from prescient.service.tracker.config import TrackerConfig
+from prescient.service.tracker.tracker import Tracker
 
 log = logging.getLogger(__name__)
 _MODALITIES = {name.lower(): mod for name, mod in m.Modality.__members__.items()}
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reorder-window", type=float, default=None, help="reorder window, s")
     p.add_argument("--publish-tentative", action="store_true", help="also publish tentative tracks")
     p.add_argument("--json", type=Path, default=None, help="write the summary as JSON here")
-    from bus.cli import add_bus_args
+    from prescient.bus.cli import add_bus_args
 
     add_bus_args(p)
     p.set_defaults(func=_main)
@@ -87,9 +87,9 @@ def _log_messages(path: Path) -> Iterator[Any]:
     if not path.is_file():
         raise StartupError(f"log not found: {path}")
     try:
-        from bus.replayer import iter_messages
+        from prescient.bus.replayer import iter_messages
     except ImportError as e:
-        raise StartupError(f"bus.replayer is not available in this checkout: {e}") from e
+        raise StartupError(f"prescient.bus.replayer is not available in this checkout: {e}") from e
     for rec in iter_messages(path):
         yield rec.msg
 
@@ -98,7 +98,7 @@ def sim_messages(args: argparse.Namespace) -> Iterator[Any]:
     """Messages of an in-process simulation, in emission order, for ``args.duration`` seconds."""
     disabled = tuple(_MODALITIES[d] for d in args.disable)
     if args.sim == "synthetic":
-        from service.app.tracking.synthetic import SyntheticScene
+        from prescient.service.app.tracking.synthetic import SyntheticScene
 
         if disabled:
             raise StartupError("--disable is not supported with --sim synthetic")
@@ -107,7 +107,7 @@ def sim_messages(args: argparse.Namespace) -> Iterator[Any]:
             yield from scene.step()
         return
     try:
-        from sim_sensors import SimConfig, Simulation
+        from prescient.sim_sensors import SimConfig, Simulation
     except ImportError as e:
         raise StartupError(f"the simulator (sim_sensors) is not available in this checkout: {e}") from e
     try:
@@ -214,14 +214,14 @@ def _print_summary(s: dict[str, Any]) -> None:
 # Live.
 # ----------------------------------------------------------------------------------------------
 def _live(args: argparse.Namespace, cfg: TrackerConfig) -> int:
-    from bus.transport import Publisher, Subscriber
+    from prescient.bus.transport import Publisher, Subscriber
 
     try:
-        from bus.cli import bus_config_from_args
+        from prescient.bus.cli import bus_config_from_args
 
         bus_cfg = bus_config_from_args(args)
     except ModuleNotFoundError:
-        from bus.config import BusConfig
+        from prescient.bus.config import BusConfig
 
         bus_cfg = BusConfig()
     stop = threading.Event()

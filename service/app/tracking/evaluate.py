@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 
 @dataclass

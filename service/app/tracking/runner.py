@@ -1,7 +1,7 @@
 """Drive a :class:`Tracker` from a message stream on the sensor clock (no sockets, no wall clock).
 
 The same driver serves the live node, log replay, the in-process simulator and the benchmark, so
-all four tick identically: every ``PRED_DT_S`` of ego-state time one :class:`~bus.messages.Tracks`
+all four tick identically: every ``PRED_DT_S`` of ego-state time one :class:`~prescient.bus.messages.Tracks`
 is produced at the tick time. If the stream jumps ahead by more than ``max_catch_up_ticks`` ticks,
 the driver skips to the newest tick instead of building a backlog.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from bus import messages as m
-from service.tracker.tracker import Tracker
+from prescient.bus import messages as m
+from prescient.service.tracker.tracker import Tracker
 
 TICK_NS = int(round(m.PRED_DT_S * 1e9))
 

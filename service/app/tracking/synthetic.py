@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from bus import messages as m
+from prescient.bus import messages as m
 
 _MOUNTS = {  # corner -> (x_m, y_m, yaw_rad) in the ego frame
     m.Corner.FRONT_LEFT: (3.6, 0.9, math.radians(45)),

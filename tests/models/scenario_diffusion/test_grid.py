@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.scenario_diffusion import grid as G
+from prescient.models.scenario_diffusion import grid as G
 
 
 def _agents(rows: list[tuple]) -> np.ndarray:

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from models.scenario_diffusion import grid as G
-from models.scenario_diffusion.data import MapRaster
-from models.scenario_diffusion.metrics import (
+from prescient.models.scenario_diffusion import grid as G
+from prescient.models.scenario_diffusion.data import MapRaster
+from prescient.models.scenario_diffusion.metrics import (
     collisions,
     lane_heading_error,
     mmd2,
@@ -16,7 +16,7 @@ from models.scenario_diffusion.metrics import (
     on_drivable,
     scene_stats,
 )
-from sim_sensors.maps import build_map_data
+from prescient.sim_sensors.maps import build_map_data
 
 # Ego on lane 14 of the intersection (northbound, x = 5.2): ego frame x = north, y = west.
 EGO = np.array([5.2, -40.0, math.pi / 2])

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.scenario_diffusion import grid as G
-from models.scenario_diffusion.data import RunSpec, scenes_to_arrays, simulate_scenes
-from models.scenario_diffusion.generate import ScenarioGenerator, match_pins
-from models.scenario_diffusion.model import (
+from prescient.models.scenario_diffusion import grid as G
+from prescient.models.scenario_diffusion.data import RunSpec, scenes_to_arrays, simulate_scenes
+from prescient.models.scenario_diffusion.generate import ScenarioGenerator, match_pins
+from prescient.models.scenario_diffusion.model import (
     LatentUNet,
     ModelConfig,
     SceneVAE,
@@ -18,8 +18,8 @@ from models.scenario_diffusion.model import (
     rasterize_tokens,
     vae_loss,
 )
-from models.scenario_diffusion.tokens import TokenSpec, agent_tokens, parse_spec, pin_random_agents
-from models.scenario_diffusion.train import (
+from prescient.models.scenario_diffusion.tokens import TokenSpec, agent_tokens, parse_spec, pin_random_agents
+from prescient.models.scenario_diffusion.train import (
     SceneSet,
     encode_all,
     match_agents,
@@ -30,7 +30,7 @@ from models.scenario_diffusion.train import (
     turn_agents,
     vae_recall,
 )
-from sim_sensors.scenario_file import load_scenes
+from prescient.sim_sensors.scenario_file import load_scenes
 
 TINY = ModelConfig(vae_width=4, unet_width=8, token_width=8, n_heads=2, diffusion_steps=50)
 
@@ -128,7 +128,7 @@ def test_recall_is_counted(tiny_models, tiny_set) -> None:
 
 
 def test_generator_roundtrip_and_cli(tiny_models, tmp_path, capsys) -> None:
-    from service.app.cli import main
+    from prescient.service.app.cli import main
 
     vae, unet, scale = tiny_models
     w = save_weights(tmp_path / "w.pt", TINY, vae, unet, scale, {"note": "tiny"})
@@ -172,7 +172,7 @@ def test_generator_roundtrip_and_cli(tiny_models, tmp_path, capsys) -> None:
 
 
 def test_evaluate_runs_end_to_end(tiny_models) -> None:
-    from models.scenario_diffusion.evaluate import evaluate, format_report
+    from prescient.models.scenario_diffusion.evaluate import evaluate, format_report
 
     vae, unet, scale = tiny_models
     gen = ScenarioGenerator(vae, unet, scale, TINY)
@@ -246,7 +246,7 @@ def test_shipped_generator_answers_pins() -> None:
     inpainting, 40 % with the learned conditioning alone) are well below the benchmark's 93 % / 71 %
     so that a regression, not noise, fails them.
     """
-    from models.scenario_diffusion.data import agent_table
+    from prescient.models.scenario_diffusion.data import agent_table
 
     torch.set_num_threads(1)
     gen = ScenarioGenerator.load()
@@ -274,7 +274,7 @@ def test_shipped_generator_answers_pins() -> None:
 
 def test_train_command_runs_end_to_end(tiny_set, tmp_path) -> None:
     """The documented training command parses its flags, trains both stages and writes loadable weights."""
-    from models.scenario_diffusion.train import main as train_main
+    from prescient.models.scenario_diffusion.train import main as train_main
 
     arrays = {"agents": tiny_set.agents, "offsets": tiny_set.offsets, "ego_pose": tiny_set.ego_pose,
               "map_index": tiny_set.map_index, "ego_speed_mps": tiny_set.ego_speed_mps}  # fmt: skip

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from bus.messages import AgentClass
-from sim_sensors import layout as k  # packed agent columns (A_*)
-from sim_sensors.config import SimConfig
-from sim_sensors.maps import build_map_data
-from sim_sensors.scenario_file import (
+from prescient.bus.messages import AgentClass
+from prescient.sim_sensors import layout as k  # packed agent columns (A_*)
+from prescient.sim_sensors.config import SimConfig
+from prescient.sim_sensors.maps import build_map_data
+from prescient.sim_sensors.scenario_file import (
     ScenarioFileError,
     Scene,
     load_scene,
@@ -20,7 +20,7 @@ from sim_sensors.scenario_file import (
     place_scene,
     save_scenes,
 )
-from sim_sensors.simulation import Simulation
+from prescient.sim_sensors.simulation import Simulation
 
 # Intersection map: lane 14 runs north at x = 5.2 from y = -134 to -14; lane 2 runs west at y = 5.2.
 EGO = np.array([5.2, -40.0, math.pi / 2])
@@ -120,7 +120,7 @@ def test_simulation_from_scenario_runs() -> None:
 
 
 def test_sim_cli_from_scenario(tmp_path, capsys) -> None:
-    from service.app.cli import main
+    from prescient.service.app.cli import main
 
     p = save_scenes(tmp_path / "s.json", [_scene()])
     assert main(["sim", "--offline", "--fast", "--duration", "1", "--from-scenario", f"{p}#0"]) == 0

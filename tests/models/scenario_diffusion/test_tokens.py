@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.scenario_diffusion import grid as G
-from models.scenario_diffusion.tokens import (
+from prescient.models.scenario_diffusion import grid as G
+from prescient.models.scenario_diffusion.tokens import (
     MAX_AGENT_TOKENS,
     TokenSpecError,
     agent_tokens,
@@ -83,7 +83,7 @@ def test_bad_yaml(tmp_path) -> None:
 
 
 def test_resolve_ego() -> None:
-    from models.scenario_diffusion.generate import resolve_ego
+    from prescient.models.scenario_diffusion.generate import resolve_ego
 
     rng = np.random.default_rng(0)
     pose, v = resolve_ego("intersection", {"lane": 14, "s_m": 118.0, "speed_mps": 6.0}, rng)
@@ -100,7 +100,7 @@ def test_resolve_ego() -> None:
 
 
 def test_pin_rows_and_insertion() -> None:
-    from models.scenario_diffusion.generate import insert_pins, pin_rows
+    from prescient.models.scenario_diffusion.generate import insert_pins, pin_rows
 
     spec = parse_spec({"agents": [{"class": "bus", "x_m": 10, "y_m": 0, "yaw_rad": 0, "speed_mps": 5,
                                    "curvature_1pm": -0.1}]})  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.raster import (
+from prescient.service.raster import (
     CHANNELS,
     DEFAULT_SPEC,
     SPEC_VERSION,
@@ -16,8 +16,8 @@ from service.raster import (
     build_spec,
     channels_markdown,
 )
-from service.raster.channels import build_channels
-from service.raster.rgb import save_png, to_rgb
+from prescient.service.raster.channels import build_channels
+from prescient.service.raster.rgb import save_png, to_rgb
 
 CHANNELS_MD = Path(__file__).resolve().parents[3] / "service" / "raster" / "CHANNELS.md"
 
@@ -32,7 +32,7 @@ def test_channels_table_is_consistent() -> None:
 
 
 def test_channels_md_is_up_to_date() -> None:
-    """CHANNELS.md equals the rendered table (regenerate: python -m service.raster.channels)."""
+    """CHANNELS.md equals the rendered table (regenerate: python -m prescient.service.raster.channels)."""
     assert CHANNELS_MD.read_text() == channels_markdown()
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.app.cli import main
-from service.raster import CHANNELS
+from prescient.service.app.cli import main
+from prescient.service.raster import CHANNELS
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 AV2_LOG = DATA / "av2_sensor_tracks" / "3b3570b4-7b0b-3268-a571-b0889dbf40b6"
@@ -34,7 +34,7 @@ def test_cli_renders_imported_av2_log(tmp_path: Path) -> None:
     """An imported Argoverse 2 sensor log renders with its real map and tracks."""
     if not AV2_LOG.is_dir():
         pytest.skip(f"AV2 data not found at {AV2_LOG}")
-    from bus.importers.av2_sensor import import_av2_sensor
+    from prescient.bus.importers.av2_sensor import import_av2_sensor
 
     log = tmp_path / "av2.mcap"
     import_av2_sensor(AV2_LOG, log)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bus.messages import AgentClass
-from service.raster import RasterConfig, Rasterizer
-from service.raster.render_context import RenderContext, apply, ego_from_world, world_from_pose
-from service.raster.scenes import make_tracks
+from prescient.bus.messages import AgentClass
+from prescient.service.raster import RasterConfig, Rasterizer
+from prescient.service.raster.render_context import RenderContext, apply, ego_from_world, world_from_pose
+from prescient.service.raster.scenes import make_tracks
 
 
 def _occ(r: Rasterizer, raster: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.raster import kernels, reference
+from prescient.service.raster import kernels, reference
 
 
 def _img(h: int = 6, w: int = 7) -> np.ndarray:

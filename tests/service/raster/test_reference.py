@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation
 
-from bus.messages import TOPIC_TRAFFIC_LIGHTS, AgentClass, Header, TrafficLights
-from service.raster import RasterConfig, RasterInputError, Rasterizer
-from service.raster.reference import render_reference
-from service.raster.scenes import grid_map, make_tracks, random_scene
+from prescient.bus.messages import TOPIC_TRAFFIC_LIGHTS, AgentClass, Header, TrafficLights
+from prescient.service.raster import RasterConfig, RasterInputError, Rasterizer
+from prescient.service.raster.reference import render_reference
+from prescient.service.raster.scenes import grid_map, make_tracks, random_scene
 
 CFG = RasterConfig(extent_m=24.0, extent_lateral_m=16.0, resolution_m=0.5)  # 96 x 64, non-square
 
@@ -124,7 +124,7 @@ def test_render_lights_unknown_lane_counted_and_unreported_unknown(vmap) -> None
 
 def test_draw_dynamic_erase_restores_zeros(rasterizer: Rasterizer, vmap) -> None:
     """Drawing then erasing the same primitives leaves every dynamic plane zero."""
-    from service.raster.rasterizer import draw_dynamic
+    from prescient.service.raster.rasterizer import draw_dynamic
 
     scene = random_scene(np.random.default_rng(3), 30, ego_pose=(20.0, 20.0, 0.5), vector_map=vmap)
     _, prims = rasterizer.prepare(**scene)

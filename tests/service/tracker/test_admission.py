@@ -9,10 +9,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from bus import messages as m
-from service.app.tracking.synthetic import SyntheticScene
-from service.tracker import AdmissionConfig, Tracker, TrackerConfig
-from service.tracker.admission import REASONS, STATS_TOPICS, UNKNOWN_TOPIC, ClockVote, per_class
+from prescient.bus import messages as m
+from prescient.service.app.tracking.synthetic import SyntheticScene
+from prescient.service.tracker import AdmissionConfig, Tracker, TrackerConfig
+from prescient.service.tracker.admission import REASONS, STATS_TOPICS, UNKNOWN_TOPIC, ClockVote, per_class
 
 LIDAR_FL = m.sensor_topic(m.Modality.LIDAR, m.Corner.FRONT_LEFT)
 RADAR_FL = m.sensor_topic(m.Modality.RADAR, m.Corner.FRONT_LEFT)
@@ -388,8 +388,8 @@ def test_ego_state_on_a_look_alike_topic_is_rejected_and_counted() -> None:
     """``ego.state.forged`` matches the service's ``ego.state`` prefix subscription."""
     import dataclasses
 
-    from bus import messages as m
-    from service.tracker import Tracker
+    from prescient.bus import messages as m
+    from prescient.service.tracker import Tracker
 
     tr = Tracker()
     ego = m.empty(m.EgoState, m.TOPIC_EGO, stamp_ns=1_000_000_000)

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bus import messages as m
-from bus.config import BusConfig
-from bus.transport import Publisher, Subscriber
-from service.app.cli import main
-from service.app.tracking.synthetic import SyntheticScene
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.bus.transport import Publisher, Subscriber
+from prescient.service.app.cli import main
+from prescient.service.app.tracking.synthetic import SyntheticScene
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -38,8 +38,8 @@ def test_track_sim_synthetic_offline_scores_and_writes_json(
 
 def test_track_log_offline_matches_in_process_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A synthetic run written to an MCAP log and replayed with --log tracks and scores it."""
-    pytest.importorskip("bus.logfile")
-    from bus.logfile import LogWriter
+    pytest.importorskip("prescient.bus.logfile")
+    from prescient.bus.logfile import LogWriter
 
     path = tmp_path / "run.mcap"
     scene = SyntheticScene(n_agents=10, seed=4)
@@ -77,7 +77,7 @@ def test_track_live_publishes_tracks_and_health_then_exits_on_sigint(ipc_endpoin
         [
             sys.executable,
             "-m",
-            "service",
+            "prescient.service",
             "track",
             "--live",
             "--pub-endpoint",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bus import messages as m
-from service.tracker import Tracker
-from service.tracker.ego import EgoTrail
+from prescient.bus import messages as m
+from prescient.service.tracker import Tracker
+from prescient.service.tracker.ego import EgoTrail
 
 MS = 1_000_000
 

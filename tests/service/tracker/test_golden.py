@@ -1,7 +1,7 @@
 """Tracker output pinned on two seeded synthetic scenes (a refactor must not change it).
 
 The digests in ``data/golden_tracks.json`` hash every array of every published
-:class:`~bus.messages.Tracks` (floats rounded to 1e-4, so a last-bit difference between CPUs does
+:class:`~prescient.bus.messages.Tracks` (floats rounded to 1e-4, so a last-bit difference between CPUs does
 not count) plus the final counters. A deliberate change of tracker behaviour or of the synthetic
 scenes regenerates them:
 
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bus import messages as m
-from service.app.tracking.runner import TickDriver
-from service.app.tracking.synthetic import SyntheticScene
-from service.tracker import Tracker, TrackerConfig
+from prescient.bus import messages as m
+from prescient.service.app.tracking.runner import TickDriver
+from prescient.service.app.tracking.synthetic import SyntheticScene
+from prescient.service.tracker import Tracker, TrackerConfig
 
 GOLDEN = Path(__file__).parent / "data" / "golden_tracks.json"
 

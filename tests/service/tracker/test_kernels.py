@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from service.tracker import association_kernels as ak
-from service.tracker import layout as L
-from service.tracker import measurement_kernels as mek
-from service.tracker import motion_kernels as mk
+from prescient.service.tracker import association_kernels as ak
+from prescient.service.tracker import layout as L
+from prescient.service.tracker import measurement_kernels as mek
+from prescient.service.tracker import motion_kernels as mk
 
 
 def _one(model: int, state: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bus import messages as m
-from service.app.tracking.synthetic import SyntheticScene
-from service.tracker import Tracker, TrackTable
-from service.tracker.table import HISTORY_DT_NS
+from prescient.bus import messages as m
+from prescient.service.app.tracking.synthetic import SyntheticScene
+from prescient.service.tracker import Tracker, TrackTable
+from prescient.service.tracker.table import HISTORY_DT_NS
 
 
 def test_table_allocate_lowest_free_slots_with_fresh_ids() -> None:

@@ -8,11 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from bus import codec
-from bus import messages as m
-from service.app.tracking.synthetic import IMAGE_WH, INTRINSICS, SyntheticScene, ego_from_sensor_matrix
-from service.tracker import Tracker, TrackerConfig
-from service.tracker.admission import stats_topic
+from prescient.bus import codec
+from prescient.bus import messages as m
+from prescient.service.app.tracking.synthetic import (
+    IMAGE_WH,
+    INTRINSICS,
+    SyntheticScene,
+    ego_from_sensor_matrix,
+)
+from prescient.service.tracker import Tracker, TrackerConfig
+from prescient.service.tracker.admission import stats_topic
 
 T0 = 1_000_000_000
 DT = 100_000_000
@@ -297,9 +302,9 @@ def test_tracker_config_validate_names_field() -> None:
 
 def test_tracker_on_simulator_tracks_visible_agents() -> None:
     """On 4 s of the real simulator (when present): no rejections, no NaN, most agents tracked."""
-    sim_sensors = pytest.importorskip("sim_sensors")
-    from service.app.tracking.evaluate import TrackingScorer
-    from service.app.tracking.runner import TickDriver
+    sim_sensors = pytest.importorskip("prescient.sim_sensors")
+    from prescient.service.app.tracking.evaluate import TrackingScorer
+    from prescient.service.app.tracking.runner import TickDriver
 
     sim = sim_sensors.Simulation(sim_sensors.SimConfig(scenario="intersection", seed=3, n_agents=20))
     driver = TickDriver(Tracker())
