@@ -14,6 +14,11 @@ Numba kernels sit in their own modules (``*_kernel`` functions), wrapped by
 :class:`Simulation` and :class:`SensorRig`.
 """
 
+# ruff: noqa: E402  (the kernel cache is configured before any kernel module is imported)
+from prescient.bus import jit_cache as _jit_cache
+
+_jit_cache.configure()  # before any numba kernel module is imported (see prescient.bus.jit_cache)
+
 from prescient.sim_sensors.config import (
     DEFAULT_SENSORS,
     BehaviourSpec,

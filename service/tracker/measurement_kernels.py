@@ -5,10 +5,8 @@ Only ``@njit`` functions (and their warm-up) live here; the state and measuremen
 :mod:`prescient.service.tracker.layout`, the EKF update that uses these models in
 :mod:`prescient.service.tracker.motion_kernels`, the gating in :mod:`prescient.service.tracker.association_kernels`.
 
-numba's on-disk cache (``cache=True``) is keyed by each function's own file: a kernel in another
-file that calls one of these keeps its compiled copy after an edit here. After changing this
-file, delete the tracker's cached kernels: ``service/tracker/__pycache__/*.nb[ic]``, or
-``$NUMBA_CACHE_DIR/tracker_*`` when that is set (the Makefile sets it to ``.numba_cache``).
+Kernels in other files call these; the on-disk cache follows a digest of every kernel module
+(:mod:`prescient.bus.jit_cache`), so an edit here recompiles those callers too.
 """
 
 from __future__ import annotations
