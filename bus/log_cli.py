@@ -188,7 +188,8 @@ def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from prescient.bus.map_server import MapServer
-    from prescient.bus.messages import TOPIC_MAP, empty_map
+    from prescient.bus.maps import empty_map
+    from prescient.bus.messages import TOPIC_MAP
     from prescient.bus.replayer import BusReplayer, iter_messages
 
     start_ns, end_ns = _window(args)

@@ -23,6 +23,7 @@ from prescient.bus.errors import StartupError
 from prescient.bus.logfile import LogError, LogWriter, peek_stamp
 from prescient.bus.logreader import EXIT_DAMAGED, ReadStats, iter_log
 from prescient.bus.logsummary import LogSummary, summarize_log
+from prescient.bus.maps import NO_MAP_ID, empty_map
 from prescient.bus.recorder import CLOCK_METADATA, clock_anchor
 from prescient.bus.replayer import iter_messages
 from prescient.service.pipeline import Pipeline, PipelineConfig, TickResult
@@ -36,7 +37,7 @@ def _find_map(path: Path) -> m.VectorMap:
     for lm in iter_messages(path, topics=[m.TOPIC_MAP]):
         return lm.msg
     log.warning("%s holds no %s message: replaying with an empty map", path, m.TOPIC_MAP)
-    return m.empty_map()
+    return empty_map()
 
 
 def build_offline_pipeline(path: Path, model: Path | None, summary: LogSummary | None = None) -> Pipeline:
@@ -183,7 +184,7 @@ def replay_log(
         "mode": "tracks from log" if pipe.tracks_from_log else "tracker on sensor frames",
         "model": pipe.model_id,
         "map": pipe.map_id
-        if pipe.map_id != m.NO_MAP_ID
+        if pipe.map_id != NO_MAP_ID
         else "none (the log holds no map; map channels empty)",
         "map_changes": pipe.stats.map_changes,
         "ticks": n,

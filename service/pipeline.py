@@ -25,6 +25,7 @@ import numpy as np
 
 from prescient.bus import messages as m
 from prescient.bus.config import RequestLimits
+from prescient.bus.maps import map_is_empty
 from prescient.service.liveness import Verdict, health_message
 from prescient.service.model_io.baselines import constant_velocity_predictions
 from prescient.service.pipeline_types import NS_PER_MS, PipelineConfig, PipelineStats, TickResult
@@ -73,7 +74,7 @@ class Pipeline:
         self.tracker.warm_up()
         self.rasterizer = Rasterizer(raster_cfg or RasterConfig(), vector_map)
         self.map_id = vector_map.map_id
-        if m.map_is_empty(vector_map):
+        if map_is_empty(vector_map):
             log.warning("map %r is empty: the raster's map channels stay empty", vector_map.map_id)
         self.predictor = predictor
         self._no_model_reason = no_model_reason
@@ -188,7 +189,7 @@ class Pipeline:
             "map changed %r -> %r%s: resetting tracker and tick clock",
             self.map_id,
             vector_map.map_id,
-            " (empty: map channels stay empty)" if m.map_is_empty(vector_map) else "",
+            " (empty: map channels stay empty)" if map_is_empty(vector_map) else "",
         )
         rasterizer.stats = self.rasterizer.stats  # counters only grow
         self.rasterizer, self.map_id = rasterizer, vector_map.map_id

@@ -11,6 +11,7 @@ import numpy as np
 from prescient.bus import messages as m
 from prescient.bus.logfile import LogWriter
 from prescient.bus.logsummary import summarize_log
+from prescient.bus.maps import empty_map
 from prescient.bus.recorder import CLOCK_METADATA
 from prescient.service.offline import replay_log
 from prescient.service.pipeline import Pipeline, PipelineConfig
@@ -59,7 +60,7 @@ def test_new_map_id_switches_map_and_starts_over() -> None:
     assert _ticks(pipe, 0, 5)
     with_lanes = pipe.render(pipe.last_tracks, pipe.ego, np.zeros((0, 2), np.float32)).copy()
     assert not pipe.set_map(_named(grid_map(), pipe.map_id)) and pipe.stats.map_changes == 0
-    assert pipe.feed(m.empty_map("elsewhere"))
+    assert pipe.feed(empty_map("elsewhere"))
     assert pipe.map_id == "elsewhere" and pipe.stats.map_changes == 1 and pipe.stats.clock_resets == 0
     assert pipe.last_tracks is None and pipe.ego is None  # nothing of the old place survives
     res = _ticks(pipe, 0, 5)  # the new log's clock may start anywhere, also earlier
