@@ -388,10 +388,12 @@ class Predictions(Message):
     """K weighted trajectories per agent, world frame, starting ``dt_s`` after ``header.stamp_ns``.
 
     mode_probs: (N, K) rows sum to 1; trajectories_m: (N, K, T, 2); scale_m: (N, K, T, 2) Laplace
-    scale per step (>0). ``source_stamp_ns`` is the capture time of the newest sensor input used and
-    ``source_sent_mono_ns`` the monotonic time it was published (same host: end-to-end latency);
-    ``timings_ns`` holds per-stage durations (decode, track, raster, infer, ...). ``degraded`` is
-    true when the physics fallback produced it; ``reason`` says why.
+    scale per step (>0). ``source_stamp_ns`` is the capture time of the newest input *applied* to
+    the tracks this was computed from (0: none yet) and ``source_sent_mono_ns`` the monotonic time
+    it was published (processing latency = receive time - that, on one host); ``timings_ns`` holds
+    per-stage durations (decode, track, raster, infer, ...) plus ``reorder_held``, how much newer
+    the newest received input was (sensor clock: the reorder window's share of the data age).
+    ``degraded`` is true when the physics fallback produced it; ``reason`` says why.
     """
 
     header: Header
@@ -445,11 +447,12 @@ class PlannerStatus(Message):
 
     header: Header
     prediction_seq: int = scalar_field(int)
-    e2e_latency_ns: int = scalar_field(int)
+    e2e_latency_ns: int = scalar_field(int)  # processing latency (see prescient.service.planner_node)
     chosen_plan: int = scalar_field(int)
     min_distance_m: float = scalar_field(float)
     min_ttc_s: float = scalar_field(float)
     status: str = scalar_field(str)
+    data_age_ns: int = scalar_field(int, 0, since=3)  # capture of the newest input used -> received
 
 
 @message

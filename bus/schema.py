@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Final, TypeVar, dataclass_transform
 
 import numpy as np
 
-SCHEMA_VERSION: Final = 2  # 2: Health.state, Health.live
+SCHEMA_VERSION: Final = 3  # 2: Health.state, Health.live; 3: PlannerStatus.data_age_ns
 MIN_SCHEMA_VERSION: Final = 1
 
 

@@ -1,4 +1,5 @@
-"""The processes around the pure stages: the prediction service node and the planner stub node.
+"""The process around the pure stages: the prediction service node (the planner stub's is
+:mod:`prescient.service.planner_node`).
 
 Only these loops touch sockets and the wall clock. Each loop polls with a timeout, drains every
 queued message before deciding what to do (only the newest inputs count: no backlog), and
@@ -11,10 +12,9 @@ import functools
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import zmq
 
 from prescient.bus import messages as m
@@ -25,19 +25,10 @@ from prescient.bus.rxstats import CounterMap
 from prescient.bus.transport import Publisher, Subscriber
 from prescient.service.liveness import Liveness
 from prescient.service.pipeline import Pipeline, PipelineConfig
-from prescient.service.planner_stub import (
-    MAX_PREDICTION_AGE_S,
-    Verdict,
-    candidate_plans,
-    judge,
-    score_plans,
-    stale_verdict,
-)
 
 log = logging.getLogger(__name__)
 
 SERVICE_NODE = "predictor"
-PLANNER_NODE = "planner"
 HEALTH_PERIOD_NS = 1_000_000_000
 TICK_PERIOD_NS = 100_000_000
 CONDITIONAL_MARGIN_NS = 15_000_000  # left free before the next tick (decode, tracker work)
@@ -341,109 +332,3 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
         s.skipped_ticks,
     )
     return 0
-
-
-@dataclass
-class PlannerStats:
-    e2e_ns: list[int] = field(default_factory=list)
-    conditional_ns: list[int] = field(default_factory=list)
-    conditional_failures: int = 0
-    degraded: int = 0
-    received: int = 0
-    stale: int = 0  # predictions older than MAX_PREDICTION_AGE_S, not acted on
-    missing_alarms: int = 0  # statuses saying no prediction arrived for that long
-
-
-def _publish_status(
-    pub: Publisher, verdict: Verdict, prediction_seq: int, e2e_ns: int, src: m.Predictions | m.EgoState
-) -> None:
-    """One ``planner.status`` for ``verdict``, stamped with the sensor time of ``src``."""
-    pub.publish(
-        m.PlannerStatus(
-            header=m.Header(topic=m.TOPIC_PLANNER_STATUS, stamp_ns=src.header.stamp_ns),
-            prediction_seq=int(prediction_seq),
-            e2e_latency_ns=int(e2e_ns),
-            chosen_plan=verdict.chosen_plan,
-            min_distance_m=verdict.min_distance_m,
-            min_ttc_s=verdict.min_ttc_s,
-            status=verdict.status,
-        )
-    )
-
-
-def run_planner(
-    cfg: BusConfig, stop: threading.Event, conditional_every: int = 10, conditional_timeout_ms: int = 300
-) -> PlannerStats:
-    """The planner stub node. Returns its latency statistics when stopped."""
-    sub = Subscriber(cfg, [m.TOPIC_PREDICTIONS, m.TOPIC_EGO], known_topics_only=True)
-    pub = Publisher(cfg)
-    req = Requester(cfg, cfg.conditional_endpoint)
-    stats = PlannerStats()
-    ego: m.EgoState | None = None
-    request_id = 0
-    max_age_ns = int(MAX_PREDICTION_AGE_S * 1e9)
-    last_pred_ns = next_alarm_ns = 0
-    try:
-        while not stop.is_set():
-            msg = sub.recv(timeout_ms=50)
-            now = time.monotonic_ns()
-            if ego is not None and now - last_pred_ns > max_age_ns and now >= next_alarm_ns:
-                # Silence is not safety: say on planner.status that there is nothing to act on.
-                next_alarm_ns = now + max_age_ns // 5
-                stats.missing_alarms += 1
-                age_s = (now - last_pred_ns) / 1e9
-                _publish_status(
-                    pub, stale_verdict(age_s, len(candidate_plans(ego)), missing=True), -1, 0, ego
-                )
-            if msg is None:
-                continue
-            if isinstance(msg, m.EgoState):
-                last_pred_ns = last_pred_ns or now  # the alarm counts from the first ego state
-                ego = msg
-                continue
-            if not isinstance(msg, m.Predictions) or ego is None:
-                continue
-            e2e = now - msg.source_sent_mono_ns if msg.source_sent_mono_ns > 0 else 0
-            last_pred_ns = now
-            stats.received += 1
-            stats.e2e_ns.append(e2e)
-            stats.degraded += int(msg.degraded)
-            plans = candidate_plans(ego)
-            if e2e > max_age_ns:
-                stats.stale += 1
-                _publish_status(pub, stale_verdict(e2e / 1e9, len(plans)), msg.header.seq, e2e, msg)
-                continue
-            verdict = judge(plans, msg.trajectories_m, msg.mode_probs, msg.degraded)
-            status = verdict.status
-            if conditional_every > 0 and stats.received % conditional_every == 0:
-                request_id += 1
-                t0 = time.perf_counter_ns()
-                try:
-                    reply = req.request(
-                        m.ConditionalRequest(
-                            header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST, stamp_ns=msg.header.stamp_ns),
-                            request_id=request_id,
-                            plans_xy_m=plans,
-                        ),
-                        timeout_ms=conditional_timeout_ms,
-                    )
-                    stats.conditional_ns.append(time.perf_counter_ns() - t0)
-                    dist = np.array(
-                        [
-                            score_plans(plans[b : b + 1], reply.trajectories_m[b], reply.mode_probs[b])[0][0]
-                            for b in range(len(plans))
-                        ]
-                    )
-                    status += (
-                        f"; conditional min distance per plan {np.round(np.minimum(dist, 1e6), 1).tolist()}"
-                    )
-                except (RequestTimeout, TransportError) as e:
-                    stats.conditional_failures += 1
-                    status += f"; conditional request failed: {e}"
-            verdict.status = status
-            _publish_status(pub, verdict, msg.header.seq, e2e, msg)
-    finally:
-        sub.close()
-        pub.close()
-        req.close()
-    return stats

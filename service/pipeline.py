@@ -30,6 +30,7 @@ from prescient.service.liveness import Verdict, health_message
 from prescient.service.model_io.baselines import constant_velocity_predictions
 from prescient.service.pipeline_types import NS_PER_MS, PipelineConfig, PipelineStats, TickResult
 from prescient.service.raster import MapTooLargeError, RasterConfig, Rasterizer
+from prescient.service.source_times import SourceTimes
 from prescient.service.tracker import Tracker, TrackerConfig
 from prescient.service.tracker.admission import ClockVote
 from prescient.service.tracks import TrackSnapshot
@@ -41,7 +42,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["NS_PER_MS", "Pipeline", "PipelineConfig", "PipelineStats", "TickResult"]
 
-GUARD_PROBE_EVERY = 5  # with the deadline guard skipping the model, still run it every 5th time
+GUARD_PROBE_EVERY = 5
+SENT_FIX_MAX = 1024  # receive times kept for replayed inputs (a few ticks of all 16 sensors)  # with the deadline guard skipping the model, still run it every 5th time
 
 
 class Pipeline:
@@ -91,7 +93,8 @@ class Pipeline:
         self._lights: m.TrafficLights | None = None
         self._lidar: dict[str, m.LidarFrame] = {}
         self._newest_stamp_ns: int | None = None
-        self._newest_sent_mono_ns = 0
+        self._source_times = SourceTimes()
+        self._given_header: m.Header | None = None
         self._next_tick_ns: int | None = None
         self._infer_ns: deque[int] = deque(maxlen=10)
         self._skipped_in_row = 0
@@ -156,6 +159,7 @@ class Pipeline:
             elif isinstance(item, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
                 item_used = self.tracker.process(item)
                 if item_used:
+                    self._source_times.note(item.header, recv_mono_ns)
                     if isinstance(item, m.LidarFrame):
                         self._lidar[item.header.topic] = item
                     # Before the first ego state nothing vouches for a frame's stamp: it must not
@@ -206,7 +210,8 @@ class Pipeline:
             return False
         for reason in snap.dropped_rows or {}:
             self.tracker.stats.reject(msg.header.topic, reason)
-        self._given_tracks = snap
+        self._given_tracks, self._given_header = snap, msg.header
+        self._source_times.note(msg.header, recv_mono_ns)
         self._note_input(msg.header, recv_mono_ns)
         return True
 
@@ -216,6 +221,8 @@ class Pipeline:
         self.tracker = Tracker(self._tracker_cfg)
         self.tracker.stats = stats
         self._ego, self._lights, self._given_tracks, self._last = None, None, None, None
+        self._given_header = None
+        self._source_times.clear()
         self._lidar.clear()
         self._newest_stamp_ns = self._next_tick_ns = None
         self._clock_vote.clear(live=True)
@@ -224,10 +231,6 @@ class Pipeline:
         """Advance the tick clock to an admitted input's stamp (never back)."""
         if self._newest_stamp_ns is None or header.stamp_ns > self._newest_stamp_ns:
             self._newest_stamp_ns = header.stamp_ns
-            sent = header.sent_mono_ns
-            if recv_mono_ns and not 0 < recv_mono_ns - sent < 10_000_000_000:
-                sent = recv_mono_ns
-            self._newest_sent_mono_ns = sent
 
     def due_tick(self) -> int | None:
         """The tick time to run now, or None. Only the newest due tick counts (no backlog)."""
@@ -266,6 +269,8 @@ class Pipeline:
         )
         t_end = time.perf_counter_ns()
         feed_ns, self._feed_ns = self._feed_ns, 0
+        applied = self._given_header if self.tracks_from_log else self.tracker.newest_applied
+        source_ns, source_sent_ns, held_ns = self._source_times.source(applied, self._newest_stamp_ns)
         timings = {
             "decode": int(decode_ns),
             "track": t_track - t_start + feed_ns,
@@ -273,6 +278,7 @@ class Pipeline:
             "infer": int(infer_ns),
             "predict": t_end - t_raster,
             "total": t_end - t_start + int(decode_ns) + feed_ns,
+            "reorder_held": held_ns,  # sensor clock, not a stage: newest received - newest applied
         }
         self.stats.ticks += 1
         if timings["total"] > self.cfg.budget_ns:
@@ -284,8 +290,8 @@ class Pipeline:
             model_id=self.model_id,
             dt_s=m.PRED_DT_S,
             plan_id=-1,
-            source_stamp_ns=int(self._newest_stamp_ns or now_ns),
-            source_sent_mono_ns=int(self._newest_sent_mono_ns),
+            source_stamp_ns=int(source_ns),
+            source_sent_mono_ns=int(source_sent_ns),
             degraded=degraded,
             reason=reason,
             timings_ns=timings,

@@ -62,7 +62,7 @@ def _install_stop(stop: threading.Event, duration_s: float | None) -> None:
 
 
 def _planner(args: argparse.Namespace) -> int:
-    from prescient.service.node import run_planner
+    from prescient.service.planner_node import run_planner
     from prescient.service.stats import percentiles_ms
 
     cfg = bus_config_from_args(args)

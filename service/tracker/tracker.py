@@ -72,6 +72,7 @@ class Tracker:
         self._fusion = Fusion(c, self._motion, self._stats)
         self._lifecycle = Lifecycle(c, self._motion, self._stats)
         self._ingest = Ingest(c, self._stats, self._apply, lambda: self.table.filter_ns)
+        self._newest_applied: m.Header | None = None
 
     @property
     def stats(self) -> TrackerStats:
@@ -105,6 +106,21 @@ class Tracker:
         for msg in msgs:
             self.process(msg)
         return self.tracks(now_ns)
+
+    @property
+    def newest_applied(self) -> m.Header | None:
+        """Header of the newest frame applied to the tracks (capture stamp, then publish time).
+
+        Of the frames sharing the newest applied capture time (the corners of one sweep), the
+        one published last: the data in the tracks is as old as that frame. None before any.
+        """
+        return self._newest_applied
+
+    def _note_applied(self, frames: list[Any]) -> None:
+        newest = max((f.header for f in frames), key=lambda h: (h.stamp_ns, h.sent_mono_ns))
+        old = self._newest_applied
+        if old is None or (newest.stamp_ns, newest.sent_mono_ns) > (old.stamp_ns, old.sent_mono_ns):
+            self._newest_applied = newest
 
     @property
     def newest_ego_ns(self) -> int | None:
@@ -145,6 +161,7 @@ class Tracker:
             return
         self._motion.predict_to(table, t)
         self._stats.count("frames_applied", len(frames))
+        self._note_applied(frames)
         meas = measurements(frames, ego, self.config)
         n_meas = meas.z.shape[0]
         if n_meas == 0:
