@@ -5,7 +5,9 @@ publishes (pong) -> receive + decode here. So it is the real per-hop cost of the
 included) twice. Direct connects (no proxy) over ipc:// and tcp://127.0.0.1; payload sizes 1 KB,
 100 KB and 1 MB; warm-up round trips are discarded. Timing uses ``time.perf_counter_ns``.
 
-Usage: python -m prescient.benchmarks.bench_bus [--iters 1000] [--warmup 100]
+Writes ``bus.json`` into ``--out DIR`` (default ``$PRESCIENT_HOME/bench`` or the user data folder).
+
+Usage: python -m prescient.benchmarks.bench_bus [--iters 1000] [--warmup 100] [--out DIR]
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 
 import numpy as np
 
-from prescient.benchmarks.common import markdown_table, write_json
+from prescient.benchmarks.common import add_out_argument, markdown_table, write_json
 from prescient.bus import messages as m
 from prescient.bus.config import BusConfig
 from prescient.service.stats import percentiles_ms
@@ -107,9 +109,10 @@ def run_point(transport: str, n_bytes: int, iters: int, warmup: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="prescient bench bus", description=__doc__.splitlines()[0])
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=100)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     rows, results = [], []
     for transport in ("ipc", "tcp"):
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append([transport, label, r["n"], r["p50"], r["p95"], r["p99"], r["max"], r["lost"]])
     print("Bus round trip (ms): encode+send+recv+decode, twice (ping and pong)")
     print(markdown_table(["transport", "size", "n", "p50", "p95", "p99", "max", "lost"], rows))
-    print(f"json: {write_json('bus', {'results': results})}")
+    print(f"json: {write_json('bus', {'results': results}, args.out)}")
     return 0
 
 

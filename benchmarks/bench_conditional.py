@@ -9,7 +9,10 @@ trip: encode, send, B raster renders + B model passes, reply, decode.
 ``--check`` exits 1 when the round trip for ``conditional.plans`` plans has a p99 above
 ``conditional.p99_ms`` (``benchmarks/budgets.toml``).
 
-Usage: python -m prescient.benchmarks.bench_conditional [--agents 100] [--requests 100] [--plans 1 3 8] [--check]
+Writes ``conditional.json`` into ``--out DIR`` (default ``$PRESCIENT_HOME/bench`` or the user data folder).
+
+Usage: python -m prescient.benchmarks.bench_conditional [--agents 100] [--requests 100] [--plans 1 3 8]
+       [--out DIR] [--check]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prescient.benchmarks.common import budgets, markdown_table, report_misses, write_json
+from prescient.benchmarks.common import add_out_argument, budgets, markdown_table, report_misses, write_json
 from prescient.bus import messages as m
 from prescient.bus.config import BusConfig
 from prescient.bus.reqrep import Replier, Requester
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from prescient.service.app.stack_cli import DEFAULT_MODEL
     from prescient.service.planner_stub import candidate_plans
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="prescient bench conditional", description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, default=100)
     ap.add_argument("--requests", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=5)
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--no-model", action="store_true")
     ap.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     pipe, ego = build_scene(args.agents, None if args.no_model else Path(args.model))
     n_tracks = len(pipe.last_tracks.track_id) if pipe.last_tracks is not None else 0
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         rep.close()
     print(f"Conditional prediction round trip (ms), model {pipe.model_id}")
     print(markdown_table(["plans", "tracks", "n", "p50", "p95", "p99", "max", "degraded"], rows))
-    print(f"json: {write_json('conditional', {'results': results, 'model': pipe.model_id})}")
+    print(f"json: {write_json('conditional', {'results': results, 'model': pipe.model_id}, args.out)}")
     return report_misses(check(results, budgets()), args.check)
 
 

@@ -10,7 +10,11 @@ A tick is a deadline miss when its end-to-end latency exceeds 100 ms; degraded t
 fallback) are counted separately.
 
 Usage: python -m prescient.benchmarks.bench_e2e [--agents 10 50 100 200 400] [--scenarios day night]
-       [--ticks 600] [--warmup-s 8] [--check]
+       [--ticks 600] [--warmup-s 8] [--out DIR] [--check]
+
+Writes ``e2e.json``, the plot ``e2e.png`` (when matplotlib is installed: the ``eval`` extra) and
+one run directory per point (``e2e/<scenario>-<agents>/``) into ``--out DIR``, default
+``$PRESCIENT_HOME/bench`` or the user data folder.
 
 ``--check`` exits 1 when the point at ``e2e.budget_agents`` misses a budget of
 ``benchmarks/budgets.toml`` (end-to-end p99, deadline misses, per-stage p99).
@@ -26,11 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from prescient.benchmarks.common import (
-    RESULTS_DIR,
+    add_out_argument,
     budgets,
     machine,
     markdown_table,
     report_misses,
+    results_dir,
     write_json,
 )
 from prescient.service.stats import percentiles_ms
@@ -39,11 +44,14 @@ DEADLINE_NS = 100_000_000
 STAGES = ("decode", "track", "raster", "infer", "total")
 
 
-def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Path | None, idx: int) -> dict:
+def run_point(
+    scenario: str, agents: int, ticks: int, warmup_s: float, model: Path | None, idx: int, out_dir: Path
+) -> dict:
+    """One (scenario, agents) point; the stack's run directory is ``out_dir/e2e/<scenario>-<agents>``."""
     from prescient.service.app.stack import StackOptions, run_stack
 
     night = scenario == "night"
-    out = RESULTS_DIR / "e2e" / f"{scenario}-{agents}"
+    out = out_dir / "e2e" / f"{scenario}-{agents}"
     opts = StackOptions(
         scenario="intersection",
         seed=idx,
@@ -82,8 +90,12 @@ def run_point(scenario: str, agents: int, ticks: int, warmup_s: float, model: Pa
     }
 
 
-def plot(points: list[dict], path: Path) -> Path:
-    import matplotlib
+def plot(points: list[dict], path: Path) -> Path | None:
+    """The latency and per-stage picture; None when matplotlib (the ``eval`` extra) is not installed."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -196,7 +208,7 @@ def check(points: list[dict], budget: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from prescient.service.app.stack_cli import DEFAULT_MODEL
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="prescient bench e2e", description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, nargs="+", default=[10, 50, 100, 200, 400])
     ap.add_argument("--scenarios", nargs="+", default=["day", "night"], choices=["day", "night"])
     ap.add_argument("--ticks", type=int, default=600, help="measured ticks per point (after warm-up)")
@@ -204,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--no-model", action="store_true")
     ap.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    out_dir = results_dir(args.out)
+    print(f"results: {out_dir}", flush=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname).1s %(name)s: %(message)s")
     model = None if args.no_model else Path(args.model)
     points = []
@@ -213,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             f"[{i + 1}/{len(args.scenarios) * len(args.agents)}] {scenario}, {agents} agents, {args.ticks} ticks ...",
             flush=True,
         )
-        points.append(run_point(scenario, agents, args.ticks, args.warmup_s, model, i))
+        points.append(run_point(scenario, agents, args.ticks, args.warmup_s, model, i, out_dir))
     print()
     print(
         f"End-to-end latency (ms), provider {points[0]['provider']}, machine: {machine()['cpu']} x{machine()['cores']}, commit {machine()['commit']}"
@@ -233,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             "budgets": budget,
             "model": str(model),
         },
+        out_dir,
     )
-    print(f"json: {path}\nplot: {plot(points, RESULTS_DIR / 'e2e.png')}")
+    picture = plot(points, out_dir / "e2e.png")
+    print(f"json: {path}\nplot: {picture or 'none (matplotlib is not installed: the eval extra)'}")
     if not any(p["agents"] == budget["e2e"]["budget_agents"] for p in points):
         print(f"(no point at {budget['e2e']['budget_agents']} agents: the budgets were not checked)")
     return report_misses(check(points, budget), args.check)

@@ -1,20 +1,22 @@
 """Model inference latency: onnxruntime vs PyTorch eager, each runtime in its own process.
 
 Same weights, same seeded inputs (default 60 x 256 x 256 raster, N_MAX 128 with 100 valid agents),
-``--threads`` intra-op threads (default 2). Prints p50/p95/p99/max per runtime and writes JSON to
-``benchmarks/results/bench_model.json``. Torch and onnxruntime are never timed in the same process:
+``--threads`` intra-op threads (default 2). Prints p50/p95/p99/max per runtime and writes
+``bench_model.json`` into ``--out DIR`` (default ``$PRESCIENT_HOME/bench`` or the user data folder;
+an ``--out`` ending in ``.json`` names the file itself). Torch and onnxruntime are never timed in the same process:
 they would fight over the same cores. Without ``--model`` / ``--model-dir`` a seeded random-weight
 model of the default architecture is built; ``--model path.onnx`` (with its ``.manifest.json``)
 times that model, onnxruntime only.
 
 ``--check`` exits 1 when the onnxruntime p99 exceeds ``stages.infer_ms`` of ``benchmarks/budgets.toml``.
 
-    .venv/bin/python -m prescient.benchmarks.bench_model [--runs 100] [--model path.onnx] [--check]
+    .venv/bin/python -m prescient.benchmarks.bench_model [--runs 100] [--model path.onnx] [--out DIR] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -26,11 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from prescient.benchmarks.common import budgets, report_misses
+from prescient.benchmarks.common import add_out_argument, budgets, commit, report_misses, result_path
+from prescient.bus.errors import MissingExtraError
 from prescient.service.stats import percentiles_ms
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 
 
 def _stats(samples_ns: list[int]) -> dict[str, float]:
@@ -40,9 +40,30 @@ def _stats(samples_ns: list[int]) -> dict[str, float]:
 
 
 def _feed(cfg, n_valid: int, seed: int) -> dict[str, np.ndarray]:
-    from prescient.models.export import random_inputs  # torch-free path is not needed here: worker-only
+    """Seeded net inputs, batch 1: :func:`prescient.models.export.random_inputs`, without torch.
 
-    return random_inputs(cfg, 1, seed=seed, n_valid=n_valid)
+    The same arrays (``tests/test_bench_check.py`` compares them): that module imports torch,
+    which the onnxruntime worker must not need (an install with only the ``cpu`` extra).
+    """
+    rng = np.random.default_rng(seed)
+    shapes = cfg.input_shapes(1)
+    half_extent_m = 0.4 * min(cfg.raster_hw) * cfg.resolution_m_per_px
+    out = {
+        "raster": rng.random(shapes["raster"], dtype=np.float32),
+        "agent_hist": rng.normal(0, 2, shapes["agent_hist"]).astype(np.float32),
+        "agent_state": rng.normal(0, 1, shapes["agent_state"]).astype(np.float32),
+        "agent_valid": np.zeros(shapes["agent_valid"], np.float32),
+        "ego_state": rng.normal(0, 1, shapes["ego_state"]).astype(np.float32),
+        "ego_plan": rng.normal(0, 10, shapes["ego_plan"]).astype(np.float32),
+    }
+    out["agent_state"][..., 0:2] = rng.uniform(
+        -half_extent_m, half_extent_m, shapes["agent_state"][:2] + (2,)
+    )
+    yaw = rng.uniform(-np.pi, np.pi, shapes["agent_state"][:2])
+    out["agent_state"][..., 2] = np.cos(yaw)
+    out["agent_state"][..., 3] = np.sin(yaw)
+    out["agent_valid"][:, :n_valid] = 1.0
+    return out
 
 
 def worker(runtime: str, model_path: Path, runs: int, warmup: int, threads: int, n_valid: int) -> dict:
@@ -109,7 +130,9 @@ def build_model(model_dir: Path, channels: int, size: int, n_max: int, seed: int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="prescient bench model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
@@ -127,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="exit 1 if onnxruntime p99 > stages.infer_ms of budgets.toml"
     )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, default=RESULTS / "bench_model.json")
+    add_out_argument(parser)
     args = parser.parse_args(argv)
 
     if args.worker:
@@ -137,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is not None:
         if "torch" in args.runtimes.split(","):
             args.runtimes = "onnxruntime"  # an exported model has no checkpoint to run eagerly
+    builds = args.model is None and args.model_dir is None  # a random-weight model, with torch
+    if (builds or "torch" in args.runtimes.split(",")) and importlib.util.find_spec("torch") is None:
+        raise MissingExtraError("torch")  # `--model M --runtimes onnxruntime` needs no torch
 
     limit_ms = float(budgets()["stages"]["infer_ms"])
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 "import sys; from pathlib import Path; from prescient.benchmarks.bench_model import build_model; "
                 f"build_model(Path({str(model_dir)!r}), {args.channels}, {args.size}, {args.n_max}, 0)"
             )
-            subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+            subprocess.run([sys.executable, "-c", code], check=True)
         results = []
         for runtime in args.runtimes.split(","):
             cmd = [
@@ -163,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--runs", str(args.runs), "--warmup", str(args.warmup), "--threads", str(args.threads)]
             cmd += ["--agents", str(args.agents)]
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-            out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True, env=env).stdout
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
 
     what = args.model.name if args.model is not None else f"raster {args.channels}x{args.size}x{args.size}"
@@ -182,14 +208,12 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "loadavg": os.getloadavg(),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip(),
+        "commit": commit(),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    out_path = result_path(args.out, "bench_model.json")
+    out_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out_path}")
     misses = [
         f"model inference p99 {r['p99_ms']:.1f} ms > {limit_ms:g} ms (onnxruntime, {r['threads']} threads)"
         for r in results

@@ -3,13 +3,13 @@
 Main case: default config (58 x 256 x 256 at 0.5 m/px), 200 agents with 2 s of history (5
 occupancy frames per class), a synthetic grid map, traffic lights, plan, ego path and 2000 LiDAR
 points, on one core. Prints p50/p95/p99/max, the reference's time on the same scenes, and how the
-cost grows with agents, resolution, history frames and map size. Writes JSON to
-``benchmarks/results/bench_raster.json``.
+cost grows with agents, resolution, history frames and map size. Writes ``bench_raster.json`` into
+``--out DIR`` (default ``$PRESCIENT_HOME/bench`` or the user data folder).
 
 ``--check`` exits 1 when the fast path's p99 in the main case exceeds ``stages.raster_ms`` or its
 speed-up over the reference is below ``raster.min_speedup`` (``benchmarks/budgets.toml``).
 
-Usage: ``python -m prescient.benchmarks.bench_raster [--frames 200] [--ref-frames 3] [--quick] [--check]``
+Usage: ``python -m prescient.benchmarks.bench_raster [--frames 200] [--ref-frames 3] [--quick] [--out DIR] [--check]``
 """
 
 from __future__ import annotations
@@ -22,19 +22,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from prescient.benchmarks.common import budgets, report_misses  # noqa: E402
+from prescient.benchmarks.common import add_out_argument, budgets, commit, report_misses, results_dir  # noqa: E402
 from prescient.service.raster import RasterConfig, Rasterizer  # noqa: E402
 from prescient.service.raster.reference import render_reference  # noqa: E402
 from prescient.service.raster.scenes import grid_map, random_scene  # noqa: E402
 from prescient.service.stats import percentiles_ms  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _pcts(samples_ns: list[int]) -> dict[str, float]:
@@ -95,22 +91,22 @@ def check(main_case: dict, budget: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the tables; write JSON; with ``--check``, 1 when a budget is missed."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="prescient bench raster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--frames", type=int, default=200, help="timed frames for the main case")
     ap.add_argument("--ref-frames", type=int, default=3, help="reference frames (slow: ~1 s each)")
     ap.add_argument("--quick", action="store_true", help="fewer frames in the sweeps")
     ap.add_argument("--no-sweeps", action="store_true", help="main case only")
     ap.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     sweep_frames = 30 if args.quick else 60
     vmap = grid_map(n_blocks=2, block_m=80.0)
     results: dict = {"host": platform.node(), "cpu": platform.processor() or platform.machine()}
-    try:
-        results["commit"] = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        results["commit"] = ""
+    results["commit"] = commit()
 
     cfg = RasterConfig()
     r = Rasterizer(cfg, vmap)
@@ -171,8 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['value']!s:<16}{row['p50_ms']:>10.2f}{row['p95_ms']:>10.2f}{row['p99_ms']:>10.2f}"
                 f"{row['max_ms']:>10.2f}  {note}"
             )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "bench_raster.json"
+    out = results_dir(args.out) / "bench_raster.json"
     out.write_text(json.dumps(results, indent=2))
     print(f"\nwrote {out}")
     return report_misses(check(results["main"], budgets()), args.check)

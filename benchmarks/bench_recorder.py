@@ -9,9 +9,10 @@ recorded, seq gaps, throughput, and the recorder's per-message write latency p50
 (``LogWriter.write_raw``, which includes compressing a chunk when one fills up).
 
 Exits 1 when a message is missing from the log or the seq gaps exceed ``recorder.max_seq_gaps``
-(``benchmarks/budgets.toml``), with or without ``--check``.
+(``benchmarks/budgets.toml``), with or without ``--check``. Writes ``bench_recorder.json`` into
+``--out DIR`` (default ``$PRESCIENT_HOME/bench`` or the user data folder), or to ``--json-out FILE``.
 
-    .venv/bin/python -m prescient.benchmarks.bench_recorder --duration 10 [--speed 1] [--json-out PATH] [--check]
+    .venv/bin/python -m prescient.benchmarks.bench_recorder --duration 10 [--speed 1] [--out DIR] [--check]
 """
 
 from __future__ import annotations
@@ -30,13 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from prescient.benchmarks.common import budgets, report_misses  # noqa: E402
-from prescient.bus import messages as m  # noqa: E402
-from prescient.bus.config import BusConfig  # noqa: E402
-from prescient.service.stats import percentiles_ms  # noqa: E402
+from prescient.benchmarks.common import add_out_argument, budgets, report_misses, result_path
+from prescient.bus import messages as m
+from prescient.bus.config import BusConfig
+from prescient.service.stats import percentiles_ms
 
 RATES_HZ = {m.Modality.CAMERA: 15.0, m.Modality.LWIR: 15.0, m.Modality.RADAR: 20.0, m.Modality.LIDAR: 10.0}
 
@@ -174,10 +172,13 @@ def check(res: dict, budget: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="prescient bench recorder", description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of simulated time")
     ap.add_argument("--speed", type=float, default=1.0, help="x real time")
-    ap.add_argument("--json-out", type=Path, default=REPO / "benchmarks" / "results" / "bench_recorder.json")
+    add_out_argument(ap)
+    ap.add_argument(
+        "--json-out", type=Path, default=None, metavar="FILE", help="the JSON file itself (overrides --out)"
+    )
     ap.add_argument("--role", choices=("main", "publisher"), default="main", help=argparse.SUPPRESS)
     ap.add_argument("--pub-endpoint", help=argparse.SUPPRESS)
     ap.add_argument("--sub-endpoint", help=argparse.SUPPRESS)
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.run(
             [
                 sys.executable,
-                __file__,
+                "-m",
+                "prescient.benchmarks.bench_recorder",
                 "--role",
                 "publisher",
                 "--duration",
@@ -268,9 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"write latency us: p50 {w['p50']:.1f}  p95 {w['p95']:.1f}  p99 {w['p99']:.1f}  max {w['max']:.1f}"
         )
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(res, indent=2))
-    print(f"wrote {args.json_out}")
+    json_out = args.json_out or result_path(args.out, "bench_recorder.json")
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(res, indent=2))
+    print(f"wrote {json_out}")
     for p in tmp.iterdir():
         p.unlink()
     tmp.rmdir()

@@ -20,7 +20,10 @@ map request endpoints, then kill -9 of each child) and reports per attack:
 within 2 s after every attack, no crash, no hang (a live process that stops answering), recorder
 loss <= 1 s of bus traffic across its kill -9.
 
-Usage: prescient bench reliability [--quick] [--check] [--attacks a,b] [--bus tcp://127.0.0.1:5790]
+The stack's run directory (logs, ``up.log``) and ``reliability.json`` go to ``--out DIR``, default
+``reliability/<time>/`` and ``reliability.json`` under ``$PRESCIENT_HOME/bench`` or the user data folder.
+
+Usage: prescient bench reliability [--quick] [--check] [--attacks a,b] [--bus tcp://127.0.0.1:5790] [--out DIR]
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ from typing import Any
 import numpy as np
 
 from prescient.benchmarks.common import (
-    RESULTS_DIR,
     budgets,
+    default_results_dir,
     machine,
     markdown_table,
     report_misses,
+    results_dir,
     write_json,
 )
 from prescient.benchmarks.reliability import attacks as a
@@ -278,7 +282,7 @@ class Report:
 
 def run_bench(opts: BenchOptions) -> Report:
     """Start the stack, run the attacks, stop the stack, and judge."""
-    run_dir = opts.out_dir or RESULTS_DIR / "reliability" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = opts.out_dir or results_dir() / "reliability" / time.strftime("%Y%m%d-%H%M%S")
     cfg = bus_config(opts.bus)
     stack = StackProcess(run_dir, opts.bus, agents=opts.agents, model=opts.model, record=True)
     stack.start()
@@ -351,7 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attacks", default=",".join(runs.ATTACKS), help="comma-separated subset, in order")
     ap.add_argument("--bus", default=DEFAULT_BUS, help="private $PRESCIENT_BUS for the stack under attack")
     ap.add_argument(
-        "--out", default=None, help="run directory (default benchmarks/results/reliability/<time>)"
+        "--out",
+        default=None,
+        metavar="DIR",
+        help=f"run directory, and reliability.json (default {default_results_dir()}/reliability/<time>)",
     )
     ap.add_argument("--model", default=str(DEFAULT_MODEL), help="ONNX model of the service under attack")
     ap.add_argument("--no-model", action="store_true", help="constant-velocity fallback only")
@@ -406,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 for r in rep.rows
             ],
         },
+        opts.out_dir,
     )
     print(f"json: {path}")
     return report_misses(rep.failures, args.check)

@@ -4,9 +4,10 @@ Rows: a second held-out draw (the floor), the simulator's own spawner (baseline)
 model without tokens and with the density token (see :mod:`prescient.models.scenario_diffusion.evaluate`).
 Then generation latency: one scene at a time (batch 1, DDIM ``--steps``), p50/p95/p99/max wall
 and thread CPU time per scene, warm-up excluded; and the amortised time per scene in batches.
-Torch runs on one thread. Writes ``benchmarks/results/bench_scenarios.json``.
+Torch runs on one thread. Writes ``bench_scenarios.json`` into ``--out DIR`` (default
+``$PRESCIENT_HOME/bench`` or the user data folder; an ``--out`` ending in ``.json`` names the file).
 
-    .venv/bin/python benchmarks/bench_scenarios.py [--runs-per-map 8] [--steps 25] [--quick]
+    prescient bench scenarios [--runs-per-map 8] [--steps 25] [--quick] [--out DIR]
 """
 
 from __future__ import annotations
@@ -14,20 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import torch
 
-import torch  # noqa: E402
-
-from prescient.models.scenario_diffusion.evaluate import evaluate, format_report  # noqa: E402
-from prescient.models.scenario_diffusion.generate import WEIGHTS_PATH, ScenarioGenerator  # noqa: E402
-from prescient.models.scenario_diffusion.tokens import load_spec  # noqa: E402
-from prescient.service.stats import percentiles_ms  # noqa: E402
+from prescient.benchmarks.common import add_out_argument, result_path
+from prescient.models.scenario_diffusion.evaluate import evaluate, format_report
+from prescient.models.scenario_diffusion.generate import WEIGHTS_PATH, ScenarioGenerator
+from prescient.models.scenario_diffusion.tokens import load_spec
+from prescient.service.app.paths import PACKAGE_ROOT
+from prescient.service.stats import percentiles_ms
 
 
 def _pct(x_s: list[float]) -> dict[str, float]:
@@ -38,7 +35,7 @@ def _pct(x_s: list[float]) -> dict[str, float]:
 
 def latency(gen: ScenarioGenerator, steps: int, n: int, guidance: float) -> dict:
     """Per-scene latency of generating the example bus scenario one scene at a time."""
-    spec = load_spec(REPO / "models" / "scenario_diffusion" / "examples" / "bus_right_turn.yaml")
+    spec = load_spec(PACKAGE_ROOT / "models" / "scenario_diffusion" / "examples" / "bus_right_turn.yaml")
     spec.guidance = guidance
     gen.generate("intersection", spec, n=2, seed=0, n_steps=steps, batch=1)  # warm-up
     wall, cpu = [], []
@@ -51,14 +48,14 @@ def latency(gen: ScenarioGenerator, steps: int, n: int, guidance: float) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="prescient bench scenarios", description=__doc__.splitlines()[0])
     ap.add_argument("--runs-per-map", type=int, default=8, help="held-out runs per map (2 scenes each)")
     ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--guidance", type=float, default=1.0, help="guidance for the realism / compliance rows")
     ap.add_argument("--latency-n", type=int, default=30)
     ap.add_argument("--weights", default=str(WEIGHTS_PATH))
     ap.add_argument("--quick", action="store_true", help="2 runs per map, 10 latency samples")
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_scenarios.json"))
+    add_out_argument(ap)
     a = ap.parse_args(argv)
     if a.quick:
         a.runs_per_map, a.latency_n = 2, 10
@@ -76,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     r["weights_info"] = gen.info
     r["host"] = {"python": platform.python_version(), "torch": torch.__version__, "threads": 1,
                  "machine": platform.machine()}  # fmt: skip
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = result_path(a.out, "bench_scenarios.json")
     out.write_text(json.dumps(r, indent=1))
     print(f"written to {out}")
     return 0

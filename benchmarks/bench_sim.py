@@ -2,12 +2,14 @@
 
 Each run warms up (JIT, initial spawns) for 1 sim s, then times every ``Simulation.step()`` with
 ``perf_counter_ns`` over ``--duration`` sim seconds (all 16 sensors on, intersection scenario by
-default). Prints a table and writes JSON to ``benchmarks/results/bench_sim.json``.
+default). Prints a table and writes ``bench_sim.json`` into ``--out DIR`` (default
+``$PRESCIENT_HOME/bench`` or the user data folder).
 
 ``--check`` exits 1 when the run at ``sim.at_agents`` is slower than ``sim.min_x_real_time``
 (``benchmarks/budgets.toml``).
 
-    .venv/bin/python -m prescient.benchmarks.bench_sim [--duration 10] [--agents 50 100 200] [--scenario NAME] [--check]
+    .venv/bin/python -m prescient.benchmarks.bench_sim [--duration 10] [--agents 50 100 200] [--scenario NAME]
+        [--out DIR] [--check]
 """
 
 from __future__ import annotations
@@ -16,17 +18,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 
-from prescient.benchmarks.common import budgets, report_misses
+from prescient.benchmarks.common import add_out_argument, budgets, commit, report_misses, results_dir
 from prescient.service.stats import percentiles_ms
 from prescient.sim_sensors import SCENARIOS, SimConfig, Simulation
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def bench_one(scenario: str, n_agents: int, duration_s: float, seed: int) -> dict:
@@ -68,12 +66,13 @@ def check(rows: list[dict], budget: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="prescient bench sim", description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="intersection", choices=SCENARIOS)
     parser.add_argument("--agents", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--duration", type=float, default=10.0, help="timed sim seconds per run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
+    add_out_argument(parser)
     args = parser.parse_args(argv)
     rows = [bench_one(args.scenario, n, args.duration, args.seed) for n in args.agents]
     print(
@@ -84,16 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['agents']:>6} {r['x_real_time']:>7.1f} {r['wall_ms_per_sim_s']:>9.1f} {r['messages_per_sim_s']:>7.0f} "
             f"{r['step_ms_p50']:>7.3f} {r['step_ms_p95']:>7.3f} {r['step_ms_p99']:>7.3f} {r['step_ms_max']:>7.3f}"
         )
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / "bench_sim.json"
+    out = results_dir(args.out) / "bench_sim.json"
     meta = {
-        "commit": commit,
+        "commit": commit(),
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

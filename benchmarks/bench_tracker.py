@@ -11,14 +11,15 @@ excluded; p50/p95/p99/max of wall time and of the thread's CPU time (the latter 
 other processes on a shared host). Each speed case is repeated ``--repeats`` times.
 
 Uses ``sim_sensors`` when it is importable, else the tracker's own synthetic scene (the JSON says
-which). Writes ``benchmarks/results/bench_tracker.json``.
+which). Writes ``bench_tracker.json`` into ``--out DIR`` (default ``$PRESCIENT_HOME/bench`` or the
+user data folder; an ``--out`` ending in ``.json`` names the file itself).
 
 ``--check`` exits 1 when a budget of ``benchmarks/budgets.toml`` is missed: default-day MOTA on
 visible agents below ``tracker.min_mota_visible``, vehicle velocity RMSE above
 ``tracker.max_vehicle_vel_rmse_mps``, or the best repeat's p99 tick cost of the simulator speed
 case above ``stages.track_ms``.
 
-    .venv/bin/python -m prescient.benchmarks.bench_tracker [--duration 20] [--quick] [--check]
+    .venv/bin/python -m prescient.benchmarks.bench_tracker [--duration 20] [--quick] [--out DIR] [--check]
 """
 
 from __future__ import annotations
@@ -27,26 +28,18 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from prescient.benchmarks.common import budgets, report_misses  # noqa: E402
-from prescient.bus import messages as m  # noqa: E402
-from prescient.service.app.tracking.evaluate import LidarVisibility, TrackingScorer  # noqa: E402
-from prescient.service.app.tracking.runner import TickDriver  # noqa: E402
-from prescient.service.tracker import Tracker, TrackerConfig  # noqa: E402
-from prescient.service.tracker.ego import EgoBuffer  # noqa: E402
-
-RESULTS = REPO / "benchmarks" / "results"
+from prescient.benchmarks.common import add_out_argument, budgets, commit, report_misses, result_path
+from prescient.bus import messages as m
+from prescient.service.app.tracking.evaluate import LidarVisibility, TrackingScorer
+from prescient.service.app.tracking.runner import TickDriver
+from prescient.service.tracker import Tracker, TrackerConfig
+from prescient.service.tracker.ego import EgoBuffer
 
 
 def _have_sim() -> bool:
@@ -145,14 +138,8 @@ def run_tracker(
 
 
 def _env() -> dict[str, Any]:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        commit = "?"
     return {
-        "commit": commit,
+        "commit": commit(),
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -176,12 +163,14 @@ def check(results: dict[str, Any], budget: dict[str, Any]) -> list[str]:
     if speed:
         p99, limit = speed["tick_ms_best"]["p99"], budget["stages"]["track_ms"]
         if not p99 <= limit:
-            bad.append(f"tracker p99 {p99:.2f} ms per tick > {limit:g} ms ({speed['agents']} agents, best repeat)")
+            bad.append(
+                f"tracker p99 {p99:.2f} ms per tick > {limit:g} ms ({speed['agents']} agents, best repeat)"
+            )
     return bad
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="prescient bench tracker", description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=20.0, help="simulated seconds per quality scenario")
     ap.add_argument("--speed-duration", type=float, default=15.0, help="simulated seconds of the speed run")
     ap.add_argument("--scenario", default="intersection")
@@ -191,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="default-day quality and speed only")
     ap.add_argument("--speed-only", action="store_true", help="skip the quality scenarios")
     ap.add_argument("--repeats", type=int, default=3, help="speed runs (timings are noisy on a shared host)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "bench_tracker.json")
     ap.add_argument("--check", action="store_true", help="exit 1 when a budget in budgets.toml is missed")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
     budget = budgets()
 
@@ -260,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             scene = SyntheticScene(n_agents=200, seed=args.seed + 1, radius_m=70.0)
             msgs = [x for _ in range(int(round(args.speed_duration / m.PRED_DT_S))) for x in scene.step()]
         else:
-            msgs = generate(scen, args.seed + 1, budget["tracker"]["speed_agents"], False, (), args.speed_duration)
+            msgs = generate(
+                scen, args.seed + 1, budget["tracker"]["speed_agents"], False, (), args.speed_duration
+            )
         n_frames = sum(1 for x in msgs if _modality(x) is not None)
         runs = [
             run_tracker(msgs, args.eval_range, args.score_after, warmup_ticks=20) for _ in range(args.repeats)
@@ -285,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
                     f"p99 {t['p99']:.2f}  max {t['max']:.2f}"
                 )
         print(f"  (budget p99 <= {budget['stages']['track_ms']:g} ms)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    out = result_path(args.out, "bench_tracker.json")
+    out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {out}")
     return report_misses(check(results, budget), args.check)
 
 

@@ -8,6 +8,10 @@ benchmark). The others measure single stages and are forwarded their own argumen
 and in a quick mode (:data:`QUICK`; a few minutes, most of it the quick reliability run), and
 exits 1 naming every miss. It is not part of ``make test``: it measures this machine, it does not
 test the code.
+
+Results go to ``--out DIR`` (given to the hub or to the benchmark), else to
+``$PRESCIENT_HOME/bench`` or the user data folder: never next to the code, which may be an
+installed, read-only package.
 """
 
 from __future__ import annotations
@@ -21,13 +25,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prescient.benchmarks.common import MISS_PREFIX
+from prescient.benchmarks.common import MISS_PREFIX, default_results_dir
+from prescient.service.app.paths import default_model_path
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED_MODEL = REPO / "models" / "shipped" / "prescient.onnx"
+SHIPPED_MODEL = default_model_path()
 
 BENCHES = {
-    "e2e": ("prescient.benchmarks.bench_e2e", "end to end across the multi-process stack, 10..400 agents, day/night"),
+    "e2e": (
+        "prescient.benchmarks.bench_e2e",
+        "end to end across the multi-process stack, 10..400 agents, day/night",
+    ),
     "conditional": (
         "prescient.benchmarks.bench_conditional",
         "conditional-prediction request latency for 1, 3, 8 plans",
@@ -36,9 +43,15 @@ BENCHES = {
     "sim": ("prescient.benchmarks.bench_sim", "simulator speed (simulated s per wall s)"),
     "tracker": ("prescient.benchmarks.bench_tracker", "tracker quality (motmetrics) and update cost"),
     "raster": ("prescient.benchmarks.bench_raster", "rasterizer vs numpy reference, cost growth"),
-    "model": ("prescient.benchmarks.bench_model", "onnxruntime vs PyTorch eager inference (separate processes)"),
+    "model": (
+        "prescient.benchmarks.bench_model",
+        "onnxruntime vs PyTorch eager inference (separate processes)",
+    ),
     "recorder": ("prescient.benchmarks.bench_recorder", "recorder keeps up with the full stack"),
-    "scenarios": ("prescient.benchmarks.bench_scenarios", "scenario generation: realism, pin compliance, latency"),
+    "scenarios": (
+        "prescient.benchmarks.bench_scenarios",
+        "scenario generation: realism, pin compliance, latency",
+    ),
     "reliability": (
         "prescient.benchmarks.bench_reliability",
         "the live stack under hostile traffic and kill -9 (--quick, --check)",
@@ -78,21 +91,29 @@ class CheckResult:
 
 
 def _stream(cmd: list[str]) -> Iterator[str | int]:
-    """Run ``cmd`` from the repository root; yield its output lines as they come, then its status."""
+    """Run ``cmd``; yield its output lines as they come, then its status."""
     with subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
     ) as proc:
         assert proc.stdout is not None
         yield from proc.stdout
         yield proc.wait()
 
 
-def check_one(name: str, run: Callable[[list[str]], Iterator[str | int]] = _stream) -> CheckResult:
-    """Run benchmark ``name`` in its quick mode with ``--check``; echo its output, collect its misses."""
+def check_one(
+    name: str, run: Callable[[list[str]], Iterator[str | int]] = _stream, out: Path | None = None
+) -> CheckResult:
+    """Run benchmark ``name`` in its quick mode with ``--check``; echo its output, collect its misses.
+
+    ``out``: the folder for its results (``--out``); None: the benchmark's default.
+    """
     module = BENCHES[name][0]
     t0 = time.monotonic()
     res = CheckResult(name, returncode=-1)
-    for item in run([sys.executable, "-m", module, *QUICK[name], "--check"]):
+    if out is not None and name == "reliability":  # --out is its run directory: a fresh one each time
+        out = out / "reliability" / time.strftime("%Y%m%d-%H%M%S")
+    where = [] if out is None else ["--out", str(out)]
+    for item in run([sys.executable, "-m", module, *QUICK[name], *where, "--check"]):
         if isinstance(item, int):
             res.returncode = item
             continue
@@ -104,14 +125,16 @@ def check_one(name: str, run: Callable[[list[str]], Iterator[str | int]] = _stre
 
 
 def check_all(
-    names: list[str] | None = None, run: Callable[[list[str]], Iterator[str | int]] = _stream
+    names: list[str] | None = None,
+    run: Callable[[list[str]], Iterator[str | int]] = _stream,
+    out: Path | None = None,
 ) -> int:
     """Every budgeted benchmark in its quick mode; prints a summary naming each miss; 1 if any."""
     results = []
     names = list(QUICK) if names is None else names
     for i, name in enumerate(names):
         print(f"\n=== [{i + 1}/{len(names)}] bench {name} {' '.join(QUICK[name])} --check", flush=True)
-        results.append(check_one(name, run))
+        results.append(check_one(name, run, out))
     failed = [r for r in results if r.failures]
     print(f"\nprescient bench --check all: {len(results)} benchmarks, {len(failed)} with a miss")
     for r in results:
@@ -126,9 +149,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.check_all:
         if args.what is not None or args.rest:
             raise SystemExit("prescient bench --check all takes no benchmark name or arguments")
-        return check_all()
+        return check_all(out=args.out)
     module, _ = BENCHES[args.what or "e2e"]
-    return int(importlib.import_module(module).main(args.rest) or 0)
+    rest = list(args.rest)
+    if args.out is not None:  # before the benchmark's own arguments: its own --out wins
+        rest = ["--out", str(args.out), *rest]
+    return int(importlib.import_module(module).main(rest) or 0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,7 +163,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run a benchmark (default: end-to-end latency against the 100 ms budget)",
         description="\n".join(f"{k:12s} {v[1]}" for k, v in BENCHES.items())
         + "\n\nprescient bench NAME --check: exit 1 when NAME misses a budget of benchmarks/budgets.toml"
-        + f"\nprescient bench --check all: {', '.join(QUICK)} in a quick mode; exit 1 naming each miss",
+        + f"\nprescient bench --check all: {', '.join(QUICK)} in a quick mode; exit 1 naming each miss"
+        + f"\n\nresults: --out DIR, else {default_results_dir()} ($PRESCIENT_HOME/bench or the user data folder)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -146,6 +173,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=["all"],
         default=None,
         help="'all': every benchmark with a budget, quick, naming each miss",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder for the results (passed to the benchmark as --out DIR)",
     )
     p.add_argument("what", nargs="?", default=None, choices=sorted(BENCHES), help="default: e2e")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for that benchmark (see its --help)")

@@ -287,7 +287,15 @@ def tracker_quality_table() -> str:
         ]
         for q in r["figures"]["quality"].values()
     ]
-    head = ["scenario", "MOTA visible", "MOTA all", "MOTP (m)", "IDF1", "ID switches", "vehicle velocity RMSE (m/s)"]
+    head = [
+        "scenario",
+        "MOTA visible",
+        "MOTA all",
+        "MOTP (m)",
+        "IDF1",
+        "ID switches",
+        "vehicle velocity RMSE (m/s)",
+    ]
     return provenance(r, "benchmarks/measured/") + ":\n\n" + md_table(head, rows)
 
 
@@ -318,7 +326,6 @@ def budgets_table() -> str:
     return md_table(["budget", "value", "checked by `prescient bench ... --check`"], rows)
 
 
-
 def e2e_table() -> str:
     r = load("e2e")
     b = budgets()
@@ -347,7 +354,11 @@ def e2e_table() -> str:
             limit = b["stages"][f"{stage}_ms"]
             verdict = "over" if v > limit else "within"
             checked.append(f"{p['scenario']} {stage} p99 {v:g} ms ({verdict} {limit:g} ms)")
-    text = provenance(r, "measured/") + f"; provider {r['provider']}, all times in ms:\n\n" + md_table(head, rows)
+    text = (
+        provenance(r, "measured/")
+        + f"; provider {r['provider']}, all times in ms:\n\n"
+        + md_table(head, rows)
+    )
     if checked:
         text += f"\n\nStage p99 printed at {b['e2e']['budget_agents']} agents: " + "; ".join(checked) + "."
     return text
@@ -356,7 +367,13 @@ def e2e_table() -> str:
 def conditional_table() -> str:
     r = load("conditional")
     rows = [
-        [x["plans"], x["tracks"], x["n"], *(f"{x[k]:.3f}" for k in ("p50", "p95", "p99", "max")), x["degraded"]]
+        [
+            x["plans"],
+            x["tracks"],
+            x["n"],
+            *(f"{x[k]:.3f}" for k in ("p50", "p95", "p99", "max")),
+            x["degraded"],
+        ]
         for x in r["figures"]["results"]
     ]
     head = ["plans", "tracks", "n", "p50", "p95", "p99", "max", "degraded"]
@@ -384,7 +401,11 @@ def raster_table() -> str:
     text += md_table(["path", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows)
     for name, sweep in f["sweeps"].items():
         srows = [
-            [x["value"], *(f"{x[k]:.2f}" for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")), x.get("note", "")]
+            [
+                x["value"],
+                *(f"{x[k]:.2f}" for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
+                x.get("note", ""),
+            ]
             for x in sweep
         ]
         text += f"\n\nCost vs {name} (fast path, {f['agents']} agents unless varied):\n\n"
@@ -419,7 +440,12 @@ def model_table() -> str:
     f = r["figures"]
     c, h, w = f["raster"]
     rows = [
-        [x["runtime"], x["provider"], x["n"], *(f"{x[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))]
+        [
+            x["runtime"],
+            x["provider"],
+            x["n"],
+            *(f"{x[k]:.1f}" for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms")),
+        ]
         for x in f["results"]
     ]
     return (
@@ -508,7 +534,8 @@ BLOCKS: dict[tuple[Path, str], Callable[[], str]] = {
 
 def _pattern(name: str) -> re.Pattern[str]:
     return re.compile(
-        rf"(<!-- generated: {re.escape(name)} [^\n]*-->\n)(.*?)(<!-- end generated: {re.escape(name)} -->)", re.S
+        rf"(<!-- generated: {re.escape(name)} [^\n]*-->\n)(.*?)(<!-- end generated: {re.escape(name)} -->)",
+        re.S,
     )
 
 
@@ -523,7 +550,9 @@ def render(text: str, path: Path) -> str:
             continue
         pat = _pattern(name)
         if len(pat.findall(text)) != 1:
-            raise ResultFileError(f"{path.relative_to(REPO)}: expected one '{begin_marker(name)}' ... end block")
+            raise ResultFileError(
+                f"{path.relative_to(REPO)}: expected one '{begin_marker(name)}' ... end block"
+            )
         body = fn().rstrip("\n") + "\n"
         text = pat.sub(lambda m, body=body: m.group(1) + body + m.group(3), text)
     return text
@@ -547,6 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 naming each stale block")
     args = ap.parse_args(argv)
+    if not README.is_file():  # an installed package: nothing to regenerate, nothing to write there
+        print(f"{README} not found: this regenerates the README tables of a source checkout", file=sys.stderr)
+        return 1
     if args.check:
         stale = stale_blocks()
         for s in stale:

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
 
 from prescient.benchmarks import cli, tables
 from prescient.benchmarks.common import budgets
@@ -21,7 +30,10 @@ def _fake(outputs: dict[str, tuple[list[str], int]]):
 def test_check_all_names_every_miss(capsys) -> None:
     """Misses are collected from each benchmark's BUDGET MISSED lines; a silent failure is named too."""
     outputs = {cli.BENCHES[name][0]: (["every budget held"], 0) for name in cli.QUICK}
-    outputs["prescient.benchmarks.bench_raster"] = (["p50 3.1", "BUDGET MISSED: raster p99 5.30 ms > 5 ms"], 1)
+    outputs["prescient.benchmarks.bench_raster"] = (
+        ["p50 3.1", "BUDGET MISSED: raster p99 5.30 ms > 5 ms"],
+        1,
+    )
     outputs["prescient.benchmarks.bench_recorder"] = (["Traceback ..."], 2)
     assert cli.check_all(run=_fake(outputs)) == 1
     out = capsys.readouterr().out
@@ -47,3 +59,99 @@ def test_stage_budgets_fit_the_tick() -> None:
     """The per-stage budgets add up to less than the end-to-end budget."""
     b = budgets()
     assert sum(b["stages"].values()) < b["e2e"]["p99_ms"]
+
+
+@pytest.fixture
+def restore_environ() -> Iterator[None]:
+    """Importing a benchmark may set thread-count variables (bench_raster): keep them out of other tests."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.mark.parametrize("name", sorted(cli.BENCHES))
+def test_every_bench_takes_its_arguments_through_the_hub(
+    name: str, capsys: pytest.CaptureFixture[str], restore_environ: None
+) -> None:
+    """``prescient bench NAME --help`` reaches NAME's own parser and exits 0 (cheap: nothing runs)."""
+    from prescient.service.app.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", name, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: prescient bench {name}"), out[:300]
+    assert "--out DIR" in out, f"bench {name} has no --out DIR"
+
+
+def test_hub_out_goes_before_the_benchmarks_own_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prescient bench --out DIR NAME ARGS`` hands NAME ``--out DIR ARGS`` (its own --out would win)."""
+    from prescient.benchmarks import bench_sim
+    from prescient.service.app.cli import main
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(bench_sim, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["bench", "--out", "/x", "sim", "--agents", "5"]) == 0
+    assert main(["bench", "sim", "--duration", "1"]) == 0
+    assert seen == [["--out", "/x", "--agents", "5"], ["--duration", "1"]]
+
+
+def test_results_go_to_out_else_the_user_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never next to the code: ``--out DIR``, else ``$PRESCIENT_HOME/bench``, created on demand."""
+    from prescient.benchmarks import common
+
+    monkeypatch.setenv("PRESCIENT_HOME", str(tmp_path / "home"))
+    assert common.results_dir() == tmp_path / "home" / "bench" and (tmp_path / "home" / "bench").is_dir()
+    assert common.results_dir(tmp_path / "o") == tmp_path / "o"
+    assert common.result_path(tmp_path / "o", "x.json") == tmp_path / "o" / "x.json"
+    assert common.result_path(tmp_path / "f" / "mine.json", "x.json") == tmp_path / "f" / "mine.json"
+    assert common.write_json("t", {"a": 1}).parent == tmp_path / "home" / "bench"
+    package = Path(common.__file__).resolve().parent
+    bad = [p.name for p in package.rglob("*.py") if re.search(r'/\s*"results"', p.read_text())]
+    assert not bad, f"results next to the code in {bad}"
+
+
+def test_model_feed_without_torch_matches_the_exporters() -> None:
+    """The onnxruntime worker's torch-free inputs equal :func:`prescient.models.export.random_inputs`."""
+    pytest.importorskip("torch")
+    from prescient.benchmarks.bench_model import _feed
+    from prescient.models.export import random_inputs
+    from prescient.service.model_io.config import ModelConfig
+
+    cfg = ModelConfig()
+    ours, theirs = _feed(cfg, 100, seed=3), random_inputs(cfg, 1, seed=3, n_valid=100)
+    assert ours.keys() == theirs.keys()
+    for k in ours:
+        np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)
+
+
+def test_quick_sim_bench_through_the_console_writes_to_prescient_home(tmp_path: Path) -> None:
+    """One real run, the cheapest (a few seconds): exit 0, no traceback, JSON under $PRESCIENT_HOME/bench."""
+    env = dict(os.environ, PRESCIENT_HOME=str(tmp_path / "home"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "prescient.service", "bench", "sim", "--agents", "10", "--duration", "0.5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in out, out[-3000:]
+    path = tmp_path / "home" / "bench" / "bench_sim.json"
+    assert f"wrote {path}" in proc.stdout, out[-3000:]
+    assert json.loads(path.read_text())["runs"][0]["agents"] == 10
+
+
+def test_check_all_passes_out_on(tmp_path: Path) -> None:
+    """``prescient bench --out DIR --check all``: every quick run writes into DIR (reliability: a fresh run dir)."""
+    cmds: list[list[str]] = []
+
+    def run(cmd: list[str]) -> Iterator[str | int]:
+        cmds.append(cmd)
+        yield 0
+
+    assert cli.check_all(["sim", "reliability"], run=run, out=tmp_path) == 0
+    assert cmds[0][-3:] == ["--out", str(tmp_path), "--check"]
+    assert Path(cmds[1][-2]).parent == tmp_path / "reliability"

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
 # ``python -m prescient.service <command>`` -> the launcher's child name (its per-process log is <name>.log)
 CHILD_OF_COMMAND = {
     "bus": "bus",
@@ -79,14 +78,27 @@ class StackProcess:
         if any(self.run_dir.glob("*.mcap")):
             raise FileExistsError(f"{self.run_dir} holds *.mcap logs already: choose an empty directory")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PRESCIENT_BUS=self.bus)
-        env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-        argv = [sys.executable, "-m", "prescient.service", "up", "--no-live", "--no-picture", "--duration", "3600"]
-        argv += ["--agents", str(self.agents), "--bus", self.bus, "--out", str(self.run_dir)]
-        argv += ["--no-model"] if self.model is None else ["--model", str(self.model)]
+        env = dict(os.environ, PRESCIENT_BUS=self.bus)  # $NUMBA_CACHE_DIR: prescient.bus.jit_cache
+        argv = [
+            sys.executable,
+            "-m",
+            "prescient.service",
+            "up",
+            "--no-live",
+            "--no-picture",
+            "--duration",
+            "3600",
+        ]
+        argv += ["--agents", str(self.agents), "--bus", self.bus, "--out", str(self.run_dir.resolve())]
+        argv += ["--no-model"] if self.model is None else ["--model", str(self.model.resolve())]
         argv += [] if self.record else ["--no-record"]
-        self.proc = subprocess.Popen(
-            argv, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        self.proc = subprocess.Popen(  # cwd: a folder of ours, nothing there shadows an import
+            argv,
+            env=env,
+            cwd=self.run_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -20,10 +20,13 @@ def default_model_path() -> Path:
 
 
 def user_data_dir() -> Path:
-    """``$PRESCIENT_HOME``, else the platform's per-user data folder for prescient (not created)."""
+    """``$PRESCIENT_HOME``, else the platform's per-user data folder for prescient (not created).
+
+    Benchmarks write into ``bench/`` below it when given no ``--out``.
+    """
     home = os.environ.get("PRESCIENT_HOME")
     if home:
-        return Path(home)
+        return Path(home).expanduser()
     from platformdirs import user_data_path
 
     return user_data_path("prescient", appauthor=False)
