@@ -35,8 +35,14 @@ bench-bus: setup
 clean:
 	rm -rf $(VENV) .numba_cache .pytest_cache build *.egg-info
 
-# Build the image offline (local Debian base, host wheelhouse) and check that the compose stack
-# predicts; needs root for apt/dockerd (.ci/docker/smoke.sh). Not part of `make test`.
-.PHONY: docker-smoke
-docker-smoke:
-	bash .ci/docker/smoke.sh
+# Build the CPU image offline (local Debian base, host wheelhouse) and check that the compose stack
+# predicts; needs root for apt/dockerd (.ci/docker/smoke.sh). Not part of `make test`. The venv
+# (setup) fills the wheelhouse with its pip, so this works from a fresh clone.
+# docker-gpu: the GPU image (Dockerfile.gpu: CUDA base, pinned onnxruntime-gpu; the base is pulled).
+.PHONY: docker-smoke docker-gpu
+docker-smoke: setup
+	VENV=$(VENV) bash .ci/docker/smoke.sh
+
+docker-gpu: setup
+	PIP=$(BIN)/pip .ci/docker/make_wheelhouse.sh gpu
+	docker build -f Dockerfile.gpu -t prescient:gpu .

@@ -113,7 +113,8 @@ def warm_up_stages() -> None:
 class ServiceOptions:
     model: Path | None
     threads: int = 2
-    providers: tuple[str, ...] = ("CUDAExecutionProvider", "CPUExecutionProvider")
+    # TensorRT, CUDA, CPU: each only when present (prescient.service.predictor.select_providers).
+    providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
     budget_ms: float = 100.0
     map_timeout_s: float = 30.0
     use_lidar: bool = True

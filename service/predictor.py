@@ -4,7 +4,8 @@ Load-time checks (fail fast, one clear line via :class:`prescient.bus.errors.Sta
 sha256, the session's input/output names, shapes and dtypes, and the raster spec version all must
 match the manifest written by :mod:`prescient.models.export`. The provider actually in use is read back from
 ``session.get_providers()``: onnxruntime-gpu silently falls back to CPU when CUDA cannot start, and
-``get_available_providers()`` only lists what was compiled in.
+``get_available_providers()`` only lists what was compiled in. :func:`select_providers` picks the
+providers to ask for: TensorRT, then CUDA, then the CPU (always last), each only when present.
 
 Per tick: ``predict(raster, inputs)`` runs one pass for the whole scene and returns world-frame
 trajectories. :func:`constant_velocity_predictions` is the fallback when the model is missing or
@@ -13,8 +14,10 @@ late; the service marks those predictions ``degraded``.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,9 +49,104 @@ __all__ = [
     "PredictionInputError",
     "PredictorOutput",
     "constant_velocity_predictions",
+    "select_providers",
 ]
 
-DEFAULT_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+# In order of preference; each is used only when present (see select_providers), the CPU always last.
+DEFAULT_PROVIDERS = (TENSORRT_PROVIDER, CUDA_PROVIDER, CPU_PROVIDER)
+# onnxruntime-gpu lists TensorRT whenever it was compiled in; its provider library loads TensorRT 10
+# (libnvinfer.so.10), which the CUDA base image does not ship. Without it, asking for TensorRT costs
+# an "EP Error" banner and a second session creation, so it is only asked for when this loads.
+TENSORRT_LIBRARY = "libnvinfer.so.10"
+# TensorRT builds an engine per model and input shapes (tens of seconds); the cache keeps it across
+# starts. Default: the user's cache folder; the GPU image points this at a folder of its own.
+ENV_TRT_CACHE_DIR = "PRESCIENT_TRT_CACHE_DIR"
+
+ProviderSpec = tuple[str, dict[str, str]]
+
+
+def tensorrt_cache_dir() -> Path:
+    """``$PRESCIENT_TRT_CACHE_DIR``, else ``<user cache>/prescient/tensorrt`` (not created here)."""
+    env = os.environ.get(ENV_TRT_CACHE_DIR, "").strip()
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_path
+
+    return user_cache_path("prescient", appauthor=False) / "tensorrt"
+
+
+def tensorrt_loadable() -> bool:
+    """Whether the TensorRT runtime library that onnxruntime's TensorRT provider needs can load."""
+    try:
+        ctypes.CDLL(TENSORRT_LIBRARY)
+    except OSError:
+        return False
+    return True
+
+
+def tensorrt_options(cache_dir: Path | None = None, fp16: bool = False) -> dict[str, str]:
+    """TensorRT provider options: engine and timing caches in a writable folder, fp16 off unless asked.
+
+    A folder that cannot be created or written leaves the caches off (engines are then rebuilt at
+    every start) rather than failing the session.
+    """
+    opts = {"trt_fp16_enable": str(bool(fp16))}
+    folder = tensorrt_cache_dir() if cache_dir is None else Path(cache_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK | os.X_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        log.warning("TensorRT cache folder %s is not writable: engines are rebuilt at every start", folder)
+        return opts
+    opts.update(
+        trt_engine_cache_enable="True",
+        trt_engine_cache_path=str(folder),
+        trt_timing_cache_enable="True",
+        trt_timing_cache_path=str(folder),
+    )
+    return opts
+
+
+def select_providers(
+    requested: Sequence[str] = DEFAULT_PROVIDERS,
+    available: Sequence[str] | None = None,
+    *,
+    trt_loadable: bool | None = None,
+    trt_cache_dir: Path | None = None,
+    trt_fp16: bool = False,
+) -> list[ProviderSpec]:
+    """The providers to give onnxruntime, with their options, in order of preference.
+
+    ``requested`` keeps its order; a provider onnxruntime does not offer
+    (``available``, default ``ort.get_available_providers()``) is skipped, as is TensorRT when its
+    library does not load (``trt_loadable``, default :func:`tensorrt_loadable`); duplicates are
+    dropped and the CPU provider always ends the list, requested or not, so a session always
+    starts. Which one really runs is read back from the session (``get_providers()[0]``).
+    """
+    offered = set(ort.get_available_providers() if available is None else available)
+    out: list[ProviderSpec] = []
+    seen = {CPU_PROVIDER}
+    for name in requested:
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in offered:
+            log.debug("provider %s not offered by this onnxruntime build: skipped", name)
+            continue
+        if name == TENSORRT_PROVIDER:
+            if not (tensorrt_loadable() if trt_loadable is None else trt_loadable):
+                log.info("TensorRT provider skipped: %s does not load", TENSORRT_LIBRARY)
+                continue
+            out.append((name, tensorrt_options(trt_cache_dir, trt_fp16)))
+        else:
+            out.append((name, {}))
+    out.append((CPU_PROVIDER, {}))
+    return out
 
 
 class ModelLoadError(StartupError):
@@ -119,7 +217,8 @@ class OnnxPredictor:
     Args:
         model_path: the ``.onnx`` file.
         manifest_path: its manifest; default ``<stem>.manifest.json`` next to it.
-        providers: onnxruntime providers in order of preference; unavailable ones are skipped.
+        providers: onnxruntime providers in order of preference; absent ones are skipped, the CPU
+            always comes last (:func:`select_providers`).
         intra_op_threads: onnxruntime intra-op threads.
         expected_spec_version: raster spec version the caller renders; a different one in the
             manifest is refused. None skips the check (tests, offline tools).
@@ -167,8 +266,7 @@ class OnnxPredictor:
                 f"the rasterizer renders {expected_num_channels}"
             )
 
-        available = set(ort.get_available_providers())
-        use = [p for p in providers if p in available] or ["CPUExecutionProvider"]
+        use = select_providers(providers)
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(intra_op_threads)
         so.inter_op_num_threads = 1
@@ -180,8 +278,8 @@ class OnnxPredictor:
         self._check_io(manifest, model_path.name)
         # The provider that really runs the graph (CUDA may have silently fallen back to CPU).
         self.provider: str = self.session.get_providers()[0]
-        if providers and providers[0] != self.provider:
-            log.warning("requested provider %s, running on %s", providers[0], self.provider)
+        if use[0][0] != self.provider:
+            log.warning("provider %s is present but did not start: running on %s", use[0][0], self.provider)
         self.manifest = manifest
         self.model_id: str = str(manifest.get("model_id", model_path.stem))
         self.spec_version = spec
