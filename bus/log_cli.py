@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,17 @@ from typing import Any
 from mcap.well_known import MessageEncoding, SchemaEncoding
 from mcap.writer import CompressionType, Writer
 
-from prescient.bus.cli import add_bus_args, bus_config_from_args
+from prescient.bus.cli import (
+    add_bus_args,
+    bus_config_from_args,
+    log_totals,
+    non_negative_float,
+    non_negative_int,
+    output_file,
+    positive_float,
+    progress_bar,
+    require_file,
+)
 from prescient.bus.errors import StartupError, TransportError
 from prescient.bus.logfile import LogError, json_from_message, json_schema, refuse_existing
 from prescient.bus.logreader import EXIT_DAMAGED, ReadStats
@@ -59,18 +69,20 @@ def add_record_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         required=True,
-        type=Path,
+        type=output_file,
         help="output MCAP log; if it holds data (a restart), the next part NAME.1.EXT, NAME.2.EXT, "
         "... is written and the file is left untouched",
     )
-    p.add_argument("--duration", type=float, default=None, help="seconds to record (default: until Ctrl-C)")
+    p.add_argument(
+        "--duration", type=positive_float, default=None, help="seconds to record (default: until Ctrl-C)"
+    )
     p.add_argument(
         "--topics", nargs="+", default=[""], metavar="PREFIX", help="topic prefixes (default: all)"
     )
     p.add_argument("--compression", choices=("zstd", "lz4", "none"), default="zstd")
     p.add_argument(
         "--chunk-interval",
-        type=float,
+        type=positive_float,
         default=1.0,
         help="max seconds a message waits before its chunk is written",
     )
@@ -81,8 +93,6 @@ def cmd_record(args: argparse.Namespace) -> int:
     from prescient.bus.recorder import Recorder, summary_lines
 
     cfg = bus_config_from_args(args)
-    if args.out.parent and not args.out.parent.exists():
-        raise StartupError(f"output directory {args.out.parent} does not exist")
     try:
         rec = Recorder(
             cfg,
@@ -111,6 +121,7 @@ def _open_error(e: LogError) -> StartupError:
 def cmd_info(args: argparse.Namespace) -> int:
     from prescient.bus.recorder import log_parts
 
+    require_file(args.log, "log")
     try:
         s = summarize_log(args.log)
     except LogError as e:
@@ -174,16 +185,57 @@ def _exit_status(stats: ReadStats) -> int:
     return EXIT_DAMAGED if stats.problems else 0
 
 
-def _window(args: argparse.Namespace) -> tuple[int | None, int | None]:
-    if args.start is None and args.end is None:
+def _selection(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """The ``--start``/``--end`` window in log time (ns), checked with ``--topics`` against the log:
+    a selection that holds nothing is an error, not an empty success."""
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        raise StartupError(f"--end {args.end:g} must be after --start {args.start:g}")
+    if args.start is None and args.end is None and args.topics is None:
         return None, None
     try:
         s = summarize_log(args.log)
     except LogError as e:
         raise _open_error(e) from e
+    if args.topics is not None and not any(t.startswith(tuple(args.topics)) for t in s.topics):
+        raise StartupError(
+            f"no topic of {args.log} starts with {' or '.join(map(repr, args.topics))} "
+            f"(it has {', '.join(s.topics) or 'none'})"
+        )
+    if args.start and args.start > s.duration_s:
+        raise StartupError(f"--start {args.start:g} s is past the end of the log ({s.duration_s:.2f} s)")
     start = None if args.start is None else s.start_ns + int(args.start * 1e9)
     end = None if args.end is None else s.start_ns + int(args.end * 1e9)
     return start, end
+
+
+def _replay_total(args: argparse.Namespace) -> int | None:
+    """How many messages the replay will read (a progress bar's total); None if unknown."""
+    totals = log_totals(args.log) if args.start is None and args.end is None else None
+    if totals is None:
+        return None
+    prefixes = tuple(args.topics) if args.topics is not None else ("",)
+    return sum(n for t, n in totals[0].items() if t.startswith(prefixes))
+
+
+def _replay_offline(args: argparse.Namespace, start_ns: int | None, end_ns: int | None) -> int:
+    from prescient.bus.replayer import iter_messages
+
+    stats = ReadStats()
+    counts: dict[str, int] = {}
+    try:
+        with progress_bar(f"decode {args.log.name}", _replay_total(args), "messages") as bar:
+            for lm in iter_messages(args.log, args.topics, start_ns, end_ns, stats=stats):
+                counts[lm.topic] = counts.get(lm.topic, 0) + 1
+                bar.advance()
+    except LogError as e:
+        raise _open_error(e) from e
+    print(f"offline replay: {sum(counts.values())} messages decoded, {stats.total_skipped} skipped")
+    for t, n in sorted(counts.items()):
+        print(f"  {t:32s} {n:8d}")
+    for k, n in stats.skipped.items():
+        print(f"  skipped {n}: {k}")
+    _print_damage(stats)
+    return _exit_status(stats)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -192,22 +244,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from prescient.bus.messages import TOPIC_MAP
     from prescient.bus.replayer import BusReplayer, iter_messages
 
-    start_ns, end_ns = _window(args)
+    require_file(args.log, "log")
+    start_ns, end_ns = _selection(args)
     if args.offline:
-        stats = ReadStats()
-        counts: dict[str, int] = {}
-        try:
-            for lm in iter_messages(args.log, args.topics, start_ns, end_ns, stats=stats):
-                counts[lm.topic] = counts.get(lm.topic, 0) + 1
-        except LogError as e:
-            raise _open_error(e) from e
-        print(f"offline replay: {sum(counts.values())} messages decoded, {stats.total_skipped} skipped")
-        for t, n in sorted(counts.items()):
-            print(f"  {t:32s} {n:8d}")
-        for k, n in stats.skipped.items():
-            print(f"  skipped {n}: {k}")
-        _print_damage(stats)
-        return _exit_status(stats)
+        return _replay_offline(args, start_ns, end_ns)
     rate = 0.0 if args.max_speed else args.rate
     cfg = bus_config_from_args(args)
     try:
@@ -226,8 +266,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         lead.append(vmap)
     server = MapServer(cfg, vmap).start()  # the service asks for it
     try:
-        with _stop_on_signals() as stop:
-            st = rp.run(stop=stop, wait_topics=args.wait_for, wait_s=args.wait_s, lead=lead)
+        with _stop_on_signals() as stop, progress_bar(f"replay {args.log.name}", _replay_total(args)) as bar:
+            done = threading.Event()
+            bar.follow(lambda: rp.stats.sent + rp.stats.dropped, done)
+            try:
+                st = rp.run(stop=stop, wait_topics=args.wait_for, wait_s=args.wait_s, lead=lead)
+            finally:
+                done.set()
     except LogError as e:
         raise _open_error(e) from e
     finally:
@@ -244,7 +289,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def export_foxglove(
-    src: Path, out: Path, stats: ReadStats | None = None, *, overwrite: bool = False
+    src: Path,
+    out: Path,
+    stats: ReadStats | None = None,
+    *,
+    overwrite: bool = False,
+    on_message: Callable[[], object] | None = None,
 ) -> dict[str, int]:
     """Write a JSON-encoded copy of ``src`` (jsonschema schemas) that Foxglove can display.
 
@@ -256,6 +306,7 @@ def export_foxglove(
         out: the copy to write.
         stats: receives counts and problems.
         overwrite: replace ``out`` if it holds data.
+        on_message: called after each message read (progress).
 
     Returns:
         messages written per topic.
@@ -297,14 +348,19 @@ def export_foxglove(
                 sequence=lm.msg.header.seq & 0xFFFFFFFF,
             )
             counts[lm.topic] = counts.get(lm.topic, 0) + 1
+            if on_message is not None:
+                on_message()
         w.finish()
     return counts
 
 
 def cmd_export_foxglove(args: argparse.Namespace) -> int:
     stats = ReadStats()
+    require_file(args.log, "log")
+    totals = log_totals(args.log)
     try:
-        counts = export_foxglove(args.log, args.out, stats, overwrite=args.force)
+        with progress_bar(f"export {args.log.name}", sum(totals[0].values()) if totals else None) as bar:
+            counts = export_foxglove(args.log, args.out, stats, overwrite=args.force, on_message=bar.advance)
     except LogError as e:
         raise _open_error(e) from e
     print(
@@ -336,7 +392,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         from prescient.bus.importers.av2_motion import import_av2_motion as fn
     try:
         refuse_existing(args.out, overwrite=args.force)  # before the (long) conversion
-        report = fn(args.src, args.out, overwrite=args.force, **kwargs)
+        with progress_bar(f"import {args.kind} {args.src.name}"):
+            report = fn(args.src, args.out, overwrite=args.force, **kwargs)
     except (InputError, LogError, FileNotFoundError) as e:
         raise StartupError(str(e)) from e
     print(f"imported {args.src} -> {args.out}: " + ", ".join(f"{t} {n}" for t, n in sorted(report.items())))
@@ -372,11 +429,16 @@ def register(subparsers: Any) -> None:
         "replay", help="publish a log through the bus with its original timing", epilog=_EXIT_HELP
     )
     p.add_argument("log", type=Path)
-    p.add_argument("--rate", type=float, default=1.0, help="time scale: 0.5 half speed, 4 four times faster")
+    p.add_argument(
+        "--rate",
+        type=positive_float,
+        default=1.0,
+        help="time scale: 0.5 half speed, 4 four times faster (no pacing: --max-speed)",
+    )
     p.add_argument("--max-speed", action="store_true", help="no pacing: send as fast as possible")
     p.add_argument("--topics", nargs="+", default=None, metavar="PREFIX", help="topic prefixes to replay")
-    p.add_argument("--start", type=float, default=None, help="seconds from the log start")
-    p.add_argument("--end", type=float, default=None, help="seconds from the log start")
+    p.add_argument("--start", type=non_negative_float, default=None, help="seconds from the log start")
+    p.add_argument("--end", type=positive_float, default=None, help="seconds from the log start")
     p.add_argument(
         "--wait-for",
         nargs="+",
@@ -384,7 +446,9 @@ def register(subparsers: Any) -> None:
         metavar="TOPIC",
         help="start once one of these topics has a subscriber (default: any topic of the log but the map)",
     )
-    p.add_argument("--wait-s", type=float, default=10.0, help="max seconds to wait for subscribers")
+    p.add_argument(
+        "--wait-s", type=non_negative_float, default=10.0, help="max seconds to wait for subscribers"
+    )
     p.add_argument(
         "--offline",
         action="store_true",
@@ -397,7 +461,7 @@ def register(subparsers: Any) -> None:
         "export-foxglove", help="write a JSON/JSON-Schema copy Foxglove can display", epilog=_EXIT_HELP
     )
     p.add_argument("log", type=Path)
-    p.add_argument("out", type=Path)
+    p.add_argument("out", type=output_file)
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_export_foxglove)
 
@@ -409,8 +473,10 @@ def register(subparsers: Any) -> None:
         help="eth-ucy: .txt file; av2-sensor: log dir; av2-motion: scenario dir; lyft: l5kit .zarr dir",
     )
     imp.add_argument(
-        "--out", required=True, type=Path, help="output MCAP log (must not exist, unless --force)"
+        "--out", required=True, type=output_file, help="output MCAP log (must not exist, unless --force)"
     )
     imp.add_argument("--force", action="store_true", help="replace --out if it exists")
-    imp.add_argument("--scene", type=int, default=0, help="lyft: scene index in the zarr (default 0)")
+    imp.add_argument(
+        "--scene", type=non_negative_int, default=0, help="lyft: scene index in the zarr (default 0)"
+    )
     imp.set_defaults(func=cmd_import)

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from prescient.bus.cli import non_negative_int, output_dir, output_path, positive_float, positive_int
 from prescient.bus.errors import StartupError
 
 log = logging.getLogger(__name__)
@@ -24,13 +25,17 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
         "--data", type=Path, default=DEFAULT_ETH_UCY, help="root with SCENE/{train,val,test}/*.txt"
     )
     p.add_argument("--scenes", default="", help="comma-separated scene names (default: all found)")
-    p.add_argument("--minutes", type=float, default=3.0, help="training wall-clock budget per scene")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-windows", type=int, default=None, help="cap windows per split (quick runs)")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    p.add_argument("--out", type=Path, default=None, help="write results JSON here")
-    p.add_argument("--checkpoints", type=Path, default=None, help="save each scene's best checkpoint here")
+    p.add_argument("--minutes", type=positive_float, default=3.0, help="training wall-clock budget per scene")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument(
+        "--max-windows", type=positive_int, default=None, help="cap windows per split (quick runs)"
+    )
+    p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
+    p.add_argument("--out", type=output_path, default=None, help="write results JSON here")
+    p.add_argument(
+        "--checkpoints", type=output_dir, default=None, help="save each scene's best checkpoint here"
+    )
 
 
 def _run_eth_ucy(args: argparse.Namespace) -> int:
@@ -123,8 +128,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex = subparsers.add_parser("export", help="export a checkpoint to ONNX with its manifest")
     ex.add_argument("--checkpoint", type=Path, default=None, help="checkpoint written by save_checkpoint")
     ex.add_argument("--tiny", action="store_true", help="export a tiny random-weight model (tests)")
-    ex.add_argument("--out", type=Path, required=True, help="destination .onnx")
-    ex.add_argument("--opset", type=int, default=17)
+    ex.add_argument("--out", type=output_path, required=True, help="destination .onnx")
+    ex.add_argument("--opset", type=positive_int, default=17)
     ex.add_argument("--dynamic-batch", action="store_true")
-    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--seed", type=non_negative_int, default=0)
     ex.set_defaults(func=_run_export)

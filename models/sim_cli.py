@@ -13,6 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from prescient.bus.cli import (
+    ProgressBar,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    output_path,
+    positive_float,
+    positive_int,
+    progress_bar,
+    require_file,
+)
 from prescient.bus.errors import StartupError
 
 log = logging.getLogger(__name__)
@@ -96,6 +108,7 @@ def _run_eval_sim(args: argparse.Namespace) -> int:
     from prescient.models.eval_sim import evaluate_sim, format_report
     from prescient.models.sim_data import SimDataError
 
+    require_file(args.model, "model")
     try:
         report = evaluate_sim(args.model, args.data, threads=args.threads, max_samples=args.max_samples)
     except SimDataError as e:
@@ -108,13 +121,41 @@ def _run_eval_sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_eval_av2(args: argparse.Namespace) -> int:
-    from prescient.models.eval_sim import evaluate_av2, format_report
+class _LogsDone(logging.Handler):
+    """Advances a progress bar when ``evaluate_av2`` logs that it finished one of ``names``."""
 
+    def __init__(self, bar: ProgressBar, names: set[str]) -> None:
+        super().__init__(logging.INFO)
+        self.bar, self.names = bar, names
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if args and args[0] in self.names:
+            self.bar.advance()
+
+
+def _run_eval_av2(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
-        print(f"Argoverse 2 data not found at {args.data}: skipped")
-        return 0
-    report = evaluate_av2(args.model, args.data, threads=args.threads, work_dir=args.work_dir)
+        raise StartupError(
+            f"Argoverse 2 data not found: {args.data} is not a folder (--data DIR, one folder per log)"
+        )
+    require_file(args.model, "model")
+    names = {p.name for p in args.data.iterdir() if p.is_dir()}
+    if not names:
+        raise StartupError(f"no Argoverse 2 log folders in {args.data}")
+    from prescient.models.eval_sim import evaluate_av2, format_report
+    from prescient.models.sim_data import SimDataError
+
+    eval_log = logging.getLogger("prescient.models.eval_sim")
+    with progress_bar(f"eval-av2 {args.data.name}", len(names), "logs") as bar:
+        handler = _LogsDone(bar, names)
+        eval_log.addHandler(handler)
+        try:
+            report = evaluate_av2(args.model, args.data, threads=args.threads, work_dir=args.work_dir)
+        except SimDataError as e:
+            raise StartupError(str(e)) from e
+        finally:
+            eval_log.removeHandler(handler)
     print(format_report(report))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,8 +167,7 @@ def _run_eval_av2(args: argparse.Namespace) -> int:
 def _run_conditional(args: argparse.Namespace) -> int:
     from prescient.models.eval_sim import conditional_scene, plan_effect_m, plot_conditional
 
-    if not args.model.is_file():
-        raise StartupError(f"model not found: {args.model}")
+    require_file(args.model, "model")
     scene = conditional_scene(args.model, args.scenario, args.seed, args.time)
     out = plot_conditional(scene, args.out)
     effect = plan_effect_m(scene["reply"])
@@ -143,40 +183,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="training data")
     dsub = data.add_subparsers(dest="data_cmd", metavar="CMD")
     g = dsub.add_parser("generate", help="simulate runs through the onboard pipeline and write shards")
-    g.add_argument("--out", type=Path, required=True, help="output folder of .npz shards")
+    g.add_argument("--out", type=output_dir, required=True, help="output folder of .npz shards")
     g.add_argument("--scenarios", nargs="+", default=["intersection", "t_junction", "arterial", "roundabout"])
     g.add_argument("--seeds", default="0-29", help="e.g. 0-29 or 100-109 or 1,4,7")
-    g.add_argument("--duration", type=float, default=60.0, help="simulated seconds per run")
-    g.add_argument("--night-fraction", type=float, default=0.3)
-    g.add_argument("--agents", type=int, default=40)
-    g.add_argument("--stride", type=int, default=10, help="keep every Nth 100 ms tick")
-    g.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    g.add_argument("--duration", type=positive_float, default=60.0, help="simulated seconds per run (> 10)")
+    g.add_argument("--night-fraction", type=fraction, default=0.3)
+    g.add_argument("--agents", type=non_negative_int, default=40)
+    g.add_argument("--stride", type=positive_int, default=10, help="keep every Nth 100 ms tick")
+    g.add_argument("--workers", type=positive_int, default=max(1, min(2, os.cpu_count() or 1)))
     g.add_argument("--no-lidar", action="store_true", help="do not splat LiDAR (onboard default: on)")
     g.set_defaults(func=_run_generate)
     data.set_defaults(func=lambda a: (data.print_help(), 2)[1])
 
     t = subparsers.add_parser("train-sim", help="train TrajectoryNet on generated simulation shards")
     t.add_argument("--data", type=Path, required=True)
-    t.add_argument("--out", type=Path, default=Path("runs/sim"))
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--minutes", type=float, default=25.0, help="wall-clock training budget")
-    t.add_argument("--max-steps", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--n-max", type=int, default=48, help="agent slots while training (export uses 128)")
-    t.add_argument("--val-fraction", type=float, default=0.1, help="fraction of runs held for validation")
-    t.add_argument("--route-plan-fraction", type=float, default=0.3)
+    t.add_argument("--out", type=output_dir, default=Path("runs/sim"))
+    t.add_argument("--seed", type=non_negative_int, default=0)
+    t.add_argument("--minutes", type=positive_float, default=25.0, help="wall-clock training budget")
+    t.add_argument("--max-steps", type=positive_int, default=None)
+    t.add_argument("--batch-size", type=positive_int, default=8)
+    t.add_argument("--lr", type=positive_float, default=1e-3)
+    t.add_argument(
+        "--n-max", type=positive_int, default=48, help="agent slots while training (export uses 128)"
+    )
+    t.add_argument("--val-fraction", type=fraction, default=0.1, help="fraction of runs held for validation")
+    t.add_argument("--route-plan-fraction", type=fraction, default=0.3)
     t.add_argument("--model-size", choices=["small", "tiny"], default="small")
-    t.add_argument("--threads", type=int, default=2)
-    t.add_argument("--export", type=Path, default=None, help="export the best checkpoint to this .onnx")
+    t.add_argument("--threads", type=positive_int, default=2)
+    t.add_argument(
+        "--export", type=output_path, default=None, help="export the best checkpoint to this .onnx"
+    )
     t.set_defaults(func=_run_train)
 
     x = subparsers.add_parser(
         "export-sim", help="export a train-sim checkpoint to ONNX with 128 agent slots (+ parity check)"
     )
     x.add_argument("--checkpoint", type=Path, default=Path("runs/sim/best.pt"))
-    x.add_argument("--out", type=Path, default=DEFAULT_MODEL)
-    x.add_argument("--n-max", type=int, default=None, help="agent slots of the export (default 128)")
+    x.add_argument("--out", type=output_path, default=DEFAULT_MODEL)
+    x.add_argument("--n-max", type=positive_int, default=None, help="agent slots of the export (default 128)")
     x.set_defaults(func=_run_export_sim)
 
     for name, fn, helptext in (
@@ -185,14 +229,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ):
         e = subparsers.add_parser(name, help=helptext)
         e.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-        e.add_argument("--threads", type=int, default=2)
-        e.add_argument("--out", type=Path, default=None, help="write the report JSON here")
+        e.add_argument("--threads", type=positive_int, default=2)
+        e.add_argument("--out", type=output_path, default=None, help="write the report JSON here")
         if name == "eval-sim":
             e.add_argument("--data", type=Path, required=True)
-            e.add_argument("--max-samples", type=int, default=None)
+            e.add_argument("--max-samples", type=positive_int, default=None)
         else:
             e.add_argument("--data", type=Path, default=DEFAULT_AV2)
-            e.add_argument("--work-dir", type=Path, default=None, help="keep imported MCAP logs here")
+            e.add_argument("--work-dir", type=output_dir, default=None, help="keep imported MCAP logs here")
         e.set_defaults(func=fn)
 
     c = subparsers.add_parser(
@@ -200,7 +244,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     c.add_argument("--scenario", default="t_junction")
-    c.add_argument("--seed", type=int, default=102)
-    c.add_argument("--time", type=float, default=20.0, help="sim seconds before the request")
-    c.add_argument("--out", type=Path, default=REPO / "models" / "shipped" / "conditional.png")
+    c.add_argument("--seed", type=non_negative_int, default=102)
+    c.add_argument("--time", type=non_negative_float, default=20.0, help="sim seconds before the request")
+    c.add_argument("--out", type=output_path, default=REPO / "models" / "shipped" / "conditional.png")
     c.set_defaults(func=_run_conditional)

@@ -8,6 +8,7 @@ import logging
 import time
 from pathlib import Path
 
+from prescient.bus.cli import fraction, non_negative_int, output_path, positive_int
 from prescient.bus.errors import StartupError
 
 log = logging.getLogger(__name__)
@@ -26,15 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--tokens", metavar="SPEC.yaml", help="token spec (see models/scenario_diffusion/tokens.py)"
     )
-    g.add_argument("--n", type=int, default=10, help="number of scenes")
-    g.add_argument("--out", default="scenes.json", help="scene file to write")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--n", type=positive_int, default=10, help="number of scenes")
+    g.add_argument("--out", type=output_path, default="scenes.json", help="scene file to write")
+    g.add_argument("--seed", type=non_negative_int, default=0)
     g.add_argument("--steps", type=int, default=25, help="DDIM steps (20-50)")
     g.add_argument(
         "--guidance", type=float, default=None, help="classifier-free guidance (overrides the spec)"
     )
     g.add_argument("--density", type=float, default=None, help="global density token (overrides the spec)")
-    g.add_argument("--threshold", type=float, default=0.5, help="agent probability threshold")
+    g.add_argument("--threshold", type=fraction, default=0.5, help="agent probability threshold")
     g.add_argument("--weights", default=None, help="weights file (default: the shipped one)")
     g.add_argument(
         "--enforce-pins",
@@ -46,18 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="learned pin conditioning only: do not paste the pins' latent at every DDIM step",
     )
-    g.add_argument("--picture", metavar="PNG", help="also draw the first scene whose pins were all found")
+    g.add_argument(
+        "--picture",
+        metavar="PNG",
+        type=output_path,
+        help="also draw the first scene whose pins were all found",
+    )
     g.set_defaults(func=run_generate)
     e = sub.add_parser("eval", help="realism / compliance against held-out simulated scenes and the spawner")
     e.add_argument(
-        "--runs-per-map", type=int, default=3, help="held-out simulator runs per map (2 scenes each)"
+        "--runs-per-map", type=positive_int, default=3, help="held-out simulator runs per map (2 scenes each)"
     )
-    e.add_argument("--steps", type=int, default=25)
+    e.add_argument("--steps", type=positive_int, default=25)
     e.add_argument("--guidance", type=float, default=1.0)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=non_negative_int, default=0)
     e.add_argument("--weights", default=None)
     e.add_argument("--no-inpaint", action="store_true", help="pinned rows without latent inpainting")
-    e.add_argument("--json", metavar="FILE", help="write the full result here")
+    e.add_argument("--json", metavar="FILE", type=output_path, help="write the full result here")
     e.set_defaults(func=run_eval)
 
 

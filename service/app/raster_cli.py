@@ -11,6 +11,10 @@ Sources (exactly one):
   Tracks** (:class:`prescient.service.raster.scenes.TrackHistory`: true boxes, confidence 1), plus its
   traffic lights, LiDAR frames and the ego plan.
 * ``--demo --seed N``: a seeded random scene on a synthetic grid map (no data needed).
+
+``--out`` may be an existing folder: the picture is then written into it under a name made from
+the source (``LOG_t5.png``, ``intersection_seed0_t10.png``, ``demo_seed0.png``). The path printed is
+always the file written (a name without a suffix gets ``.png``, as matplotlib writes it).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from prescient.bus import messages as m
+from prescient.bus.cli import non_negative_float, non_negative_int, output_path, positive_float, require_file
 from prescient.bus.errors import StartupError
 from prescient.service.raster.config import RasterConfig
 from prescient.service.raster.rasterizer import Rasterizer
@@ -45,19 +50,52 @@ def register(subparsers: Any) -> None:
     src.add_argument("--log", type=Path, help="recorded or imported log (MCAP)")
     src.add_argument("--sim", metavar="SCENARIO", help="simulator scenario, run offline")
     src.add_argument("--demo", action="store_true", help="seeded random scene on a synthetic grid map")
-    p.add_argument("--t", type=float, default=0.0, help="seconds after the start of the log / simulation")
-    p.add_argument("--seed", type=int, default=0, help="simulator / demo seed")
-    p.add_argument("--out", type=Path, default=Path("scene.png"), help="output PNG")
-    p.add_argument("--npy", type=Path, default=None, help="also save the raw (C, H, W) raster as .npy")
-    p.add_argument("--extent-m", type=float, default=64.0, help="half extent along ego x, metres")
-    p.add_argument("--resolution-m", type=float, default=0.5, help="metres per pixel")
+    p.add_argument(
+        "--t", type=non_negative_float, default=0.0, help="seconds after the start of the log / simulation"
+    )
+    p.add_argument("--seed", type=non_negative_int, default=0, help="simulator / demo seed")
+    p.add_argument(
+        "--out", type=_picture_path, default=Path("scene.png"), help="output PNG, or a folder to write it in"
+    )
+    p.add_argument("--npy", type=output_path, default=None, help="also save the raw (C, H, W) raster as .npy")
+    p.add_argument("--extent-m", type=positive_float, default=64.0, help="half extent along ego x, metres")
+    p.add_argument("--resolution-m", type=positive_float, default=0.5, help="metres per pixel")
     p.set_defaults(func=run)
+
+
+def _picture_path(text: str) -> Path:
+    """``--out``: an existing folder (the name is chosen later), or a file :func:`output_path` accepts."""
+    path = Path(text)
+    if path.is_dir():
+        return path
+    if path.suffix and path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{path}: expected a .png file or a folder")
+    return output_path(text)
+
+
+def picture_file(out: Path, args: argparse.Namespace) -> Path:
+    """The file ``--out`` names: in a folder, a name from the source; a bare name gets ``.png``."""
+    if out.is_dir():
+        if args.log is not None:
+            name = f"{args.log.stem}_t{args.t:g}"
+        elif args.sim is not None:
+            name = f"{args.sim}_seed{args.seed}_t{args.t:g}"
+        else:
+            name = f"demo_seed{args.seed}"
+        return out / f"{name}.png"
+    return out if out.suffix else out.with_name(out.name + ".png")
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``prescient raster``; returns the exit code."""
-    if args.t < 0:
-        raise StartupError(f"--t must be >= 0, got {args.t}")
+    out_png = picture_file(args.out, args)
+    npy = (
+        args.npy
+        if args.npy is None or args.npy.suffix == ".npy"
+        else args.npy.with_name(args.npy.name + ".npy")
+    )
+    if out_png.is_dir() or (npy is not None and npy.is_dir()):
+        raise StartupError(f"{out_png if out_png.is_dir() else npy} is a folder; give a file name")
     try:
         cfg = RasterConfig(extent_m=args.extent_m, resolution_m=args.resolution_m)
     except ValueError as e:
@@ -74,10 +112,14 @@ def run(args: argparse.Namespace) -> int:
     raster = r.render(**frame)
     n_agents = 0 if frame["tracks"] is None else len(frame["tracks"].track_id)
     title = f"{title} | {n_agents} agents | {r.spec.fingerprint()}"
-    out = save_png(raster, args.out, r.channels, cfg.resolution_m, title)
-    if args.npy is not None:
-        np.save(args.npy, raster)
-    print(f"wrote {out} ({r.num_channels} x {cfg.height_px} x {cfg.width_px}, {n_agents} agents)")
+    out = save_png(raster, out_png, r.channels, cfg.resolution_m, title)
+    if npy is not None:
+        npy.parent.mkdir(parents=True, exist_ok=True)
+        np.save(npy, raster)
+    print(
+        f"wrote {out} ({r.num_channels} x {cfg.height_px} x {cfg.width_px}, {n_agents} agents)"
+        + (f" and {npy}" if npy is not None else "")
+    )
     return 0
 
 
@@ -95,8 +137,7 @@ def frame_from_log(path: Path, t_s: float) -> tuple[dict[str, Any], str]:
         from prescient.bus.replayer import iter_messages
     except ImportError as e:  # pragma: no cover - part of the product missing
         raise StartupError(f"prescient.bus.replayer is not available: {e}") from e
-    if not path.is_file():
-        raise StartupError(f"log not found: {path}")
+    require_file(path, "log")
     latest: dict[type, Any] = {}
     lidar: dict[str, m.LidarFrame] = {}
     ego_hist: deque[np.ndarray] = deque(maxlen=m.TRACK_HISTORY_STEPS)

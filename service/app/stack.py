@@ -6,6 +6,9 @@ planner stub and simulator. A child that dies unexpectedly is restarted (at most
 or on SIGTERM, and then stops every child in reverse order. The monitor subscribes to every topic:
 it counts frames per topic (without decoding the heavy sensor payloads) and decodes only
 predictions, planner status and health for the table.
+
+A signal is a normal end too: the run directory is completed (log finished, ``summary.json`` with
+``interrupted``) before the launcher returns.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class StackOptions:
     duration_s: float = 40.0
     night: bool = False
     model: Path | None = None
+    # ``model`` is the shipped default: the service may fall back without it (documented), so the
+    # service child gets no --model (an explicit --model must exist).
+    model_is_default: bool = False
     out_dir: Path = Path("runs/latest")
     bus: str | None = None
     record: bool = True
@@ -159,6 +165,7 @@ class StackResult:
     ok: bool  # the run completed and predictions flowed
     monitor: Monitor
     summary: dict
+    interrupted: int | None = None  # the signal that ended the run early (SIGINT, SIGTERM)
 
 
 def build_children(opts: StackOptions, log_path: Path) -> list[Child]:
@@ -170,7 +177,12 @@ def build_children(opts: StackOptions, log_path: Path) -> list[Child]:
         sim += ["--scenario", opts.scenario, "--agents", str(opts.agents)]
     if opts.night:
         sim.append("--night")
-    serve = ["serve", "--no-model"] if opts.model is None else ["serve", "--model", str(opts.model)]
+    if opts.model is None:
+        serve = ["serve", "--no-model"]
+    elif opts.model_is_default:
+        serve = ["serve"]  # the service's own default, with its documented fallback
+    else:
+        serve = ["serve", "--model", str(opts.model)]
     children = [Child("bus", ["bus"])]
     if opts.record:
         children.append(Child("recorder", ["record", "--out", str(log_path)]))
@@ -209,13 +221,17 @@ def _start_children(
 ) -> None:
     """Start every child in order; the monitor once the bus is up, the simulator once the
     service is warmed up and asks for the map (its first health message), so the first seconds
-    of the run are not lost to JIT."""
+    of the run are not lost to JIT. Nothing more is started once ``stop`` is set (a signal)."""
     for c in children:
+        if stop.is_set():
+            return
         if c.name == "sim":
             t_wait = time.monotonic()
             while not mon.health_seen and time.monotonic() - t_wait < SERVICE_READY_TIMEOUT_S:
                 if stop.wait(0.1):
                     break
+            if stop.is_set():
+                return
             if not mon.health_seen:
                 log.warning(
                     "service not ready after %.0f s; starting the simulator anyway", SERVICE_READY_TIMEOUT_S
@@ -285,7 +301,12 @@ def _finish_log(log_path: Path, mon: Monitor) -> list[Path]:
 
 
 def _summary(
-    opts: StackOptions, mon: Monitor, children: list[Child], completed: bool, parts: list[Path]
+    opts: StackOptions,
+    mon: Monitor,
+    children: list[Child],
+    completed: bool,
+    parts: list[Path],
+    interrupted: int | None = None,
 ) -> dict:
     """What ``summary.json`` holds."""
     e2e = percentiles_ms(mon.e2e_all)
@@ -295,6 +316,8 @@ def _summary(
         "agents": opts.agents,
         "duration_s": opts.duration_s,
         "completed": completed,
+        # The signal that ended the run before the simulator's duration (None: it was not).
+        "interrupted": None if interrupted is None else signal.Signals(interrupted).name,
         "predictions": mon.predictions,
         "degraded": mon.degraded,
         "provider": mon.provider,
@@ -315,18 +338,30 @@ def _summary(
     }
 
 
+def _catch_signals(stop: threading.Event) -> tuple[list[int], dict]:
+    """SIGINT/SIGTERM set ``stop`` and are recorded; returns (signals received, previous handlers)."""
+    received: list[int] = []
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return received, previous
+
+
 def run_stack(opts: StackOptions) -> StackResult:
-    """Start, supervise, show, stop."""
+    """Start, supervise, show, stop. A signal ends the run early but normally (see the module)."""
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
     env, cfg = _bus_config(opts)
     log_path = out / "log.mcap"
     children = build_children(opts, log_path)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    received, previous = _catch_signals(stop)
     mon = Monitor(ring=FrameRing() if opts.record else None)
     mon_thread = threading.Thread(target=mon.run, args=(cfg, stop), daemon=True)
+    ended_normally = False
     try:
         _start_children(children, env, out, mon, mon_thread, stop)
         ended_normally = _supervise_until_done(opts, children, env, mon, stop)
@@ -337,15 +372,19 @@ def run_stack(opts: StackOptions) -> StackResult:
         if mon_thread.is_alive():
             mon_thread.join(2)
     parts = _finish_log(log_path, mon) if opts.record else []
-    summary = _summary(opts, mon, children, ended_normally, parts)
-    if opts.picture and opts.record and log_path.exists():
+    interrupted = received[0] if received and not ended_normally else None
+    summary = _summary(opts, mon, children, ended_normally, parts, interrupted)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))  # before the (slow) picture
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # from here a second Ctrl-C ends the launcher at once
+    if opts.picture and opts.record and log_path.exists() and mon.predictions > 0:
         try:
             from prescient.service.app.summary import render_summary
 
             summary["picture"] = str(render_summary(log_path, out / "summary.png"))
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
         except Exception as e:  # a picture must never hide the run's result
             log.warning("summary picture failed: %s", e)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     e2e = summary["e2e_ms"]
     print(
         f"prescient up: {mon.predictions} predictions ({mon.degraded} degraded) on {mon.provider}; "
@@ -355,6 +394,4 @@ def run_stack(opts: StackOptions) -> StackResult:
     print(
         f"run directory: {out} (log.mcap, summary.json{', summary.png' if 'picture' in summary else ''}, per-process logs)"
     )
-    if not ended_normally:
-        log.warning("the stack did not complete normally")
-    return StackResult(ended_normally and mon.predictions > 0, mon, summary)
+    return StackResult(ended_normally and mon.predictions > 0, mon, summary, interrupted)

@@ -1,4 +1,9 @@
-"""``prescient serve | planner | up | replay | health``: the service, the planner stub, the whole stack."""
+"""``prescient serve | planner | up | replay | health``: the service, the planner stub, the whole stack.
+
+``--model``: without it the shipped model is used, and when that is absent (an install without it)
+the service runs on the documented constant-velocity fallback, flagged degraded. A model given
+explicitly must exist: a typo is an error (exit 1), never a silent run on the fallback.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +11,72 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from prescient.bus.cli import add_bus_args, bus_config_from_args
+from prescient.bus.cli import (
+    ProgressBar,
+    add_bus_args,
+    bus_config_from_args,
+    log_totals,
+    non_negative_float,
+    non_negative_int,
+    output_dir,
+    output_file,
+    positive_float,
+    positive_int,
+    progress_bar,
+    require_file,
+)
+from prescient.bus.errors import StartupError
 from prescient.service.app.paths import default_model_path
+
+if TYPE_CHECKING:
+    from prescient.service.pipeline_types import TickResult
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = default_model_path()
 
 
+def model_from_args(args: argparse.Namespace) -> Path | None:
+    """``--no-model``: None; ``--model M``: M, which must be a readable file (else a
+    :class:`StartupError`); neither: the shipped model, whose absence is the documented fallback."""
+    if args.no_model:
+        return None
+    if args.model is None:
+        return DEFAULT_MODEL
+    return require_file(args.model, "model")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="ONNX model, its manifest next to it (default: the shipped model; "
+        "if that is not installed, the constant-velocity fallback, flagged degraded)",
+    )
+    group.add_argument(
+        "--no-model", action="store_true", help="run on the constant-velocity fallback only (degraded)"
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from prescient.service.node import ServiceOptions, run_service
 
+    model = model_from_args(args)
     cfg = bus_config_from_args(args)
-    providers = ("CPUExecutionProvider",) if args.cpu else ("CUDAExecutionProvider", "CPUExecutionProvider")
     opts = ServiceOptions(
-        model=None if args.no_model else Path(args.model),
+        model=model,
         threads=args.threads,
-        providers=providers,
+        providers=("CPUExecutionProvider",) if args.cpu else ServiceOptions.providers,
         budget_ms=args.budget_ms,
         map_timeout_s=args.map_timeout_s,
         use_lidar=not args.no_lidar,
@@ -37,16 +86,6 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _install_stop(stop, args.duration)
     return run_service(cfg, opts, stop)
-
-
-def _non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v >= 0:  # also NaN
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
 
 
 def _install_stop(stop: threading.Event, duration_s: float | None) -> None:
@@ -97,9 +136,9 @@ def _planner(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from prescient.service.app.stack import StackOptions, run_stack
 
+    model = model_from_args(args)  # before any process starts
     scenario, agents = args.scenario, args.agents
     if args.from_scenario:
-        from prescient.bus.errors import StartupError
         from prescient.sim_sensors.scenario_file import ScenarioFileError, load_scene
 
         try:  # fail here, with one line, rather than in a supervised child
@@ -114,30 +153,72 @@ def _up(args: argparse.Namespace) -> int:
         from_scenario=args.from_scenario,
         duration_s=args.duration,
         night=args.night,
-        model=None if args.no_model else Path(args.model),
-        out_dir=Path(args.out) if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S"),
+        model=model,
+        model_is_default=model is not None and args.model is None,
+        out_dir=args.out if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S"),
         bus=args.bus,
         record=not args.no_record,
         picture=not args.no_picture,
         live=not args.no_live,
         curve_dir=args.curve_dir,
     )
-    return 0 if run_stack(opts).ok else 1
+    res = run_stack(opts)
+    signum = getattr(res, "interrupted", None)  # the signal that ended the run early, if any
+    if signum is not None:
+        print(
+            f"prescient up: interrupted by {signal.Signals(signum).name}; the run directory "
+            f"{opts.out_dir} is complete ({res.monitor.predictions} predictions, summary.json)",
+            file=sys.stderr,
+        )
+        return 128 + signum  # 130 for Ctrl-C
+    if not res.ok:
+        why = "no predictions arrived" if res.summary["completed"] else "the stack did not complete normally"
+        raise StartupError(f"{why}; see the per-process logs in {opts.out_dir}")
+    return 0
+
+
+def _log_seconds(bar: ProgressBar) -> Callable[[TickResult], None]:
+    """An ``on_tick`` for ``replay_log``: seconds of log replayed since the first tick, onto ``bar``."""
+    first_ns: list[int] = []
+
+    def on_tick(res: TickResult) -> None:
+        stamp_ns = res.predictions.header.stamp_ns
+        if not first_ns:
+            first_ns.append(stamp_ns)
+        bar.update((stamp_ns - first_ns[0]) / 1e9)
+
+    return on_tick
 
 
 def _replay(args: argparse.Namespace) -> int:
     from prescient.service.offline import replay_log
 
-    model = None if args.no_model else Path(args.model)
-    summary = replay_log(
-        Path(args.log),
-        model,
-        Path(args.out) if args.out else None,
-        start_s=args.start,
-        end_s=args.end,
-        overwrite=args.force,
-    )
+    log_path = require_file(args.log, "log")
+    if args.start is not None and args.end is not None and args.end <= args.start:
+        raise StartupError(f"--end {args.end:g} must be after --start {args.start:g}")
+    totals = log_totals(log_path)
+    span_s = None if totals is None else totals[1]
+    if span_s is not None and args.start and args.start > span_s:
+        raise StartupError(f"--start {args.start:g} s is past the end of the log ({span_s:.2f} s)")
+    model = model_from_args(args)
+    if span_s is not None:
+        span_s = min(span_s, args.end or span_s) - (args.start or 0.0)
+    with progress_bar(f"replay {log_path.name}", span_s, "s of log") as bar:
+        summary = replay_log(
+            log_path,
+            model,
+            args.out,
+            start_s=args.start,
+            end_s=args.end,
+            overwrite=args.force,
+            on_tick=_log_seconds(bar),
+        )
     print(json.dumps(summary, indent=2))
+    if summary["exit_code"] == 0 and summary["ticks"] == 0:
+        window = "" if args.start is None and args.end is None else " in the --start/--end window"
+        raise StartupError(
+            f"no prediction tick ran on {log_path}{window}: a tick needs an ego state and tracks or sensor frames"
+        )
     return summary["exit_code"]  # 3: the log is damaged or unfinished (every readable tick was run)
 
 
@@ -170,26 +251,24 @@ def _health(args: argparse.Namespace) -> int:
                 return 0
     finally:
         sub.close()
-    print(f"no health message on {prefix!r} within {args.timeout_s} s", file=sys.stderr)
-    return 1
+    raise StartupError(f"no health message on {prefix!r} within {args.timeout_s:g} s")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from prescient.sim_sensors.maps import SCENARIOS
+
     p = sub.add_parser("serve", help="run the prediction service (tracker -> raster -> ONNX -> predictions)")
     add_bus_args(p)
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="ONNX model (manifest next to it)")
-    p.add_argument(
-        "--no-model", action="store_true", help="run on the constant-velocity fallback only (degraded)"
-    )
+    _add_model_args(p)
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=int(os.environ.get("PRESCIENT_ORT_THREADS", "2")),
         help="onnxruntime intra-op threads",
     )
     p.add_argument("--cpu", action="store_true", help="do not try the CUDA provider")
-    p.add_argument("--budget-ms", type=float, default=100.0)
-    p.add_argument("--map-timeout-s", type=float, default=30.0)
+    p.add_argument("--budget-ms", type=positive_float, default=100.0)
+    p.add_argument("--map-timeout-s", type=positive_float, default=30.0)
     p.add_argument("--no-lidar", action="store_true", help="do not splat LiDAR points into the raster")
     p.add_argument(
         "--tracks-input",
@@ -198,36 +277,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-input-rate-hz",
-        type=_non_negative,
+        type=non_negative_float,
         default=200.0,
         help="per-topic admission rate checked before decoding; excess counted as rate_limited (0: off)",
     )
-    p.add_argument("--duration", type=float, default=None)
+    p.add_argument(
+        "--duration", type=positive_float, default=None, help="seconds to run (default: until Ctrl-C)"
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("planner", help="run the planner stub (latency, plan checks, conditional requests)")
     add_bus_args(p)
     p.add_argument(
         "--conditional-every",
-        type=int,
+        type=non_negative_int,
         default=10,
         help="ask for conditional predictions every N predictions (0: never)",
     )
-    p.add_argument("--duration", type=float, default=None)
-    p.add_argument("--stats-json", default=None, help="write latency statistics here on exit")
+    p.add_argument(
+        "--duration", type=positive_float, default=None, help="seconds to run (default: until Ctrl-C)"
+    )
+    p.add_argument(
+        "--stats-json", type=output_file, default=None, help="write latency statistics here on exit"
+    )
     p.set_defaults(func=_planner)
 
     p = sub.add_parser(
         "up", help="start the whole stack (bus, simulator, service, planner, recorder) with a live table"
     )
-    p.add_argument("--scenario", default="intersection")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--agents", type=int, default=40)
-    p.add_argument("--duration", type=float, default=40.0, help="simulated seconds (real time)")
+    p.add_argument("--scenario", default="intersection", choices=SCENARIOS)
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--agents", type=non_negative_int, default=40)
+    p.add_argument("--duration", type=positive_float, default=40.0, help="simulated seconds (real time)")
     p.add_argument("--night", action="store_true")
-    p.add_argument("--model", default=str(DEFAULT_MODEL))
-    p.add_argument("--no-model", action="store_true")
-    p.add_argument("--out", default=None, help="run directory (log, picture, summary); default runs/<time>")
+    _add_model_args(p)
+    p.add_argument(
+        "--out",
+        type=output_dir,
+        default=None,
+        help="run directory (log, picture, summary); default runs/<time>",
+    )
     p.add_argument(
         "--bus",
         default=None,
@@ -253,20 +342,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "replay",
         help="run the service offline on a recorded or imported log (deterministic)",
-        description="Exit codes: 0 done; 1 bad input (one line); 3 the log is damaged or unfinished: "
-        "every readable message was replayed and every skipped byte range is listed in the summary.",
+        description="Exit codes: 0 done; 1 the replay cannot run (one line: log or --model not found, "
+        "no tick in the log or window); 2 a bad argument; 3 the log is damaged or unfinished: "
+        "every readable message was replayed and every skipped byte range is listed in the summary. "
+        "On a terminal, a progress bar (seconds of log) runs on stderr.",
     )
-    p.add_argument("log")
-    p.add_argument("--model", default=str(DEFAULT_MODEL))
-    p.add_argument("--no-model", action="store_true")
-    p.add_argument("--out", default=None, help="write tracks and predictions to this MCAP")
+    p.add_argument("log", type=Path)
+    _add_model_args(p)
+    p.add_argument("--out", type=output_file, default=None, help="write tracks and predictions to this MCAP")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (never the input log)")
-    p.add_argument("--start", type=float, default=None, help="seconds from the log start")
-    p.add_argument("--end", type=float, default=None)
+    p.add_argument("--start", type=non_negative_float, default=None, help="seconds from the log start")
+    p.add_argument("--end", type=positive_float, default=None, help="seconds from the log start")
     p.set_defaults(func=_replay)
 
     p = sub.add_parser("health", help="exit 0 when a node's health message arrives (container health check)")
     add_bus_args(p)
     p.add_argument("--node", default=None)
-    p.add_argument("--timeout-s", type=float, default=5.0)
+    p.add_argument("--timeout-s", type=positive_float, default=5.0)
     p.set_defaults(func=_health)
