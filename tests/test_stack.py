@@ -85,11 +85,14 @@ def test_up_runs_and_leaves_log_summary_and_picture(tmp_path: Path) -> None:
     ]
     res = subprocess.run(cmd, cwd=REPO, env=_env(bus), capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "end-to-end latency" in res.stdout
+    assert "processing latency" in res.stdout and "data age" in res.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["completed"] and summary["predictions"] >= 30
     assert summary["predictions"] == summary["degraded"]  # --no-model: every one flagged
     assert summary["e2e_ms"]["n"] > 0 and summary["e2e_ms"]["p50"] > 0
+    # Data age adds the sensor latency (40-60 ms simulated) to the processing latency.
+    age, proc = summary["data_age_ms"], summary["e2e_ms"]
+    assert age["n"] > 0 and age["p50"] > proc["p50"] + 20
     assert (out / "log.mcap").stat().st_size > 0 and (out / "summary.png").stat().st_size > 0
 
 

@@ -112,7 +112,10 @@ def _planner(args: argparse.Namespace) -> int:
     summary = {
         "received": stats.received,
         "degraded": stats.degraded,
-        "e2e_ms": e2e,
+        "unknown_source": stats.unknown_source,
+        "e2e_ms": e2e,  # processing latency (prescient.service.planner_node)
+        "data_age_ms": percentiles_ms(stats.data_age_ns),
+        "sensor_latency_ms": percentiles_ms(stats.sensor_ns),
         "conditional_ms": cond,
         "conditional_failures": stats.conditional_failures,
         "stale_not_acted_on": stats.stale,

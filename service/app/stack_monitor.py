@@ -35,6 +35,9 @@ class Monitor:
     stage_ns: dict[str, deque] = field(default_factory=dict)
     e2e_ns: deque = field(default_factory=lambda: deque(maxlen=600))
     e2e_all: list = field(default_factory=list)
+    # Data age (capture of the newest input applied -> planner), per planner status that has it.
+    data_age_ns: deque = field(default_factory=lambda: deque(maxlen=600))
+    data_age_all: list = field(default_factory=list)
     degraded_all: list = field(default_factory=list)  # per prediction, in arrival order
     service_segment: dict = field(
         default_factory=dict
@@ -103,6 +106,9 @@ class Monitor:
                 self.e2e_all.append(msg.e2e_latency_ns)
                 seg = self.service_segment.pop(msg.prediction_seq, None)
                 self.segments_all.append((seg, msg.e2e_latency_ns - seg) if seg is not None else (None, None))
+            if msg.data_age_ns > 0:
+                self.data_age_ns.append(msg.data_age_ns)
+                self.data_age_all.append(msg.data_age_ns)
             self.planner_status = msg.status
         elif isinstance(msg, m.Health) and msg.node == "predictor":
             self.health_seen = True
@@ -156,7 +162,13 @@ def render_table(mon: Monitor, children: list, elapsed_s: float):
         p50, p99 = pct_ms(q)
         lat.add_row(k, f"{p50:.2f}", f"{p99:.2f}")
     p50, p99 = pct_ms(mon.e2e_ns)
-    lat.add_row("[bold]end to end[/bold] (sensor publish -> planner)", f"{p50:.2f}", f"{p99:.2f}")
+    lat.add_row(
+        "[bold]processing[/bold] (newest applied input published -> planner)", f"{p50:.2f}", f"{p99:.2f}"
+    )
+    p50, p99 = pct_ms(mon.data_age_ns)
+    lat.add_row(
+        "[bold]data age[/bold] (newest applied input captured -> planner)", f"{p50:.2f}", f"{p99:.2f}"
+    )
     state = Table(title=f"stack ({elapsed_s:.0f} s)")
     state.add_column("item")
     state.add_column("value")
