@@ -30,6 +30,7 @@ import numpy as np
 
 from prescient.benchmarks.common import add_out_argument, budgets, commit, report_misses, result_path
 from prescient.bus.errors import MissingExtraError
+from prescient.service.model_io.sample_inputs import random_inputs
 from prescient.service.stats import percentiles_ms
 
 
@@ -40,30 +41,8 @@ def _stats(samples_ns: list[int]) -> dict[str, float]:
 
 
 def _feed(cfg, n_valid: int, seed: int) -> dict[str, np.ndarray]:
-    """Seeded net inputs, batch 1: :func:`prescient.models.export.random_inputs`, without torch.
-
-    The same arrays (``tests/test_bench_check.py`` compares them): that module imports torch,
-    which the onnxruntime worker must not need (an install with only the ``cpu`` extra).
-    """
-    rng = np.random.default_rng(seed)
-    shapes = cfg.input_shapes(1)
-    half_extent_m = 0.4 * min(cfg.raster_hw) * cfg.resolution_m_per_px
-    out = {
-        "raster": rng.random(shapes["raster"], dtype=np.float32),
-        "agent_hist": rng.normal(0, 2, shapes["agent_hist"]).astype(np.float32),
-        "agent_state": rng.normal(0, 1, shapes["agent_state"]).astype(np.float32),
-        "agent_valid": np.zeros(shapes["agent_valid"], np.float32),
-        "ego_state": rng.normal(0, 1, shapes["ego_state"]).astype(np.float32),
-        "ego_plan": rng.normal(0, 10, shapes["ego_plan"]).astype(np.float32),
-    }
-    out["agent_state"][..., 0:2] = rng.uniform(
-        -half_extent_m, half_extent_m, shapes["agent_state"][:2] + (2,)
-    )
-    yaw = rng.uniform(-np.pi, np.pi, shapes["agent_state"][:2])
-    out["agent_state"][..., 2] = np.cos(yaw)
-    out["agent_state"][..., 3] = np.sin(yaw)
-    out["agent_valid"][:, :n_valid] = 1.0
-    return out
+    """Seeded net inputs, batch 1 (numpy only: the onnxruntime worker needs no torch)."""
+    return random_inputs(cfg, 1, seed=seed, n_valid=n_valid)
 
 
 def worker(runtime: str, model_path: Path, runs: int, warmup: int, threads: int, n_valid: int) -> dict:

@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from prescient.benchmarks import cli, tables
@@ -112,18 +111,16 @@ def test_results_go_to_out_else_the_user_data_dir(tmp_path: Path, monkeypatch: p
     assert not bad, f"results next to the code in {bad}"
 
 
-def test_model_feed_without_torch_matches_the_exporters() -> None:
-    """The onnxruntime worker's torch-free inputs equal :func:`prescient.models.export.random_inputs`."""
-    pytest.importorskip("torch")
-    from prescient.benchmarks.bench_model import _feed
-    from prescient.models.export import random_inputs
-    from prescient.service.model_io.config import ModelConfig
-
-    cfg = ModelConfig()
-    ours, theirs = _feed(cfg, 100, seed=3), random_inputs(cfg, 1, seed=3, n_valid=100)
-    assert ours.keys() == theirs.keys()
-    for k in ours:
-        np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)
+def test_model_bench_inputs_need_no_torch() -> None:
+    """The onnxruntime worker builds its inputs without torch (an install with only ``cpu``)."""
+    code = (
+        "import sys; from prescient.benchmarks.bench_model import _feed; "
+        "from prescient.service.model_io.config import ModelConfig; "
+        "f = _feed(ModelConfig(), 100, seed=3); assert f['agent_valid'].sum() == 100; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
 
 
 def test_quick_sim_bench_through_the_console_writes_to_prescient_home(tmp_path: Path) -> None:
