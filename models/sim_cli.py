@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AV2 = REPO.parent / "shared" / "data" / "av2_sensor_tracks"
 DEFAULT_MODEL = REPO / "models" / "shipped" / "prescient.onnx"
+# In a checkout the documented commands rebuild the shipped files in place; an installed package
+# is never written to (site-packages), so there the outputs default to ./runs.
+IN_CHECKOUT = (REPO / "pyproject.toml").is_file()
+DEFAULT_EXPORT = DEFAULT_MODEL if IN_CHECKOUT else Path("runs/sim/prescient.onnx")
+DEFAULT_CONDITIONAL_PNG = (
+    REPO / "models" / "shipped" / "conditional.png" if IN_CHECKOUT else Path("runs/conditional.png")
+)
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -219,7 +226,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export-sim", help="export a train-sim checkpoint to ONNX with 128 agent slots (+ parity check)"
     )
     x.add_argument("--checkpoint", type=Path, default=Path("runs/sim/best.pt"))
-    x.add_argument("--out", type=output_path, default=DEFAULT_MODEL)
+    x.add_argument("--out", type=output_path, default=DEFAULT_EXPORT)
     x.add_argument("--n-max", type=positive_int, default=None, help="agent slots of the export (default 128)")
     x.set_defaults(func=_run_export_sim)
 
@@ -246,5 +253,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--scenario", default="t_junction")
     c.add_argument("--seed", type=non_negative_int, default=102)
     c.add_argument("--time", type=non_negative_float, default=20.0, help="sim seconds before the request")
-    c.add_argument("--out", type=output_path, default=REPO / "models" / "shipped" / "conditional.png")
+    c.add_argument("--out", type=output_path, default=DEFAULT_CONDITIONAL_PNG)
     c.set_defaults(func=_run_conditional)
