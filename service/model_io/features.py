@@ -97,6 +97,7 @@ def build_agent_inputs(
     history_valid: np.ndarray,
     history_yaw_rad: np.ndarray | None = None,
     plan_xy_m: np.ndarray | None = None,
+    checked: bool = False,
 ) -> AgentInputs:
     """Build the net's agent inputs for one scene. Every input is in the world frame.
 
@@ -115,6 +116,8 @@ def build_agent_inputs(
         history_valid: (N, Hin) bool.
         history_yaw_rad: (N, Hin) headings, or None (then the current yaw is used for every step).
         plan_xy_m: (S, 2) ego plan (path or timed positions), or None / empty for no plan.
+        checked: the arrays were checked where they were made (a
+            :class:`~prescient.service.tracks.TrackSnapshot`): skip the shape and finiteness checks.
 
     Returns:
         :class:`AgentInputs`.
@@ -122,78 +125,18 @@ def build_agent_inputs(
     Raises:
         ValueError: on inconsistent shapes or non-finite values, naming the field.
     """
-    _check_agent_arrays(
-        cfg, ego_pose, position_m, yaw_rad, velocity_mps, size_lwh_m, class_id, history_xy_m, history_valid
-    )
-    return _agent_inputs(
-        cfg,
-        ego_pose,
-        ego_velocity_mps,
-        ego_size_lwh_m,
-        position_m,
-        yaw_rad,
-        velocity_mps,
-        size_lwh_m,
-        class_id,
-        history_xy_m,
-        history_valid,
-        history_yaw_rad,
-        plan_xy_m,
-    )
-
-
-def _check_agent_arrays(
-    cfg: ModelConfig,
-    ego_pose: np.ndarray,
-    position_m: np.ndarray,
-    yaw_rad: np.ndarray,
-    velocity_mps: np.ndarray,
-    size_lwh_m: np.ndarray,
-    class_id: np.ndarray,
-    history_xy_m: np.ndarray,
-    history_valid: np.ndarray,
-) -> None:
-    """Shapes and finiteness of :func:`build_agent_inputs`' arrays (ValueError naming the field)."""
-    n = position_m.shape[0]
-    h = cfg.hist_steps
-    shapes = {
-        "position_m": (position_m, (n, 2)),
-        "yaw_rad": (yaw_rad, (n,)),
-        "velocity_mps": (velocity_mps, (n, 2)),
-        "class_id": (class_id, (n,)),
-    }
-    for name, (arr, shape) in shapes.items():
-        if arr.shape != shape:
-            raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
-    if size_lwh_m.ndim != 2 or size_lwh_m.shape[0] != n or size_lwh_m.shape[1] < 2:
-        raise ValueError(f"size_lwh_m: expected shape ({n}, 2 or 3), got {size_lwh_m.shape}")
-    if history_xy_m.ndim != 3 or history_xy_m.shape[0] != n or history_xy_m.shape[2] != 2:
-        raise ValueError(f"history_xy_m: expected ({n}, >= {h}, 2), got {history_xy_m.shape}")
-    if history_xy_m.shape[1] < h:
-        raise ValueError(f"history_xy_m: needs >= {h} steps, got {history_xy_m.shape[1]}")
-    if history_valid.shape != history_xy_m.shape[:2]:
-        raise ValueError(f"history_valid: expected {history_xy_m.shape[:2]}, got {history_valid.shape}")
-    for name, arr in (("ego_pose", ego_pose), ("position_m", position_m), ("velocity_mps", velocity_mps)):
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name}: non-finite values")
-
-
-def _agent_inputs(
-    cfg: ModelConfig,
-    ego_pose: np.ndarray,
-    ego_velocity_mps: np.ndarray,
-    ego_size_lwh_m: np.ndarray,
-    position_m: np.ndarray,
-    yaw_rad: np.ndarray,
-    velocity_mps: np.ndarray,
-    size_lwh_m: np.ndarray,
-    class_id: np.ndarray,
-    history_xy_m: np.ndarray,
-    history_valid: np.ndarray,
-    history_yaw_rad: np.ndarray | None,
-    plan_xy_m: np.ndarray | None,
-) -> AgentInputs:
-    """:func:`build_agent_inputs` on arrays already checked."""
+    if not checked:
+        _check_agent_arrays(
+            cfg,
+            ego_pose,
+            position_m,
+            yaw_rad,
+            velocity_mps,
+            size_lwh_m,
+            class_id,
+            history_xy_m,
+            history_valid,
+        )
     n = position_m.shape[0]
     h = cfg.hist_steps
     ego_xy = np.asarray(ego_pose[:2], np.float64)
@@ -275,6 +218,42 @@ def _agent_inputs(
     )
 
 
+def _check_agent_arrays(
+    cfg: ModelConfig,
+    ego_pose: np.ndarray,
+    position_m: np.ndarray,
+    yaw_rad: np.ndarray,
+    velocity_mps: np.ndarray,
+    size_lwh_m: np.ndarray,
+    class_id: np.ndarray,
+    history_xy_m: np.ndarray,
+    history_valid: np.ndarray,
+) -> None:
+    """Shapes and finiteness of :func:`build_agent_inputs`' arrays (ValueError naming the field)."""
+    n = position_m.shape[0]
+    h = cfg.hist_steps
+    shapes = {
+        "position_m": (position_m, (n, 2)),
+        "yaw_rad": (yaw_rad, (n,)),
+        "velocity_mps": (velocity_mps, (n, 2)),
+        "class_id": (class_id, (n,)),
+    }
+    for name, (arr, shape) in shapes.items():
+        if arr.shape != shape:
+            raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+    if size_lwh_m.ndim != 2 or size_lwh_m.shape[0] != n or size_lwh_m.shape[1] < 2:
+        raise ValueError(f"size_lwh_m: expected shape ({n}, 2 or 3), got {size_lwh_m.shape}")
+    if history_xy_m.ndim != 3 or history_xy_m.shape[0] != n or history_xy_m.shape[2] != 2:
+        raise ValueError(f"history_xy_m: expected ({n}, >= {h}, 2), got {history_xy_m.shape}")
+    if history_xy_m.shape[1] < h:
+        raise ValueError(f"history_xy_m: needs >= {h} steps, got {history_xy_m.shape[1]}")
+    if history_valid.shape != history_xy_m.shape[:2]:
+        raise ValueError(f"history_valid: expected {history_xy_m.shape[:2]}, got {history_valid.shape}")
+    for name, arr in (("ego_pose", ego_pose), ("position_m", position_m), ("velocity_mps", velocity_mps)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name}: non-finite values")
+
+
 def agent_inputs_from_tracks(
     cfg: ModelConfig,
     tracks: TrackSnapshot,
@@ -287,20 +266,21 @@ def agent_inputs_from_tracks(
     The snapshot's shapes and finite states are its guarantee, so nothing is checked again
     (:meth:`~prescient.service.tracks.TrackSnapshot.from_message` turns a wire ``Tracks`` into one).
     """
-    return _agent_inputs(
+    return build_agent_inputs(
         cfg,
-        tracks.ego_pose,
-        ego_velocity_mps,
-        ego_size_lwh_m,
-        tracks.position_m,
-        tracks.yaw_rad,
-        tracks.velocity_mps,
-        tracks.size_lwh_m,
-        tracks.class_id,
-        tracks.history_xy_m,
-        tracks.history_valid,
-        tracks.history_yaw_rad,
-        plan_xy_m,
+        ego_pose=tracks.ego_pose,
+        ego_velocity_mps=ego_velocity_mps,
+        ego_size_lwh_m=ego_size_lwh_m,
+        position_m=tracks.position_m,
+        yaw_rad=tracks.yaw_rad,
+        velocity_mps=tracks.velocity_mps,
+        size_lwh_m=tracks.size_lwh_m,
+        class_id=tracks.class_id,
+        history_xy_m=tracks.history_xy_m,
+        history_valid=tracks.history_valid,
+        history_yaw_rad=tracks.history_yaw_rad,
+        plan_xy_m=plan_xy_m,
+        checked=True,
     )
 
 
