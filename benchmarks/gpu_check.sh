@@ -13,9 +13,26 @@
 # so it ends in under 5 minutes even when TensorRT builds its engine (not cached yet).
 # Options: the project's provider options (TensorRT engine cache in $PRESCIENT_TRT_CACHE_DIR, fp16
 # off) when `prescient` is importable, else onnxruntime's defaults.
+#
+# VENV=DIR: first create DIR (if absent) and install this checkout with the `gpu` extra into it
+# (onnxruntime-gpu only, never beside onnxruntime: they overwrite each other), then use its python.
+# After a PASS with `prescient` importable, BENCH=1 (default) also runs `prescient bench model`
+# and `prescient bench e2e --agents 100 400` on the provider in use and writes their JSON to $OUT
+# (default ./gpu_check_out). On a machine without CUDA it says so and exits 1 before any of that.
 set -euo pipefail
 
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+if [[ -n "${VENV:-}" ]]; then
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "== installing $REPO[gpu] into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q "$REPO[gpu]" || { echo "gpu_check: pip install of the gpu extra failed" >&2; exit 2; }
+  fi
+  PYTHON="$VENV/bin/python"
+fi
 PYTHON="${PYTHON:-python3}"
+BENCH="${BENCH:-1}"
+OUT="${OUT:-gpu_check_out}"
 N="${N:-200}"
 LIMIT_S="${LIMIT_S:-280}"
 PROVIDERS="${PROVIDERS:-TensorrtExecutionProvider CUDAExecutionProvider CPUExecutionProvider}"
@@ -25,7 +42,7 @@ MODEL="${1:-}"
 if [[ -z "$MODEL" ]]; then
   MODEL="$("$PYTHON" -c 'from prescient.service.app.paths import default_model_path as p; print(p())' 2>/dev/null || true)"
   if [[ -z "$MODEL" ]]; then
-    MODEL="$(cd "$(dirname "$0")/.." && pwd)/models/shipped/prescient.onnx"
+    MODEL="$REPO/models/shipped/prescient.onnx"
   fi
 fi
 [[ -f "$MODEL" ]] || { echo "gpu_check: model not found: $MODEL" >&2; exit 2; }
@@ -146,5 +163,16 @@ EOF
 if ((rc == 124 || rc == 130)); then
   echo "FAIL: gpu_check did not finish within ${LIMIT_S} s" >&2
   exit 1
+fi
+if ((rc != 0)); then
+  exit "$rc"
+fi
+if [[ "$BENCH" == "1" ]] && "$PYTHON" -c 'import prescient.service' 2>/dev/null; then
+  echo
+  echo "== benchmarks on the provider in use (JSON into $OUT)"
+  mkdir -p "$OUT"
+  "$PYTHON" -m prescient.service.app.cli bench --out "$OUT" model --model "$MODEL" || rc=$?
+  "$PYTHON" -m prescient.service.app.cli bench --out "$OUT" e2e --agents 100 400 --scenarios day \
+    --ticks 300 --model "$MODEL" || rc=$?
 fi
 exit "$rc"
