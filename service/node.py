@@ -24,6 +24,7 @@ from prescient.bus.reqrep import Replier, Requester, ServerError
 from prescient.bus.rxstats import CounterMap
 from prescient.bus.transport import Publisher, Subscriber
 from prescient.service.liveness import Liveness
+from prescient.service.map_watch import MapWatch
 from prescient.service.pipeline import Pipeline, PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -210,15 +211,15 @@ class _ServiceLoop:
         self._control = Subscriber(
             cfg, [m.TOPIC_EGO, m.TOPIC_TRAFFIC_LIGHTS], max_rate_hz=rate, known_topics_only=True
         )
-        # The map of the place being driven (a replayed log's, the simulator's): a new map_id
-        # switches the pipeline's map. One per second at most: each one costs a decode and a
-        # static pre-render, and a flood of forged maps must not take the loop.
+        # Maps on the bus are hints that the place changed (the next log replayed); the map
+        # server confirms them (service/map_watch.py). One decoded per second at most.
         self._maps = Subscriber(cfg, [m.TOPIC_MAP], max_rate_hz=1.0, known_topics_only=True)
-        self._subs = (self._control, self._maps, self._sensors)
+        self._map_watch = MapWatch(cfg)
+        self._subs = (self._control, self._sensors)
         try:
             self._rep = Replier(cfg, cfg.conditional_endpoint)
         except TransportError as e:
-            for sub in self._subs:
+            for sub in (*self._subs, self._maps):
                 sub.close()
             raise StartupError(str(e)) from e
         self._poller = zmq.Poller()
@@ -236,9 +237,15 @@ class _ServiceLoop:
         """One loop turn (at most ~20 ms of waiting)."""
         self._poller.poll(20)
         self._decode_ns += _drain(self._subs, self._pipe, self._live)
+        self._watch_maps()
         self._tick()
         self._serve_requests()
         self._report_health()
+
+    def _watch_maps(self) -> None:
+        while (msg := self._maps.recv(timeout_ms=0)) is not None:
+            self._map_watch.hint(msg, self._pipe.map_id)
+        self._map_watch.apply(self._pipe, time.monotonic_ns())
 
     def _tick(self) -> None:
         tick_ns = self._pipe.due_tick()
@@ -277,9 +284,11 @@ class _ServiceLoop:
             return
         self._next_health, self._state = now + HEALTH_PERIOD_NS, verdict.state
         rejected = CounterMap(512)
-        for sub in self._subs:
+        for sub in (*self._subs, self._maps):
             for k, v in sub.stats.rejected.items():
                 rejected.add(k, v)
+        if self._map_watch.unconfirmed:
+            rejected.add("map:unconfirmed", self._map_watch.unconfirmed)
         for k, v in self._rep.stats.rejected.items():
             rejected.add(f"conditional:{k}", v)
         pub = self._pub
@@ -291,8 +300,9 @@ class _ServiceLoop:
         pub.publish(health)
 
     def close(self) -> None:
-        for sub in self._subs:
+        for sub in (*self._subs, self._maps):
             sub.close()
+        self._map_watch.close()
         self._rep.close()
 
 
