@@ -227,6 +227,10 @@ class Subscriber:
             as ``?:unknown_topic`` before decoding. A prefix subscription (``ego.state``) also
             matches look-alikes (``ego.state.forged``); a consumer that acts on what it receives
             sets this.
+        check_seq: reject messages whose sequence number does not continue the topic's stream
+            (a restarted sender is followed after 3 consecutive numbers). Off for a sparse topic
+            whose messages are confirmed some other way (the service's map hints: every replayed
+            log restarts the map's numbering with only a message or two per log).
 
     No ``MAXMSGSIZE`` here: libzmq ends a session that delivers a larger frame and never
     reconnects it, which would cut this subscriber off the bus for good. The proxy's publisher
@@ -243,6 +247,7 @@ class Subscriber:
         bind: bool = False,
         max_rate_hz: float | None = None,
         known_topics_only: bool = False,
+        check_seq: bool = True,
     ) -> None:
         self._ctx = ctx or zmq.Context.instance()
         self._cfg = cfg
@@ -254,6 +259,7 @@ class Subscriber:
         self.stats = RxStats()
         self._rate_hz = max_rate_hz
         self._known_only = known_topics_only
+        self._check_seq = check_seq
         self._buckets: dict[str, tuple[float, float]] = {}  # topic key -> (tokens, monotonic s)
 
     @property
@@ -312,7 +318,7 @@ class Subscriber:
             self.stats.reject(topic, e.code, payload)
             log.debug("rejected %s", e)
             return None
-        reason = self.stats.check_seq(topic, msg.header.seq)
+        reason = self.stats.check_seq(topic, msg.header.seq) if self._check_seq else ""
         if reason:
             self.stats.reject(topic, reason, payload)
             return None

@@ -42,6 +42,7 @@ class MapWatch:
     def hint(self, msg: object, current_map_id: str) -> None:
         """A message from the ``map.vector`` topic; only a new ``map_id`` is remembered."""
         if isinstance(msg, m.VectorMap) and msg.map_id != current_map_id:
+            log.debug("map %r on the bus (serving %r): asking the map server", msg.map_id, current_map_id)
             self._pending = msg.map_id
 
     def apply(self, pipe: Pipeline, now_mono_ns: int) -> bool:

@@ -115,7 +115,11 @@ class ServiceOptions:
     model: Path | None
     threads: int = 2
     # TensorRT, CUDA, CPU: each only when present (prescient.service.predictor.select_providers).
-    providers: tuple[str, ...] = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    providers: tuple[str, ...] = (
+        "TensorrtExecutionProvider",
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    )
     budget_ms: float = 100.0
     map_timeout_s: float = 30.0
     use_lidar: bool = True
@@ -213,7 +217,7 @@ class _ServiceLoop:
         )
         # Maps on the bus are hints that the place changed (the next log replayed); the map
         # server confirms them (service/map_watch.py). One decoded per second at most.
-        self._maps = Subscriber(cfg, [m.TOPIC_MAP], max_rate_hz=1.0, known_topics_only=True)
+        self._maps = Subscriber(cfg, [m.TOPIC_MAP], max_rate_hz=1.0, known_topics_only=True, check_seq=False)
         self._map_watch = MapWatch(cfg)
         self._subs = (self._control, self._sensors)
         try:
