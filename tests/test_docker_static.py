@@ -302,21 +302,24 @@ def test_docker_smoke_sets_up_the_venv_first():
 def test_gpu_check_reports_cpu_and_fails_when_cuda_is_missing(tmp_path):
     """The GPU check on this (CPU) onnxruntime: the CPU provider timed; CUDA asked for -> exit 1."""
     script = REPO / "benchmarks" / "gpu_check.sh"
-    env = {**os.environ, "PYTHON": sys.executable, "N": "5"}
+    # BENCH=0: the benchmarks after a pass are for a GPU machine (minutes), not for this check.
+    env = {**os.environ, "PYTHON": sys.executable, "N": "5", "BENCH": "0", "OUT": str(tmp_path / "out")}
     ok = subprocess.run(
         [str(script)],
         env={**env, "PROVIDERS": "CPUExecutionProvider"},
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "in use: CPUExecutionProvider" in ok.stdout and "PASS" in ok.stdout
     assert re.search(r"CPUExecutionProvider\s+5\s+[\d.]+", ok.stdout), ok.stdout
+    assert not (tmp_path / "out").exists() and "== benchmarks" not in ok.stdout
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        bad = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120)
+        bad = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert bad.returncode == 1 and "FAIL: CUDAExecutionProvider" in bad.stdout, bad.stdout + bad.stderr
 
 
