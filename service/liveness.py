@@ -18,6 +18,7 @@ when the service runs on tracks from a log.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -94,9 +95,10 @@ class Liveness:
         rate_hz = len(self._ticks) / window_s
         fallback = sum(d for _, d in self._ticks)
         share = fallback / len(self._ticks) if self._ticks else 0.0
-        live = {f"input_age_ms:{g}": int(a * 1000) for g, a in ages_s.items()}
+        # Ages round up: an input judged older than 2 s never shows as 2000 ms.
+        live = {f"input_age_ms:{g}": math.ceil(a * 1000) for g, a in ages_s.items()}
         live |= {
-            "prediction_age_ms": int(tick_age_s * 1000),
+            "prediction_age_ms": math.ceil(tick_age_s * 1000),
             "tick_rate_mhz": int(rate_hz * 1000),
             "model_share_permille": int(round((1.0 - share) * 1000)) if self._ticks else 0,
         }
