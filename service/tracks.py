@@ -127,16 +127,3 @@ class TrackSnapshot:
             dropped_rows={k: n for k, n in dropped.items() if n},
             **rows,
         )
-
-    @classmethod
-    def empty(cls, stamp_ns: int = 0, ego_pose: npt.ArrayLike = (0.0, 0.0, 0.0)) -> TrackSnapshot:
-        """No tracks at ``stamp_ns``."""
-        msg = m.empty(m.Tracks, m.TOPIC_TRACKS, stamp_ns, ego_pose=np.asarray(ego_pose, np.float64))
-        return cls.from_message(msg)
-
-
-def as_snapshot(tracks: TrackSnapshot | m.Tracks | None) -> TrackSnapshot | None:
-    """``tracks`` as a snapshot: a wire message is checked once (:meth:`TrackSnapshot.from_message`)."""
-    if tracks is None or isinstance(tracks, TrackSnapshot):
-        return tracks
-    return TrackSnapshot.from_message(tracks)

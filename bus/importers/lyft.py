@@ -89,9 +89,6 @@ _AGENT_FIELDS: Final[_Fields] = {
 }
 
 
-MissingDependencyError = MissingExtraError  # zarr not installed: the CLI exits 2 naming the extra
-
-
 @dataclasses.dataclass(frozen=True)
 class L5kitScene:
     """One l5kit scene as arrays: F frames, R agent rows sorted by (frame, track_id).
@@ -303,7 +300,7 @@ def load_l5kit_scene(src: str | Path, scene: int = 0) -> L5kitScene:
     twice in a frame.
 
     Raises:
-        MissingDependencyError: zarr is not installed.
+        MissingExtraError: zarr is not installed (the CLI exits 2 naming the extra).
         InputError: naming the zarr, the array and field, the row and the problem.
     """
     src = Path(src)
@@ -350,7 +347,7 @@ def import_lyft(
         messages written per topic.
 
     Raises:
-        MissingDependencyError: zarr is not installed.
+        MissingExtraError: zarr is not installed (the CLI exits 2 naming the extra).
         InputError: bad or damaged zarr (see :func:`load_l5kit_scene`).
         LogExistsError: ``out`` holds data and ``overwrite`` is False (checked before reading).
     """

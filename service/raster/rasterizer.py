@@ -38,7 +38,7 @@ from prescient.service.raster.dynamic import (
 )
 from prescient.service.raster.render_context import F32, F64, RenderContext
 from prescient.service.raster.static_layers import StaticLayers, static_primitives_from_map
-from prescient.service.tracks import TrackSnapshot, as_snapshot
+from prescient.service.tracks import TrackSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,10 @@ class Rasterizer:
     def _snapshot(self, tracks: TrackSnapshot | Tracks | None) -> TrackSnapshot | None:
         if isinstance(tracks, Tracks):
             try:
-                snap = as_snapshot(tracks)
+                snap = TrackSnapshot.from_message(tracks)
             except ValueError as e:
                 raise RasterInputError(str(e)) from e
-            dropped = (snap.dropped_rows if snap is not None else None) or {}
+            dropped = snap.dropped_rows or {}
             self.stats.tracks_dropped_bad_class += dropped.get("bad_class", 0)
             self.stats.tracks_dropped_nonfinite += dropped.get("non_finite", 0)
             return snap

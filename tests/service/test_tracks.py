@@ -59,9 +59,3 @@ def test_from_message_refuses_non_finite_ego_pose() -> None:
     msg = make_tracks(np.zeros((1, 2)), np.zeros(1), np.ones((1, 2)), np.ones(1), ego_pose=(np.nan, 0.0, 0.0))
     with pytest.raises(ValueError, match="ego_pose"):
         TrackSnapshot.from_message(msg)
-
-
-def test_empty_snapshot() -> None:
-    snap = TrackSnapshot.empty(5, (1.0, 2.0, 0.5))
-    assert len(snap) == 0 and snap.stamp_ns == 5 and snap.ego_pose.tolist() == [1.0, 2.0, 0.5]
-    assert len(snap.to_message().track_id) == 0
