@@ -17,7 +17,7 @@ user data folder; an ``--out`` ending in ``.json`` names the file itself).
 ``--check`` exits 1 when a budget of ``benchmarks/budgets.toml`` is missed: default-day MOTA on
 visible agents below ``tracker.min_mota_visible``, vehicle velocity RMSE above
 ``tracker.max_vehicle_vel_rmse_mps``, or the best repeat's p99 tick cost of the simulator speed
-case above ``stages.track_ms``.
+case above ``tracker.tick_p99_ms``.
 
     .venv/bin/python -m prescient.benchmarks.bench_tracker [--duration 20] [--quick] [--out DIR] [--check]
 """
@@ -161,7 +161,7 @@ def check(results: dict[str, Any], budget: dict[str, Any]) -> list[str]:
             )
     speed = results["speed"].get("sim_200_agents")
     if speed:
-        p99, limit = speed["tick_ms_best"]["p99"], budget["stages"]["track_ms"]
+        p99, limit = speed["tick_ms_best"]["p99"], budget["tracker"]["tick_p99_ms"]
         if not p99 <= limit:
             bad.append(
                 f"tracker p99 {p99:.2f} ms per tick > {limit:g} ms ({speed['agents']} agents, best repeat)"
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         scenarios = []
     env = _env()
     print(f"source: {env['source']}  commit {env['commit']}  cpus {env['cpus']}")
-    targets = {**budget["tracker"], "p99_ms": budget["stages"]["track_ms"]}
+    targets = {**budget["tracker"], "p99_ms": budget["tracker"]["tick_p99_ms"]}
     results: dict[str, Any] = {"env": env, "targets": targets, "quality": {}, "speed": {}}
     rows = []
     for name, kw in scenarios:
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  run {i} {label}: tick cost ms p50 {t['p50']:.2f}  p95 {t['p95']:.2f}  "
                     f"p99 {t['p99']:.2f}  max {t['max']:.2f}"
                 )
-        print(f"  (budget p99 <= {budget['stages']['track_ms']:g} ms)")
+        print(f"  (budget p99 <= {budget['tracker']['tick_p99_ms']:g} ms)")
     out = result_path(args.out, "bench_tracker.json")
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")

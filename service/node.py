@@ -254,6 +254,7 @@ class _ServiceLoop:
     def _tick(self) -> None:
         tick_ns = self._pipe.due_tick()
         if tick_ns is None:
+            self._pipe.prepare()  # use the wait: the tick then has only its newest frames to apply
             return
         self._tick_started_ns = time.perf_counter_ns()
         res = self._pipe.tick(tick_ns, decode_ns=self._decode_ns)

@@ -152,3 +152,48 @@ def test_check_all_passes_out_on(tmp_path: Path) -> None:
     assert cli.check_all(["sim", "reliability"], run=run, out=tmp_path) == 0
     assert cmds[0][-3:] == ["--out", str(tmp_path), "--check"]
     assert Path(cmds[1][-2]).parent == tmp_path / "reliability"
+
+
+def test_every_budget_is_read_by_a_benchmark_that_checks_it() -> None:
+    """Each key of budgets.toml is named in the source of a benchmark CHECKED_BY lists for it
+    (or that benchmark iterates the key's table): no budget sits in the file unread."""
+    import importlib
+    import inspect
+
+    for section, values in budgets().items():
+        by = tables.CHECKED_BY.get(section, "")
+        for key in values:
+            names = tables.CHECKED_BY.get(f"{section}.{key}", by)
+            benches = [part.strip().split()[0] for part in re.sub(r"\([^)]*\)", "", names).split(",")]
+            sources = [inspect.getsource(importlib.import_module(cli.BENCHES[n][0])) for n in benches]
+            read = [
+                src
+                for src in sources
+                if f'"{key}"' in src or f"'{key}'" in src or f'budget["{section}"].items()' in src
+            ]
+            assert read, f"{section}.{key}: not read by {benches}"
+
+
+def test_e2e_check_holds_both_points_to_processing_and_data_age() -> None:
+    """At budget_agents and max_agents, day or night: processing p99, data age p99, degraded."""
+    from prescient.benchmarks.bench_e2e import check
+
+    b = budgets()
+    e = b["e2e"]
+
+    def point(agents: int, p99: float, age: float, degraded: int = 0) -> dict:
+        return {
+            "scenario": "night", "agents": agents, "ticks": 600, "e2e": {"p99": p99},
+            "data_age": {"p99": age}, "deadline_miss_rate": 0.0, "degraded_ticks": degraded,
+            "stages": {},
+        }  # fmt: skip
+
+    ok = [point(e["budget_agents"], e["p99_ms"], e["data_age_p99_ms"]),
+          point(e["max_agents"], e["p99_ms_at_max_agents"], e["data_age_p99_ms_at_max_agents"])]  # fmt: skip
+    assert check(ok, b) == []
+    bad = [point(e["budget_agents"], e["p99_ms"] + 1, e["data_age_p99_ms"]),
+           point(e["max_agents"], e["p99_ms_at_max_agents"], e["data_age_p99_ms_at_max_agents"] + 1, degraded=2),
+           point(e["budget_agents"] + 1, 1e9, 1e9)]  # fmt: skip  # no budget at this count
+    misses = check(bad, b)
+    assert len(misses) == 3, misses
+    assert "processing p99" in misses[0] and "data age p99" in misses[1] and "degraded" in misses[2]

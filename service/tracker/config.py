@@ -26,7 +26,9 @@ the newest capture time seen minus ``reorder_window_s`` (50 ms), or than the tim
 :meth:`Tracker.tracks` minus that window (the output is then extrapolated to the asked time). A
 frame older than the newest applied frame (it arrived after its window had closed) is dropped and
 counted as ``late`` (no retrodiction). The simulator's latencies (40-60 ms) differ by at most
-20 ms between modalities, well inside the window.
+20 ms between modalities, well inside the window. The window costs no latency: with ``lookahead``
+(default) a tick publishes the committed tracks plus every frame still in the window, applied in
+capture order at once (:mod:`~prescient.service.tracker.lookahead`).
 
 Admission (``admission``, :class:`~prescient.service.tracker.admission.AdmissionConfig`): every plausibility
 and clock limit on the input in one place: objects per frame, ranges, speeds, births, and the
@@ -105,6 +107,7 @@ class TrackerConfig:
     attribute_alpha: float = 0.3
     # --- timing ---
     reorder_window_s: float = 0.05
+    lookahead: bool = True  # publish committed tracks + the frames in the window (lookahead.py)
     ego_buffer: int = 256
     publish_tentative: bool = False
     # --- input limits (objects, ranges, speeds, births, clocks) ---

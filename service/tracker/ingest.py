@@ -28,6 +28,7 @@ from prescient.service.tracker.table import HISTORY_DT_NS, NS_PER_S
 
 log = logging.getLogger(__name__)
 
+FRESH_MAX = 4096  # frames kept for the look-ahead between two looks (~10 s of all 16 sensors)
 PRE_EGO_FRAMES = 256  # frames held before the first ego state (~0.6 s of all 16 sensors)
 EGO_TRAIL_MAX_STEPS = 4 * m.TRACK_HISTORY_STEPS
 FRAME_TYPES = {
@@ -38,6 +39,36 @@ FRAME_TYPES = {
 }
 # Within one capture time, modalities apply in this order (LiDAR first: only it starts tracks).
 APPLY_ORDER = (m.Modality.LIDAR, m.Modality.RADAR, m.Modality.CAMERA, m.Modality.LWIR)
+APPLY_RANK = {mod: k for k, mod in enumerate(APPLY_ORDER)}
+HeapEntry = tuple[int, str, int, Any]  # (capture stamp ns, topic, push count, frame)
+
+
+def batch_key(frame: Any) -> tuple[int, int]:
+    """(capture stamp ns, modality rank): the order in which batches are applied."""
+    return frame.header.stamp_ns, APPLY_RANK[FRAME_TYPES[type(frame)]]
+
+
+def batches_of(entries: list[HeapEntry]) -> list[list[Any]]:
+    """Heap entries, sorted, as the batches that apply them: one modality and one capture time
+    per batch (the corners), batches in :func:`batch_key` order, frames by topic within one.
+
+    Both the committed table and the look-ahead apply frames through this grouping, so the two
+    see the same sequence of batches (:mod:`~prescient.service.tracker.lookahead`).
+    """
+    out: list[list[Any]] = []
+    k = 0
+    while k < len(entries):
+        stamp = entries[k][0]
+        j = k
+        while j < len(entries) and entries[j][0] == stamp:
+            j += 1
+        frames = [e[3] for e in entries[k:j]]
+        for modality in APPLY_ORDER:
+            batch = [f for f in frames if FRAME_TYPES[type(f)] == modality]
+            if batch:
+                out.append(batch)
+        k = j
+    return out
 
 
 class Ingest:
@@ -69,8 +100,12 @@ class Ingest:
         self.ego_trail = EgoTrail(config.ego_buffer, EGO_TRAIL_MAX_STEPS, periods_ns=(HISTORY_DT_NS,))
         self.window_ns = int(config.reorder_window_s * NS_PER_S)
         self.newest_ns: int | None = None  # newest capture time seen on any sensor
-        self._heap: list[tuple[int, str, int, Any]] = []  # (stamp, topic, arrival, frame)
+        self._heap: list[HeapEntry] = []
         self._push_count = 0
+        # For the look-ahead: frames pushed since it last looked, and a counter that moves when
+        # the heap loses frames other than by a flush (the look-ahead must then start over).
+        self.fresh: list[HeapEntry] = []
+        self.generation = 0
 
     def process(self, msg: Any) -> bool:
         """Take one bus message: admit it, then buffer (frame) or record (ego state) it.
@@ -113,7 +148,12 @@ class Ingest:
         stamp, topic = header.stamp_ns, header.topic
         self._admission.last_stamp[topic] = stamp
         self._vote.mark_live(topic)
-        heapq.heappush(self._heap, (stamp, topic, self._push_count, msg))
+        entry = (stamp, topic, self._push_count, msg)
+        heapq.heappush(self._heap, entry)
+        self.fresh.append(entry)
+        if len(self.fresh) > FRESH_MAX:  # nobody looked for a long time: start over instead
+            self.fresh.clear()
+            self.generation += 1
         self._push_count += 1
         if self.newest_ns is None or stamp > self.newest_ns:
             self.newest_ns = stamp
@@ -124,6 +164,7 @@ class Ingest:
             # state vouches for their stamps (one forged ahead must not flush the real ones).
             while len(self._heap) > PRE_EGO_FRAMES:
                 self.stats.reject(heapq.heappop(self._heap)[1], "no_ego_pose")
+                self.generation += 1
 
     def _process_ego(self, msg: m.EgoState) -> bool:
         reason, row = self._admission.check_ego(msg, self.ego.newest, self.newest_ns)
@@ -175,6 +216,7 @@ class Ingest:
                 self._admission.last_stamp.pop(topic, None)
         heapq.heapify(keep)
         self._heap = keep
+        self.generation += 1
         self.newest_ns = max((e[0] for e in keep), default=None)
 
     def flush(self, until_ns: int) -> None:
@@ -187,10 +229,15 @@ class Ingest:
         """
         while self._heap and self._heap[0][0] <= until_ns:
             stamp = self._heap[0][0]
-            frames = []
+            entries = []
             while self._heap and self._heap[0][0] == stamp:
-                frames.append(heapq.heappop(self._heap)[3])
-            for modality in APPLY_ORDER:
-                batch = [f for f in frames if FRAME_TYPES[type(f)] == modality]
-                if batch:
-                    self._apply(batch)
+                entries.append(heapq.heappop(self._heap))
+            for batch in batches_of(entries):
+                self._apply(batch)
+
+    def pending(self, until_ns: int | None = None) -> list[HeapEntry]:
+        """The buffered frames (captured at or before ``until_ns`` if given), sorted."""
+        entries = sorted(self._heap)
+        if until_ns is not None:
+            entries = [e for e in entries if e[0] <= until_ns]
+        return entries

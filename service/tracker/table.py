@@ -18,6 +18,12 @@ from prescient.service.tracker.layout import STATE_DIM
 NS_PER_S = 1_000_000_000
 HISTORY_DT_NS = int(round(m.PRED_DT_S * NS_PER_S))
 ATTR_BITS = np.array([int(a) for a in m.Attribute], dtype=np.uint8)  # (A,) one bit per attribute
+ARRAY_NAMES = (
+    "valid", "x", "P", "model", "sigma_a", "sigma_w", "sigma_j", "class_logp", "class_id",
+    "status", "track_id", "birth_ns", "last_update_ns", "last_position_ns", "hits",
+    "position_hits", "last_pos_xy_m", "size_lwh_m", "yaw_aux_rad", "attr_score", "hist_xy_m",
+    "hist_yaw_rad", "hist_vel_mps", "hist_valid",
+)  # fmt: skip
 
 
 class TrackTable:
@@ -88,6 +94,14 @@ class TrackTable:
         self.hist_k: int | None = None  # grid step (multiple of HISTORY_DT_NS) of the last column
         self.filter_ns: int | None = None  # time every live slot's x and P are predicted to
         self.next_id = 0
+
+    def copy_from(self, other: TrackTable) -> None:
+        """Make this table an exact copy of ``other`` (same capacity), reusing this one's arrays."""
+        if other.capacity != self.capacity:
+            raise ValueError(f"TrackTable.copy_from: capacity {other.capacity} != {self.capacity}")
+        for name in ARRAY_NAMES:
+            np.copyto(getattr(self, name), getattr(other, name))
+        self.hist_k, self.filter_ns, self.next_id = other.hist_k, other.filter_ns, other.next_id
 
     def live(self) -> np.ndarray:
         """(n,) int64 live slots, ascending."""

@@ -22,6 +22,9 @@ mask, allocated once):
     coasting, deletion, merging of duplicates.
   * :mod:`~prescient.service.tracker.output`: the snapshot of the published tracks (the node builds the
     wire message from it).
+  * :mod:`~prescient.service.tracker.lookahead`: the committed tracks plus the frames still in the
+    reorder window, applied at once (``TrackerConfig.lookahead``): what a tick publishes, so the
+    window costs no latency.
 
 Measurement models: LiDAR ``[x, y, yaw]`` (size by EMA), radar ``[range, bearing, range rate]``,
 camera/LWIR bearing of the box centre (plus class, attributes).
@@ -43,6 +46,7 @@ from prescient.service.tracker.fusion import Fusion
 from prescient.service.tracker.ingest import Ingest
 from prescient.service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
 from prescient.service.tracker.lifecycle import Lifecycle
+from prescient.service.tracker.lookahead import LookAhead, newest_header
 from prescient.service.tracker.measurements import Meas, measurements
 from prescient.service.tracker.motion import Motion
 from prescient.service.tracker.output import snapshot_from_table
@@ -73,6 +77,16 @@ class Tracker:
         self._lifecycle = Lifecycle(c, self._motion, self._stats)
         self._ingest = Ingest(c, self._stats, self._apply, lambda: self.table.filter_ns)
         self._newest_applied: m.Header | None = None
+        self._output_newest: m.Header | None = None
+        self._ahead: LookAhead | None = None
+        if c.lookahead:
+            # The look-ahead's own stages count into scratch counters: every frame is counted
+            # once, when the committed table applies it.
+            scratch = TrackerStats()
+            self._ahead_association = Association(c, scratch)
+            self._ahead_fusion = Fusion(c, self._motion, scratch)
+            self._ahead_lifecycle = Lifecycle(c, self._motion, scratch)
+            self._ahead = LookAhead(c.capacity, self._apply_ahead)
 
     @property
     def stats(self) -> TrackerStats:
@@ -107,20 +121,34 @@ class Tracker:
             self.process(msg)
         return self.tracks(now_ns)
 
+    def sync(self) -> None:
+        """Apply what arrived since the last call to the look-ahead (no-op without one).
+
+        Call it between ticks (the node does when a loop turn runs no tick), so that at the tick
+        only the newest frames are left to apply. Results do not depend on when or whether it is
+        called (:mod:`~prescient.service.tracker.lookahead`).
+        """
+        if self._ahead is not None:
+            self._ahead.sync(self.table, self._newest_applied, self._ingest)
+
+    @property
+    def lookahead_stats(self) -> dict[str, int]:
+        """Look-ahead work so far: ``rebuilds`` (started over) and ``appends`` (frames just added)."""
+        a = self._ahead
+        return {"rebuilds": a.rebuilds, "appends": a.appended} if a is not None else {}
+
     @property
     def newest_applied(self) -> m.Header | None:
-        """Header of the newest frame applied to the tracks (capture stamp, then publish time).
+        """Header of the newest frame in the tracks of the last :meth:`snapshot` (capture stamp,
+        then publish time; before any snapshot: of the committed tracks).
 
         Of the frames sharing the newest applied capture time (the corners of one sweep), the
         one published last: the data in the tracks is as old as that frame. None before any.
         """
-        return self._newest_applied
+        return self._output_newest if self._output_newest is not None else self._newest_applied
 
     def _note_applied(self, frames: list[Any]) -> None:
-        newest = max((f.header for f in frames), key=lambda h: (h.stamp_ns, h.sent_mono_ns))
-        old = self._newest_applied
-        if old is None or (newest.stamp_ns, newest.sent_mono_ns) > (old.stamp_ns, old.sent_mono_ns):
-            self._newest_applied = newest
+        self._newest_applied = newest_header(self._newest_applied, frames)
 
     @property
     def newest_ego_ns(self) -> int | None:
@@ -148,64 +176,90 @@ class Tracker:
     # One batch of frames (one modality, one capture time), called by the ingest stage.
     # ------------------------------------------------------------------------------------------
     def _apply(self, frames: list[Any]) -> None:
+        """Apply one batch to the committed table (the ingest stage's callback)."""
+        if self._apply_to(self.table, self._association, self._fusion, self._lifecycle, frames):
+            self._stats.count("frames_applied", len(frames))
+            self._note_applied(frames)
+
+    def _apply_ahead(self, table: TrackTable, frames: list[Any]) -> bool:
+        return self._apply_to(
+            table, self._ahead_association, self._ahead_fusion, self._ahead_lifecycle, frames
+        )
+
+    def _apply_to(
+        self,
+        table: TrackTable,
+        association: Association,
+        fusion: Fusion,
+        lifecycle: Lifecycle,
+        frames: list[Any],
+    ) -> bool:
+        """Apply one batch to ``table`` with these stages; False if it could not be applied."""
         t = frames[0].header.stamp_ns
-        table = self.table
+        stats = association.stats
         if table.filter_ns is not None and t < table.filter_ns:
             for f in frames:
-                self._stats.reject(f.header.topic, "late")
-            return
+                stats.reject(f.header.topic, "late")
+            return False
         ego = self._ingest.ego.at(t)
         if ego is None:
             for f in frames:
-                self._stats.reject(f.header.topic, "no_ego_pose")
-            return
+                stats.reject(f.header.topic, "no_ego_pose")
+            return False
         self._motion.predict_to(table, t)
-        self._stats.count("frames_applied", len(frames))
-        self._note_applied(frames)
         meas = measurements(frames, ego, self.config)
         n_meas = meas.z.shape[0]
         if n_meas == 0:
-            return
-        self._stats.count("measurements", n_meas)
+            return True
+        stats.count("measurements", n_meas)
         if meas.kind == MEAS_RADAR and not self.config.use_radar:
-            return
-        ti, dj = self._associate(meas, len(frames), t)
+            return True
+        ti, dj = self._associate(table, association, meas, len(frames), t)
         if ti.size:
-            self._update(ti, dj, meas, t)
+            self._update(table, fusion, ti, dj, meas, t)
         if meas.modality == m.Modality.LIDAR:
             unassigned = np.ones(n_meas, np.bool_)
             unassigned[dj] = False
             if unassigned.any():
-                rows = self._lifecycle.birth_rows(table, np.flatnonzero(unassigned), meas)
-                self._lifecycle.birth(table, rows, meas, t)
+                rows = lifecycle.birth_rows(table, np.flatnonzero(unassigned), meas)
+                lifecycle.birth(table, rows, meas, t)
+        return True
 
-    def _associate(self, meas: Meas, n_frames: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+    def _associate(
+        self, table: TrackTable, association: Association, meas: Meas, n_frames: int, t: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(slots, measurement rows) assigned to each other; LiDAR pairs needing a teleport dropped."""
-        idx = self.table.live()
+        idx = table.live()
         if idx.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        ti, dj = self._association.associate(self.table, idx, meas, n_frames)
+        ti, dj = association.associate(table, idx, meas, n_frames)
         if meas.kind == MEAS_POSE and ti.size:
-            ti, dj = self._association.plausible_pairs(self.table, ti, dj, meas, t)
+            ti, dj = association.plausible_pairs(table, ti, dj, meas, t)
         return ti, dj
 
-    def _update(self, ti: np.ndarray, dj: np.ndarray, meas: Meas, t: int) -> None:
+    def _update(
+        self, table: TrackTable, fusion: Fusion, ti: np.ndarray, dj: np.ndarray, meas: Meas, t: int
+    ) -> None:
         """EKF update (bearings only if ``use_bearings``), then the bookkeeping of the pairs."""
         if meas.kind != MEAS_BEARING or self.config.use_bearings:
-            applied = self._motion.update(self.table, ti, meas, dj)
+            applied = self._motion.update(table, ti, meas, dj)
             if not applied.all():
-                self._stats.count("update_skipped", int((~applied).sum()))
-        self._fusion.bookkeep(self.table, ti, dj, meas, t)
+                fusion.stats.count("update_skipped", int((~applied).sum()))
+        fusion.bookkeep(table, ti, dj, meas, t)
 
     # ------------------------------------------------------------------------------------------
     # Output.
     # ------------------------------------------------------------------------------------------
     def snapshot(self, now_ns: int) -> TrackSnapshot:
-        """Apply buffered frames older than the reorder window and return the tracks at ``now_ns``.
+        """The tracks at ``now_ns``, with every frame captured by then that has arrived.
 
-        Frames captured up to ``now_ns - reorder_window_s`` are applied; the states are then
-        extrapolated (on copies) to ``now_ns``. Frames captured before the newest applied frame
-        that arrive later are dropped as ``late``.
+        The committed table applies buffered frames older than the reorder window, then gets the
+        tick's status changes, deletions and history. With ``lookahead`` (default) the output
+        comes from the look-ahead: the committed table before this tick plus every buffered frame
+        captured up to ``now_ns``, then the same tick steps. Without it the output is the
+        committed table's (its newest measurement is then at least the window old). Either way
+        the states are extrapolated (on copies) to ``now_ns``. Frames captured before the
+        committed table's time that arrive later are dropped as ``late``.
 
         Args:
             now_ns: output time (sensor clock), normally a multiple of 100 ms.
@@ -214,20 +268,42 @@ class Tracker:
             Confirmed and coasting tracks (plus tentative ones if ``publish_tentative``) in the world
             frame at ``now_ns``, with history sampled on the 100 ms grid ending at ``now_ns``.
         """
-        table = self.table
+        ahead = None
+        if self._ahead is not None:
+            # First: the look-ahead is the committed table *before* this tick plus the frames.
+            ahead = self._ahead.sync(self.table, self._newest_applied, self._ingest, until_ns=now_ns)
+        else:
+            self._ingest.fresh.clear()
         self._ingest.flush(now_ns - self._ingest.window_ns)
         ego = self._ingest.ego.at(now_ns)
-        self._lifecycle.manage(table, now_ns, ego)
-        idx = table.live()
-        pos, vel, yaw, cov = self._motion.extrapolate(table, idx, now_ns)
-        idx, pos, vel, yaw, cov = self._lifecycle.drop_non_finite(table, idx, pos, vel, yaw, cov)
-        table.push_history(now_ns, idx, pos, yaw, vel)
+        out = self._tick(self.table, self._lifecycle, now_ns, ego)
+        table, self._output_newest = self.table, self._newest_applied
+        if ahead is not None and self._ahead is not None:
+            out = self._tick(ahead, self._ahead_lifecycle, now_ns, ego)
+            table, self._output_newest = ahead, self._ahead.newest_applied
+            self._ahead.invalidate()  # it has this tick's steps at another point than the committed one
+        idx, pos, vel, yaw, cov = out
         if not self.config.publish_tentative:
             pub = table.status[idx] != m.TrackStatus.TENTATIVE
             idx, pos, vel, yaw, cov = idx[pub], pos[pub], vel[pub], yaw[pub], cov[pub]
         ego_pose = ego[:3].copy() if ego is not None else np.zeros(3)
         self._stats.count("ticks")
         return snapshot_from_table(table, idx, pos, vel, yaw, cov, now_ns, ego_pose)
+
+    def _tick(
+        self, table: TrackTable, lifecycle: Lifecycle, now_ns: int, ego: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One tick's steps on ``table``: status and deletions, extrapolation, history.
+
+        Returns:
+            (idx, pos, vel, yaw, cov) of the live slots with a finite extrapolation.
+        """
+        lifecycle.manage(table, now_ns, ego)
+        idx = table.live()
+        pos, vel, yaw, cov = self._motion.extrapolate(table, idx, now_ns)
+        idx, pos, vel, yaw, cov = lifecycle.drop_non_finite(table, idx, pos, vel, yaw, cov)
+        table.push_history(now_ns, idx, pos, yaw, vel)
+        return idx, pos, vel, yaw, cov
 
     def tracks(self, now_ns: int, header_topic: str = m.TOPIC_TRACKS) -> m.Tracks:
         """:meth:`snapshot` as the wire message on ``header_topic``."""

@@ -11,6 +11,7 @@ from prescient.service.planner_node import SensorClock, measure
 from prescient.service.raster import RasterConfig
 from prescient.service.raster.scenes import grid_map
 from prescient.service.source_times import SourceTimes
+from prescient.service.tracker import TrackerConfig
 
 RASTER = RasterConfig(extent_m=16.0, resolution_m=1.0)
 MS = 1_000_000
@@ -29,8 +30,10 @@ def _run(pipe: Pipeline, steps: int, recv_mono_ns=None) -> list:  # noqa: ANN001
 
 
 def test_source_is_the_newest_applied_frame_not_the_newest_received() -> None:
-    """With a 50 ms reorder window the prediction's source is a frame at least 50 ms before the tick."""
-    pipe = Pipeline(grid_map(), None, PipelineConfig(deadline_guard=False), raster_cfg=RASTER)
+    """Publishing the committed tracks (no look-ahead), the source is a frame at least the 50 ms
+    reorder window before the tick: what was received later is not in the prediction."""
+    tracker_cfg = TrackerConfig(lookahead=False)
+    pipe = Pipeline(grid_map(), None, PipelineConfig(deadline_guard=False), tracker_cfg, RASTER)
     window_ns = int(pipe.tracker.config.reorder_window_s * 1e9)
     res = _run(pipe, 20)
     assert len(res) > 10
@@ -39,6 +42,19 @@ def test_source_is_the_newest_applied_frame_not_the_newest_received() -> None:
         assert 0 < pred.source_stamp_ns <= pred.header.stamp_ns - window_ns
         # The newest received frame was at least the window newer than the newest applied one.
         assert pred.timings_ns["reorder_held"] >= window_ns
+    assert res[-1].predictions.source_stamp_ns == pipe.tracker.newest_applied.stamp_ns
+
+
+def test_lookahead_puts_the_tick_s_own_frames_in_the_prediction() -> None:
+    """With the look-ahead (default) the frames captured at the tick are in the prediction; the
+    source is still the newest frame *applied* (frames captured after the tick are not)."""
+    pipe = Pipeline(grid_map(), None, PipelineConfig(deadline_guard=False), raster_cfg=RASTER)
+    res = _run(pipe, 20)
+    assert len(res) > 10
+    for r in res[3:]:
+        pred = r.predictions
+        assert pred.source_stamp_ns == pred.header.stamp_ns  # the synthetic sensors capture on the tick
+        assert pred.timings_ns["reorder_held"] == 0
     assert res[-1].predictions.source_stamp_ns == pipe.tracker.newest_applied.stamp_ns
 
 

@@ -1,5 +1,8 @@
 """Tracker output pinned on two seeded synthetic scenes (a refactor must not change it).
 
+Each scene runs twice: publishing the committed tracks (``lookahead=False``: the tracks the
+reorder window releases, which the look-ahead must never alter) and publishing the look-ahead.
+
 The digests in ``data/golden_tracks.json`` hash every array of every published
 :class:`~prescient.bus.messages.Tracks` (floats rounded to 1e-4, so a last-bit difference between CPUs does
 not count) plus the final counters. A deliberate change of tracker behaviour or of the synthetic
@@ -39,11 +42,15 @@ def _digest(tracks: m.Tracks) -> str:
     return d.hexdigest()[:16]
 
 
+NAMES = ("clean", "shuffled", "clean_lookahead", "shuffled_lookahead")
+
+
 def _stream(name: str) -> list:
     """The scene's messages: clean, or shuffled within ~2 ticks with some dropped and repeated."""
-    scene = SyntheticScene(n_agents=30, seed=0) if name == "clean" else SyntheticScene(n_agents=40, seed=4)
+    clean = name.startswith("clean")
+    scene = SyntheticScene(n_agents=30, seed=0) if clean else SyntheticScene(n_agents=40, seed=4)
     msgs = [x for _ in range(40) for x in scene.step()]
-    if name == "clean":
+    if clean:
         return msgs
     rng = np.random.default_rng(1)
     keyed = []
@@ -58,7 +65,8 @@ def _stream(name: str) -> list:
 
 
 def _run(name: str) -> dict:
-    cfg = TrackerConfig(capacity=48) if name == "shuffled" else TrackerConfig()
+    lookahead = name.endswith("_lookahead")
+    cfg = TrackerConfig(capacity=48 if name.startswith("shuffled") else 512, lookahead=lookahead)
     tracker = Tracker(cfg)
     ticks = [_digest(t) for t in TickDriver(tracker).run(_stream(name))]
     return {
@@ -69,10 +77,10 @@ def _run(name: str) -> dict:
 
 
 def _regenerate() -> None:
-    GOLDEN.write_text(json.dumps({n: _run(n) for n in ("clean", "shuffled")}, indent=1) + "\n")
+    GOLDEN.write_text(json.dumps({n: _run(n) for n in NAMES}, indent=1) + "\n")
 
 
-@pytest.mark.parametrize("name", ["clean", "shuffled"])
+@pytest.mark.parametrize("name", NAMES)
 def test_tracker_pinned_scene_output_unchanged(name: str) -> None:
     """Every tick's tracks and the final counters equal the pinned ones."""
     if os.environ.get("PRESCIENT_REGEN_GOLDEN"):
