@@ -172,7 +172,7 @@ def _run_eval_av2(args: argparse.Namespace) -> int:
 
 
 def _run_conditional(args: argparse.Namespace) -> int:
-    from prescient.models.eval_sim import conditional_scene, plan_effect_m, plot_conditional
+    from prescient.models.eval_conditional import conditional_scene, plan_effect_m, plot_conditional
 
     require_file(args.model, "model")
     scene = conditional_scene(args.model, args.scenario, args.seed, args.time)

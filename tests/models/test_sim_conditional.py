@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prescient.models.eval_sim import plan_along_route
+from prescient.models.eval_conditional import plan_along_route
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "shipped" / "prescient.onnx"
 
@@ -31,7 +31,7 @@ def test_shipped_model_predictions_depend_on_the_ego_plan():
     """Held-out run (t_junction, seed 102, 20 s): 'go' vs 'yield' moves agents near the ego more than far ones."""
     if not SHIPPED.is_file():
         pytest.skip(f"shipped model not found at {SHIPPED}")
-    from prescient.models.eval_sim import conditional_scene, plan_effect_m
+    from prescient.models.eval_conditional import conditional_scene, plan_effect_m
 
     scene = conditional_scene(SHIPPED, "t_junction", seed=102, t_s=20.0)
     reply = scene["reply"]
