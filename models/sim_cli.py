@@ -65,6 +65,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from prescient.models.sim_data import SimDataError
     from prescient.models.train_sim import TrainConfig, train
+    from prescient.models.train_state import TrainStateError
 
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(
@@ -79,15 +80,24 @@ def _run_train(args: argparse.Namespace) -> int:
         model_size=args.model_size,
     )
     try:
-        res = train(args.data, args.out, cfg)
-    except SimDataError as e:
+        res = train(args.data, args.out, cfg, resume=not args.fresh)
+    except (SimDataError, TrainStateError) as e:
         raise StartupError(str(e)) from e
     print(
         json.dumps(
-            {k: res[k] for k in ("best_checkpoint", "best_val", "steps", "train_samples", "val_samples")},
+            {
+                k: res[k]
+                for k in ("best_checkpoint", "best_val", "steps", "complete", "train_samples", "val_samples")
+            },
             indent=2,
         )
     )
+    if not res["complete"]:
+        print(
+            f"stopped at step {res['steps']} of {cfg.max_steps} (--minutes): run the same command again "
+            f"to resume{'; not exported' if args.export is not None else ''}"
+        )
+        return 3
     if args.export is not None:
         from prescient.models.train_sim import export_best
 
@@ -206,8 +216,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--data", type=Path, required=True)
     t.add_argument("--out", type=output_dir, default=Path("runs/sim"))
     t.add_argument("--seed", type=non_negative_int, default=0)
-    t.add_argument("--minutes", type=positive_float, default=25.0, help="wall-clock training budget")
-    t.add_argument("--max-steps", type=positive_int, default=None)
+    t.add_argument("--max-steps", type=positive_int, default=420, help="the schedule: optimiser steps")
+    t.add_argument(
+        "--minutes", type=positive_float, default=None,
+        help="wall-clock stop; the state is saved and a rerun with the same --out resumes",
+    )  # fmt: skip
+    t.add_argument("--fresh", action="store_true", help="ignore a saved state in --out and start over")
     t.add_argument("--batch-size", type=positive_int, default=8)
     t.add_argument("--lr", type=positive_float, default=1e-3)
     t.add_argument(

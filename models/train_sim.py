@@ -1,7 +1,8 @@
 """Train :class:`prescient.models.net.TrajectoryNet` on simulation shards from :mod:`prescient.models.sim_data`.
 
-Seeded and reproducible for a fixed ``max_steps`` (the learning-rate schedule is by step; the
-``minutes`` budget is only a safety stop). Loss: winner-takes-all Laplace NLL plus mode
+Scheduled by steps, seeded and resumable: ``max_steps`` is the schedule (the learning rate
+follows the step); the full training state is saved every ``checkpoint_every`` steps, and a run
+stopped by its wall-clock limit or killed resumes to the same weights as an uninterrupted one. Loss: winner-takes-all Laplace NLL plus mode
 cross-entropy (:func:`prescient.models.net.wta_laplace_loss`), on agent-frame targets with their validity
 mask. Runs are split into train and validation by run (never by sample: neighbouring ticks are
 correlated). The best checkpoint by validation minADE_K is kept.
@@ -41,6 +42,7 @@ from prescient.models.sim_data import (
     load_shard,
     targets_in_agent_frame,
 )
+from prescient.models.train_state import TrainState, trim_metrics
 from prescient.service.model_io.config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,10 @@ class TrainConfig:
 
     Attributes:
         seed: torch / numpy seed.
-        minutes: wall-clock safety stop.
-        max_steps: optimiser steps (the schedule length); None = derive from ``minutes`` and
-            the measured speed of the first steps (not bit-reproducible).
+        max_steps: optimiser steps: the schedule's length (the learning rate follows the step).
+        minutes: wall-clock stop, None: none. A run it stops is incomplete, not shorter: its state
+            is saved and a resumed run finishes the same schedule.
+        checkpoint_every: steps between saves of the full training state (``last.pt``).
         batch_size: scenes per step.
         lr: peak AdamW learning rate (cosine decay to 5 %).
         weight_decay: AdamW weight decay.
@@ -77,8 +80,9 @@ class TrainConfig:
     """
 
     seed: int = 0
-    minutes: float = 25.0
-    max_steps: int | None = None
+    max_steps: int = 420
+    minutes: float | None = None
+    checkpoint_every: int = 50
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -217,143 +221,163 @@ def validate(model: TrajectoryNet, data: SimSamples, items: list[int], batch_siz
     return out
 
 
-def train(data_dir: Path, out_dir: Path, cfg: TrainConfig | None = None) -> dict[str, Any]:
+def train(
+    data_dir: Path,
+    out_dir: Path,
+    cfg: TrainConfig | None = None,
+    resume: bool = True,
+    stop_at: int | None = None,
+) -> dict[str, Any]:
     """Train on the shards of ``data_dir``; write checkpoints and ``metrics.jsonl`` to ``out_dir``.
 
+    The schedule is ``cfg.max_steps`` optimiser steps. Every ``cfg.checkpoint_every`` steps, and
+    when the run stops early, the whole training state goes to ``out_dir/last.pt``
+    (:mod:`prescient.models.train_state`); with ``resume`` a later call continues from it and ends
+    with the same weights as a run that was never interrupted.
+
+    Args:
+        stop_at: stop after this step (as an interruption would; tests), None: run to the end.
+
     Returns:
-        Summary: best checkpoint path, best validation metrics, steps, sample counts.
+        Summary: best checkpoint path, best validation metrics, steps, whether the schedule
+        finished (``complete``), sample counts.
 
     Raises:
-        SimDataError: no or malformed data.
+        SimDataError: no or malformed data. TrainStateError: ``last.pt`` of another config or data.
     """
     cfg = cfg or TrainConfig()
     torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = list_shards(data_dir)
     train_paths, val_paths = split_runs(paths, cfg.val_fraction, cfg.seed)
-    t_load = time.perf_counter()
     train_set = SimSamples([load_shard(p) for p in train_paths], cfg.n_max)
     val_set = SimSamples([load_shard(p) for p in val_paths], cfg.n_max)
-    log.info(
-        "loaded %d train samples (%d runs), %d val samples (%d runs) in %.1f s",
-        len(train_set),
-        len(train_paths),
-        len(val_set),
-        len(val_paths),
-        time.perf_counter() - t_load,
-    )
+    log.info("%d train samples (%d runs), %d val samples (%d runs)", len(train_set), len(train_paths),
+             len(val_set), len(val_paths))  # fmt: skip
     if len(train_set) == 0 or len(val_set) == 0:
         raise SimDataError(f"empty split: {len(train_set)} train, {len(val_set)} val samples")
-    mcfg = model_config_for(train_set.meta, cfg.model_size, cfg.n_max, cfg.num_modes)
-    model = TrajectoryNet(mcfg)
-    n_params = sum(p.numel() for p in model.parameters())
+    model = TrajectoryNet(model_config_for(train_set.meta, cfg.model_size, cfg.n_max, cfg.num_modes))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    val_items = list(np.linspace(0, len(val_set) - 1, min(cfg.val_max_samples, len(val_set))).astype(int))
-    val_items = sorted(set(int(v) for v in val_items))
-
-    metrics_path = out_dir / "metrics.jsonl"
-    metrics_f = metrics_path.open("w")
-    best_path = out_dir / "best.pt"
-    best: dict[str, float] | None = None
-    best_step = -1
-    deadline = time.perf_counter() + 60.0 * cfg.minutes
-    t0 = time.perf_counter()
-    max_steps = cfg.max_steps
-    step = 0
-    perm = rng.permutation(len(train_set))
-    cursor = 0
-    run_loss: list[float] = []
-    history: list[dict[str, Any]] = []
-
-    def log_row(row: dict[str, Any]) -> None:
-        history.append(row)
-        metrics_f.write(json.dumps(row) + "\n")
-        metrics_f.flush()
-
-    while True:
-        if max_steps is not None and step >= max_steps:
-            break
-        if time.perf_counter() > deadline:
-            log.info("time budget reached at step %d", step)
-            break
-        if max_steps is None and step == 20:
-            per_step = (time.perf_counter() - t0) / 20
-            max_steps = max(40, int(60.0 * cfg.minutes / per_step * 0.9))
-            log.info("%.2f s/step: schedule set to %d steps", per_step, max_steps)
-        if cursor + cfg.batch_size > len(perm):
-            perm, cursor = rng.permutation(len(train_set)), 0
-        items = [int(v) for v in perm[cursor : cursor + cfg.batch_size]]
-        cursor += cfg.batch_size
-        route = rng.random(len(items)) < cfg.route_plan_fraction
-        bt = train_set.batch(items, route)
-        frac = step / max(max_steps or 1, 1)
-        lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
-        if step < 50:
-            lr *= (step + 1) / 50
-        for g in opt.param_groups:
-            g["lr"] = lr
-        model.train()
-        traj, logits, scale = _forward(model, bt)
-        loss, stats = wta_laplace_loss(traj, logits, scale, bt["fut"], bt["fv"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        step += 1
-        run_loss.append(float(loss.detach()))
-        if step % 25 == 0:
-            log_row(
-                {
-                    "step": step,
-                    "t_s": round(time.perf_counter() - t0, 1),
-                    "lr": lr,
-                    "loss": float(np.mean(run_loss)),
-                    "nll": stats["nll"],
-                    "ce": stats["ce"],
-                    "min_ade_m": stats["min_ade_m"],
-                }
-            )
-            log.info("step %d loss %.3f minADE %.2f", step, np.mean(run_loss), stats["min_ade_m"])
-            run_loss = []
-        last = max_steps is not None and step >= max_steps
-        if step % cfg.val_every == 0 or last or time.perf_counter() > deadline:
-            val = validate(model, val_set, val_items, cfg.batch_size)
-            log_row({"step": step, "t_s": round(time.perf_counter() - t0, 1), "val": val})
-            log.info("step %d val %s", step, json.dumps({k: round(v, 3) for k, v in val.items()}))
-            if best is None or val["min_ade_m"] < best["min_ade_m"]:
-                best, best_step = val, step
-                save_checkpoint(
-                    best_path,
-                    model,
-                    {
-                        "step": step,
-                        "val": val,
-                        "train_config": dataclasses.asdict(cfg),
-                        "data": str(data_dir),
-                        "train_runs": [p.stem for p in train_paths],
-                        "val_runs": [p.stem for p in val_paths],
-                        "train_samples": len(train_set),
-                    },
-                )
-    metrics_f.close()
+    identity = {"train_config": _schedule_config(cfg), "train_runs": [p.stem for p in train_paths]}
+    state = TrainState.start(cfg.seed, len(train_set))
+    last_path = out_dir / "last.pt"
+    if resume and last_path.is_file():
+        state = TrainState.load(last_path, model, opt, identity)
+        log.info("resuming from %s at step %d of %d", last_path, state.step, cfg.max_steps)
+    trim_metrics(out_dir / "metrics.jsonl", state.step)
+    run = _Run(cfg, model, opt, train_set, val_set, state, out_dir)
+    run.meta = {**identity, "data": str(data_dir), "val_runs": [p.stem for p in val_paths],
+                "train_samples": len(train_set)}  # fmt: skip
+    run.loop(stop_at)
+    state.save(last_path, model, opt, identity)
     summary = {
-        "best_checkpoint": str(best_path),
-        "best_val": best,
-        "best_step": best_step,
-        "steps": step,
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "params": n_params,
+        "best_checkpoint": str(out_dir / "best.pt"),
+        "best_val": state.best,
+        "best_step": state.best_step,
+        "steps": state.step,
+        "complete": state.step >= cfg.max_steps,
+        "wall_s": round(run.wall_s, 1),
+        "params": sum(p.numel() for p in model.parameters()),
         "train_samples": len(train_set),
         "val_samples": len(val_set),
         "train_runs": [p.stem for p in train_paths],
         "val_runs": [p.stem for p in val_paths],
         "train_config": dataclasses.asdict(cfg),
-        "first_loss": next((r["loss"] for r in history if "loss" in r), None),
-        "last_loss": next((r["loss"] for r in reversed(history) if "loss" in r), None),
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _schedule_config(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings that shape the weights (the wall-clock stop does not)."""
+    d = dataclasses.asdict(cfg)
+    d.pop("minutes")
+    d.pop("checkpoint_every")
+    return d
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of ``step``: 50-step linear warm-up, cosine decay to 5 % at ``max_steps``."""
+    frac = min(step / max(cfg.max_steps, 1), 1.0)
+    lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+    return lr * (step + 1) / 50 if step < 50 else lr
+
+
+class _Run:
+    """The step loop of one :func:`train` call (state in :class:`TrainState`)."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: TrajectoryNet,
+        opt: torch.optim.Optimizer,
+        train_set: SimSamples,
+        val_set: SimSamples,
+        state: TrainState,
+        out_dir: Path,
+    ) -> None:
+        self.cfg, self.model, self.opt, self.state = cfg, model, opt, state
+        self.train_set, self.val_set, self.out_dir = train_set, val_set, out_dir
+        n_val = min(cfg.val_max_samples, len(val_set))
+        self.val_items = sorted({int(v) for v in np.linspace(0, len(val_set) - 1, n_val).astype(int)})
+        self.meta: dict[str, Any] = {}
+        self.wall_s = 0.0
+        self._losses: list[float] = []
+
+    def loop(self, stop_at: int | None) -> None:
+        cfg, st = self.cfg, self.state
+        t0 = time.perf_counter()
+        deadline = None if cfg.minutes is None else t0 + 60.0 * cfg.minutes
+        with (self.out_dir / "metrics.jsonl").open("a") as metrics:
+            while st.step < cfg.max_steps:
+                if stop_at is not None and st.step >= stop_at:
+                    break
+                if deadline is not None and time.perf_counter() > deadline:
+                    log.warning(
+                        "time limit at step %d of %d: resume to finish the schedule", st.step, cfg.max_steps
+                    )
+                    break
+                self._step(metrics, time.perf_counter() - t0)
+                if st.step % cfg.val_every == 0 or st.step == cfg.max_steps:
+                    self._validate(metrics, time.perf_counter() - t0)
+                if st.step % cfg.checkpoint_every == 0:
+                    st.save(self.out_dir / "last.pt", self.model, self.opt, self.meta)
+        self.wall_s = time.perf_counter() - t0
+
+    def _step(self, metrics: Any, t_s: float) -> None:
+        cfg, st = self.cfg, self.state
+        items = st.next_items(cfg.batch_size, len(self.train_set))
+        route = st.rng.random(len(items)) < cfg.route_plan_fraction
+        bt = self.train_set.batch(items, route)
+        lr = lr_at(cfg, st.step)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        self.model.train()
+        traj, logits, scale = _forward(self.model, bt)
+        loss, stats = wta_laplace_loss(traj, logits, scale, bt["fut"], bt["fv"])
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.opt.step()
+        st.step += 1
+        self._losses.append(float(loss.detach()))
+        if st.step % 25 == 0:
+            row = {"step": st.step, "t_s": round(t_s, 1), "lr": lr, "loss": float(np.mean(self._losses)),
+                   "nll": stats["nll"], "ce": stats["ce"], "min_ade_m": stats["min_ade_m"]}  # fmt: skip
+            metrics.write(json.dumps(row) + "\n")
+            metrics.flush()
+            log.info("step %d loss %.3f minADE %.2f", st.step, row["loss"], stats["min_ade_m"])
+            self._losses = []
+
+    def _validate(self, metrics: Any, t_s: float) -> None:
+        st = self.state
+        val = validate(self.model, self.val_set, self.val_items, self.cfg.batch_size)
+        metrics.write(json.dumps({"step": st.step, "t_s": round(t_s, 1), "val": val}) + "\n")
+        metrics.flush()
+        log.info("step %d val %s", st.step, json.dumps({k: round(v, 3) for k, v in val.items()}))
+        if st.best is None or val["min_ade_m"] < st.best["min_ade_m"]:
+            st.best, st.best_step = val, st.step
+            save_checkpoint(self.out_dir / "best.pt", self.model, {**self.meta, "step": st.step, "val": val})
 
 
 def export_best(checkpoint: Path, onnx_path: Path, n_max: int = EXPORT_N_MAX) -> dict[str, Any]:

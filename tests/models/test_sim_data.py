@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -167,3 +168,37 @@ def test_train_then_export_loads_in_onnx_predictor(data_dir: Path, tmp_path: Pat
         onnx, providers=("CPUExecutionProvider",), expected_spec_version=fp, expected_num_channels=58
     )
     assert pred.cfg.n_max == 12
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_to_the_same_weights(data_dir: Path, tmp_path: Path):
+    """Stopped at step 3 and resumed, a 6-step run ends with the same weights, best checkpoint
+    and metrics rows as an uninterrupted one; a resume with another config is refused."""
+    from prescient.models.export import load_checkpoint
+    from prescient.models.train_state import TrainStateError
+
+    two = tmp_path / "data"
+    two.mkdir()
+    src = list_shards(data_dir)[0]
+    shutil.copy(src, two / "intersection_s0003.npz")
+    shutil.copy(src, two / "intersection_s0004.npz")
+    cfg = TrainConfig(max_steps=6, batch_size=2, n_max=8, val_every=2, model_size="tiny", num_modes=3)
+    whole = train(two, tmp_path / "whole", cfg)
+    first = train(two, tmp_path / "split", cfg, stop_at=3)
+    assert first["steps"] == 3 and not first["complete"]
+    second = train(two, tmp_path / "split", cfg)
+    assert second["steps"] == 6 and second["complete"] and whole["complete"]
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    ma, _ = load_checkpoint(tmp_path / "whole" / "best.pt")
+    mb, _ = load_checkpoint(tmp_path / "split" / "best.pt")
+    assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(), mb.state_dict().values()))
+
+    def steps(run: str) -> list:
+        rows = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [(r["step"], "val" in r) for r in map(json.loads, rows)]
+
+    assert steps("whole") == steps("split")
+    with pytest.raises(TrainStateError, match="other train_config"):
+        train(two, tmp_path / "split", dataclasses.replace(cfg, lr=0.5))
