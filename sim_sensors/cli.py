@@ -4,7 +4,8 @@ Publishes through the proxy (``BusConfig().pub_endpoint``), serves the map on
 ``BusConfig().map_endpoint`` (a ``Replier`` thread answering ``MapRequest`` with the VectorMap),
 paces to the sim clock with a monotonic clock in ``--realtime`` mode (default) or runs flat out
 with ``--fast``, and prints per-topic counts at the end. ``--offline`` skips the bus (data
-generation, pictures).
+generation, pictures). ``prescient sim branch`` rolls one scene forward under several ego plans
+(:mod:`prescient.sim_sensors.branch_cli`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_curve_args(p)  # CurveZMQ for the publisher and the map server
     p.set_defaults(func=run_sim, fast=False)
+    from prescient.sim_sensors.branch_cli import add_branch_parser
+
+    # Optional: plain ``prescient sim [options]`` still runs the simulator.
+    add_branch_parser(p.add_subparsers(dest="sim_command", required=False, metavar="{branch}"))
 
 
 def _build_sim(args: argparse.Namespace):

@@ -14,6 +14,7 @@ Three tables, C = fixed agent capacity, M = agents in one snapshot:
   see it, ego row last. Made by ``Simulation.snapshot`` and
   :func:`prescient.sim_sensors.sensors.pack_agents`; read by every sensor kernel.
 * Behaviour parameters (NP,) float64, ``P_*``, and event counters (NC,) int64, ``C_*``.
+* Ego plan override (NE,) float64, ``E_*``: all ``EGO_FREE`` / -1 in a normal run.
 
 The agent tables also have record views (:func:`agent_records`): the same memory seen as (C,)
 structured arrays whose field names are ``F_FIELDS`` / ``I_FIELDS``, so that a kernel can hand
@@ -73,6 +74,16 @@ NA = 12
 P_IDM_A, P_IDM_B, P_IDM_T, P_IDM_S0 = 0, 1, 2, 3  # IDM accel, comfortable decel, headway, gap
 P_LC_RATE, P_JAY_RATE, P_STUCK = 4, 5, 6  # lane changes (1/s), jaywalks (1/s), stuck timeout (s)
 NP = 7
+
+# ----------------------------------------------------------------------------------------------
+# Ego plan override (NE,) float64, read by the step kernel (prescient.sim_sensors.counterfactual).
+# ----------------------------------------------------------------------------------------------
+E_MODE = 0  # EGO_* below
+E_SPEED, E_DECEL = 1, 2  # EGO_CAP_SPEED: speed cap (m/s) reached braking at most this hard (m/s^2)
+E_ROUTE_LANE, E_ROUTE_NEXT = 3, 4  # on lane E_ROUTE_LANE the ego's next lane is E_ROUTE_NEXT (-1: none)
+NE = 5
+# E_MODE: the simulator's own driver (IDM), or that driver with its speed capped.
+EGO_FREE, EGO_CAP_SPEED = 0, 1
 
 # ----------------------------------------------------------------------------------------------
 # Event counters (NC,) int64.

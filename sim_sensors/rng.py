@@ -1,9 +1,14 @@
 """Deterministic random numbers inside numba kernels: a splitmix64 stream per owner.
 
-The stream state is a (1,) uint64 array owned by the caller (one per simulation, one per sensor
-modality), so two simulations in one process never share a generator, as they would with numba's
-global ``np.random``. The order of draws is part of the simulator's output: a refactor that
-draws in another order changes every later number.
+The stream state is a (1,) uint64 array owned by the caller (one per sensor modality; one per
+agent row of a simulation, see :func:`agent_state`), so two simulations in one process never share
+a generator, as they would with numba's global ``np.random``. The order of draws is part of the
+simulator's output: a refactor that draws in another order changes every later number.
+
+Agents draw from their own streams, not from one shared stream in row order: then an agent's
+draws do not depend on how many draws the agents before it made, and a change to one agent (the
+ego's plan in :mod:`prescient.sim_sensors.counterfactual`) does not reshuffle the random choices
+of agents it never meets.
 """
 
 from __future__ import annotations
@@ -59,3 +64,12 @@ def seed_state(seed: int, stream: int | None = None) -> np.ndarray:
     if stream is None:
         return np.array([(seed * 0x9E3779B97F4A7C15 + 7) % (1 << 64)], np.uint64)
     return np.array([(seed * 0x9E3779B97F4A7C15 + stream * 0xD1B54A32D192ED03 + 1) % (1 << 64)], np.uint64)
+
+
+def agent_state(seed: int, agent_id: int) -> np.uint64:
+    """Initial splitmix64 state of agent ``agent_id``'s own stream in the simulation of ``seed``.
+
+    A function of (seed, id) only, so the agent draws the same numbers whatever happens to the
+    others (ids are never reused within a simulation).
+    """
+    return np.uint64((seed * 0x9E3779B97F4A7C15 + (agent_id + 1) * 0xBF58476D1CE4E5B9 + 3) % (1 << 64))

@@ -8,9 +8,12 @@ tables (:mod:`prescient.sim_sensors.layout`) and wraps the behaviour kernel
 
 from __future__ import annotations
 
+import copy
 import heapq
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +57,7 @@ from prescient.sim_sensors.layout import (
     C_LEFT_MAP,
     C_OUT_OF_BOUNDS,
     C_STUCK,
+    EGO_FREE,
     F_A,
     F_AX,
     F_AY,
@@ -76,12 +80,12 @@ from prescient.sim_sensors.layout import (
     I_NEXT,
     NA,
     NC,
+    NE,
     NF,
     NI,
     agent_records,
 )
 from prescient.sim_sensors.maps import MapData, build_map_data
-from prescient.sim_sensors.rng import seed_state
 from prescient.sim_sensors.scenario_file import Placement, Scene
 from prescient.sim_sensors.sensors import SensorRig
 from prescient.sim_sensors.signals import SignalClock
@@ -89,6 +93,34 @@ from prescient.sim_sensors.spawning import Spawner
 
 NS_PER_S = 1_000_000_000
 STATE_PERIOD_NS = 100_000_000  # EgoState, GroundTruth, TrafficLights at 10 Hz
+
+
+@dataclass(frozen=True)
+class SimState:
+    """Everything the world's physics depends on at one instant (not the sensors' frame queue).
+
+    Made by :meth:`Simulation.save_state`, put back by :meth:`Simulation.restore_state`; copies, so
+    the simulation may run on after saving. Signals are a function of ``time_ns`` and are not kept.
+
+    Attributes:
+        time_ns: sim time.
+        F, I: (C, NF) float64 / (C, NI) int64 agent tables.
+        krng: (C,) uint64 per-row kernel RNG states.
+        counts: (NC,) int64 event counters.
+        ego_plan: (NE,) float64 ego plan override.
+        spawn_rng: the spawner's numpy bit generator state.
+        spawned, next_id: the spawner's counters.
+    """
+
+    time_ns: int
+    F: np.ndarray
+    I: np.ndarray  # noqa: E741 (I: int state table, as in the kernels)
+    krng: np.ndarray
+    counts: np.ndarray
+    ego_plan: np.ndarray
+    spawn_rng: dict[str, Any]
+    spawned: int
+    next_id: int
 
 
 def capture_time_ns(k_frame: int, rate_hz: float) -> int:
@@ -134,7 +166,6 @@ class Simulation:
         suite = sensors or SensorSuite()
         self.rig = SensorRig(suite.specs, night=cfg.night, seed=cfg.seed)
         self.enabled = tuple(m for m in Modality if m not in cfg.disabled_modalities)
-        self._krng = seed_state(cfg.seed)
         self.dt_ns = round(cfg.dt_s * NS_PER_S)
         self.time_ns = 0
         cap = max(
@@ -143,6 +174,10 @@ class Simulation:
         self.F = np.zeros((cap, NF))
         self.I = np.zeros((cap, NI), np.int64)
         self._AF, self._AI = agent_records(self.F, self.I)  # the kernels' view of F and I
+        self._krng = np.zeros(cap, np.uint64)  # each row's own RNG stream, seeded by the spawner
+        # Off in a normal run; prescient.sim_sensors.counterfactual sets it in its branches.
+        self._ego_override = np.array([EGO_FREE, 0.0, 0.0, -1.0, -1.0])
+        assert len(self._ego_override) == NE
         self._counts = np.zeros(NC, np.int64)
         b = self.behaviour
         self._params = np.array(
@@ -163,7 +198,7 @@ class Simulation:
         self._env_arg = tuple(
             StepEnv(
                 self._signals.lane_light, self._signals.cross_elapsed, self._params, self.dt_ns / NS_PER_S,
-                self._krng, self._counts,
+                self._krng, self._counts, self._ego_override,
             )
         )  # fmt: skip
         self._frame_k = {m: 1 for m in self.enabled}
@@ -171,7 +206,7 @@ class Simulation:
         self._order = 0
         self._spawner = Spawner(
             self.F, self.I, self.map_data, self._graph, np.random.default_rng(cfg.seed), self._krng,
-            self.behaviour, self.class_mix,
+            self.behaviour, self.class_mix, cfg.seed,
         )  # fmt: skip
         self.placement: Placement | None = None
         if initial_scene is None:
@@ -232,13 +267,8 @@ class Simulation:
             100 ms boundary EgoState, GroundTruth and TrafficLights. Headers carry topic and
             ``stamp_ns`` (capture time); ``seq`` and ``sent_mono_ns`` are set by the publisher.
         """
-        t0, t1 = self.time_ns, self.time_ns + self.dt_ns
-        self._signals.update(t0 / NS_PER_S)
-        step_agents_kernel(self._AF, self._AI, self._graph_arg, self._env_arg)
-        self.time_ns = t1
-        if t1 // STATE_PERIOD_NS > t0 // STATE_PERIOD_NS:
-            if self.n_active < self.cfg.n_agents:
-                self._spawner.spawn(min(5, self.cfg.n_agents - self.n_active), initial=False)
+        t1 = self.time_ns + self.dt_ns
+        if self.step_physics():
             self._queue(t1, self._state_messages(t1))
         if self.enabled:
             self._capture_due(t1)
@@ -246,6 +276,66 @@ class Simulation:
         while self._pending and self._pending[0][0] <= t1:
             out.append(heapq.heappop(self._pending)[2])
         return out
+
+    def step_physics(self) -> bool:
+        """Advance the world one physics step (agents, signals, top-up spawns), no sensors, no messages.
+
+        :meth:`step` is this plus the messages; counterfactual branches run this alone.
+
+        Returns:
+            True when the step crossed a 100 ms boundary (where :meth:`step` emits ground truth).
+        """
+        t0, t1 = self.time_ns, self.time_ns + self.dt_ns
+        self._signals.update(t0 / NS_PER_S)
+        step_agents_kernel(self._AF, self._AI, self._graph_arg, self._env_arg)
+        self.time_ns = t1
+        boundary = t1 // STATE_PERIOD_NS > t0 // STATE_PERIOD_NS
+        if boundary and self.n_active < self.cfg.n_agents:
+            self._spawner.spawn(min(5, self.cfg.n_agents - self.n_active), initial=False)
+        return boundary
+
+    def save_state(self) -> SimState:
+        """A copy of the world's state now (agents, RNG streams, counters, time; not the sensors)."""
+        sp = self._spawner
+        return SimState(
+            time_ns=self.time_ns,
+            F=self.F.copy(),
+            I=self.I.copy(),
+            krng=self._krng.copy(),
+            counts=self._counts.copy(),
+            ego_plan=self._ego_override.copy(),
+            spawn_rng=copy.deepcopy(dict(sp.rng.bit_generator.state)),
+            spawned=sp.spawned,
+            next_id=sp._next_id,
+        )
+
+    def restore_state(self, state: SimState) -> None:
+        """Put the world back to ``state`` (of this simulation), in place: the kernels' views stay valid.
+
+        The sensors are not rewound: restore the state a branch started from before stepping on
+        with :meth:`step`.
+        """
+        if state.F.shape != self.F.shape:
+            raise ValueError(f"state of another simulation: F {state.F.shape}, this one {self.F.shape}")
+        self.time_ns = state.time_ns
+        self.F[:] = state.F
+        self.I[:] = state.I
+        self._krng[:] = state.krng
+        self._counts[:] = state.counts
+        self._ego_override[:] = state.ego_plan
+        sp = self._spawner
+        sp.rng.bit_generator.state = copy.deepcopy(state.spawn_rng)
+        sp.spawned = state.spawned
+        sp._next_id = state.next_id
+
+    @property
+    def ego_plan(self) -> np.ndarray:
+        """(NE,) float64 ego plan override the step kernel reads (``E_*`` of :mod:`prescient.sim_sensors.layout`).
+
+        Write into it (in place) to override the ego; :mod:`prescient.sim_sensors.counterfactual`
+        does so inside branches and puts it back.
+        """
+        return self._ego_override
 
     def run(self, duration_s: float) -> Iterator[list[Message]]:
         """Step for ``duration_s`` of sim time, yielding each step's messages."""

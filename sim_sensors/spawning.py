@@ -1,8 +1,8 @@
 """Putting agents into the world: the ego, random spawns at free places, and placed scenes.
 
 The :class:`Spawner` writes rows of the simulation's agent tables (:mod:`prescient.sim_sensors.layout`)
-in place. It draws sizes, speeds and places from the simulation's numpy generator and picks
-each new agent's next lane from the kernels' RNG stream, in a fixed order.
+in place. It draws sizes, speeds and places from the simulation's numpy generator, in a fixed
+order, seeds each new agent's own kernel RNG stream from its id and picks its next lane from it.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from prescient.sim_sensors.layout import (
     MODE_LANE,
 )
 from prescient.sim_sensors.maps import MapData
+from prescient.sim_sensors.rng import agent_state
 from prescient.sim_sensors.scenario_file import Placement, Scene, place_scene, snap_to_lane
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,10 @@ class Spawner:
         F, I: the simulation's agent tables (shared, written in place).
         map_data: the lane graph; graph: its :class:`~prescient.sim_sensors.lanes.LaneGraph` view.
         rng: numpy generator for sizes, speeds and places.
-        krng: (1,) uint64 kernel RNG state (next-lane choices).
+        krng: (C,) uint64 per-row kernel RNG states (:func:`prescient.sim_sensors.rng.agent_state`),
+            reseeded for each new agent.
         behaviour, class_mix: what to spawn.
+        seed: the simulation's seed (of the per-agent streams).
 
     Attributes:
         spawned: agents added so far (ego excluded).
@@ -98,8 +101,10 @@ class Spawner:
         krng: np.ndarray,
         behaviour: BehaviourSpec,
         class_mix: ClassMix,
+        seed: int = 0,
     ) -> None:
         """Keep references; nothing is spawned yet."""
+        self.seed = seed
         self.F, self.I = F, I
         self.md, self.g = map_data, graph
         self.rng, self.krng = rng, krng
@@ -125,6 +130,7 @@ class Spawner:
         I[I_ID] = self._next_id if not flags & FLAG_EGO else 0
         if not flags & FLAG_EGO:
             self._next_id += 1
+        self.krng[slot] = agent_state(self.seed, int(I[I_ID]))
         I[I_CLS] = int(cls)
         I[I_FLAGS] = flags
         I[I_LANE] = lane
@@ -134,7 +140,7 @@ class Spawner:
         I[I_ATTR] = ATTR_PHONE if flags & FLAG_PHONE else 0
         I[I_MODE] = MODE_LANE
         if lane >= 0:
-            I[I_NEXT] = choose_next(self.g, lane, bool(flags & FLAG_EGO), self.krng)
+            I[I_NEXT] = choose_next(self.g, lane, bool(flags & FLAG_EGO), self.krng[slot : slot + 1])
 
     def place_animal(self, slot: int, cls: AgentClass, size, v0: float, pose: tuple, flags: int = 0) -> None:
         """Reset row ``slot`` to an animal at world ``pose`` (x_m, y_m, yaw_rad), home there."""

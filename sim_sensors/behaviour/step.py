@@ -20,8 +20,14 @@ from numba import njit
 
 from prescient.sim_sensors.angles import wrap_kernel
 from prescient.sim_sensors.behaviour.animals import wander_kernel
+from prescient.sim_sensors.behaviour.ego_plan import ego_accel_kernel, ego_route_kernel, plan_active_kernel
 from prescient.sim_sensors.behaviour.following import longitudinal_pass_kernel
-from prescient.sim_sensors.behaviour.intents import INTENT_CHANGE_LANE, INTENT_CROSS, INTENT_JAYWALK
+from prescient.sim_sensors.behaviour.intents import (
+    INTENT_CHANGE_LANE,
+    INTENT_CROSS,
+    INTENT_JAYWALK,
+    INTENT_NONE,
+)
 from prescient.sim_sensors.behaviour.lane_change import lane_change_kernel
 from prescient.sim_sensors.behaviour.lane_motion import (
     advance_kernel,
@@ -48,6 +54,7 @@ from prescient.sim_sensors.layout import (
     C_STUCK,
     CLS_ANIMAL,
     CLS_PED,
+    EGO_FREE,
     FLAG_EGO,
     MODE_FREE,
     MODE_LANE,
@@ -67,8 +74,10 @@ class StepEnv(NamedTuple):
             -1 when pedestrians must not start, 1e9 for unsignalised crossings.
         params: (NP,) float64 behaviour parameters (``P_*``).
         dt: step length, s.
-        rng: (1,) uint64 RNG state (advanced in place).
+        rng: (C,) uint64 RNG state of each agent row's own stream (advanced in place); row
+            ``i`` draws from ``rng[i:i + 1]`` only (:mod:`prescient.sim_sensors.rng`).
         counts: (NC,) int64 event counters (``C_*``), incremented.
+        ego_plan: (NE,) float64 ego plan override (``E_*``, :mod:`.ego_plan`); the default is off.
     """
 
     lane_light: np.ndarray
@@ -77,6 +86,7 @@ class StepEnv(NamedTuple):
     dt: float
     rng: np.ndarray
     counts: np.ndarray
+    ego_plan: np.ndarray = np.array([EGO_FREE, 0.0, 0.0, -1.0, -1.0])  # never written
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -130,12 +140,13 @@ def _motion_pass_kernel(AF, AI, act, acc, g, env):
         act: (n,) int64 rows of the active agents; acc: (C,) accelerations of pass 1 (m/s^2).
         g: :class:`prescient.sim_sensors.lanes.LaneGraph`; env: :class:`StepEnv`.
     """
-    lanes, pts, cum_s, rng, counts, dt = g.lanes, g.pts, g.cum_s, env.rng, env.counts, env.dt
-    cross_elapsed = env.cross_elapsed
+    lanes, pts, cum_s, counts, dt = g.lanes, g.pts, g.cum_s, env.counts, env.dt
+    cross_elapsed, ego_planned = env.cross_elapsed, plan_active_kernel(env.ego_plan)
     p_lane_change, p_jaywalk = env.params[P_LC_RATE] * dt, env.params[P_JAY_RATE] * dt
     bounds, stuck_s = (g.bounds[0], g.bounds[1], g.bounds[2], g.bounds[3]), env.params[P_STUCK]
     for i in act:
         a, b = AF[i], AI[i]
+        rng = env.rng[i : i + 1]  # this agent's own stream
         mode = b.mode
         is_ego = (b.flags & FLAG_EGO) != 0
         prev = (a.x, a.y, a.yaw, a.vx, a.vy)
@@ -146,6 +157,8 @@ def _motion_pass_kernel(AF, AI, act, acc, g, env):
             intent = (
                 pedestrian_intent_kernel(a, b, ln, nx) if ped else vehicle_intent_kernel(a, b, ln, acc[i], dt)
             )
+            if is_ego and ego_planned:
+                intent = INTENT_NONE  # a planned ego slows on purpose: it does not look for a way past
             if intent == INTENT_CHANGE_LANE and rng_uniform_kernel(rng) < p_lane_change:
                 if lane_change_kernel(AF, AI, act, i, g, rng, is_ego):
                     counts[C_LANE_CHANGES] += 1
@@ -189,7 +202,10 @@ def step_agents_kernel(AF, AI, g, env):
     Args:
         AF, AI: (C,) record views of the agent tables (:func:`prescient.sim_sensors.layout.agent_records`).
         g: :class:`prescient.sim_sensors.lanes.LaneGraph` of the map, or a plain tuple in its field order.
-        env: :class:`StepEnv` of this step (signals, parameters, RNG, counters), or a plain tuple.
+        env: :class:`StepEnv` of this step (signals, parameters, RNG, counters, ego plan), or a
+            plain tuple.
+
+    Row 0 is the ego (:mod:`prescient.sim_sensors.layout`): its plan override is applied to it only.
     """
     g, env = LaneGraph(*g), StepEnv(*env)
     C = AF.shape[0]
@@ -201,5 +217,12 @@ def step_agents_kernel(AF, AI, g, env):
             n_act += 1
     act = rows[:n_act]
     acc = np.zeros(C)
+    ego_on_lane = AI[0].active != 0 and AI[0].mode == MODE_LANE
+    if ego_on_lane:
+        ego_route_kernel(AI[0], env.ego_plan)
     longitudinal_pass_kernel(AF, AI, act, acc, g, env)
+    if ego_on_lane:
+        acc[0] = ego_accel_kernel(AF[0], acc[0], env.ego_plan, env.dt)
     _motion_pass_kernel(AF, AI, act, acc, g, env)
+    if AI[0].active != 0 and AI[0].mode == MODE_LANE:
+        ego_route_kernel(AI[0], env.ego_plan)  # it may have entered the route lane this step
