@@ -14,11 +14,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from prescient.bus import messages as m
 from prescient.service.tracker import association_kernels as ak
 from prescient.service.tracker.admission import TrackerStats
 from prescient.service.tracker.config import TrackerConfig
-from prescient.service.tracker.fusion import class_likelihood
 from prescient.service.tracker.layout import MEAS_POSE, MEAS_RADAR
 from prescient.service.tracker.measurements import Meas
 from prescient.service.tracker.table import NS_PER_S, TrackTable
@@ -54,27 +52,29 @@ class Association:
             n_frames: frames in the batch.
 
         Returns:
-            (track slots, measurement rows), both (k,) int64, ordered by frame (then row) so that
-            a track updated by several corners is updated in a stable order.
+            (track slots, measurement rows), both (k,) int64, ordered by measurement row (so by
+            frame, then row) so that a track updated by several corners is updated in a stable
+            order.
         """
         pa, pj, pcost = self._gate(table, idx, meas, n_frames)
         if pa.size == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        n, M = idx.shape[0], meas.z.shape[0]
-        easy = ak.unambiguous_pairs_kernel(pa, pj, meas.frame_of, n, M, n_frames)
-        ti, dj = idx[pa[easy]], pj[easy]
-        hard = ~easy
-        if hard.any():
-            ht, hd = self._solve(table, idx, meas, n_frames, pa[hard], pj[hard], pcost[hard])
-            ti = np.concatenate([ti, ht])
-            dj = np.concatenate([dj, hd])
-        order = np.argsort(meas.frame_of[dj] * M + dj, kind="stable")
-        return ti[order], dj[order]
+        # owner[j]: the slot measurement row j is assigned to, -1 for none. Every row is
+        # assigned at most once, so reading it out in row order gives the pairs in row order.
+        owner = np.full(meas.z.shape[0], -1, np.int64)
+        ha, hj, hcost = ak.split_pairs_kernel(pa, pj, pcost, meas.frame_of, idx, n_frames, owner)
+        if ha.size:
+            self._solve(table, idx, meas, n_frames, ha, hj, hcost, owner)
+        dj = np.flatnonzero(owner >= 0)
+        return owner[dj], dj
 
     def _gate(
         self, table: TrackTable, idx: np.ndarray, meas: Meas, n_frames: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Gated pairs: (K,) candidate index into ``idx``, measurement row, cost (copies)."""
+        """Gated pairs: (K,) candidate index into ``idx``, measurement row, cost.
+
+        Views of the gating scratch: valid until the next call.
+        """
         c = self.config
         n, M = idx.shape[0], meas.z.shape[0]
         if meas.kind == MEAS_POSE:
@@ -83,7 +83,6 @@ class Association:
             m_gate, gate, pre = 3, c.gate_radar_d2, c.max_assoc_dist_m
         else:
             m_gate, gate, pre = 1, c.gate_bearing_d2, 0.0
-        starts = np.searchsorted(meas.frame_of, np.arange(n_frames + 1)).astype(np.int64)
         cap = n * M
         if cap > PAIR_BUF_KEEP:  # rare (a crowd, a flood): scratch freed after this batch
             pa, pj, pcost = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap)
@@ -92,10 +91,10 @@ class Association:
                 self.pair_buf = (np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap))
             pa, pj, pcost = self.pair_buf
         npairs = ak.gate_kernel(
-            table.x, table.P, table.model, idx, meas.kind, meas.sensors, meas.z, meas.R, starts,
+            table.x, table.P, table.model, idx, meas.kind, meas.sensors, meas.z, meas.R, meas.starts,
             m_gate, gate, pre, pa, pj, pcost,
         )  # fmt: skip
-        return pa[:npairs].copy(), pj[:npairs].copy(), pcost[:npairs].copy()
+        return pa[:npairs], pj[:npairs], pcost[:npairs]
 
     def _solve(
         self,
@@ -106,22 +105,24 @@ class Association:
         pa: np.ndarray,
         pj: np.ndarray,
         pcost: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Hungarian assignment of the ambiguous pairs, class-aware cost; (slots, rows)."""
+        owner: np.ndarray,
+    ) -> None:
+        """Hungarian assignment of the ambiguous pairs, class-aware cost; writes ``owner``."""
         c = self.config
-        n, M = idx.shape[0], meas.z.shape[0]
         w = c.class_weight[meas.modality]
         conf = meas.class_conf
         if meas.class_id is not None and conf is not None and c.class_cost_weight > 0 and w > 0:
-            L = class_likelihood(meas.class_id[pj], conf[pj])  # (pairs, C)
-            lik = (np.exp(table.class_logp[idx[pa]]) * L).sum(axis=1)
-            pcost = pcost - c.class_cost_weight * np.log(np.maximum(lik * m.NUM_CLASSES, 1e-12))
-        ri, ci, row_track, col_meas = ak.compact_pairs_kernel(pa, pj, meas.frame_of, n, M, n_frames)
-        cost = np.full((row_track.size, col_meas.size), _BIG)
-        cost[ri, ci] = pcost
+            # exp and log stay in numpy: numba's libm versions differ from numpy's SIMD ones in
+            # the last bit, and the costs must not depend on where they are computed.
+            probs = np.exp(table.class_logp[idx])  # (n, C)
+            lik = ak.class_match_kernel(probs, pa, meas.class_id, conf, pj)  # (pairs,)
+            pcost = pcost - c.class_cost_weight * np.log(lik)
+        cost, row_track, col_meas = ak.cost_matrix_kernel(
+            pa, pj, pcost, meas.frame_of, idx.shape[0], meas.z.shape[0], n_frames, _BIG
+        )
         r, cc = linear_sum_assignment(cost)
         ok = cost[r, cc] < _BIG * 0.5
-        return idx[row_track[r[ok]]], col_meas[cc[ok]]
+        owner[col_meas[cc[ok]]] = idx[row_track[r[ok]]]
 
     def plausible_pairs(
         self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas, t: int

@@ -9,14 +9,12 @@ most probable class changes it.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from prescient.bus import messages as m
+from prescient.service.tracker import fusion_kernels as fk
 from prescient.service.tracker.admission import TrackerStats
 from prescient.service.tracker.config import TrackerConfig
-from prescient.service.tracker.fusion_kernels import fuse_class_kernel
 from prescient.service.tracker.layout import MODEL_CV
 from prescient.service.tracker.measurements import Meas
 from prescient.service.tracker.motion import Motion, model_of_class
@@ -52,36 +50,23 @@ class Fusion:
     def bookkeep(self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas, t: int) -> None:
         """Apply the pairs (slot ``ti[k]``, measurement row ``dj[k]``) of a batch captured at ``t``."""
         c = self.config
-        table.last_update_ns[ti] = t
-        np.add.at(table.hits, ti, 1)
-        if meas.modality == m.Modality.LIDAR or (meas.modality == m.Modality.RADAR and c.radar_keeps_alive):
-            table.last_position_ns[ti] = t
-            table.last_pos_xy_m[ti] = table.x[ti, :2]
-            np.add.at(table.position_hits, ti, 1)
+        position = meas.modality == m.Modality.LIDAR or (
+            meas.modality == m.Modality.RADAR and c.radar_keeps_alive
+        )
+        fk.hits_kernel(
+            table.last_update_ns, table.hits, table.last_position_ns, table.last_pos_xy_m,
+            table.position_hits, table.x, ti, t, position,
+        )  # fmt: skip
         if meas.size_lwh_m is not None:
-            self._fuse_boxes(table, ti, dj, meas, meas.size_lwh_m)
+            fk.fuse_boxes_kernel(
+                table.size_lwh_m, table.yaw_aux_rad, table.model, ti, meas.size_lwh_m, meas.z[:, 2], dj,
+                c.size_alpha, MODEL_CV,
+            )  # fmt: skip
         if meas.attributes is not None:
-            bits = (meas.attributes[dj][:, None] & ATTR_BITS[None, :]) > 0
-            a = c.attribute_alpha
-            table.attr_score[ti] = (1 - a) * table.attr_score[ti] + a * bits
+            fk.attr_ema_kernel(table.attr_score, ti, meas.attributes, dj, ATTR_BITS, c.attribute_alpha)
         w = c.class_weight[meas.modality]
         if meas.class_id is not None and meas.class_conf is not None and w > 0:
             self._fuse_class(table, ti, meas.class_id[dj], meas.class_conf[dj], float(w))
-
-    def _fuse_boxes(
-        self, table: TrackTable, ti: np.ndarray, dj: np.ndarray, meas: Meas, size_lwh_m: np.ndarray
-    ) -> None:
-        """Size EMA of LiDAR boxes (``size_lwh_m``: the batch's (M, 3) sizes); circular EMA of the
-        box heading of CV tracks."""
-        a = self.config.size_alpha
-        table.size_lwh_m[ti] = (1 - a) * table.size_lwh_m[ti] + a * size_lwh_m[dj]
-        is_cv = table.model[ti] == MODEL_CV
-        if is_cv.any():
-            cv = ti[is_cv]
-            # Mod pi: a box heading is ambiguous by half a turn.
-            zy = meas.z[dj[is_cv], 2]
-            d = np.remainder(zy - table.yaw_aux_rad[cv] + 0.5 * math.pi, math.pi) - 0.5 * math.pi
-            table.yaw_aux_rad[cv] = table.yaw_aux_rad[cv] + 0.3 * d
 
     def _fuse_class(
         self, table: TrackTable, ti: np.ndarray, class_id: np.ndarray, class_conf: np.ndarray, weight: float
@@ -89,7 +74,7 @@ class Fusion:
         """Fuse the observed classes ``class_id`` (P,) with confidences ``class_conf`` (P,) into
         tracks ``ti`` (P,)."""
         best = np.empty(ti.size, np.int32)
-        fuse_class_kernel(
+        fk.fuse_class_kernel(
             table.class_logp,
             ti,
             class_id,

@@ -9,15 +9,18 @@ checked once per output tick (:meth:`Lifecycle.manage`); every deletion is count
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from prescient.bus import messages as m
+from prescient.service.tracker import association_kernels as ak
+from prescient.service.tracker import fusion_kernels as fk
 from prescient.service.tracker.admission import TrackerStats
 from prescient.service.tracker.config import TrackerConfig
 from prescient.service.tracker.fusion import class_likelihood
 from prescient.service.tracker.measurements import Meas
 from prescient.service.tracker.motion import Motion, model_of_class, speed_of, speed_var_of
 from prescient.service.tracker.table import NS_PER_S, TrackTable
+
+_TENTATIVE = np.uint8(m.TrackStatus.TENTATIVE)  # a numpy scalar: comparing arrays with the IntEnum is slow
 
 
 class Lifecycle:
@@ -35,6 +38,11 @@ class Lifecycle:
         self._motion = motion
         self._max_coast_ns_cls = (np.asarray(config.max_coast_s) * NS_PER_S).astype(np.int64)
         self._max_speed_cls = np.asarray(config.admission.max_speed_mps, np.float64)
+        c = config
+        self._status_limits = (
+            c.confirm_hits, c.confirm_position_hits, int(c.tentative_timeout_s * NS_PER_S),
+            int(c.coast_after_s * NS_PER_S), self._max_coast_ns_cls,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------------------------------
     # Birth.
@@ -44,7 +52,7 @@ class Lifecycle:
         nearest the sensor, and no more than leaves ``max_tentative_tracks`` tentative tracks. One
         forged frame can then neither fill the track capacity nor crowd out real tracks."""
         a = self.config.admission
-        tentative = int(np.count_nonzero(table.valid & (table.status == m.TrackStatus.TENTATIVE)))
+        tentative = int(np.count_nonzero(table.valid & (table.status == _TENTATIVE)))
         if rows.size <= a.max_births_per_frame and tentative + rows.size <= a.max_tentative_tracks:
             return rows  # the usual case: no frame can be over its cap
         d = meas.z[rows, :2] - meas.sensors[rows, :2]
@@ -86,7 +94,7 @@ class Lifecycle:
         table.yaw_aux_rad[slots] = z[:, 2]
         table.size_lwh_m[slots] = size_lwh_m[det_rows]
         table.attr_score[slots] = 0.0
-        table.status[slots] = m.TrackStatus.TENTATIVE
+        table.status[slots] = _TENTATIVE
         table.birth_ns[slots] = t
         table.last_update_ns[slots] = t
         table.last_position_ns[slots] = t
@@ -128,24 +136,12 @@ class Lifecycle:
 
     def _update_status(self, table: TrackTable, idx: np.ndarray, now_ns: int) -> None:
         """Promote, coast and un-coast slots ``idx``; delete timed-out tentative and coasting ones."""
-        c = self.config
-        st = table.status[idx]
-        since_pos = now_ns - table.last_position_ns[idx]
-        since_any = now_ns - table.last_update_ns[idx]
-        tent = st == m.TrackStatus.TENTATIVE
-        tent_timeout = int(c.tentative_timeout_s * NS_PER_S)
-        promote = (
-            tent & (table.hits[idx] >= c.confirm_hits) & (table.position_hits[idx] >= c.confirm_position_hits)
-        )
-        coast_ns = int(c.coast_after_s * NS_PER_S)
-        st = np.where(promote, np.uint8(m.TrackStatus.CONFIRMED), st)
-        live = st != m.TrackStatus.TENTATIVE
-        st = np.where(live & (since_pos > coast_ns), np.uint8(m.TrackStatus.COASTING), st)
-        st = np.where(live & (since_pos <= coast_ns), np.uint8(m.TrackStatus.CONFIRMED), st)
-        table.status[idx] = st
-        self.delete(table, idx[tent & ~promote & (since_any > tent_timeout)], "tentative_timeout")
-        coast_limit = self._max_coast_ns_cls[table.class_id[idx]]
-        self.delete(table, idx[live & (since_pos > coast_limit)], "coast_timeout")
+        drop_tentative, drop_coast = fk.update_status_kernel(
+            table.status, table.hits, table.position_hits, table.last_position_ns, table.last_update_ns,
+            table.class_id, idx, now_ns, self._status_limits,
+        )  # fmt: skip
+        self.delete(table, idx[drop_tentative], "tentative_timeout")
+        self.delete(table, idx[drop_coast], "coast_timeout")
 
     def _too_fast(self, table: TrackTable, idx: np.ndarray) -> np.ndarray:
         """(n,) bool: tracks surely faster than their class can move (a ghost fed by forged boxes,
@@ -176,20 +172,24 @@ class Lifecycle:
         if idx.size < 2:
             return
         c = self.config
-        pairs = cKDTree(table.x[idx, :2]).query_pairs(c.duplicate_distance_m, output_type="ndarray")
+        pairs = ak.close_pairs_kernel(table.x, idx, c.duplicate_distance_m)
         if pairs.size == 0:
             return
         i, j = idx[pairs[:, 0]], idx[pairs[:, 1]]
         width = np.minimum(table.size_lwh_m[i, 1], table.size_lwh_m[j, 1])
-        limit = np.clip(c.duplicate_width_frac * width, c.duplicate_min_distance_m, c.duplicate_distance_m)
+        # np.clip's values, without its overhead (NaN kept).
+        limit = np.minimum(
+            np.maximum(c.duplicate_width_frac * width, c.duplicate_min_distance_m), c.duplicate_distance_m
+        )
         dist = np.hypot(table.x[i, 0] - table.x[j, 0], table.x[i, 1] - table.x[j, 1])
         dup = (dist < limit) & (table.model[i] == table.model[j])
         if not dup.any():
             return
         # Keep the older (lower id) track, it carries the longer history.
         i, j = i[dup], j[dup]
-        drop = np.where(table.track_id[i] < table.track_id[j], j, i)
-        self.delete(table, np.unique(drop), "duplicate")
+        drop = np.zeros(table.capacity, np.bool_)
+        drop[np.where(table.track_id[i] < table.track_id[j], j, i)] = True
+        self.delete(table, np.flatnonzero(drop), "duplicate")  # each slot once, ascending
 
     def drop_non_finite(
         self, table: TrackTable, idx: np.ndarray, *outputs: np.ndarray

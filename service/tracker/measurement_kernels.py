@@ -235,6 +235,39 @@ def frames_to_world_kernel(
             out_R[j, 0] = std * std
 
 
+@njit(cache=True, nogil=True)
+def frame_poses_kernel(ego, mounts, counts):  # noqa: ANN001, ANN201
+    """World pose and velocity of each frame's sensor, and the row layout of the batch.
+
+    Args:
+        ego: (6,) float64 ego ``[x_m, y_m, yaw_rad, vx_mps, vy_mps, yaw_rate_radps]`` world.
+        mounts: (F, 4, 4) float64 ``ego_from_sensor`` of each frame.
+        counts: (F,) int64 detections of each frame.
+
+    Returns:
+        ``(sensors_f, frame_of, starts)``: (F, 5) float64 sensor ``[x_m, y_m, yaw_rad, vx_mps,
+        vy_mps]`` world (velocity: ego velocity plus yaw rate x lever arm); (M,) int64 frame of
+        each row; (F + 1,) int64 first row of each frame.
+    """
+    nf = mounts.shape[0]
+    ce, se = math.cos(ego[2]), math.sin(ego[2])
+    sensors_f = np.empty((nf, 5))
+    starts = np.zeros(nf + 1, np.int64)
+    for i in range(nf):
+        e = mounts[i]
+        rx, ry = ce * e[0, 3] - se * e[1, 3], se * e[0, 3] + ce * e[1, 3]
+        sensors_f[i, 0] = ego[0] + rx
+        sensors_f[i, 1] = ego[1] + ry
+        sensors_f[i, 2] = ego[2] + math.atan2(e[1, 0], e[0, 0])
+        sensors_f[i, 3] = ego[3] - ego[5] * ry
+        sensors_f[i, 4] = ego[4] + ego[5] * rx
+        starts[i + 1] = starts[i] + counts[i]
+    frame_of = np.empty(starts[nf], np.int64)
+    for i in range(nf):
+        frame_of[starts[i] : starts[i + 1]] = i
+    return sensors_f, frame_of, starts
+
+
 def warm_up() -> None:
     """Compile this module's kernels on dummy inputs (keeps JIT off the first real tick)."""
     fo = np.zeros(1, np.int64)
@@ -244,3 +277,4 @@ def warm_up() -> None:
             kind, np.ones((1, 4)), fo, eg, np.zeros((1, 5)), np.eye(4)[None], np.eye(3)[None], np.ones(1),
             np.ones(3), np.empty((1, md)), np.empty((1, md)), np.empty((1, 5)),
         )  # fmt: skip
+    frame_poses_kernel(eg, np.eye(4)[None], np.ones(1, np.int64))

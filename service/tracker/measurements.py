@@ -8,7 +8,6 @@ per-row variances and the sensor's world pose and velocity.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ import numpy as np
 from prescient.bus import messages as m
 from prescient.service.tracker.config import TrackerConfig
 from prescient.service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
-from prescient.service.tracker.measurement_kernels import frames_to_world_kernel
+from prescient.service.tracker.measurement_kernels import frame_poses_kernel, frames_to_world_kernel
 
 
 @dataclass
@@ -34,6 +33,13 @@ class Meas:
     attributes: np.ndarray | None  # (M,) uint8
     size_lwh_m: np.ndarray | None  # (M, 3)
     frame_of: np.ndarray  # (M,) index of the source frame within the batch
+    starts: np.ndarray  # (F + 1,) int64 first row of each frame (rows of frame f: starts[f]:starts[f+1])
+
+
+def _clipped(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``np.clip(a, lo, hi)`` in place (the same values, NaN kept; without clip's overhead)."""
+    np.maximum(a, lo, out=a)
+    return np.minimum(a, hi, out=a)
 
 
 def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
@@ -50,22 +56,10 @@ def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
     """
     nf = len(frames)
     first = frames[0]
-    sensors_f = np.empty((nf, 5))
     mounts = np.empty((nf, 4, 4))
-    ce, se = math.cos(ego[2]), math.sin(ego[2])
-    counts = np.empty(nf, np.int64)
     for i, f in enumerate(frames):
-        e = f.ego_from_sensor
-        mounts[i] = e
-        rx, ry = ce * e[0, 3] - se * e[1, 3], se * e[0, 3] + ce * e[1, 3]
-        # Sensor velocity in world: ego velocity plus yaw rate x lever arm.
-        sensors_f[i] = (
-            ego[0] + rx,
-            ego[1] + ry,
-            ego[2] + math.atan2(e[1, 0], e[0, 0]),
-            ego[3] - ego[5] * ry,
-            ego[4] + ego[5] * rx,
-        )
+        mounts[i] = f.ego_from_sensor
+    counts = np.empty(nf, np.int64)
     intr = np.zeros((nf, 3, 3))
     width = np.zeros(nf)
     class_id = conf = attrs = size = None
@@ -78,8 +72,8 @@ def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
         raw[:, 3] = np.concatenate([f.yaw_rad for f in frames]) if nf > 1 else first.yaw_rad
         params = np.array([c.lidar_pos_std_m, c.lidar_pos_std_per_m, c.lidar_yaw_std_rad])
         class_id = np.concatenate([f.class_id for f in frames])
-        conf = np.clip(np.concatenate([f.score for f in frames]).astype(np.float64), 0.35, 0.95)
-        size = np.concatenate([f.size_lwh_m for f in frames]).astype(np.float64)
+        conf = _clipped(np.concatenate([f.score for f in frames], dtype=np.float64), 0.35, 0.95)
+        size = np.concatenate([f.size_lwh_m for f in frames], dtype=np.float64)
     elif isinstance(first, m.RadarFrame):
         kind, modality, md = MEAS_RADAR, m.Modality.RADAR, 3
         for i, f in enumerate(frames):
@@ -98,15 +92,15 @@ def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
             intr[i] = f.intrinsics
             wh = f.image_wh_px
             width[i] = float(wh[0]) if wh.shape == (2,) and wh[0] > 0 else 2.0 * f.intrinsics[0, 2]
-        raw = np.concatenate([f.boxes_px for f in frames]).astype(np.float64)
+        raw = np.concatenate([f.boxes_px for f in frames], dtype=np.float64)
         std = c.camera_bearing_std_rad if is_cam else c.lwir_bearing_std_rad
         params = np.array([std, c.bearing_width_std_frac])
         class_id = np.concatenate([f.class_id for f in frames])
-        conf = np.clip(np.concatenate([f.class_conf for f in frames]).astype(np.float64), 0.2, 0.97)
+        conf = _clipped(np.concatenate([f.class_conf for f in frames], dtype=np.float64), 0.2, 0.97)
         if is_cam:
             attrs = np.concatenate([f.attributes for f in frames])
     M = raw.shape[0]
-    frame_of = np.repeat(np.arange(nf, dtype=np.int64), counts)
+    sensors_f, frame_of, starts = frame_poses_kernel(ego, mounts, counts)
     z = np.empty((M, md))
     R = np.empty((M, md))
     sensors = np.empty((M, 5))
@@ -114,4 +108,4 @@ def measurements(frames: list[Any], ego: np.ndarray, c: TrackerConfig) -> Meas:
         frames_to_world_kernel(
             kind, raw, frame_of, ego, sensors_f, mounts, intr, width, params, z, R, sensors
         )
-    return Meas(kind, modality, sensors, z, R, class_id, conf, attrs, size, frame_of)
+    return Meas(kind, modality, sensors, z, R, class_id, conf, attrs, size, frame_of, starts)

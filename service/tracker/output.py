@@ -20,7 +20,7 @@ def _accel(table: TrackTable, idx: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     """
     n = idx.size
     back = _ACCEL_BACK_STEPS
-    old_ok = table.hist_valid[idx][:, -1 - back]
+    old_ok = table.hist_valid[idx, -1 - back]
     accel = np.zeros((n, 2), np.float32)
     if n == 0:
         return accel
