@@ -14,7 +14,9 @@ every delivery, as the node does between ticks):
   * ``no-window``: apply frames at once, drop every frame older than the tracks (``late``);
   * ``lookahead-100ms``: the look-ahead with a 100 ms window (more tolerance, no latency).
 
-Reported per scenario and design: MOTA, IDF1 and ID switches on agents LiDAR could see
+Scenarios: day, night, and day with every sensor frame delayed by a further seeded U(0,
+``--jitter-ms``) (default 40 ms: a loaded host or network), which makes frames of different capture
+times overtake each other. Reported per scenario and design: MOTA, IDF1 and ID switches on agents LiDAR could see
 (motmetrics), position and vehicle velocity RMSE, frames dropped as late, data age at the tick on
 the sensor clock (delivery of the frame that triggered the tick minus the capture time of the
 newest frame in the published tracks; the live stack adds its processing time to it), and the
@@ -60,6 +62,30 @@ def deliveries(
     while sim.time_ns < t_end:
         msgs = sim.step()
         out.append((sim.time_ns, msgs))
+    return out
+
+
+def with_jitter(
+    steps: list[tuple[int, list[Any]]], jitter_ms: float, seed: int
+) -> list[tuple[int, list[Any]]]:
+    """The same messages with each sensor frame delivered later by a seeded U(0, jitter) delay
+    (a loaded network or host), so frames of different capture times also arrive out of order."""
+    if jitter_ms <= 0:
+        return steps
+    rng = np.random.default_rng(seed)
+    step_ns = steps[1][0] - steps[0][0] if len(steps) > 1 else 10_000_000
+    late: dict[int, list[Any]] = {}
+    out = []
+    for k, (t_ns, msgs) in enumerate(steps):
+        now = list(late.pop(k, []))
+        for x in msgs:
+            if isinstance(x, (m.CameraFrame, m.LidarFrame, m.RadarFrame, m.LwirFrame)):
+                d = int(rng.uniform(0.0, jitter_ms) * 1e6 // step_ns)
+                if d:
+                    late.setdefault(k + d, []).append(x)
+                    continue
+            now.append(x)
+        out.append((t_ns, now))
     return out
 
 
@@ -174,12 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agents", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--score-after", type=float, default=1.0)
+    ap.add_argument("--jitter-ms", type=float, default=40.0, help="delivery jitter of the third scenario")
     add_out_argument(ap)
     args = ap.parse_args(argv)
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    for scenario, night in (("day", False), ("night", True)):
+    jitter = f"day, +0-{args.jitter_ms:g} ms jitter"
+    for scenario, night, jitter_ms in (
+        ("day", False, 0.0),
+        ("night", True, 0.0),
+        (jitter, False, args.jitter_ms),
+    ):
         steps = deliveries("intersection", args.seed, args.agents, night, args.duration)
         vis, gt = _visibility(steps)
+        steps = with_jitter(steps, jitter_ms, args.seed)
         results[scenario] = {}
         for design, cfg in DESIGNS.items():
             results[scenario][design] = run_design(cfg, steps, vis, gt, args.score_after)
