@@ -10,8 +10,13 @@ One forward pass per scene:
    ``i <- j`` adds a learned per-head bias and a value term computed from the relative position,
    velocity and heading of ``j`` in ``i``'s frame; padded agents are masked out. The ego node
    carries the ego's motion and its plan points, so the plan conditions the other agents.
+   With ``cfg.plan_attention`` each agent also cross-attends, after every interaction layer, to
+   the P plan points as its own tokens: each carries the point's position, step and heading
+   relative to *that* agent (its frame), so an agent sees whether and when the plan comes near it.
 4. Multi-modal head per agent: K modes, each with a probability, T positions and T per-axis
-   Laplace scales, all in the agent frame (origin at the agent, x along its heading).
+   Laplace scales, all in the agent frame (origin at the agent, x along its heading). The
+   ``"direct"`` decoder regresses the T positions freely; the ``"basis"`` decoder regresses a
+   bounded acceleration profile and integrates it (:func:`accel_basis`), smooth by construction.
 
 Inputs and outputs are listed in :data:`prescient.service.model_io.config.INPUT_NAMES` / ``OUTPUT_NAMES`` with shapes
 from :meth:`ModelConfig.input_shapes` / ``output_shapes``.
@@ -29,6 +34,10 @@ from prescient.service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE
 
 MASK_LOGIT = -1.0e4  # finite, so fully masked rows stay NaN-free in every runtime
 MIN_SCALE_M = 0.01
+# "basis" decoder: bound on the per-mode correction of the tracked current velocity. Enough for
+# tracker noise and a start/stop; what the velocity does later is the acceleration's business.
+MAX_DV_MPS = 3.0
+PLAN_FEATURES = 11  # per (agent, plan point); see TrajectoryNet._plan_tokens
 
 
 class BasicBlock(nn.Module):
@@ -58,6 +67,86 @@ def mlp(sizes: list[int], last_act: bool = False) -> nn.Sequential:
         if i < len(sizes) - 2 or last_act:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def accel_basis(future_steps: int, dt_s: float, knot_s: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions and rates from a piecewise-linear profile on knots ``0, knot_s, 2 knot_s, ...``.
+
+    Why this basis: a per-mode acceleration ``a(t)`` (agent frame, m/s^2) that is linear between
+    knots, integrated twice from the agent's current velocity, is physical (it starts where and
+    as fast as the agent is), linear in the coefficients (one constant matmul in the graph) and
+    smooth by construction: the hat functions are a partition of unity, so a bound on each
+    knot's acceleration norm bounds ``|a(t)|`` everywhere, and every second difference of the
+    positions is a triangle-weighted mean of ``a`` times ``dt_s**2``. Cartesian acceleration in
+    the (fixed) agent frame rather than a unicycle keeps it linear and lets pedestrians step
+    sideways. Closed form via truncated powers, exact in float64.
+
+    Args:
+        future_steps: T.
+        dt_s: step, seconds; outputs are at ``t = dt_s * (1..T)``.
+        knot_s: knot spacing, seconds; the last knot is at or after ``T * dt_s``.
+
+    Returns:
+        pos (T, J): position (m) at each step from a unit acceleration (1 m/s^2) hat on knot j,
+        starting at rest at the origin; rate (T, J): the hat's integral (m/s per unit), >= 0 and
+        nondecreasing in t (used to grow scales monotonically). float32.
+    """
+    t = torch.arange(1, future_steps + 1, dtype=torch.float64)[:, None] * dt_s  # (T, 1)
+    n_knots = math.ceil(future_steps * dt_s / knot_s - 1e-9) + 1
+    knots = torch.arange(n_knots, dtype=torch.float64)[None, :] * knot_s  # (1, J)
+
+    def once(a: torch.Tensor) -> torch.Tensor:
+        """int_0^t (s - a)_+ ds."""
+        return ((t - a).clamp(min=0) ** 2 - (-a).clamp(min=0) ** 2) / 2
+
+    def twice(a: torch.Tensor) -> torch.Tensor:
+        """int_0^t (t - s) (s - a)_+ ds (position from the ramp, zero start and speed)."""
+        neg = (-a).clamp(min=0)
+        return ((t - a).clamp(min=0) ** 3 - neg**3) / 6 - neg**2 * t / 2
+
+    # Hat on knot j = ((s - k_{j-1})_+ - 2 (s - k_j)_+ + (s - k_{j+1})_+) / knot_s; the first
+    # hat's left ramp starts before 0 (only its part s >= 0 counts).
+    pos = (twice(knots - knot_s) - 2 * twice(knots) + twice(knots + knot_s)) / knot_s
+    rate = (once(knots - knot_s) - 2 * once(knots) + once(knots + knot_s)) / knot_s
+    return pos.float(), rate.float()
+
+
+def soft_clamp_norm(v: torch.Tensor, bound: float) -> torch.Tensor:
+    """Smoothly map vectors (..., 2) to norm < ``bound`` (identity-like near 0, radial)."""
+    return bound * v / torch.sqrt(1.0 + (v * v).sum(-1, keepdim=True))
+
+
+def to_frame(vec: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate vectors (..., 2) by ``-yaw`` (given cos/sin broadcastable to (..., 1))."""
+    x, y = vec[..., 0:1], vec[..., 1:2]
+    return torch.cat([cos * x + sin * y, -sin * x + cos * y], dim=-1)
+
+
+class PlanAttention(nn.Module):
+    """Each agent token attends to its own P plan tokens (no mask: every plan point exists).
+
+    Keys and values come from :meth:`TrajectoryNet._plan_tokens`, shared by all layers (they do
+    not depend on the agent tokens; sharing halves the cost of the plan path, 2 N P D^2 MACs per
+    layer at N = 128, P = 16). Args of forward: x (B, N, D) agent tokens; kv (B, N, P, 2 D).
+    """
+
+    def __init__(self, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        self.h = num_heads
+        self.dh = d_model // num_heads
+        self.norm = nn.LayerNorm(d_model)
+        self.q = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        b, n, p, _ = kv.shape
+        d = x.shape[-1]
+        q = self.q(self.norm(x)).reshape(b, n, self.h, 1, self.dh)
+        k, v = kv.chunk(2, dim=-1)
+        k = k.reshape(b, n, p, self.h, self.dh).permute(0, 1, 3, 2, 4)  # (B, N, h, P, dh)
+        v = v.reshape(b, n, p, self.h, self.dh).permute(0, 1, 3, 2, 4)
+        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dh), dim=-1)  # (B, N, h, 1, P)
+        return x + self.out((attn @ v).reshape(b, n, d))
 
 
 class EdgeAttention(nn.Module):
@@ -120,9 +209,26 @@ class TrajectoryNet(nn.Module):
         self.agent_enc = mlp([d + STATE_FEATURES + sampled, 2 * d, d])
         self.ego_enc = mlp([EGO_FEATURES + 2 * cfg.plan_points + cfg.stage_channels[-1], 2 * d, d])
         self.layers = nn.ModuleList([EdgeAttention(d, cfg.num_heads) for _ in range(cfg.num_layers)])
+        if cfg.plan_attention:  # new names only when on: "direct" checkpoints keep theirs
+            self.plan_enc = mlp([PLAN_FEATURES, d, 2 * d])  # -> keys and values of every layer
+            self.plan_layers = nn.ModuleList([PlanAttention(d, cfg.num_heads) for _ in range(cfg.num_layers)])
+            t, p = cfg.future_steps, cfg.plan_points
+            # Plan point i is resampled evenly in index from the T-step plan (features.resample_plan),
+            # so it sits at step 1 + i (T-1)/(P-1); seconds.
+            plan_t = (1.0 + torch.arange(p, dtype=torch.float32) * (t - 1) / max(p - 1, 1)) * cfg.dt_s
+            self.register_buffer("plan_t_s", plan_t, persistent=False)
         self.head_norm = nn.LayerNorm(d)
         k, t = cfg.num_modes, cfg.future_steps
-        self.head = mlp([d + d, 2 * d, k * (4 * t + 1)])
+        if cfg.decoder == "basis":
+            pos, rate = accel_basis(t, cfg.dt_s, cfg.basis_knot_s)
+            self.register_buffer("basis_pos", pos, persistent=False)  # (T, J)
+            self.register_buffer("basis_rate", rate, persistent=False)  # (T, J)
+            t_s = torch.arange(1, t + 1, dtype=torch.float32) * cfg.dt_s
+            self.register_buffer("t_s", t_s[:, None], persistent=False)  # (T, 1)
+            self.per_mode = 4 * pos.shape[1] + 5  # accel 2J, dv 2, scale base 2, scale growth 2J, logit
+        else:
+            self.per_mode = 4 * t + 1  # positions 2T, scales 2T, logit
+        self.head = mlp([d + d, 2 * d, k * self.per_mode])
         (a, b_, c0), (d0, e0, f0) = cfg.raster_from_ego
         h_px, w_px = cfg.raster_hw
         # grid_sample (align_corners=False) wants x = 2*col/W - 1, y = 2*row/H - 1.
@@ -141,6 +247,68 @@ class TrajectoryNet(nn.Module):
             fmap, grid[:, :, None, :], mode="bilinear", padding_mode="zeros", align_corners=False
         )
         return s[..., 0].transpose(1, 2)
+
+    def _edges(self, agent_state: torch.Tensor, ego_state: torch.Tensor) -> torch.Tensor:
+        """Edge features (B, M, M, 7) of i <- j over the ego node plus the N agents (M = 1 + N)."""
+        # Node kinematics in the ego frame; the ego node sits at the origin heading +x.
+        zeros = torch.zeros_like(ego_state[:, 0:2])
+        ego_kin = torch.cat([zeros, torch.ones_like(zeros[:, :1]), zeros[:, :1], ego_state[:, 0:2]], dim=-1)
+        kin = torch.cat([ego_kin[:, None, :], agent_state[..., 0:6]], dim=1)  # (B, M, 6)
+        p, cs, v = kin[..., 0:2], kin[..., 2:4], kin[..., 4:6]
+        c_i, s_i = cs[..., 0:1, None], cs[..., 1:2, None]  # (B, M, 1, 1)
+        dp = p[:, None, :, :] - p[:, :, None, :]  # (B, M_i, M_j, 2): j relative to i, ego frame
+        dv = v[:, None, :, :] - v[:, :, None, :]
+        c_j, s_j = cs[:, None, :, 0:1], cs[:, None, :, 1:2]
+        rel_cos = c_i * c_j + s_i * s_j
+        rel_sin = c_i * s_j - s_i * c_j
+        dist = torch.sqrt((dp * dp).sum(-1, keepdim=True) + 1e-6)
+        return torch.cat(
+            [to_frame(dp, c_i, s_i) / 10.0, to_frame(dv, c_i, s_i) / 5.0, rel_cos, rel_sin, dist / 10.0],
+            dim=-1,
+        )
+
+    def _plan_tokens(
+        self, agent_state: torch.Tensor, ego_state: torch.Tensor, ego_plan: torch.Tensor
+    ) -> torch.Tensor:
+        """Plan keys and values (B, N, P, 2 D): each plan point as seen from each agent, in its frame.
+
+        Features (PLAN_FEATURES), agent frame: the point relative to the agent (/10 m) and its
+        distance; the plan's displacement into the point (from the previous point, the ego for
+        the first; /5 m) and its soft-normalised direction (-> 0 when the plan stands still);
+        the point relative to where the agent would be at that time at constant velocity
+        (/10 m: does the plan come near it, and when); the point's time as a fraction of the
+        horizon; the plan-valid flag.
+        """
+        c, s = agent_state[..., 2:3, None], agent_state[..., 3:4, None]  # (B, N, 1, 1)
+        rel = to_frame(ego_plan[:, None] - agent_state[:, :, None, 0:2], c, s)  # (B, N, P, 2)
+        prev = torch.cat([torch.zeros_like(ego_plan[:, :1]), ego_plan[:, :-1]], dim=1)
+        step = to_frame((ego_plan - prev)[:, None], c, s)  # (B, N, P, 2)
+        heading = step / torch.sqrt((step * step).sum(-1, keepdim=True) + 0.25)
+        dist = torch.sqrt((rel * rel).sum(-1, keepdim=True) + 1e-6)
+        v_agent = to_frame(agent_state[..., 4:6], c[..., 0], s[..., 0])  # (B, N, 2)
+        plan_t = self.plan_t_s[:, None]  # (P, 1)
+        gap = rel - v_agent[:, :, None, :] * plan_t
+        tfrac = (plan_t / (self.cfg.future_steps * self.cfg.dt_s)).expand_as(dist)
+        valid = ego_state[:, None, None, 4:5].expand_as(dist)
+        feat = torch.cat([rel / 10.0, dist / 10.0, step / 5.0, heading, gap / 10.0, tfrac, valid], dim=-1)
+        return self.plan_enc(feat)
+
+    def _decode_basis(
+        self, out: torch.Tensor, agent_state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head output (B, N, K, per_mode) -> traj, scale (B, N, K, T, 2), agent frame metres."""
+        j = self.basis_pos.shape[1]
+        b, n, k, _ = out.shape
+        acc = soft_clamp_norm(out[..., : 2 * j].reshape(b, n, k, j, 2), self.cfg.max_accel_mps2)
+        dv = soft_clamp_norm(out[..., 2 * j : 2 * j + 2], MAX_DV_MPS)  # (B, N, K, 2)
+        v0 = to_frame(agent_state[..., 4:6], agent_state[..., 2:3], agent_state[..., 3:4])  # (B, N, 2)
+        vel = v0[:, :, None, :] + dv
+        # (B, N, K, 1, 2) * (T, 1) + (T, J) @ (B, N, K, J, 2): straight line plus integrated acceleration.
+        traj = vel[..., None, :] * self.t_s + self.basis_pos @ acc
+        base = F.softplus(out[..., 2 * j + 2 : 2 * j + 4])  # (B, N, K, 2) metres
+        growth = F.softplus(out[..., 2 * j + 4 : 4 * j + 4].reshape(b, n, k, j, 2))  # m/s, >= 0
+        scale = base[..., None, :] + self.basis_rate @ growth + MIN_SCALE_M  # nondecreasing in t
+        return traj, scale
 
     def forward_logits(
         self,
@@ -169,37 +337,23 @@ class TrajectoryNet(nn.Module):
         ego_tok = self.ego_enc(torch.cat([ego_state, ego_plan.reshape(b, -1), scene], dim=-1))
         tokens = torch.cat([ego_tok[:, None, :], agent_tok], dim=1)  # (B, 1+N, D)
 
-        # Node kinematics in the ego frame; the ego node sits at the origin heading +x.
-        zeros = torch.zeros_like(ego_state[:, 0:2])
-        ego_kin = torch.cat([zeros, torch.ones_like(zeros[:, :1]), zeros[:, :1], ego_state[:, 0:2]], dim=-1)
-        kin = torch.cat([ego_kin[:, None, :], agent_state[..., 0:6]], dim=1)  # (B, M, 6)
-        p, cs, v = kin[..., 0:2], kin[..., 2:4], kin[..., 4:6]
-        c_i, s_i = cs[..., 0:1, None], cs[..., 1:2, None]  # (B, M, 1, 1)
-        dp = p[:, None, :, :] - p[:, :, None, :]  # (B, M_i, M_j, 2): j relative to i, ego frame
-        dv = v[:, None, :, :] - v[:, :, None, :]
-
-        def to_i(vec: torch.Tensor) -> torch.Tensor:
-            """Rotate ego-frame vectors (B, M, M, 2) into receiver i's frame."""
-            return torch.cat(
-                [c_i * vec[..., 0:1] + s_i * vec[..., 1:2], -s_i * vec[..., 0:1] + c_i * vec[..., 1:2]],
-                dim=-1,
-            )
-
-        c_j, s_j = cs[:, None, :, 0:1], cs[:, None, :, 1:2]
-        rel_cos = c_i * c_j + s_i * s_j
-        rel_sin = c_i * s_j - s_i * c_j
-        dist = torch.sqrt((dp * dp).sum(-1, keepdim=True) + 1e-6)
-        edges = torch.cat([to_i(dp) / 10.0, to_i(dv) / 5.0, rel_cos, rel_sin, dist / 10.0], dim=-1)
+        edges = self._edges(agent_state, ego_state)
         key_mask = torch.cat([torch.ones_like(agent_valid[:, :1]), agent_valid], dim=1)
-        for layer in self.layers:
+        plan_tok = self._plan_tokens(agent_state, ego_state, ego_plan) if cfg.plan_attention else None
+        for i, layer in enumerate(self.layers):
             tokens = layer(tokens, edges, key_mask)
+            if plan_tok is not None:
+                tokens = torch.cat([tokens[:, :1], self.plan_layers[i](tokens[:, 1:], plan_tok)], dim=1)
 
         out = self.head(torch.cat([self.head_norm(tokens[:, 1:]), agent_tok], dim=-1))
         k, t = cfg.num_modes, cfg.future_steps
-        out = out.reshape(b, n, k, 4 * t + 1)
+        out = out.reshape(b, n, k, self.per_mode)
+        logits = out[..., -1]
+        if cfg.decoder == "basis":
+            traj, scale = self._decode_basis(out, agent_state)
+            return traj, logits, scale
         traj = out[..., : 2 * t].reshape(b, n, k, t, 2)
         scale = F.softplus(out[..., 2 * t : 4 * t].reshape(b, n, k, t, 2)) + MIN_SCALE_M
-        logits = out[..., 4 * t]
         return traj, logits, scale
 
     def forward(
@@ -238,8 +392,15 @@ def wta_laplace_loss(
     future_m: torch.Tensor,
     future_valid: torch.Tensor,
     cls_weight: float = 1.0,
+    mixture_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Winner-takes-all Laplace NLL plus mode classification cross-entropy.
+    """Winner-takes-all Laplace NLL plus mode classification cross-entropy (+ mixture NLL).
+
+    WTA trains only the winning mode's path and scale and labels it with a hard target, so the
+    other modes drift wide and the probabilities over-commit. ``mixture_weight > 0`` adds the
+    NLL of the future under the full K-mode mixture (per valid step): every mode's scale and
+    the probabilities get gradient by their posterior responsibility, which calibrates the
+    probabilities and pulls in modes that claim mass where the futures are not.
 
     Args:
         traj: (B, N, K, T, 2) predicted positions, agent frame.
@@ -248,9 +409,11 @@ def wta_laplace_loss(
         future_m: (B, N, T, 2) ground-truth future, agent frame.
         future_valid: (B, N, T) 1 where the ground truth exists (0 for padded agents).
         cls_weight: weight of the cross-entropy term.
+        mixture_weight: weight of the mixture NLL term; 0 (default) is the plain WTA loss.
 
     Returns:
-        (loss, stats) where stats holds float ``nll``, ``ce``, ``min_ade_m`` over scored agents.
+        (loss, stats) where stats holds float ``nll``, ``ce``, ``min_ade_m`` over scored agents,
+        and ``mix_nll`` (per step) when ``mixture_weight > 0``.
     """
     fv = future_valid.float()
     agent_w = (fv.sum(-1) > 0).float()  # (B, N)
@@ -271,8 +434,12 @@ def wta_laplace_loss(
     ce_m = (ce * agent_w).sum() / n_agents
     min_ade = (ade.min(-1).values * agent_w).sum() / n_agents
     loss = nll_m + cls_weight * ce_m
-    return loss, {
-        "nll": float(nll_m.detach()),
-        "ce": float(ce_m.detach()),
-        "min_ade_m": float(min_ade.detach()),
-    }
+    stats = {"nll": float(nll_m.detach()), "ce": float(ce_m.detach()), "min_ade_m": float(min_ade.detach())}
+    if mixture_weight > 0:
+        logp_t = -(torch.log(2 * scale) + (future_m[:, :, None] - traj).abs() / scale).sum(-1)  # (B, N, K, T)
+        logp = (logp_t * fv[:, :, None]).sum(-1) + F.log_softmax(logits, dim=-1)  # (B, N, K)
+        mix = -torch.logsumexp(logp, dim=-1) / denom_t  # (B, N) per valid step
+        mix_m = (mix * agent_w).sum() / n_agents
+        loss = loss + mixture_weight * mix_m
+        stats["mix_nll"] = float(mix_m.detach())
+    return loss, stats

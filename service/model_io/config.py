@@ -26,6 +26,7 @@ EGO_FEATURES = 5  # ego frame: vx_mps, vy_mps, length_m, width_m, plan_valid
 
 INPUT_NAMES = ("raster", "agent_hist", "agent_state", "agent_valid", "ego_state", "ego_plan")
 OUTPUT_NAMES = ("traj", "probs", "scale")
+DECODERS = ("direct", "basis")  # see ModelConfig.decoder
 
 
 def default_raster_from_ego(height_px: int, width_px: int, resolution_m_per_px: float) -> tuple:
@@ -58,6 +59,15 @@ class ModelConfig:
         d_model: token width; num_heads / num_layers: interaction attention.
         raster_spec_version: version of the raster channel layout the net was trained on.
         channel_names: names of the raster channels (for the manifest).
+        decoder: ``"direct"`` (T free positions and scales per mode, the original head) or
+            ``"basis"`` (bounded agent-frame accelerations on knots every ``basis_knot_s``,
+            integrated twice from the agent's current velocity; smooth by construction, see
+            :func:`prescient.models.net.accel_basis`). Changes the head only, not the interface.
+        basis_knot_s: knot spacing of the ``"basis"`` acceleration profile, seconds.
+        max_accel_mps2: bound on the acceleration norm of the ``"basis"`` decoder; it bounds
+            every second difference of its positions by ``max_accel_mps2 * dt_s**2`` metres.
+        plan_attention: each agent also cross-attends to the P plan points as tokens with
+            features relative to that agent (in its frame); the ego node is kept either way.
     """
 
     in_channels: int = 60
@@ -77,6 +87,11 @@ class ModelConfig:
     num_layers: int = 2
     raster_spec_version: str = "unknown"
     channel_names: tuple[str, ...] = field(default=())
+    # Defaults reproduce the original architecture, so old manifests and checkpoints load as-is.
+    decoder: str = "direct"
+    basis_knot_s: float = 0.5
+    max_accel_mps2: float = 8.0
+    plan_attention: bool = False
 
     def __post_init__(self) -> None:
         errors = []
@@ -90,6 +105,12 @@ class ModelConfig:
             errors.append(f"d_model {self.d_model} not divisible by num_heads {self.num_heads}")
         if self.channel_names and len(self.channel_names) != self.in_channels:
             errors.append(f"{len(self.channel_names)} channel_names for {self.in_channels} channels")
+        if self.decoder not in DECODERS:
+            errors.append(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
+        if self.basis_knot_s <= 0 or self.max_accel_mps2 <= 0:
+            errors.append(
+                f"basis_knot_s and max_accel_mps2 must be > 0, got {self.basis_knot_s}, {self.max_accel_mps2}"
+            )
         if errors:
             raise ValueError("invalid ModelConfig: " + "; ".join(errors))
         raster_from_ego = self.raster_from_ego
@@ -102,6 +123,7 @@ class ModelConfig:
         )
         object.__setattr__(self, "stage_channels", tuple(int(v) for v in self.stage_channels))
         object.__setattr__(self, "channel_names", tuple(str(v) for v in self.channel_names))
+        object.__setattr__(self, "plan_attention", bool(self.plan_attention))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (tuples become lists)."""
