@@ -42,20 +42,28 @@ DEFAULT_CONDITIONAL_PNG = (
 
 
 def _run_generate(args: argparse.Namespace) -> int:
+    from prescient.models.sim_branches import parse_branches
     from prescient.models.sim_data import GenConfig, SimDataError, generate, parse_seeds, plan_runs
 
-    try:
-        seeds = parse_seeds(args.seeds)
-        runs = plan_runs(args.scenarios, seeds, args.duration, args.agents, args.night_fraction)
-    except SimDataError as e:
-        raise StartupError(str(e)) from e
     if args.duration <= 10.0:
         raise StartupError(f"--duration must exceed 10 s (2 s warm-up + 8 s future), got {args.duration}")
-    gen = GenConfig(stride_ticks=args.stride, use_lidar=not args.no_lidar)
-    index = generate(args.out, runs, gen, workers=args.workers)
-    nights = sum(1 for r in runs if r.night)
+    maps = [name for value in args.maps for name in value.split(",") if name]
+    try:
+        seeds = parse_seeds(args.seeds)
+        runs = plan_runs(maps, seeds, args.duration, args.agents, args.night_fraction)
+        gen = GenConfig(
+            stride_ticks=args.stride,
+            use_lidar=not args.no_lidar,
+            branches=parse_branches(args.branches),
+            branch_every=args.branch_every,
+        )
+        index = generate(args.out, runs, gen, workers=args.workers, night_fraction=args.night_fraction)
+    except SimDataError as e:
+        raise StartupError(str(e)) from e
+    branches = ", ".join(f"{k} {v}" for k, v in index["branch_samples"].items()) or "none"
     print(
-        f"wrote {len(index['shards'])} shards, {index['samples']} samples to {args.out} ({nights} night runs)"
+        f"{args.out} ({index['split']}): {len(index['shards'])} shards, {index['samples']} samples "
+        f"({len(index['night_runs'])} night runs), branch samples: {branches}; manifest index.json"
     )
     return 0
 
@@ -201,14 +209,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dsub = data.add_subparsers(dest="data_cmd", metavar="CMD")
     g = dsub.add_parser("generate", help="simulate runs through the onboard pipeline and write shards")
     g.add_argument("--out", type=output_dir, required=True, help="output folder of .npz shards")
-    g.add_argument("--scenarios", nargs="+", default=["intersection", "t_junction", "arterial", "roundabout"])
-    g.add_argument("--seeds", default="0-29", help="e.g. 0-29 or 100-109 or 1,4,7")
+    g.add_argument(
+        "--maps", "--scenarios", dest="maps", nargs="+", default=["intersection,t_junction,arterial,roundabout"],
+        help="maps, comma- or space-separated (one run per map and seed, by day or night)",
+    )  # fmt: skip
+    g.add_argument(
+        "--seeds", default="0-29",
+        help="e.g. 0-29 or 1,4,7; 100 and above are held-out evaluation seeds (their own --out)",
+    )  # fmt: skip
     g.add_argument("--duration", type=positive_float, default=60.0, help="simulated seconds per run (> 10)")
     g.add_argument("--night-fraction", type=fraction, default=0.3)
     g.add_argument("--agents", type=non_negative_int, default=40)
     g.add_argument("--stride", type=positive_int, default=10, help="keep every Nth 100 ms tick")
     g.add_argument("--workers", type=positive_int, default=max(1, min(2, os.cpu_count() or 1)))
     g.add_argument("--no-lidar", action="store_true", help="do not splat LiDAR (onboard default: on)")
+    g.add_argument(
+        "--branches", default="keep,slow,stop,route",
+        help="counterfactual ego plans per sample (keep,slow,stop,route; 'none': no branches)",
+    )  # fmt: skip
+    g.add_argument("--branch-every", type=positive_int, default=1, help="branch every Nth sample")
     g.set_defaults(func=_run_generate)
     data.set_defaults(func=lambda a: (data.print_help(), 2)[1])
 

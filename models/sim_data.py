@@ -1,10 +1,11 @@
 """Simulation training data: the onboard pipeline's own rasters and inputs, with ground-truth futures.
 
-Each run (scenario, seed, day/night) is simulated twice with the same config (the simulator is a
-pure function of it). Pass 1 records every 100 ms ``GroundTruth`` and ``EgoState``. Pass 2 feeds
-every message into the real onboard :class:`prescient.service.pipeline.Pipeline` (no model, deadline guard
-off), so tracker and rasterizer are exactly the onboard ones. Every ``stride_ticks``-th tick whose
-8 s future lies inside the run becomes a sample:
+Each run (map, seed, day/night; :mod:`prescient.models.sim_runs`) is simulated twice with the same
+config (the simulator is a pure function of it). Pass 1 records every 100 ms ``GroundTruth`` and
+``EgoState``. Pass 2 feeds every message into the real onboard
+:class:`prescient.service.pipeline.Pipeline` (no model, deadline guard off), so tracker and
+rasterizer are exactly the onboard ones. Every ``stride_ticks``-th tick whose 8 s future lies
+inside the run becomes a sample:
 
 * ``raster``: the pipeline's raster, with the ``ego_plan`` channel drawn from the ego's *actual*
   future positions (80 points, 0.1 s apart, world frame) through the same ``Pipeline._render``
@@ -19,141 +20,93 @@ off), so tracker and rasterizer are exactly the onboard ones. Every ``stride_tic
   ``match_radius_m`` at the tick (one-to-one, Hungarian); that agent id is then followed through
   the future ground truth: ``target_xy_m`` (N, 80, 2) world frame with ``target_valid`` (False
   where the agent left the simulation or the track matched nobody).
+* counterfactual branches (``GenConfig.branches``, default keep / slow / stop / route): at the
+  sample tick pass 2's simulation is branched into one world per ego plan and put back
+  (:mod:`prescient.models.sim_branches`); each branch keeps its ego plan and the same slots'
+  futures in that world.
 
-Shards: one ``<scenario>_s<seed>.npz`` per run (written with ``np.savez_compressed``, read with
-``allow_pickle=False``). Rasters are stored sparse: flat indices (int32) and float16 values of the
-non-zero pixels, CSR offsets per sample (rasters are ~98 % zeros). ``FORMAT_VERSION`` is stored in
-each shard; bump it when the layout changes.
+Shards (:mod:`prescient.models.shards`): one ``<scenario>_s<seed>.npz`` per run, sparse rasters,
+reproducible bytes, atomic writes. :func:`generate` skips shards already complete and writes the
+dataset manifest ``index.json``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 from prescient.bus import messages as m
+from prescient.models.shards import (
+    FORMAT_VERSION,
+    STORE_N_MAX,
+    Float32Array,
+    Shard,
+    SimDataError,
+    concat,
+    csr_offsets,
+    iter_shards,
+    list_shards,
+    load_shard,
+    read_meta,
+    sparse,
+    targets_in_agent_frame,
+    write_shard,
+)
+from prescient.models.sim_branches import BranchCutter
+from prescient.models.sim_runs import (
+    HELD_OUT_MIN_SEED,
+    GenConfig,
+    RunSpec,
+    is_held_out,
+    parse_seeds,
+    plan_runs,
+)
 from prescient.service.model_io.config import ModelConfig
 from prescient.service.model_io.features import agent_inputs_from_tracks
 
+if TYPE_CHECKING:
+    from prescient.service.pipeline import Pipeline
+    from prescient.service.pipeline_types import TickResult
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FUTURE_STEPS",
+    "HELD_OUT_MIN_SEED",
+    "STORE_N_MAX",
+    "Float32Array",
+    "GenConfig",
+    "RunSpec",
+    "Shard",
+    "SimDataError",
+    "generate",
+    "generate_run",
+    "is_held_out",
+    "iter_shards",
+    "list_shards",
+    "load_shard",
+    "match_tracks_to_truth",
+    "parse_seeds",
+    "plan_runs",
+    "read_meta",
+    "targets_in_agent_frame",
+    "write_shard",
+]
+
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 NS_PER_S = 1_000_000_000
 STATE_PERIOD_NS = 100_000_000
 FUTURE_STEPS = m.PRED_HORIZON_STEPS  # 80 at 0.1 s
-STORE_N_MAX = 128  # slots stored per sample (nearest first)
-
-Float32Array = npt.NDArray[np.float32]
-
-
-class SimDataError(ValueError):
-    """A data directory or shard is missing, malformed or of another format version."""
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One simulated run.
-
-    Attributes:
-        scenario: one of :data:`prescient.sim_sensors.SCENARIOS`.
-        seed: simulator seed.
-        night: darkness on.
-        duration_s: simulated seconds.
-        n_agents: target agent count.
-    """
-
-    scenario: str
-    seed: int
-    night: bool
-    duration_s: float
-    n_agents: int
-
-    @property
-    def name(self) -> str:
-        """Shard stem, e.g. ``intersection_s0007``."""
-        return f"{self.scenario}_s{self.seed:04d}"
-
-
-@dataclass(frozen=True)
-class GenConfig:
-    """How samples are cut from a run.
-
-    Attributes:
-        stride_ticks: keep every ``stride_ticks``-th 100 ms tick (decorrelation).
-        warmup_s: skip ticks before this sim time (tracks need history).
-        match_radius_m: max track-to-ground-truth distance at the tick.
-        use_lidar: render LiDAR splats (as onboard).
-    """
-
-    stride_ticks: int = 10
-    warmup_s: float = 2.0
-    match_radius_m: float = 2.0
-    use_lidar: bool = True
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"0-29"`` / ``"0,3,5-7"`` -> sorted unique seeds.
-
-    Raises:
-        SimDataError: on a malformed range, naming it.
-    """
-    out: set[int] = set()
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                lo, hi = int(a), int(b)
-                if hi < lo:
-                    raise ValueError
-                out.update(range(lo, hi + 1))
-            else:
-                out.add(int(part))
-        except ValueError as e:
-            raise SimDataError(f"bad seed range {part!r}; expected e.g. 0-29 or 1,4,7") from e
-    if not out:
-        raise SimDataError(f"no seeds in {text!r}")
-    return sorted(out)
-
-
-def plan_runs(
-    scenarios: Sequence[str],
-    seeds: Sequence[int],
-    duration_s: float,
-    n_agents: int,
-    night_fraction: float,
-) -> list[RunSpec]:
-    """The runs to simulate, seed-major; night is drawn per (scenario, seed) from a seeded generator."""
-    from prescient.sim_sensors import SCENARIOS
-
-    bad = [s for s in scenarios if s not in SCENARIOS]
-    if bad:
-        raise SimDataError(f"unknown scenarios {bad}; expected some of {list(SCENARIOS)}")
-    if not 0.0 <= night_fraction <= 1.0:
-        raise SimDataError(f"night fraction must be in [0, 1], got {night_fraction}")
-    runs = []
-    # Seed-major: a partial generation still covers every scenario.
-    for seed in seeds:
-        for scenario in scenarios:
-            s_idx = list(SCENARIOS).index(scenario)
-            night = bool(np.random.default_rng([seed, s_idx, 7]).random() < night_fraction)
-            runs.append(RunSpec(scenario, int(seed), night, float(duration_s), int(n_agents)))
-    return runs
-
-
-def _sparse(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    flat = dense.reshape(-1)
-    idx = np.flatnonzero(flat).astype(np.int32)
-    return idx, flat[idx].astype(np.float16)
+INDEX_NAME = "index.json"
+_SEED_IN_NAME = re.compile(r"_s(\d+)$")  # RunSpec.name
 
 
 def match_tracks_to_truth(
@@ -201,6 +154,116 @@ def _record_truth(run: RunSpec) -> tuple[dict[int, m.GroundTruth], dict[int, np.
     return gts, ego
 
 
+def _follow_truth(
+    gts: dict[int, m.GroundTruth], gt_id: np.ndarray, stamps: np.ndarray
+) -> tuple[Float32Array, npt.NDArray[np.bool_]]:
+    """Targets (N, T, 2) float32 world and validity (N, T) of ground-truth ids ``gt_id`` (-1: none)."""
+    target = np.zeros((STORE_N_MAX, FUTURE_STEPS, 2), np.float32)
+    tvalid = np.zeros((STORE_N_MAX, FUTURE_STEPS), bool)
+    for j, s in enumerate(stamps):
+        g = gts.get(int(s))
+        if g is None or len(g.agent_id) == 0:
+            continue
+        order = np.argsort(g.agent_id, kind="stable")
+        ids_sorted = g.agent_id[order]
+        pos = np.minimum(np.searchsorted(ids_sorted, gt_id), len(ids_sorted) - 1)
+        hit = (gt_id >= 0) & (ids_sorted[pos] == gt_id)
+        target[hit, j] = g.position_m[order[pos[hit]]]
+        tvalid[hit, j] = True
+    return target, tvalid
+
+
+class _RunCutter:
+    """Pass 2 of one run: cuts the samples from the pipeline's ticks (fields of the module docstring)."""
+
+    def __init__(self, run: RunSpec, gen: GenConfig, pipe: Pipeline, plan_ch: int) -> None:
+        self.run, self.gen, self.pipe, self.plan_ch = run, gen, pipe, plan_ch
+        self.cfg = ModelConfig(n_max=STORE_N_MAX)
+        self.cols: dict[str, list[np.ndarray]] = {}
+        self.rasters: list[tuple[np.ndarray, np.ndarray]] = []
+        self.routes: list[tuple[np.ndarray, np.ndarray]] = []
+        self.branches = BranchCutter(gen.branches, plan_ch, self.cfg, FUTURE_STEPS)
+
+    def add(self, key: str, value: np.ndarray) -> None:
+        self.cols.setdefault(key, []).append(value)
+
+    def sample(
+        self,
+        res: TickResult,
+        tick_ns: int,
+        gts: dict[int, m.GroundTruth],
+        ego_by_stamp: dict[int, np.ndarray],
+    ) -> None:
+        """Cut the sample of the tick at ``tick_ns`` whose 8 s future is in ``ego_by_stamp``."""
+        pipe, cfg, add = self.pipe, self.cfg, self.add
+        stamps = tick_ns + STATE_PERIOD_NS * np.arange(1, FUTURE_STEPS + 1)
+        ego = pipe.ego  # the EgoState this tick used (same object the pipeline rendered with)
+        assert ego is not None
+        tracks = res.tracks
+        self.routes.append(sparse(res.raster[self.plan_ch]))
+        ego_future = np.stack([ego_by_stamp[int(s)][:2] for s in stamps]).astype(np.float32)
+        # Same call Pipeline.conditional makes for a candidate plan.
+        self.rasters.append(sparse(pipe.render(tracks, ego, ego_future)))
+        inp = agent_inputs_from_tracks(cfg, tracks, ego.velocity_mps, ego.size_lwh_m, ego_future)
+        inp_route = agent_inputs_from_tracks(cfg, tracks, ego.velocity_mps, ego.size_lwh_m, ego.plan_xy_m)
+        slot = inp.agent_index
+        valid_slots = slot >= 0
+        gt_now = gts[tick_ns]
+        track_xy = np.asarray(tracks.position_m, np.float64)
+        match = match_tracks_to_truth(
+            track_xy, np.asarray(gt_now.position_m, np.float64), self.gen.match_radius_m
+        )
+        gt_id = np.full(STORE_N_MAX, -1, np.int64)
+        sel = slot[valid_slots]
+        gt_id[valid_slots] = np.where(match[sel] >= 0, gt_now.agent_id[np.maximum(match[sel], 0)], -1)
+        target, tvalid = _follow_truth(gts, gt_id, stamps)
+        self.branches.add_sample(tick_ns, pipe, tracks, ego, gt_id, (ego_future, target, tvalid))
+
+        add("tick_ns", np.asarray(tick_ns, np.int64))
+        for key in ("agent_hist", "agent_state", "agent_valid", "agent_pose_world", "ego_state", "ego_plan"):
+            add(key, getattr(inp, key))
+        add("ego_state_route", inp_route.ego_state)
+        add("ego_plan_route", inp_route.ego_plan)
+        add("ego_pose", np.asarray(ego.pose, np.float64))
+        add("ego_velocity_mps", np.asarray(ego.velocity_mps, np.float32))
+        add("ego_future_xy_m", ego_future)
+        add("track_id", _per_slot(np.asarray(tracks.track_id, np.int64), valid_slots, sel, -1))
+        add("class_id", _per_slot(np.asarray(tracks.class_id, np.int32), valid_slots, sel, 0))
+        add("velocity_mps", _per_slot(np.asarray(tracks.velocity_mps, np.float32), valid_slots, sel, 0.0))
+        add("yaw_rate_radps", _per_slot(np.asarray(tracks.yaw_rate_radps, np.float32), valid_slots, sel, 0.0))
+        add("gt_id", gt_id)
+        add("target_xy_m", target)
+        add("target_valid", tvalid)
+
+    def arrays(self, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+        """All shard fields, ``meta`` completed with the sample and branch counts."""
+        out = {key: np.stack(vals) for key, vals in self.cols.items()}
+        for prefix, rows in (("raster", self.rasters), ("route", self.routes)):
+            out[prefix + "_off"] = csr_offsets([r[0] for r in rows])
+            out[prefix + "_idx"] = concat([r[0] for r in rows], np.zeros(0, np.int32))
+            out[prefix + "_val"] = concat([r[1] for r in rows], np.zeros(0, np.float16))
+        out.update(self.branches.arrays())
+        meta["samples"] = len(self.rasters)
+        meta["branch_samples"] = self.branches.counts()
+        out["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
+        return out
+
+
+def run_meta(run: RunSpec, gen: GenConfig) -> dict[str, Any]:
+    """What identifies a run's shard: format, run spec and cutting settings (compared on resume)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "scenario": run.scenario,
+        "seed": run.seed,
+        "night": run.night,
+        "duration_s": run.duration_s,
+        "n_agents": run.n_agents,
+        "stride_ticks": gen.stride_ticks,
+        "branches": list(gen.branches),
+        "gen_config": gen.as_meta(),
+    }
+
+
 def generate_run(run: RunSpec, gen: GenConfig | None = None) -> dict[str, np.ndarray]:
     """Simulate one run and cut its samples (see the module docstring).
 
@@ -208,37 +271,40 @@ def generate_run(run: RunSpec, gen: GenConfig | None = None) -> dict[str, np.nda
         Arrays keyed by shard field name (S samples). Empty runs give S = 0.
 
     Raises:
-        SimDataError: if pass 2 diverges from pass 1 (the simulator was not deterministic).
+        SimDataError: if pass 2 diverges from pass 1 (the simulator was not deterministic), or a
+            ``keep`` branch does not reproduce the run.
     """
     from prescient.service.pipeline import Pipeline, PipelineConfig
     from prescient.service.raster import RasterConfig, build_spec
     from prescient.sim_sensors import SimConfig, Simulation
 
     gen = gen or GenConfig()
-    cfg = ModelConfig(n_max=STORE_N_MAX)
     gts, ego_by_stamp = _record_truth(run)
     sim = Simulation(SimConfig(scenario=run.scenario, seed=run.seed, n_agents=run.n_agents, night=run.night))
     raster_cfg = RasterConfig()
     spec = build_spec(raster_cfg)
     plan_ch = spec.channel_names.index("ego_plan")
     pipe = Pipeline(
-        sim.map,
-        None,
-        PipelineConfig(deadline_guard=False, use_lidar=gen.use_lidar),
-        raster_cfg=raster_cfg,
+        sim.map, None, PipelineConfig(deadline_guard=False, use_lidar=gen.use_lidar), raster_cfg=raster_cfg
     )
+    cutter = _RunCutter(run, gen, pipe, plan_ch)
     end_ns = max(ego_by_stamp) if ego_by_stamp else 0
     horizon_ns = FUTURE_STEPS * STATE_PERIOD_NS
-    cols: dict[str, list[np.ndarray]] = {}
-    r_idx: list[np.ndarray] = []
-    r_val: list[np.ndarray] = []
-    p_idx: list[np.ndarray] = []
-    p_val: list[np.ndarray] = []
 
-    def add(key: str, value: np.ndarray) -> None:
-        cols.setdefault(key, []).append(value)
+    def in_range(t_ns: int, every_ticks: int) -> bool:
+        """A sample tick (every ``every_ticks`` ticks) after warm-up whose 8 s future is in the run."""
+        return (
+            t_ns % (every_ticks * STATE_PERIOD_NS) == 0
+            and t_ns >= gen.warmup_s * NS_PER_S
+            and t_ns + horizon_ns <= end_ns
+            and t_ns in gts
+        )
 
     for msgs in sim.run(run.duration_s):
+        # The step just taken ended at sim.time_ns: the world is at that instant, before any
+        # message of it reaches the pipeline (which ticks later, when its inputs are in).
+        if gen.branches and in_range(sim.time_ns, gen.stride_ticks * gen.branch_every):
+            cutter.branches.branch_now(sim)
         for msg in msgs:
             if isinstance(msg, m.GroundTruth):
                 continue
@@ -253,266 +319,171 @@ def generate_run(run: RunSpec, gen: GenConfig | None = None) -> dict[str, np.nda
             if tick_ns is None:
                 continue
             res = pipe.tick(tick_ns)
-            k_tick = tick_ns // STATE_PERIOD_NS
-            if (
-                res is None
-                or k_tick % gen.stride_ticks
-                or tick_ns < gen.warmup_s * NS_PER_S
-                or tick_ns + horizon_ns > end_ns
-                or tick_ns not in gts
-            ):
+            if res is None or not in_range(tick_ns, gen.stride_ticks):
                 continue
             stamps = tick_ns + STATE_PERIOD_NS * np.arange(1, FUTURE_STEPS + 1)
-            if any(int(s) not in ego_by_stamp for s in stamps):
-                continue
-            ego = pipe.ego  # the EgoState this tick used (same object the pipeline rendered with)
-            tracks = res.tracks
-            route_idx, route_val = _sparse(res.raster[plan_ch])
-            ego_future = np.stack([ego_by_stamp[int(s)][:2] for s in stamps]).astype(np.float32)
-            # Same call Pipeline.conditional makes for a candidate plan.
-            raster = pipe.render(tracks, ego, ego_future)
-            idx, val = _sparse(raster)
-            r_idx.append(idx)
-            r_val.append(val)
-            p_idx.append(route_idx)
-            p_val.append(route_val)
+            if all(int(s) in ego_by_stamp for s in stamps):
+                cutter.sample(res, tick_ns, gts, ego_by_stamp)
 
-            inp = agent_inputs_from_tracks(cfg, tracks, ego.velocity_mps, ego.size_lwh_m, ego_future)
-            inp_route = agent_inputs_from_tracks(cfg, tracks, ego.velocity_mps, ego.size_lwh_m, ego.plan_xy_m)
-            slot = inp.agent_index
-            valid_slots = slot >= 0
-            gt_now = gts[tick_ns]
-            track_xy = np.asarray(tracks.position_m, np.float64)
-            match = match_tracks_to_truth(
-                track_xy, np.asarray(gt_now.position_m, np.float64), gen.match_radius_m
-            )
-            gt_id = np.full(STORE_N_MAX, -1, np.int64)
-            sel = slot[valid_slots]
-            gt_id[valid_slots] = np.where(match[sel] >= 0, gt_now.agent_id[np.maximum(match[sel], 0)], -1)
-            target = np.zeros((STORE_N_MAX, FUTURE_STEPS, 2), np.float32)
-            tvalid = np.zeros((STORE_N_MAX, FUTURE_STEPS), bool)
-            for j, s in enumerate(stamps):
-                g = gts.get(int(s))
-                if g is None:
-                    continue
-                order = np.argsort(g.agent_id, kind="stable")
-                ids_sorted = g.agent_id[order]
-                pos = np.searchsorted(ids_sorted, gt_id)
-                pos = np.minimum(pos, max(len(ids_sorted) - 1, 0))
-                hit = (gt_id >= 0) & (len(ids_sorted) > 0)
-                if len(ids_sorted):
-                    hit &= ids_sorted[pos] == gt_id
-                target[hit, j] = g.position_m[order[pos[hit]]]
-                tvalid[hit, j] = True
-
-            add("tick_ns", np.int64(tick_ns))
-            add("agent_hist", inp.agent_hist)
-            add("agent_state", inp.agent_state)
-            add("agent_valid", inp.agent_valid)
-            add("agent_pose_world", inp.agent_pose_world)
-            add("ego_state", inp.ego_state)
-            add("ego_plan", inp.ego_plan)
-            add("ego_state_route", inp_route.ego_state)
-            add("ego_plan_route", inp_route.ego_plan)
-            add("ego_pose", np.asarray(ego.pose, np.float64))
-            add("ego_velocity_mps", np.asarray(ego.velocity_mps, np.float32))
-            add("ego_future_xy_m", ego_future)
-            add("track_id", _per_slot(np.asarray(tracks.track_id, np.int64), valid_slots, sel, -1))
-            add("class_id", _per_slot(np.asarray(tracks.class_id, np.int32), valid_slots, sel, 0))
-            add("velocity_mps", _per_slot(np.asarray(tracks.velocity_mps, np.float32), valid_slots, sel, 0.0))
-            add(
-                "yaw_rate_radps",
-                _per_slot(np.asarray(tracks.yaw_rate_radps, np.float32), valid_slots, sel, 0.0),
-            )
-            add("gt_id", gt_id)
-            add("target_xy_m", target)
-            add("target_valid", tvalid)
-
-    out: dict[str, np.ndarray] = {}
-    n = len(r_idx)
-    for key, vals in cols.items():
-        out[key] = np.stack(vals)
-    out["raster_off"] = np.concatenate([[0], np.cumsum([len(a) for a in r_idx])]).astype(np.int64)
-    out["raster_idx"] = np.concatenate(r_idx) if n else np.zeros(0, np.int32)
-    out["raster_val"] = np.concatenate(r_val) if n else np.zeros(0, np.float16)
-    out["route_off"] = np.concatenate([[0], np.cumsum([len(a) for a in p_idx])]).astype(np.int64)
-    out["route_idx"] = np.concatenate(p_idx) if n else np.zeros(0, np.int32)
-    out["route_val"] = np.concatenate(p_val) if n else np.zeros(0, np.float16)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "scenario": run.scenario,
-        "seed": run.seed,
-        "night": run.night,
-        "duration_s": run.duration_s,
-        "n_agents": run.n_agents,
-        "stride_ticks": gen.stride_ticks,
-        "samples": n,
-        "raster_shape": list(spec.shape),
-        "raster_spec": spec.fingerprint(),
-        "plan_channel": plan_ch,
-        "channel_names": list(spec.channel_names),
-        "tracker_rejected": {k: int(v) for k, v in pipe.tracker.stats.rejected.items()},
-    }
-    out["meta_json"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    return out
+    meta = run_meta(run, gen)
+    meta.update(
+        raster_shape=list(spec.shape),
+        raster_spec=spec.fingerprint(),
+        plan_channel=plan_ch,
+        channel_names=list(spec.channel_names),
+        tracker_rejected={k: int(v) for k, v in pipe.tracker.stats.rejected.items()},
+    )
+    return cutter.arrays(meta)
 
 
-def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomically write one shard (``.tmp`` then rename)."""
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+def _shard_is_current(path: Path, run: RunSpec, gen: GenConfig) -> bool:
+    """True when ``path`` is a complete shard of exactly this run and config; False when absent
+    or unreadable (it is then regenerated).
+
+    Raises:
+        SimDataError: a complete shard of the same name made with other settings (mixing them in
+            one dataset would go unnoticed).
+    """
+    if not path.is_file():
+        return False
+    try:
+        meta = read_meta(path)
+    except SimDataError as e:
+        log.warning("regenerating %s: %s", path.name, e)
+        return False
+    want = run_meta(run, gen)
+    diff = sorted(k for k, v in want.items() if meta.get(k) != v)
+    if diff:
+        raise SimDataError(
+            f"{path} exists with other settings ({', '.join(diff)}): use another --out or delete it"
+        )
+    return True
 
 
-def _gen_worker(args: tuple[RunSpec, GenConfig, str]) -> tuple[str, int, bool]:
+def _gen_worker(args: tuple[RunSpec, GenConfig, str]) -> tuple[str, bool]:
+    """Generate one run's shard unless it is already there; (name, generated now)."""
     run, gen, out_dir = args
     path = Path(out_dir) / f"{run.name}.npz"
-    if path.is_file():
-        return run.name, -1, run.night
-    arrays = generate_run(run, gen)
-    write_shard(path, arrays)
-    return run.name, int(arrays["raster_off"].shape[0] - 1), run.night
+    if _shard_is_current(path, run, gen):
+        return run.name, False
+    write_shard(path, generate_run(run, gen))
+    return run.name, True
+
+
+def _check_split(seeds: Sequence[int], out_dir: Path) -> str:
+    """``"train"`` or ``"eval"`` (held-out seeds): one dataset never mixes them.
+
+    Raises:
+        SimDataError: training and held-out seeds together.
+    """
+    held = sorted({s for s in seeds if is_held_out(s)})
+    if held and len(held) != len(set(seeds)):
+        raise SimDataError(
+            f"{out_dir}: seeds {held[:3]}... are held-out evaluation seeds (>= {HELD_OUT_MIN_SEED}) and "
+            "may not share a dataset with training seeds; generate them into another --out"
+        )
+    return "eval" if held else "train"
 
 
 def generate(
-    out_dir: Path, runs: Sequence[RunSpec], gen: GenConfig | None = None, workers: int = 1
-) -> dict[str, object]:
-    """Generate every run's shard under ``out_dir`` (existing shards are kept: resumable).
+    out_dir: Path,
+    runs: Sequence[RunSpec],
+    gen: GenConfig | None = None,
+    workers: int = 1,
+    night_fraction: float | None = None,
+) -> dict[str, Any]:
+    """Generate every run's shard under ``out_dir``, then write the manifest ``index.json``.
+
+    Resumable: a shard already there with the same run and settings is kept (shards are written
+    atomically, so one that exists is complete); each shard's bytes depend on its run and ``gen``
+    only, whatever ``workers``.
+
+    Args:
+        night_fraction: recorded in the manifest (the runs already carry day/night).
 
     Returns:
-        Summary dict (runs, samples, night runs) also written to ``out_dir/index.json``.
+        The manifest (see :func:`build_index`).
+
+    Raises:
+        SimDataError: held-out and training seeds in one folder, or a shard of the same name
+            made with other settings.
     """
     from tqdm import tqdm
 
     gen = gen or GenConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
+    existing = [int(m_.group(1)) for p in _shards_in(out_dir) if (m_ := _SEED_IN_NAME.search(p.stem))]
+    _check_split([r.seed for r in runs] + existing, out_dir)
     jobs = [(r, gen, str(out_dir)) for r in runs]
-    done: list[tuple[str, int, bool]] = []
+    made = 0
     if workers <= 1:
         for job in tqdm(jobs, desc="runs", unit="run"):
-            done.append(_gen_worker(job))
+            made += _gen_worker(job)[1]
     else:
         import multiprocessing as mp
 
+        # Spawned workers: no state inherited from the parent; each run is a pure function of its spec.
         with mp.get_context("spawn").Pool(workers) as pool:
-            for res in tqdm(pool.imap(_gen_worker, jobs), total=len(jobs), desc="runs", unit="run"):
-                done.append(res)
-    shards = sorted(p.name for p in out_dir.glob("*.npz") if not p.name.endswith(".tmp.npz"))
-    total = 0
-    for name in shards:
-        total += int(read_meta(out_dir / name)["samples"])
+            for res in tqdm(pool.imap_unordered(_gen_worker, jobs), total=len(jobs), desc="runs", unit="run"):
+                made += res[1]
+    log.info("%d shards generated, %d already there", made, len(jobs) - made)
+    config = {**gen.as_meta(), "night_fraction": night_fraction}
+    if runs:
+        config.update(
+            duration_s=sorted({r.duration_s for r in runs}), n_agents=sorted({r.n_agents for r in runs})
+        )
+    return build_index(out_dir, config)
+
+
+def _shards_in(out_dir: Path) -> list[Path]:
+    return sorted(p for p in out_dir.glob("*.npz") if not p.name.endswith(".tmp.npz"))
+
+
+def build_index(out_dir: Path, generation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write ``out_dir/index.json``: the manifest of every shard in ``out_dir`` (read from their metas).
+
+    Fields: ``format_version``; ``split`` (``train`` / ``eval``: held-out seeds >=
+    ``held_out_min_seed``); ``samples`` (scenes), ``branch_samples`` (per plan kind), ``branches``;
+    ``maps``, ``seeds``, ``night_runs`` (names), ``night_samples``; ``shards`` (file names);
+    ``runs`` (per shard: name, map, seed, night, duration, samples, branch samples, format);
+    ``generation`` (settings of the last :func:`generate` call, None when only re-indexed).
+    Deterministic: sorted, independent of the order the shards were made in.
+    """
+    metas = [(p.name, read_meta(p)) for p in _shards_in(out_dir)]
+    runs = []
+    branch_samples: dict[str, int] = {}
+    for name, mt in metas:
+        bs = {str(k): int(v) for k, v in dict(mt.get("branch_samples", {})).items()}
+        for k, v in bs.items():
+            branch_samples[k] = branch_samples.get(k, 0) + v
+        runs.append(
+            {
+                "name": Path(name).stem,
+                "map": mt["scenario"],
+                "seed": int(mt["seed"]),
+                "night": bool(mt["night"]),
+                "duration_s": mt["duration_s"],
+                "samples": int(mt["samples"]),
+                "branch_samples": bs,
+                "format_version": int(mt["format_version"]),
+            }
+        )
+    seeds = sorted({r["seed"] for r in runs})
     index = {
         "format_version": FORMAT_VERSION,
-        "shards": shards,
-        "samples": total,
-        "runs": [{"name": r.name, "night": r.night, "duration_s": r.duration_s} for r in runs],
-        "stride_ticks": gen.stride_ticks,
+        "split": _check_split(seeds, out_dir) if seeds else "train",
+        "held_out_min_seed": HELD_OUT_MIN_SEED,
+        "samples": sum(r["samples"] for r in runs),
+        "branches": sorted({b for _, mt in metas for b in mt.get("branches", [])}),
+        "branch_samples": dict(sorted(branch_samples.items())),
+        "maps": sorted({r["map"] for r in runs}),
+        "seeds": seeds,
+        "night_runs": [r["name"] for r in runs if r["night"]],
+        "night_samples": sum(r["samples"] for r in runs if r["night"]),
+        "shards": [name for name, _ in metas],
+        "runs": runs,
+        "generation": generation,
+        "stride_ticks": generation.get("stride_ticks") if generation else None,
     }
-    (out_dir / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    (out_dir / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
     return index
-
-
-def read_meta(path: Path) -> dict[str, object]:
-    """The ``meta_json`` of a shard.
-
-    Raises:
-        SimDataError: unreadable shard or another format version.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta_json"]).decode())
-    except (OSError, ValueError, KeyError) as e:
-        raise SimDataError(f"{path}: not a sim-data shard: {e}") from e
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise SimDataError(
-            f"{path}: format version {meta.get('format_version')}, this code reads {FORMAT_VERSION}"
-        )
-    return meta
-
-
-def list_shards(data_dir: Path) -> list[Path]:
-    """Shards in ``data_dir``, sorted by name.
-
-    Raises:
-        SimDataError: when the folder is missing or holds no shard.
-    """
-    if not data_dir.is_dir():
-        raise SimDataError(f"data folder not found: {data_dir}")
-    shards = sorted(p for p in data_dir.glob("*.npz") if not p.name.endswith(".tmp.npz"))
-    if not shards:
-        raise SimDataError(f"no .npz shards in {data_dir}; run `prescient data generate --out {data_dir}`")
-    return shards
-
-
-@dataclass
-class Shard:
-    """One loaded shard: arrays in memory, rasters still sparse."""
-
-    path: Path
-    meta: dict[str, object]
-    arrays: dict[str, np.ndarray]
-
-    @property
-    def num_samples(self) -> int:
-        """S."""
-        return int(self.arrays["raster_off"].shape[0] - 1)
-
-    def raster(self, i: int, out: np.ndarray | None = None, route_plan: bool = False) -> Float32Array:
-        """Dense (C, H, W) float32 raster of sample ``i``.
-
-        Args:
-            i: sample index.
-            out: optional (C, H, W) float32 buffer to fill (zeroed here).
-            route_plan: draw the ``ego_plan`` channel from the simulator's route instead of the
-                ego's actual future.
-        """
-        shape = tuple(int(v) for v in self.meta["raster_shape"])  # type: ignore[union-attr]
-        if out is None:
-            out = np.zeros(shape, np.float32)
-        else:
-            out[...] = 0.0
-        a = self.arrays
-        lo, hi = a["raster_off"][i], a["raster_off"][i + 1]
-        flat = out.reshape(-1)
-        flat[a["raster_idx"][lo:hi]] = a["raster_val"][lo:hi]
-        if route_plan:
-            ch = int(self.meta["plan_channel"])  # type: ignore[arg-type]
-            plane = out[ch].reshape(-1)
-            plane[:] = 0.0
-            lo, hi = a["route_off"][i], a["route_off"][i + 1]
-            plane[a["route_idx"][lo:hi]] = a["route_val"][lo:hi]
-        return out
-
-
-def load_shard(path: Path) -> Shard:
-    """Read a whole shard into memory (``allow_pickle=False``)."""
-    meta = read_meta(path)
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files if k != "meta_json"}
-    return Shard(path, meta, arrays)
-
-
-def iter_shards(data_dir: Path) -> Iterator[Shard]:
-    """Load every shard of ``data_dir`` in name order."""
-    for p in list_shards(data_dir):
-        yield load_shard(p)
-
-
-def targets_in_agent_frame(
-    target_xy_m: np.ndarray, target_valid: np.ndarray, agent_pose_world: np.ndarray
-) -> Float32Array:
-    """World-frame targets (..., N, T, 2) to each agent's frame (origin at the agent, x along yaw).
-
-    Args:
-        target_xy_m: (..., N, T, 2) world. target_valid: (..., N, T). agent_pose_world: (..., N, 3).
-
-    Returns:
-        (..., N, T, 2) float32, zeros where invalid.
-    """
-    yaw = agent_pose_world[..., 2]
-    c, s = np.cos(yaw)[..., None], np.sin(yaw)[..., None]
-    d = target_xy_m.astype(np.float64) - agent_pose_world[..., None, :2]
-    x = c * d[..., 0] + s * d[..., 1]
-    y = -s * d[..., 0] + c * d[..., 1]
-    out = np.stack([x, y], -1) * target_valid[..., None]
-    return out.astype(np.float32)

@@ -1,0 +1,218 @@
+"""Counterfactual samples (shard format 2), reproducible resumable sharding and the held-out split.
+
+The scene: arterial, seed 3, 30 agents, 12 s, a sample every second (2, 3, 4 s). In ``keep`` the
+ego changes lanes in front of a car coming up behind it, which brakes; under ``stop`` the ego
+stays in its lane and the car drives on: one agent's future differs, the far ones do not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prescient.models.shards import FORMAT_VERSION, SimDataError, list_shards, load_shard
+from prescient.models.sim_branches import parse_branches
+from prescient.models.sim_data import FUTURE_STEPS, STORE_N_MAX, generate, generate_run
+from prescient.models.sim_runs import GenConfig, parse_seeds, plan_runs
+from prescient.models.train_sim import SimSamples
+
+GEN = GenConfig(stride_ticks=10)
+KINDS = ["keep", "slow", "stop", "route"]
+
+
+def _runs(seeds: list[int] | None = None, duration_s: float = 12.0):
+    return plan_runs(["arterial"], seeds or [3], duration_s=duration_s, n_agents=30, night_fraction=0.0)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("branches")
+    generate(out, _runs(), GEN, workers=1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def shard(data_dir: Path):
+    return load_shard(list_shards(data_dir)[0])
+
+
+def test_branch_fields_have_the_documented_shapes(shard, data_dir: Path):
+    a, s, b = shard.arrays, shard.num_samples, len(KINDS)
+    assert shard.meta["format_version"] == FORMAT_VERSION == 2
+    assert shard.branches == KINDS and s == 3
+    assert a["branch_applied"].shape == (s, b)
+    # route: this stretch of arterial has no junction choice within 8 s, so the branch is skipped.
+    assert a["branch_applied"][:, :3].all() and not a["branch_applied"][:, 3].any()
+    assert a["branch_ego_future_xy_m"].shape == (s, b, FUTURE_STEPS, 2)
+    assert a["branch_ego_plan"].shape == (s, b, 16, 2)
+    assert a["branch_plan_off"].shape == a["branch_diff_off"].shape == (s * b + 1,)
+    k = int(a["branch_diff_off"][-1])
+    assert a["branch_diff_slot"].shape == (k,) and a["branch_diff_xy_m"].shape == (k, FUTURE_STEPS, 2)
+    assert a["branch_diff_valid"].shape == (k, FUTURE_STEPS)
+    target, valid = shard.branch_targets(0, KINDS.index("stop"))
+    assert target.shape == (STORE_N_MAX, FUTURE_STEPS, 2) and valid.shape == (STORE_N_MAX, FUTURE_STEPS)
+    with pytest.raises(SimDataError, match="no branch 3"):
+        shard.branch_targets(0, 3)
+    index = json.loads((data_dir / "index.json").read_text())
+    assert index["branch_samples"] == {"keep": 3, "route": 0, "slow": 3, "stop": 3}
+    assert index["samples"] == 3 and index["split"] == "train" and index["maps"] == ["arterial"]
+    assert index["generation"]["branches"] == KINDS and index["format_version"] == 2
+
+
+def test_keep_branch_is_the_sample_and_stop_is_shorter(shard):
+    a = shard.arrays
+    keep, slow, stop = (KINDS.index(k) for k in ("keep", "slow", "stop"))
+    # keep reproduces the run bit for bit (generation checks it too).
+    np.testing.assert_array_equal(a["branch_ego_future_xy_m"][:, keep], a["ego_future_xy_m"])
+    np.testing.assert_array_equal(a["branch_ego_plan"][:, keep], a["ego_plan"])
+    for i in range(shard.num_samples):
+        assert len(shard.branch_diff(i, keep)[0]) == 0
+        np.testing.assert_array_equal(shard.raster(i, branch=keep), shard.raster(i))
+
+    def path_m(xy: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(np.diff(xy, axis=-2), axis=-1).sum(-1)
+
+    fut = a["branch_ego_future_xy_m"]
+    assert (path_m(fut[:, keep]) > 35.0).all()  # ~7 m/s for 8 s
+    assert (path_m(fut[:, stop]) < 0.25 * path_m(fut[:, keep])).all()
+    assert (path_m(fut[:, stop]) < path_m(fut[:, slow])).all()
+    assert (path_m(fut[:, slow]) < path_m(fut[:, keep])).all()
+    # The raster differs between branches in the ego_plan channel only.
+    ch = int(shard.meta["plan_channel"])
+    r_keep, r_stop = shard.raster(0, branch=keep), shard.raster(0, branch=stop)
+    assert not np.array_equal(r_keep[ch], r_stop[ch]) and r_stop[ch].any()
+    np.testing.assert_array_equal(np.delete(r_keep, ch, 0), np.delete(r_stop, ch, 0))
+
+
+def test_stop_changes_the_follower_and_not_far_agents(shard):
+    a = shard.arrays
+    keep, stop = KINDS.index("keep"), KINDS.index("stop")
+    for i in range(shard.num_samples):
+        t_stop, v_stop = shard.branch_targets(i, stop)
+        t_keep, v_keep = a["target_xy_m"][i], a["target_valid"][i]
+        changed = (t_stop != t_keep).any(axis=(1, 2)) | (v_stop != v_keep).any(axis=1)
+        assert 1 <= changed.sum() <= 3, i  # the car behind the ego's lane change
+        assert set(np.flatnonzero(changed)) == set(shard.branch_diff(i, stop)[0].tolist())
+        # Far agents: never within 10 m of the ego, in either branch, over the 8 s.
+        ego = a["branch_ego_future_xy_m"][i, [keep, stop]]  # (2, T, 2)
+        d = np.linalg.norm(t_keep[None] - ego[:, None], axis=-1)  # (2, N, T)
+        tracked = a["target_valid"][i].all(-1)
+        far = tracked & (np.where(v_keep[None], d, np.inf).min(axis=(0, 2)) > 10.0)
+        assert far.sum() >= 8
+        assert not (changed & far).any()
+        np.testing.assert_array_equal(t_stop[far], t_keep[far])
+
+
+def test_ordinary_samples_unchanged_by_branching(shard):
+    """The same run cut without branches gives bit-identical ordinary fields."""
+    plain = generate_run(_runs()[0], GenConfig(stride_ticks=10, branches=()))
+    assert not any(k.startswith("branch_") for k in plain)
+    a = shard.arrays
+    for key, value in plain.items():
+        if key != "meta_json":
+            np.testing.assert_array_equal(value, a[key], err_msg=key)
+
+
+def test_batch_branch_variant_and_pairs(shard):
+    data = SimSamples([shard], n_max=32)
+    keep, stop = data.branch_index("keep"), data.branch_index("stop")
+    assert data.available([0, 1]).tolist() == [[True, True, True, False]] * 2
+    plain = data.batch([0, 1])
+    as_keep = data.batch([0, 1], branch=[keep, keep])
+    for k in plain:
+        assert bool((plain[k] == as_keep[k]).all()), k
+    pair = data.batch([0, 1], branch=[keep, keep], pair_branch=[stop, stop])
+    assert pair["raster_b"].shape == pair["raster"].shape and pair["fut_b"].shape == (2, 32, FUTURE_STEPS, 2)
+    assert not bool((pair["ego_plan"] == pair["ego_plan_b"]).all())
+    changed = (pair["fut"] != pair["fut_b"]).any(-1).any(-1)  # (B, n_max)
+    assert changed.any(dim=1).all()  # each scene: the follower's future differs
+    assert int(changed.sum()) <= 6
+    stop_only = data.batch([0], branch=[stop])
+    assert bool((stop_only["fut"][0] == pair["fut_b"][0]).all())
+    with pytest.raises(SimDataError, match="no branch"):
+        data.batch([0], branch=[data.branch_index("route")])
+    with pytest.raises(SimDataError, match="no 'turn' branch"):
+        data.branch_index("turn")
+
+
+def test_old_format_shard_still_loads(shard, tmp_path: Path):
+    """A format-1 shard (no branch fields, written by np.savez_compressed) loads and batches."""
+    meta = {k: v for k, v in shard.meta.items() if k not in ("branches", "branch_samples", "gen_config")}
+    meta["format_version"] = 1
+    arrays = {k: v for k, v in shard.arrays.items() if not k.startswith("branch_")}
+    path = tmp_path / "intersection_s0001.npz"
+    np.savez_compressed(path, meta_json=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    old = load_shard(path)
+    assert old.branches == [] and old.num_samples == 3 and not old.has_branch(0, 0)
+    np.testing.assert_array_equal(old.raster(1), shard.raster(1))
+    data = SimSamples([old], n_max=8)
+    assert data.branch_names == [] and data.batch([0, 2])["fut"].shape == (2, 8, FUTURE_STEPS, 2)
+    with pytest.raises(SimDataError, match="no branch"):
+        data.batch([0], branch=[0])
+    mixed = SimSamples([old, shard], n_max=8)
+    assert mixed.branch_names == KINDS and mixed.available([0, 3])[:, 0].tolist() == [False, True]
+
+
+def test_resume_keeps_complete_shards_and_refuses_other_settings(data_dir: Path, shard):
+    path = list_shards(data_dir)[0]
+    before = path.stat().st_mtime_ns
+    (data_dir / "arterial_s0004.tmp.npz").write_bytes(b"truncated")  # a killed writer's leftover
+    index = generate(data_dir, _runs(), GEN, workers=1)
+    assert path.stat().st_mtime_ns == before and index["shards"] == [path.name]
+    with pytest.raises(SimDataError, match="other settings .*gen_config"):
+        generate(data_dir, _runs(), GenConfig(stride_ticks=10, branches=("keep",)), workers=1)
+
+
+def test_held_out_seeds_stay_out_of_training(tmp_path: Path, shard):
+    with pytest.raises(SimDataError, match="held-out evaluation seeds"):
+        generate(tmp_path, _runs([3, 101]), GEN, workers=1)
+    held = load_shard(shard.path)
+    held.meta = {**held.meta, "seed": 104}
+    with pytest.raises(SimDataError, match="held-out evaluation seeds"):
+        SimSamples([held], n_max=8)
+    assert len(SimSamples([held], n_max=8, allow_held_out=True)) == 3
+
+
+def test_parse_branches_and_seeds():
+    assert parse_branches("keep, stop") == ("keep", "stop") and parse_branches("none") == ()
+    with pytest.raises(SimDataError, match="unknown branch plans"):
+        parse_branches("keep,fly")
+    with pytest.raises(SimDataError, match="repeated"):
+        parse_branches("stop,stop")
+    assert parse_seeds("0-2") == [0, 1, 2]
+    a = plan_runs(["roundabout", "intersection"], [0, 1], 20.0, 10, 0.5)
+    b = plan_runs(["intersection"], [0, 1], 20.0, 10, 0.5)
+    assert [r for r in a if r.scenario == "intersection"] == b  # a run does not depend on the other maps
+
+
+@pytest.mark.slow
+def test_shards_identical_whatever_the_workers(tmp_path: Path):
+    """Two tiny runs with 1 and with 2 worker processes: the same shard bytes and the same manifest."""
+    runs = plan_runs(["intersection", "t_junction"], [5], duration_s=11.0, n_agents=10, night_fraction=0.5)
+    gen = GenConfig(stride_ticks=5)
+    one, two = tmp_path / "one", tmp_path / "two"
+    i1 = generate(one, runs, gen, workers=1)
+    i2 = generate(two, runs, gen, workers=2)
+    assert i1 == i2 and len(i1["shards"]) == 2 and i1["samples"] > 0
+    for name in i1["shards"]:
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
+    assert (one / "index.json").read_bytes() == (two / "index.json").read_bytes()
+
+
+def test_cli_generate_maps_branches_and_held_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from prescient.service.app.cli import main
+
+    out = tmp_path / "d"
+    argv = ["data", "generate", "--out", str(out), "--maps", "t_junction,arterial", "--seeds", "3",
+            "--duration", "11", "--agents", "10", "--stride", "10", "--branches", "keep,stop",
+            "--workers", "1"]  # fmt: skip
+    assert main(argv) == 0
+    index = json.loads((out / "index.json").read_text())
+    assert index["maps"] == ["arterial", "t_junction"] and index["branches"] == ["keep", "stop"]
+    assert index["shards"] == ["arterial_s0003.npz", "t_junction_s0003.npz"]
+    assert "2 shards" in capsys.readouterr().out
+    assert main([*argv[:7], "3,100", *argv[8:]]) == 1  # held-out seeds in a training folder
+    assert "held-out" in capsys.readouterr().err
