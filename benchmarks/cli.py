@@ -42,10 +42,18 @@ BENCHES = {
     "bus": ("prescient.benchmarks.bench_bus", "bus round trip, 1 KB..1 MB, ipc and tcp"),
     "sim": ("prescient.benchmarks.bench_sim", "simulator speed (simulated s per wall s)"),
     "tracker": ("prescient.benchmarks.bench_tracker", "tracker quality (motmetrics) and update cost"),
+    "reorder": (
+        "prescient.benchmarks.bench_reorder",
+        "late frames: reorder window vs look-ahead vs none (MOTA, velocity, data age, cost)",
+    ),
     "raster": ("prescient.benchmarks.bench_raster", "rasterizer vs numpy reference, cost growth"),
     "model": (
         "prescient.benchmarks.bench_model",
         "onnxruntime vs PyTorch eager inference (separate processes)",
+    ),
+    "infer": (
+        "prescient.benchmarks.bench_infer",
+        "inference variants side by side: graph optimisation, threads, IO binding, int8",
     ),
     "recorder": ("prescient.benchmarks.bench_recorder", "recorder keeps up with the full stack"),
     "scenarios": (

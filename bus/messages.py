@@ -473,6 +473,7 @@ class Health(Message):
     # Liveness figures, integers with units in the key: ``tick_rate_mhz``, ``model_share_permille``,
     # ``input_age_ms:<topic group>``, ``prediction_age_ms``.
     live: dict = scalar_field(dict, {}, since=2)
+    precision: str = scalar_field(str, "", since=4)  # the model's weights: ``fp32``, ``int8``; "" without one
 
 
 def topic_type(topic: str) -> type | None:
@@ -496,4 +497,3 @@ def topic_type(topic: str) -> type | None:
         TOPIC_CONDITIONAL_REQUEST: ConditionalRequest,
         TOPIC_CONDITIONAL_REPLY: ConditionalReply,
     }.get(topic)
-

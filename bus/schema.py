@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Final, TypeVar, dataclass_transform
 
 import numpy as np
 
-SCHEMA_VERSION: Final = 3  # 2: Health.state, Health.live; 3: PlannerStatus.data_age_ns
+SCHEMA_VERSION: Final = 4  # 2: Health.state, Health.live; 3: PlannerStatus.data_age_ns; 4: Health.precision
 MIN_SCHEMA_VERSION: Final = 1
 
 

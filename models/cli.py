@@ -1,4 +1,4 @@
-"""``prescient train | eval | export``: model training, evaluation and ONNX export.
+"""``prescient train | eval | export | quantize``: model training, evaluation, ONNX export, int8.
 
 Registered by :mod:`prescient.service.app.cli`. Torch is imported inside the handlers only, so ``prescient --help``
 stays fast and works without the ``train`` extra.
@@ -11,8 +11,9 @@ import json
 import logging
 from pathlib import Path
 
-from prescient.bus.cli import non_negative_int, output_dir, output_path, positive_float, positive_int
+from prescient.bus.cli import non_negative_int, output_dir, output_path, positive_int
 from prescient.bus.errors import StartupError
+from prescient.models.eth_ucy import DEFAULT_EPOCHS
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,9 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
         "--data", type=Path, default=DEFAULT_ETH_UCY, help="root with SCENE/{train,val,test}/*.txt"
     )
     p.add_argument("--scenes", default="", help="comma-separated scene names (default: all found)")
-    p.add_argument("--minutes", type=positive_float, default=3.0, help="training wall-clock budget per scene")
+    p.add_argument(
+        "--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="training passes per left-out scene"
+    )
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument(
@@ -59,7 +62,7 @@ def _run_eth_ucy(args: argparse.Namespace) -> int:
         try:
             res = train_scene(
                 scene,
-                minutes=args.minutes,
+                epochs=args.epochs,
                 seed=args.seed,
                 batch_size=args.batch_size,
                 out_dir=args.checkpoints,
@@ -69,7 +72,7 @@ def _run_eth_ucy(args: argparse.Namespace) -> int:
             raise StartupError(str(e)) from e
         results.append(res)
         log.info("%s: %s", scene.name, json.dumps({k: res[k] for k in ("model", "cv")}))
-    print(f"ETH/UCY leave-one-scene-out (obs 8, pred 12, dt 0.4 s), {args.minutes:g} min training per scene")
+    print(f"ETH/UCY leave-one-scene-out (obs 8, pred 12, dt 0.4 s), {args.epochs} training epochs per scene")
     print(format_table(results))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -106,8 +109,35 @@ def _run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_quantize(args: argparse.Namespace) -> int:
+    from prescient.models.quantize import QuantizeError, QuantizeOptions, quantize_model
+
+    if not Path(args.model).is_file():
+        raise StartupError(f"model not found: {args.model}")
+    opts = QuantizeOptions(
+        num_samples=args.samples,
+        seed=args.seed,
+        per_channel=not args.per_tensor,
+        op_types=tuple(args.op_types),
+        exclude=tuple(args.exclude),
+        calibrate_method=args.calibrate_method,
+        preprocess=not args.no_preprocess,
+    )
+    try:
+        manifest = quantize_model(args.model, args.out, args.calib, opts)
+    except QuantizeError as e:
+        raise StartupError(str(e)) from e
+    q = manifest["quantization"]
+    print(
+        f"wrote {args.out} ({manifest['size_bytes'] / 1e6:.2f} MB, {manifest['precision']}, "
+        f"sha256 {manifest['sha256'][:16]}..., {q['calibration_samples']} calibration samples "
+        f"from {len(q['calibration_runs'])} runs, {q['excluded_nodes']} nodes kept in float)"
+    )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``eval`` and ``export`` to the ``prescient`` CLI."""
+    """Add ``train``, ``eval``, ``export`` and ``quantize`` to the ``prescient`` CLI."""
     train = subparsers.add_parser("train", help="train prediction models")
     tsub = train.add_subparsers(dest="train_target", metavar="TARGET")
     t_eth = tsub.add_parser("eth-ucy", help="train per scene on ETH/UCY, save checkpoints, score test")
@@ -133,3 +163,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ex.add_argument("--dynamic-batch", action="store_true")
     ex.add_argument("--seed", type=non_negative_int, default=0)
     ex.set_defaults(func=_run_export)
+
+    qz = subparsers.add_parser(
+        "quantize", help="int8 static quantisation (QDQ) of an exported model, calibrated on sim shards"
+    )
+    qz.add_argument("--model", type=Path, required=True, help="float .onnx (manifest beside it)")
+    qz.add_argument(
+        "--calib", type=Path, required=True, help="shards of `prescient data generate` (training seeds)"
+    )
+    qz.add_argument("--out", type=output_path, required=True, help="destination .onnx (manifest beside it)")
+    qz.add_argument("--samples", type=positive_int, default=64, help="calibration scenes")
+    qz.add_argument("--seed", type=non_negative_int, default=0, help="seed of the calibration sample choice")
+    qz.add_argument(
+        "--per-tensor", action="store_true", help="one weight scale per tensor (default: per channel)"
+    )
+    qz.add_argument(
+        "--op-types", nargs="*", default=[], help="operator types to quantise (default: all supported)"
+    )
+    qz.add_argument("--exclude", nargs="*", default=[], help="glob patterns of node names kept in float")
+    qz.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
+    qz.add_argument("--no-preprocess", action="store_true", help="skip quant_pre_process")
+    qz.set_defaults(func=_run_quantize)

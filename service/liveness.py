@@ -128,6 +128,7 @@ def health_message(
     deadline_misses: int,
     rejected: Mapping[str, int],
     seq_gaps: Mapping[str, int],
+    precision: str = "",
 ) -> m.Health:
     """The one builder of :class:`~prescient.bus.messages.Health` (the service node and ``prescient track``).
 
@@ -136,6 +137,7 @@ def health_message(
         provider: where the model runs (``cpu`` for a node without one).
         verdict: state, reason and live figures. ticks / deadline_misses: totals so far.
         rejected: counts by ``stage:topic:reason`` key. seq_gaps: lost messages by topic.
+        precision: the model's precision (``OnnxPredictor.precision``); "" for a node without one.
     """
     return m.Health(
         header=m.Header(topic=m.health_topic(node), stamp_ns=int(now_ns)),
@@ -149,4 +151,5 @@ def health_message(
         seq_gaps={k: int(v) for k, v in seq_gaps.items()},
         state=verdict.state,
         live=dict(verdict.live),
+        precision=str(precision),
     )

@@ -7,6 +7,11 @@ match the manifest written by :mod:`prescient.models.export`. The provider actua
 ``get_available_providers()`` only lists what was compiled in. :func:`select_providers` picks the
 providers to ask for: TensorRT, then CUDA, then the CPU (always last), each only when present.
 
+The manifest's ``precision`` (``fp32`` when absent, ``int8`` for a file written by
+:mod:`prescient.models.quantize`) is exposed as ``OnnxPredictor.precision``. ``session.run`` wraps
+contiguous float32 CPU inputs without copying them, so the raster is not copied per tick (an IO
+binding measured no faster: ``prescient bench infer``).
+
 Per tick: ``predict(raster, inputs)`` runs one pass for the whole scene and returns world-frame
 trajectories. :func:`constant_velocity_predictions` is the fallback when the model is missing or
 late; the service marks those predictions ``degraded``.
@@ -66,6 +71,14 @@ TENSORRT_LIBRARY = "libnvinfer.so.10"
 ENV_TRT_CACHE_DIR = "PRESCIENT_TRT_CACHE_DIR"
 
 ProviderSpec = tuple[str, dict[str, str]]
+
+DEFAULT_PRECISION = "fp32"  # a manifest without "precision" describes a float model
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
 
 
 def tensorrt_cache_dir() -> Path:
@@ -224,6 +237,8 @@ class OnnxPredictor:
             manifest is refused. None skips the check (tests, offline tools).
         expected_num_channels: raster channel count the caller renders, or None.
         warmup: run the model once on zeros at load, so the first tick is not slow.
+        optimization_level: onnxruntime graph optimisation, a key of :data:`OPTIMIZATION_LEVELS`.
+        allow_spinning: intra-op threads busy-wait for work between parallel sections.
 
     Raises:
         ModelLoadError: missing file, sha256 / names / shapes / spec mismatch.
@@ -238,6 +253,8 @@ class OnnxPredictor:
         expected_spec_version: str | None = None,
         expected_num_channels: int | None = None,
         warmup: bool = True,
+        optimization_level: str = "all",
+        allow_spinning: bool = True,
     ) -> None:
         model_path = Path(model_path)
         manifest_path = Path(manifest_path) if manifest_path is not None else manifest_path_for(model_path)
@@ -266,11 +283,16 @@ class OnnxPredictor:
                 f"the rasterizer renders {expected_num_channels}"
             )
 
+        if optimization_level not in OPTIMIZATION_LEVELS:
+            raise ValueError(
+                f"optimization_level {optimization_level!r}, expected one of {list(OPTIMIZATION_LEVELS)}"
+            )
         use = select_providers(providers)
         so = ort.SessionOptions()
         so.intra_op_num_threads = int(intra_op_threads)
         so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.graph_optimization_level = OPTIMIZATION_LEVELS[optimization_level]
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         try:
             self.session = ort.InferenceSession(str(model_path), so, providers=use)
         except Exception as e:  # onnxruntime raises its own exception types for bad graphs
@@ -284,6 +306,8 @@ class OnnxPredictor:
         self.model_id: str = str(manifest.get("model_id", model_path.stem))
         self.spec_version = spec
         self.intra_op_threads = int(intra_op_threads)
+        self.precision: str = str(manifest.get("precision", DEFAULT_PRECISION))
+        self.optimization_level = optimization_level
         self._batch_symbolic = not isinstance(manifest["inputs"][0]["shape"][0], int)
         if warmup:
             self._run({n: np.zeros(s, np.float32) for n, s in self.cfg.input_shapes(1).items()})
@@ -432,9 +456,12 @@ class OnnxPredictor:
 
 
 def load_service_predictor(
-    model: Path | None, threads: int, providers: tuple[str, ...]
+    model: Path | None, threads: int, providers: tuple[str, ...], *, allow_spinning: bool = True
 ) -> tuple[Predictor | None, str]:
     """Load the ONNX model, or return (None, reason) when the file is absent.
+
+    ``allow_spinning``: onnxruntime's intra-op threads busy-wait between parallel sections (see
+    ``prescient bench infer`` for its cost on a loaded 2-core machine).
 
     A model that exists but disagrees with its manifest or the raster spec is a startup error
     (raised by the predictor as :class:`~prescient.bus.errors.StartupError`): running a wrong model is
@@ -454,5 +481,6 @@ def load_service_predictor(
         intra_op_threads=threads,
         expected_spec_version=spec.fingerprint(),
         expected_num_channels=spec.num_channels,
+        allow_spinning=allow_spinning,
     )
     return predictor, ""

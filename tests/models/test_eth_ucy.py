@@ -84,7 +84,7 @@ def test_cli_eval_eth_ucy_runs_on_any_directory(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(
-        ["eval", "eth-ucy", "--data", str(root), "--minutes", "0.05", "--out", str(tmp_path / "r.json")]
+        ["eval", "eth-ucy", "--data", str(root), "--epochs", "1", "--out", str(tmp_path / "r.json")]
     )
     assert args.func(args) == 0
     out = capsys.readouterr().out
