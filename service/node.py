@@ -127,6 +127,9 @@ class ServiceOptions:
     # Per-topic admission before decoding (0: none). Sensors publish at 10-20 Hz; the headroom
     # covers a log replayed at up to 10x.
     max_input_rate_hz: float = 200.0
+    # onnxruntime's intra-op threads busy-wait between parallel sections when spinning: on a
+    # 2-core host they then take the cores the tracker and the bus need (prescient bench infer).
+    ort_spinning: bool = False
 
 
 def _drain(subs: tuple[Subscriber, ...], pipe: Pipeline, live: Liveness) -> int:
@@ -163,7 +166,7 @@ def _answer_conditional(
 
 
 def _announce_and_fetch_map(
-    cfg: BusConfig, pub: Publisher, provider: str, opts: ServiceOptions, stop: threading.Event
+    cfg: BusConfig, pub: Publisher, provider: str, precision: str, opts: ServiceOptions, stop: threading.Event
 ) -> m.VectorMap:
     """Warm up, say "waiting for map" on the health topic, then get the map."""
     t0 = time.monotonic()
@@ -176,6 +179,7 @@ def _announce_and_fetch_map(
             header=m.Header(topic=m.health_topic(SERVICE_NODE)),
             node=SERVICE_NODE,
             provider=provider,
+            precision=precision,
             degraded=True,
             state="degraded",
             reason="waiting for map",
@@ -315,12 +319,15 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
     """The onboard prediction service: sensors in, tracks + predictions + health out."""
     from prescient.service.predictor import load_service_predictor  # loads onnxruntime
 
-    predictor, no_model_reason = load_service_predictor(opts.model, opts.threads, opts.providers)
+    predictor, no_model_reason = load_service_predictor(
+        opts.model, opts.threads, opts.providers, allow_spinning=opts.ort_spinning
+    )
     provider = getattr(predictor, "provider", "none")
-    log.info("onnxruntime provider in use: %s", provider)
+    precision = str(getattr(predictor, "precision", ""))
+    log.info("onnxruntime provider in use: %s (%s)", provider, precision or "no model")
     pub = Publisher(cfg)
     try:
-        vmap = _announce_and_fetch_map(cfg, pub, provider, opts, stop)
+        vmap = _announce_and_fetch_map(cfg, pub, provider, precision, opts, stop)
         pipe = Pipeline(
             vmap,
             predictor,

@@ -489,4 +489,5 @@ class Pipeline:
             deadline_misses=self.stats.deadline_misses,
             rejected=rejected,
             seq_gaps=seq_gaps,
+            precision=str(getattr(self.predictor, "precision", "")),
         )
