@@ -28,12 +28,12 @@ from typing import IO, Any
 import numpy as np
 
 from prescient.benchmarks.common import add_out_argument, commit, machine, result_path
-from prescient.service.app.paths import default_model_path
+from prescient.service.app.paths import shipped_model_path
 from prescient.service.stats import percentiles_ms
 
 # Named, not default_model_path(): the fp32 rows stay float whichever file the service loads.
-SHIPPED_FP32 = default_model_path().with_name("prescient.onnx")
-SHIPPED_INT8 = default_model_path().with_name("prescient_int8.onnx")
+SHIPPED_FP32 = shipped_model_path("fp32")
+SHIPPED_INT8 = shipped_model_path("int8")
 N_FEEDS = 4
 
 

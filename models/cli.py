@@ -1,4 +1,5 @@
-"""``prescient train | eval | export | quantize``: model training, evaluation, ONNX export, int8.
+"""``prescient train | eval | export | quantize | factor-edges``: training, evaluation, ONNX export,
+int8, graph rewrites.
 
 Registered by :mod:`prescient.service.app.cli`. Torch is imported inside the handlers only, so ``prescient --help``
 stays fast and works without the ``train`` extra.
@@ -136,8 +137,24 @@ def _run_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_factor(args: argparse.Namespace) -> int:
+    from prescient.models.onnx_passes import PassError, factor_file
+
+    if not Path(args.model).is_file():
+        raise StartupError(f"model not found: {args.model}")
+    try:
+        manifest = factor_file(Path(args.model), args.out)
+    except PassError as e:
+        raise StartupError(str(e)) from e
+    print(
+        f"wrote {args.out} ({manifest['model_id']}, outputs within {manifest['pass_parity_max_abs']:.1e} "
+        f"of {Path(args.model).name})"
+    )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``, ``eval``, ``export`` and ``quantize`` to the ``prescient`` CLI."""
+    """Add ``train``, ``eval``, ``export``, ``quantize`` and ``factor-edges`` to the ``prescient`` CLI."""
     train = subparsers.add_parser("train", help="train prediction models")
     tsub = train.add_subparsers(dest="train_target", metavar="TARGET")
     t_eth = tsub.add_parser("eth-ucy", help="train per scene on ETH/UCY, save checkpoints, score test")
@@ -184,3 +201,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     qz.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
     qz.add_argument("--no-preprocess", action="store_true", help="skip quant_pre_process")
     qz.set_defaults(func=_run_quantize)
+
+    fe = subparsers.add_parser(
+        "factor-edges",
+        help="rewrite an older export's attention edge values (exact, parity-checked; faster inference)",
+    )
+    fe.add_argument("--model", type=Path, required=True, help="exported .onnx (manifest beside it)")
+    fe.add_argument("--out", type=output_path, required=True, help="destination .onnx (manifest beside it)")
+    fe.set_defaults(func=_run_factor)

@@ -170,14 +170,21 @@ class EdgeAttention(nn.Module):
         q = q.reshape(b, m, self.h, self.dh).transpose(1, 2)  # (B, h, M, dh)
         k = k.reshape(b, m, self.h, self.dh).transpose(1, 2)
         v = v.reshape(b, m, self.h, self.dh).transpose(1, 2)
-        e = self.edge(edges)  # (B, M, M, h + D)
-        bias = e[..., : self.h].permute(0, 3, 1, 2)  # (B, h, M, M)
-        ev = e[..., self.h :].reshape(b, m, m, self.h, self.dh)  # (B, M, M, h, dh)
+        # The edge MLP's last layer gives a per-head bias and a per-edge value term. The value
+        # term is summed over j with the attention weights, so it is applied after that sum:
+        # sum_j attn_ij (W hid_ij + c) = W (sum_j attn_ij hid_ij) + c (the weights sum to 1). Same
+        # parameters and result as building the (B, M, M, D) value tensor, without building it:
+        # the interaction cost drops from O(M^2 D) to O(M^2 F + M F D) (F = 64 hidden).
+        hid = self.edge[:-1](edges)  # (B, M, M, F)
+        w, c = self.edge[-1].weight, self.edge[-1].bias  # (h + D, F), (h + D,)
+        bias = (hid @ w[: self.h].T + c[: self.h]).permute(0, 3, 1, 2)  # (B, h, M, M)
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.dh) + bias
         logits = logits + (1.0 - key_mask)[:, None, None, :] * MASK_LOGIT
         attn = torch.softmax(logits, dim=-1)  # (B, h, M, M)
         out = attn @ v  # (B, h, M, dh)
-        out = out + torch.einsum("bhij,bijhc->bhic", attn, ev)
+        pooled = (attn.transpose(1, 2) @ hid).transpose(1, 2)  # (B, h, M, F): sum_j attn_ij hid_ij
+        w_val = w[self.h :].reshape(self.h, self.dh, -1).transpose(1, 2)  # (h, F, dh)
+        out = out + pooled @ w_val + c[self.h :].reshape(self.h, 1, self.dh)
         out = out.transpose(1, 2).reshape(b, m, d)
         x = x + self.out(out)
         return x + self.ffn(self.norm2(x))

@@ -113,3 +113,25 @@ def test_net_training_steps_reduce_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_edge_values_applied_after_the_attention_sum_equal_the_direct_form() -> None:
+    """EdgeAttention pools the edge MLP's hidden layer with the attention weights and applies
+    the value weights once per token: the same result as the per-edge value tensor."""
+    import math
+
+    from prescient.models.net import MASK_LOGIT, EdgeAttention
+
+    torch.manual_seed(0)
+    att = EdgeAttention(32, 4)
+    x, edges = torch.randn(2, 9, 32), torch.randn(2, 9, 9, 7)
+    key_mask = torch.tensor([[1.0] * 6 + [0.0] * 3, [1.0] * 9])
+    b, m, d = x.shape
+    q, k, v = (t.reshape(b, m, 4, 8).transpose(1, 2) for t in att.qkv(att.norm1(x)).chunk(3, dim=-1))
+    e = att.edge(edges)
+    logits = q @ k.transpose(-1, -2) / math.sqrt(8) + e[..., :4].permute(0, 3, 1, 2)
+    attn = torch.softmax(logits + (1.0 - key_mask)[:, None, None, :] * MASK_LOGIT, dim=-1)
+    out = attn @ v + torch.einsum("bhij,bijhc->bhic", attn, e[..., 4:].reshape(b, m, m, 4, 8))
+    y = x + att.out(out.transpose(1, 2).reshape(b, m, d))
+    ref = y + att.ffn(att.norm2(y))
+    assert torch.allclose(att(x, edges, key_mask), ref, atol=1e-5)
