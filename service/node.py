@@ -265,9 +265,11 @@ class _ServiceLoop:
         self._decode_ns = 0
         if res is None:
             return
+        # Predictions first: the planner waits for them; the tracks (for the recorder and
+        # viewers) follow without delaying them.
+        self._pub.publish(res.predictions)
         if not self._opts.tracks_input:  # never echo tracks we were given
             self._pub.publish(res.tracks.to_message(), check=False)  # the one wire Tracks
-        self._pub.publish(res.predictions)
         self._live.note_tick(time.monotonic_ns(), res.predictions.degraded)
         self._last_tick_ns = tick_ns
         log.debug("tick %d: %d tracks, %.1f ms", tick_ns, len(res.tracks), res.total_ns / 1e6)

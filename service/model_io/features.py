@@ -299,7 +299,16 @@ def world_from_agent_predictions(
         mapped with ``|R| b`` (absolute rotation), a conservative axis-aligned bound: a per-axis
         scale is not closed under rotation.
     """
-    rot = _rot(agent_pose_world[:, 2])  # (N, 2, 2) world_from_agent
-    traj = np.einsum("nij,nktj->nkti", rot, traj_agent_m) + agent_pose_world[:, None, None, :2]
-    scale = np.einsum("nij,nktj->nkti", np.abs(rot), scale_agent_m)
-    return traj.astype(np.float32), scale.astype(np.float32)
+    # Written out per component: numpy's einsum took ~2.5 ms per tick for these (N, K, T) shapes.
+    yaw = np.asarray(agent_pose_world[:, 2], np.float64)[:, None, None]
+    c, s = np.cos(yaw), np.sin(yaw)  # world_from_agent = [[c, -s], [s, c]]
+    x, y = traj_agent_m[..., 0], traj_agent_m[..., 1]
+    traj = np.empty(traj_agent_m.shape, np.float32)
+    traj[..., 0] = c * x - s * y + agent_pose_world[:, None, None, 0]
+    traj[..., 1] = s * x + c * y + agent_pose_world[:, None, None, 1]
+    ac, as_ = np.abs(c), np.abs(s)
+    sx, sy = scale_agent_m[..., 0], scale_agent_m[..., 1]
+    scale = np.empty(scale_agent_m.shape, np.float32)
+    scale[..., 0] = ac * sx + as_ * sy
+    scale[..., 1] = as_ * sx + ac * sy
+    return traj, scale
