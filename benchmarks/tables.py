@@ -14,77 +14,28 @@ nothing and exits 1 naming each block that differs (``tests/test_docs_tables.py`
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from prescient.benchmarks import latency_tables
 from prescient.benchmarks.common import budgets
-
-REPO = Path(__file__).resolve().parents[1]
-MEASURED_DIR = REPO / "benchmarks" / "measured"
-README = REPO / "README.md"
-BENCH_README = REPO / "benchmarks" / "README.md"
-REQUIRED_KEYS = ("name", "command", "commit", "date", "machine", "source", "figures")
-
-
-class ResultFileError(ValueError):
-    """A result file is missing a key, or names a commit or machine in the wrong form."""
-
-
-def load(name: str) -> dict[str, Any]:
-    """``benchmarks/measured/<name>.json``, checked for the keys every result file carries."""
-    path = MEASURED_DIR / f"{name}.json"
-    r = json.loads(path.read_text())
-    missing = [k for k in REQUIRED_KEYS if k not in r]
-    if missing:
-        raise ResultFileError(f"{path.name}: missing {missing}")
-    if r["name"] != name:
-        raise ResultFileError(f"{path.name}: name {r['name']!r} is not the file's name")
-    if not (isinstance(r["commit"], str) and re.fullmatch(r"[0-9a-f]{7,40}", r["commit"])):
-        raise ResultFileError(f"{path.name}: commit {r['commit']!r} is not an abbreviated git hash")
-    if r["date"] is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", r["date"]):
-        raise ResultFileError(f"{path.name}: date {r['date']!r} is not YYYY-MM-DD (or null: not recorded)")
-    if not {"cpu", "cores"} <= set(r["machine"]):
-        raise ResultFileError(f"{path.name}: machine lacks cpu or cores (null: not recorded)")
-    return r
-
-
-def machine_text(r: dict[str, Any]) -> str:
-    """``AMD EPYC x2``, or ``machine not recorded``."""
-    m = r["machine"]
-    if not m.get("cpu"):
-        return "machine not recorded"
-    return f"{m['cpu']} x{m['cores']}"
-
-
-def provenance(r: dict[str, Any], link_dir: str) -> str:
-    """One line: the command, commit, date and machine, and a link to the result file."""
-    date = r["date"] or "date not recorded"
-    return (
-        f"`{r['command']}` at commit `{r['commit']}`, {date}, {machine_text(r)} "
-        f"([{r['name']}.json]({link_dir}{r['name']}.json))"
-    )
-
-
-def md_table(headers: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def _f(v: float | None, fmt: str) -> str:
-    return "-" if v is None else format(v, fmt)
-
-
-def _lo_hi(values: list[float], fmt: str) -> str:
-    lo, hi = min(values), max(values)
-    return f"{lo:{fmt}}-{hi:{fmt}}" if format(lo, fmt) != format(hi, fmt) else format(lo, fmt)
-
-
-# --- README.md ------------------------------------------------------------------------------------
+from prescient.benchmarks.table_format import (  # noqa: F401 (re-exported for callers)
+    BENCH_README,
+    MEASURED_DIR,
+    README,
+    REPO,
+    REQUIRED_KEYS,
+    ResultFileError,
+    _f,
+    _lo_hi,
+    load,
+    machine_text,
+    md_table,
+    provenance,
+)
 
 
 def _e2e_points(r: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -116,35 +67,33 @@ def measured_table() -> str:
 
     rows: list[list[str]] = []
     pts = _e2e_points(e2e)
-    n_at = b["e2e"]["budget_agents"]
-    d, n = pts[("day", n_at)], pts[("night", n_at)]
-    rows.append(
-        [
-            f"end to end (`prescient bench e2e`), {n_at} agents, {d['ticks']} ticks at 10 Hz, day / night",
-            f"p50 {d['e2e_ms']['p50']:.1f} / {n['e2e_ms']['p50']:.1f} ms, p99 {d['e2e_ms']['p99']:.1f} / "
-            f"{n['e2e_ms']['p99']:.1f} ms, {d['deadline_misses']} / {n['deadline_misses']} ticks over 100 ms",
-            f"p99 <= {b['e2e']['p99_ms']:g} ms, {_miss_budget_text(b)}",
-            src(e2e),
-        ]
-    )
-    top = max(p["agents"] for p in pts.values())
-    d, n = pts[("day", top)], pts[("night", top)]
-    rows.append(
-        [
-            f"end to end, {top} agents, day / night",
-            f"p99 {d['e2e_ms']['p99']:.1f} / {n['e2e_ms']['p99']:.1f} ms, {d['deadline_misses']} / "
-            f"{n['deadline_misses']} of {d['ticks']} ticks over 100 ms",
-            f"(budget applies at {n_at} agents)",
-            src(e2e),
-        ]
-    )
+    e = b["e2e"]
+    for n_at, p99, age in (
+        (e["budget_agents"], e["p99_ms"], e["data_age_p99_ms"]),
+        (e["max_agents"], e["p99_ms_at_max_agents"], e["data_age_p99_ms_at_max_agents"]),
+    ):
+        d, n = pts[("day", n_at)], pts[("night", n_at)]
+        rows.append(
+            [
+                f"end to end (`prescient bench e2e`), {n_at} agents, {d['ticks']} ticks at 10 Hz, day / night",
+                f"processing p50 {d['processing_ms']['p50']:.1f} / {n['processing_ms']['p50']:.1f} ms, "
+                f"p99 {d['processing_ms']['p99']:.1f} / {n['processing_ms']['p99']:.1f} ms; data age p99 "
+                f"{d['data_age_ms']['p99']:.1f} / {n['data_age_ms']['p99']:.1f} ms; {d['deadline_misses']} / "
+                f"{n['deadline_misses']} ticks over 100 ms, {d['degraded_ticks']} / {n['degraded_ticks']} degraded",
+                f"processing p99 <= {p99:g} ms, data age p99 <= {age:g} ms, {_miss_budget_text(b)}, "
+                f"{e['max_degraded_ticks']} degraded",
+                src(e2e),
+            ]
+        )
     infer = [p["stages_p50_ms"]["infer"] for p in pts.values()]
+    infer99 = [p["stages_p99_ms"]["infer"] for p in pts.values() if p["agents"] == e["budget_agents"]]
     ort = next(x for x in model["figures"]["results"] if x["runtime"] == "onnxruntime")
     rows.append(
         [
             "model inference, onnxruntime CPU, 2 threads, 100 agents",
-            f"shipped model in the stack: p50 {_lo_hi(infer, '.1f')} ms over the {len(infer)} e2e points; "
-            f"alone (`prescient bench model --channels 58`, random weights, wider than shipped): "
+            f"default model ({e2e['model']}) in the stack: p50 {_lo_hi(infer, '.1f')} ms over the {len(infer)} "
+            f"e2e points, p99 {_lo_hi(infer99, '.1f')} ms at {e['budget_agents']} agents; alone "
+            f"(`prescient bench model --channels 58`, random weights, wider than shipped): "
             f"p50 {ort['p50_ms']:.1f} ms, p99 {ort['p99_ms']:.1f} ms",
             f"p99 <= {b['stages']['infer_ms']:g} ms",
             src(e2e, model),
@@ -223,17 +172,13 @@ def measured_table() -> str:
         ]
     )
     sf = smoke["figures"]
-    verdict = (
-        f"; misses today's p99 budget ({sf['e2e_ms']['p99']:g} > {b['e2e']['p99_ms']:g} ms)"
-        if sf["e2e_ms"]["p99"] > b["e2e"]["p99_ms"]
-        else ""
-    )
     rows.append(
         [
             f"`make docker-smoke` ({sf['containers']} containers, {sf['seconds']} s)",
             f"{sf['predictions']} predictions at {sf['rate_hz']:g} Hz, {sf['degraded']} degraded, {sf['provider']}, "
-            f"e2e p50 {sf['e2e_ms']['p50']:g} ms, p99 {sf['e2e_ms']['p99']:g} ms, all containers healthy{verdict}",
-            f">= 9 Hz, <= 5 % degraded, p99 <= {b['e2e']['p99_ms']:g} ms",
+            f"all containers healthy; end to end from the newest frame *received* (not today's processing "
+            f"latency) p50 {sf['e2e_ms']['p50']:g} ms, p99 {sf['e2e_ms']['p99']:g} ms",
+            ">= 9 Hz, <= 5 % degraded",
             src(smoke),
         ]
     )
@@ -326,44 +271,6 @@ def budgets_table() -> str:
             by = CHECKED_BY.get(f"{section}.{key}", CHECKED_BY.get(section, "-"))
             rows.append([f"`{section}.{key}`", f"{value:g}", by])
     return md_table(["budget", "value", "checked by `prescient bench ... --check`"], rows)
-
-
-def e2e_table() -> str:
-    r = load("e2e")
-    b = budgets()
-    rows = []
-    for p in r["figures"]["points"]:
-        e, s = p["e2e_ms"], p["stages_p50_ms"]
-        rows.append(
-            [
-                p["scenario"],
-                p["agents"],
-                p["ticks"],
-                *(f"{e[k]:.3f}" for k in ("p50", "p95", "p99", "max")),
-                f"{100 * p['deadline_misses'] / p['ticks']:.1f}%",
-                p["degraded_ticks"],
-                *(f"{s[k]:.3f}" for k in ("track", "raster", "infer")),
-                f"{p['prediction_to_planner_p50_ms']:.3f}",
-            ]
-        )
-    head = ["scenario", "agents", "ticks", "e2e p50", "p95", "p99", "max", ">100 ms", "degraded"]
-    head += ["track p50", "raster p50", "infer p50", "pred->planner p50"]
-    checked = []
-    for p in r["figures"]["points"]:
-        if p["agents"] != b["e2e"]["budget_agents"]:
-            continue
-        for stage, v in p.get("stages_p99_ms", {}).items():
-            limit = b["stages"][f"{stage}_ms"]
-            verdict = "over" if v > limit else "within"
-            checked.append(f"{p['scenario']} {stage} p99 {v:g} ms ({verdict} {limit:g} ms)")
-    text = (
-        provenance(r, "measured/")
-        + f"; provider {r['provider']}, all times in ms:\n\n"
-        + md_table(head, rows)
-    )
-    if checked:
-        text += f"\n\nStage p99 printed at {b['e2e']['budget_agents']} agents: " + "; ".join(checked) + "."
-    return text
 
 
 def conditional_table() -> str:
@@ -523,7 +430,11 @@ BLOCKS: dict[tuple[Path, str], Callable[[], str]] = {
     (README, "measured"): measured_table,
     (README, "tracker-quality"): tracker_quality_table,
     (BENCH_README, "budgets"): budgets_table,
-    (BENCH_README, "e2e"): e2e_table,
+    (README, "e2e-before-after"): latency_tables.e2e_before_after_table,
+    (BENCH_README, "e2e-before-after"): latency_tables.e2e_before_after_table,
+    (BENCH_README, "e2e"): latency_tables.e2e_table,
+    (BENCH_README, "infer"): latency_tables.infer_table,
+    (BENCH_README, "reorder"): latency_tables.reorder_table,
     (BENCH_README, "conditional"): conditional_table,
     (BENCH_README, "raster"): raster_table,
     (BENCH_README, "tracker-speed"): tracker_speed_table,

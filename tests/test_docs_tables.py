@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from prescient.benchmarks import tables
+from prescient.benchmarks import table_format, tables
 
 
 def test_generated_tables_match_their_result_files() -> None:
@@ -26,6 +26,7 @@ def test_every_result_file_is_valid_and_shown(monkeypatch: pytest.MonkeyPatch) -
         return real_load(name)
 
     monkeypatch.setattr(tables, "load", spy)
+    monkeypatch.setattr(table_format, "load", spy)
     for render in tables.BLOCKS.values():
         render()
     files = {p.stem for p in tables.MEASURED_DIR.glob("*.json")}
@@ -43,7 +44,7 @@ def test_a_changed_figure_names_its_stale_block(tmp_path: Path, monkeypatch: pyt
     r = json.loads(path.read_text())
     r["figures"]["results"][1]["p99"] = 123.456
     path.write_text(json.dumps(r))
-    monkeypatch.setattr(tables, "MEASURED_DIR", measured)
+    monkeypatch.setattr(table_format, "MEASURED_DIR", measured)
     assert tables.stale_blocks() == ["README.md: measured", "benchmarks/README.md: conditional"]
 
 
@@ -52,7 +53,7 @@ def test_a_result_file_without_a_commit_is_refused(tmp_path: Path, monkeypatch: 
     r = json.loads((tables.MEASURED_DIR / "demo.json").read_text())
     r["commit"] = None
     (tmp_path / "demo.json").write_text(json.dumps(r))
-    monkeypatch.setattr(tables, "MEASURED_DIR", tmp_path)
+    monkeypatch.setattr(table_format, "MEASURED_DIR", tmp_path)
     with pytest.raises(tables.ResultFileError, match="commit"):
         tables.load("demo")
 
