@@ -86,6 +86,7 @@ def _run_train(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         route_plan_fraction=args.route_plan_fraction,
         model_size=args.model_size,
+        shards_in_memory=args.shards_in_memory,
     )
     try:
         res = train(args.data, args.out, cfg, resume=not args.fresh)
@@ -241,6 +242,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="wall-clock stop; the state is saved and a rerun with the same --out resumes",
     )  # fmt: skip
     t.add_argument("--fresh", action="store_true", help="ignore a saved state in --out and start over")
+    t.add_argument(
+        "--shards-in-memory", type=non_negative_int, default=0,
+        help="0: load every shard; N: read shards on demand, at most N in memory (large datasets)",
+    )  # fmt: skip
     t.add_argument("--batch-size", type=positive_int, default=8)
     t.add_argument("--lr", type=positive_float, default=1e-3)
     t.add_argument(

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,15 +35,13 @@ import torch
 
 from prescient.models.export import export_onnx, load_checkpoint, onnx_parity, save_checkpoint
 from prescient.models.net import TrajectoryNet, wta_laplace_loss
+from prescient.models.shard_stream import LazyShard, ShardCache, block_permutation
 from prescient.models.sim_data import (
-    STORE_N_MAX,
-    Shard,
     SimDataError,
     list_shards,
     load_shard,
-    targets_in_agent_frame,
 )
-from prescient.models.sim_runs import HELD_OUT_MIN_SEED, is_held_out
+from prescient.models.sim_samples import SimSamples
 from prescient.models.train_state import TrainState, trim_metrics
 from prescient.service.model_io.config import ModelConfig
 
@@ -68,6 +67,8 @@ class TrainConfig:
         minutes: wall-clock stop, None: none. A run it stops is incomplete, not shorter: its state
             is saved and a resumed run finishes the same schedule.
         checkpoint_every: steps between saves of the full training state (``last.pt``).
+        shards_in_memory: 0 loads every shard (small data); N > 0 reads shards on demand, at most
+            N in memory, and visits samples in blocks of N/2 shards (:mod:`prescient.models.shard_stream`).
         batch_size: scenes per step.
         lr: peak AdamW learning rate (cosine decay to 5 %).
         weight_decay: AdamW weight decay.
@@ -84,6 +85,7 @@ class TrainConfig:
     max_steps: int = 420
     minutes: float | None = None
     checkpoint_every: int = 50
+    shards_in_memory: int = 0
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -110,159 +112,6 @@ def model_config_for(meta: dict[str, Any], size: str, n_max: int, num_modes: int
         channel_names=tuple(meta["channel_names"]),
         **MODEL_SIZES[size],
     )
-
-
-class SimSamples:
-    """All samples of some shards, in memory (rasters sparse), assembled into torch batches.
-
-    A sample is a scene at one tick; with shards of format 2 each scene may also have
-    counterfactual branches (the same scene under other ego plans, :mod:`prescient.models.shards`),
-    addressed by their index in :attr:`branch_names`. Branch -1 is the sample as it happened.
-
-    Args:
-        shards: loaded shards (same raster spec; those with branches all with the same branch list).
-        n_max: agent slots per sample (nearest first, <= the stored 128).
-        allow_held_out: accept runs of the held-out evaluation seeds
-            (:data:`prescient.models.sim_runs.HELD_OUT_MIN_SEED` on); training never should.
-
-    Raises:
-        SimDataError: no shards, mixed specs or branch lists, ``n_max`` out of range, or a
-            held-out run.
-    """
-
-    def __init__(self, shards: list[Shard], n_max: int, allow_held_out: bool = False) -> None:
-        if not shards:
-            raise SimDataError("no shards to train on")
-        specs = {str(s.meta["raster_spec"]) for s in shards}
-        if len(specs) != 1:
-            raise SimDataError(f"shards mix raster specs {sorted(specs)}")
-        if not 1 <= n_max <= STORE_N_MAX:
-            raise SimDataError(f"n_max must be in [1, {STORE_N_MAX}], got {n_max}")
-        held = [s.path.stem for s in shards if is_held_out(int(s.meta["seed"]))]
-        if held and not allow_held_out:
-            raise SimDataError(
-                f"runs {held[:4]} are held-out evaluation seeds (>= {HELD_OUT_MIN_SEED}): not for training"
-            )
-        lists = {tuple(s.branches) for s in shards if s.branches}
-        if len(lists) > 1:
-            raise SimDataError(f"shards mix branch lists {sorted(lists)}")
-        self.branch_names: list[str] = list(next(iter(lists))) if lists else []
-        self.shards = shards
-        self.n_max = n_max
-        self.meta = shards[0].meta
-        self.index = [(si, i) for si, s in enumerate(shards) for i in range(s.num_samples)]
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def branch_index(self, kind: str) -> int:
-        """Index of plan kind ``kind`` (e.g. ``"stop"``) in :attr:`branch_names`.
-
-        Raises:
-            SimDataError: the shards have no such branch.
-        """
-        if kind not in self.branch_names:
-            raise SimDataError(f"no {kind!r} branch; the shards have {self.branch_names}")
-        return self.branch_names.index(kind)
-
-    def available(self, items: list[int]) -> np.ndarray:
-        """(B, NB) bool: which branches each sample of ``items`` has (NB = len(branch_names))."""
-        out = np.zeros((len(items), len(self.branch_names)), bool)
-        for j, it in enumerate(items):
-            si, i = self.index[it]
-            s = self.shards[si]
-            if s.branches:
-                out[j] = s.arrays["branch_applied"][i]
-        return out
-
-    def batch(
-        self,
-        items: list[int],
-        route_mask: np.ndarray | None = None,
-        branch: np.ndarray | list[int] | None = None,
-        pair_branch: np.ndarray | list[int] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Tensors for samples ``items`` (indices into ``self.index``).
-
-        Keys: ``raster`` (B, C, H, W); ``agent_hist``, ``agent_state``, ``agent_valid`` (B, n_max, ...);
-        ``ego_state`` (B, 5); ``ego_plan`` (B, P, 2); ``fut`` (B, n_max, T, 2) agent-frame targets;
-        ``fv`` (B, n_max, T) float mask.
-
-        Args:
-            items: sample indices.
-            route_mask: (B,) bool, True to use the route plan for that sample (only where the
-                sample's branch is -1).
-            branch: (B,) int, per sample the branch (index into :attr:`branch_names`) whose ego
-                plan (input and raster channel) and targets to return; -1 or None: the sample as
-                it happened (actual future).
-            pair_branch: (B,) int, pair mode: also return branch ``pair_branch[j]`` of the same
-                scene under the keys ``raster_b``, ``ego_state_b``, ``ego_plan_b``, ``fut_b``,
-                ``fv_b`` (-1: the actual future). The agent inputs (same slots, same agents) are
-                shared; ``fut`` and ``fut_b`` are the same agents' futures under the two plans.
-
-        Raises:
-            SimDataError: a requested branch the sample does not have (see :meth:`available`).
-        """
-        b = len(items)
-        br = np.full(b, -1, np.int64) if branch is None else np.asarray(branch, np.int64)
-        route = np.zeros(b, bool) if route_mask is None else np.asarray(route_mask, bool)
-        res = self._side(items, br, route & (br < 0))
-        rows = [(self.shards[si].arrays, i) for si, i in (self.index[it] for it in items)]
-        for k in ("agent_hist", "agent_state", "agent_valid"):  # plan-independent: shared by a pair
-            res[k] = torch.from_numpy(np.stack([a[k][i, : self.n_max] for a, i in rows]))
-        if pair_branch is not None:
-            other = self._side(items, np.asarray(pair_branch, np.int64), np.zeros(b, bool))
-            res.update({k + "_b": v for k, v in other.items()})
-        return res
-
-    def _side(self, items: list[int], branch: np.ndarray, route: np.ndarray) -> dict[str, torch.Tensor]:
-        """Plan-dependent tensors (raster, ego_state, ego_plan, fut, fv) of ``items`` under ``branch``."""
-        n = self.n_max
-        c, h, w = (int(v) for v in self.meta["raster_shape"])
-        raster = np.zeros((len(items), c, h, w), np.float32)
-        out: dict[str, list[np.ndarray]] = {k: [] for k in ("ego_state", "ego_plan", "fut", "fv")}
-        for j, it in enumerate(items):
-            si, i = self.index[it]
-            s, bj = self.shards[si], int(branch[j])
-            a = s.arrays
-            s.raster(i, out=raster[j], route_plan=bool(route[j]), branch=None if bj < 0 else bj)
-            suffix = "_route" if route[j] else ""
-            out["ego_state"].append(a["ego_state" + suffix][i])
-            if bj < 0:
-                out["ego_plan"].append(a["ego_plan" + suffix][i])
-                fut, tvalid = self._future(s, i), a["target_valid"][i, :n]
-            else:
-                out["ego_plan"].append(a["branch_ego_plan"][i, bj])
-                fut, tvalid = self._branch_future(s, i, bj)
-            out["fut"].append(fut)
-            fv = tvalid & (a["agent_valid"][i, :n, None] > 0)
-            out["fv"].append(fv.astype(np.float32))
-        res = {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
-        res["raster"] = torch.from_numpy(raster)
-        return res
-
-    def _future(self, s: Shard, i: int) -> np.ndarray:
-        """(n_max, T, 2) agent-frame targets of sample ``i`` (computed per batch: at 30k samples a
-        precomputed copy would hold another ~80 kB per sample in memory)."""
-        a, n = s.arrays, self.n_max
-        return targets_in_agent_frame(
-            a["target_xy_m"][i, :n], a["target_valid"][i, :n], a["agent_pose_world"][i, :n]
-        )
-
-    def _branch_future(self, s: Shard, i: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-        """Agent-frame targets (n_max, T, 2) and validity (n_max, T) of sample ``i`` under branch ``b``:
-        the sample's own, with the slots the branch changed replaced."""
-        n = self.n_max
-        slots, xy, valid = s.branch_diff(i, b)
-        fut = self._future(s, i)
-        tvalid = s.arrays["target_valid"][i, :n].copy()
-        keep = slots < n
-        slots = slots[keep]
-        if len(slots):
-            pose = s.arrays["agent_pose_world"][i, slots]
-            fut[slots] = targets_in_agent_frame(xy[keep], valid[keep], pose)
-            tvalid[slots] = valid[keep]
-        return fut, tvalid
 
 
 def split_runs(shards: list[Path], val_fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
@@ -342,8 +191,8 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = list_shards(data_dir)
     train_paths, val_paths = split_runs(paths, cfg.val_fraction, cfg.seed)
-    train_set = SimSamples([load_shard(p) for p in train_paths], cfg.n_max)
-    val_set = SimSamples([load_shard(p) for p in val_paths], cfg.n_max)
+    train_set = SimSamples(_open_shards(train_paths, cfg.shards_in_memory), cfg.n_max)
+    val_set = SimSamples(_open_shards(val_paths, cfg.shards_in_memory), cfg.n_max)
     log.info("%d train samples (%d runs), %d val samples (%d runs)", len(train_set), len(train_paths),
              len(val_set), len(val_paths))  # fmt: skip
     if len(train_set) == 0 or len(val_set) == 0:
@@ -351,7 +200,7 @@ def train(
     model = TrajectoryNet(model_config_for(train_set.meta, cfg.model_size, cfg.n_max, cfg.num_modes))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     identity = {"train_config": _schedule_config(cfg), "train_runs": [p.stem for p in train_paths]}
-    state = TrainState.start(cfg.seed, len(train_set))
+    state = TrainState.start(cfg.seed, _sample_order(train_set, cfg.shards_in_memory))
     last_path = out_dir / "last.pt"
     if resume and last_path.is_file():
         state = TrainState.load(last_path, model, opt, identity)
@@ -378,6 +227,24 @@ def train(
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _open_shards(paths: list[Path], shards_in_memory: int) -> list[Any]:
+    """All shards loaded (0), or lazily with at most ``shards_in_memory`` in memory at once."""
+    if shards_in_memory <= 0:
+        return [load_shard(p) for p in paths]
+    cache = ShardCache(shards_in_memory)
+    return [LazyShard(p, cache) for p in paths]
+
+
+def _sample_order(data: SimSamples, shards_in_memory: int) -> Callable[[np.random.Generator], np.ndarray]:
+    """Each pass's sample order: a plain permutation (all in memory), or shard blocks of half
+    the cache (:func:`~prescient.models.shard_stream.block_permutation`)."""
+    if shards_in_memory <= 0:
+        return lambda rng: rng.permutation(len(data))
+    sizes = [s.num_samples for s in data.shards]
+    block = max(1, shards_in_memory // 2)
+    return lambda rng: block_permutation(rng, sizes, block)
 
 
 def _schedule_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -413,6 +280,7 @@ class _Run:
         n_val = min(cfg.val_max_samples, len(val_set))
         self.val_items = sorted({int(v) for v in np.linspace(0, len(val_set) - 1, n_val).astype(int)})
         self.meta: dict[str, Any] = {}
+        self.order = _sample_order(train_set, cfg.shards_in_memory)
         self.wall_s = 0.0
         self._losses: list[float] = []
 
@@ -438,7 +306,7 @@ class _Run:
 
     def _step(self, metrics: Any, t_s: float) -> None:
         cfg, st = self.cfg, self.state
-        items = st.next_items(cfg.batch_size, len(self.train_set))
+        items = st.next_items(cfg.batch_size, self.order)
         route = st.rng.random(len(items)) < cfg.route_plan_fraction
         bt = self.train_set.batch(items, route)
         lr = lr_at(cfg, st.step)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +41,15 @@ class TrainState:
     best_step: int = -1
 
     @classmethod
-    def start(cls, seed: int, n_samples: int) -> TrainState:
+    def start(cls, seed: int, order: Callable[[np.random.Generator], np.ndarray]) -> TrainState:
+        """A run at step 0; ``order(rng)`` gives each pass's sample order (a permutation)."""
         rng = np.random.default_rng(seed)
-        return cls(step=0, perm=rng.permutation(n_samples), cursor=0, rng=rng)
+        return cls(step=0, perm=order(rng), cursor=0, rng=rng)
 
-    def next_items(self, batch_size: int, n_samples: int) -> list[int]:
-        """The next batch of sample indices (a new seeded permutation when a pass ends)."""
+    def next_items(self, batch_size: int, order: Callable[[np.random.Generator], np.ndarray]) -> list[int]:
+        """The next batch of sample indices (a new seeded ``order(rng)`` when a pass ends)."""
         if self.cursor + batch_size > len(self.perm):
-            self.perm, self.cursor = self.rng.permutation(n_samples), 0
+            self.perm, self.cursor = order(self.rng), 0
         items = [int(v) for v in self.perm[self.cursor : self.cursor + batch_size]]
         self.cursor += batch_size
         return items

@@ -202,3 +202,52 @@ def test_interrupted_training_resumes_to_the_same_weights(data_dir: Path, tmp_pa
     assert steps("whole") == steps("split")
     with pytest.raises(TrainStateError, match="other train_config"):
         train(two, tmp_path / "split", dataclasses.replace(cfg, lr=0.5))
+
+
+def test_block_order_visits_every_sample_once_in_shard_blocks():
+    """Each pass of the block order is a permutation of all samples, cut into stretches that each
+    hold the samples of one block of 2 shards; the same generator state gives the same order."""
+    from prescient.models.shard_stream import block_permutation
+
+    sizes = [5, 7, 3, 9, 4, 6]
+    order = block_permutation(np.random.default_rng(0), sizes, block=2)
+    assert sorted(order.tolist()) == list(range(sum(sizes)))
+    shard_of = np.repeat(np.arange(len(sizes)), sizes)
+    k = 0
+    for pair in (
+        np.random.default_rng(0).permutation(len(sizes)).reshape(-1, 2)
+    ):  # the shard order drawn first
+        n = sizes[pair[0]] + sizes[pair[1]]
+        assert set(shard_of[order[k : k + n]].tolist()) == set(pair.tolist())
+        k += n
+    np.testing.assert_array_equal(order, block_permutation(np.random.default_rng(0), sizes, block=2))
+
+
+@pytest.mark.slow
+def test_lazy_shards_train_to_the_same_weights_as_loaded_ones_with_the_same_order(
+    data_dir: Path, tmp_path: Path
+):
+    """Shards read on demand (a one-shard cache) give the same batches as loaded ones; a run
+    with shards_in_memory trains through to its last step."""
+    from prescient.models.shard_stream import LazyShard, ShardCache
+    from prescient.models.train_sim import SimSamples
+
+    two = tmp_path / "data"
+    two.mkdir()
+    src = list_shards(data_dir)[0]
+    shutil.copy(src, two / "intersection_s0003.npz")
+    shutil.copy(src, two / "intersection_s0004.npz")
+    paths = list_shards(two)
+    cache = ShardCache(1)
+    lazy = SimSamples([LazyShard(p, cache) for p in paths], n_max=8)
+    loaded = SimSamples([load_shard(p) for p in paths], n_max=8)
+    assert len(lazy) == len(loaded)
+    for items in ([0, 1], [len(lazy) - 1, 0]):
+        a, b = lazy.batch(items), loaded.batch(items)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cache.loads >= 2  # the one-shard cache reloaded when the batch crossed shards
+    cfg = TrainConfig(
+        max_steps=3, batch_size=2, n_max=8, val_every=3, model_size="tiny", num_modes=3, shards_in_memory=2
+    )
+    res = train(two, tmp_path / "run", cfg)
+    assert res["complete"] and res["steps"] == 3
