@@ -163,7 +163,9 @@ def _decode(topic: str, payload: bytes, max_bytes: int) -> Any:
     names = [f.name for f in dataclasses.fields(cls) if f.name != "header"]
     keys = set(raw) - {"type", "header"}
     newer = m.added_fields(cls, header.schema)  # an older sender may leave these out
-    missing = [k for k in names if k not in keys and k not in newer]
+    array_specs = m.array_specs(cls)
+    newer_arrays = {k for k, spec in array_specs.items() if spec.since > header.schema and k not in keys}
+    missing = [k for k in names if k not in keys and k not in newer and k not in newer_arrays]
     extra = sorted(keys - set(names))
     if missing:
         raise DecodeError(topic, f"missing keys {missing}", n, missing[0], "missing_keys")
@@ -173,12 +175,7 @@ def _decode(topic: str, payload: bytes, max_bytes: int) -> Any:
     kwargs: dict[str, Any] = {"header": header, **{k: v for k, v in newer.items() if k not in keys}}
     dims: dict[str, int] = {}
     scalars = m.scalar_specs(cls)
-    for name, spec in m.array_specs(cls).items():
-        a = _decode_array(topic, name, raw[name], n)
-        bad = _check_array(a, spec, dims)
-        if bad:
-            raise DecodeError(topic, bad[1], n, name, bad[0])
-        kwargs[name] = a
+    kwargs.update(_decode_arrays(topic, raw, array_specs, newer_arrays, n, dims))
     for name, kind in scalars.items():
         if name not in raw:
             continue  # a newer field an older sender left out: its default is in kwargs
@@ -191,6 +188,35 @@ def _decode(topic: str, payload: bytes, max_bytes: int) -> Any:
     if bad:
         raise DecodeError(topic, bad[0], n, bad[1], "csr")
     return msg
+
+
+def _decode_arrays(
+    topic: str,
+    raw: dict[str, Any],
+    specs: dict[str, m.ArraySpec],
+    newer: set[str],
+    n: int,
+    dims: dict[str, int],
+) -> dict[str, np.ndarray]:
+    """The array fields of ``raw``, checked; those in ``newer`` (added after the sender's schema
+    and left out) are filled with their spec's ``fill``, sized by the fields that were sent."""
+    out: dict[str, np.ndarray] = {}
+    for name, spec in specs.items():
+        if name in newer:
+            continue
+        a = _decode_array(topic, name, raw[name], n)
+        bad = _check_array(a, spec, dims)
+        if bad:
+            raise DecodeError(topic, bad[1], n, name, bad[0])
+        out[name] = a
+    for name in sorted(newer):
+        spec = specs[name]
+        unknown = [d for d in spec.shape if isinstance(d, str) and d not in dims]
+        if unknown:
+            raise DecodeError(topic, f"cannot size {name}: no field gives {unknown}", n, name, "missing_keys")
+        shape = tuple(dims[d] if isinstance(d, str) else d for d in spec.shape)
+        out[name] = np.full(shape, spec.fill, spec.dtype)
+    return out
 
 
 def _decode_header(topic: str, h: Any, n: int) -> m.Header:

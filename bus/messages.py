@@ -22,11 +22,25 @@ When changing any message: bump ``SCHEMA_VERSION``. A field added later carries 
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+
+from prescient.bus.enums import CORNER_TAGS as CORNER_TAGS
+from prescient.bus.enums import DEFAULT_SIZE_LWH_M as DEFAULT_SIZE_LWH_M
+from prescient.bus.enums import MODALITY_TAGS as MODALITY_TAGS
+from prescient.bus.enums import NUM_CLASSES as NUM_CLASSES
+
+# The enumerations live in prescient.bus.enums; also part of this module's interface.
+from prescient.bus.enums import AgentClass as AgentClass
+from prescient.bus.enums import AgentSource as AgentSource
+from prescient.bus.enums import Attribute as Attribute
+from prescient.bus.enums import Corner as Corner
+from prescient.bus.enums import LaneType as LaneType
+from prescient.bus.enums import LightState as LightState
+from prescient.bus.enums import Modality as Modality
+from prescient.bus.enums import TrackStatus as TrackStatus
 
 # The schema machinery (field declarations, the header, the @message decorator) is prescient.bus.schema;
 # it is part of this module's interface, so what it defines is re-exported here.
@@ -57,88 +71,6 @@ BoolArray = npt.NDArray[np.bool_]
 PRED_DT_S: Final = 0.1
 PRED_HORIZON_STEPS: Final = 80  # T: 8 s at 10 Hz
 TRACK_HISTORY_STEPS: Final = 20  # H: 2 s at 10 Hz, oldest first
-
-
-class AgentClass(IntEnum):
-    """Object classes. Values reach the wire and raster channels: never renumber."""
-
-    UNKNOWN = 0
-    CAR = 1
-    TRUCK = 2
-    BUS = 3
-    PEDESTRIAN = 4
-    CYCLIST = 5
-    ANIMAL = 6
-
-
-NUM_CLASSES: Final = len(AgentClass)
-# Typical box sizes (length, width, height) in metres per class: for data without sizes (ETH/UCY,
-# AV2 motion forecasting) and for synthetic scenes. One table, so they agree.
-DEFAULT_SIZE_LWH_M: Final = {
-    AgentClass.UNKNOWN: (1.0, 1.0, 1.0),
-    AgentClass.CAR: (4.5, 1.9, 1.6),
-    AgentClass.TRUCK: (8.0, 2.5, 3.5),
-    AgentClass.BUS: (12.0, 2.6, 3.2),
-    AgentClass.PEDESTRIAN: (0.6, 0.6, 1.75),
-    AgentClass.CYCLIST: (1.8, 0.7, 1.7),
-    AgentClass.ANIMAL: (1.0, 0.4, 0.6),
-}
-
-
-class Attribute(IntEnum):
-    """Bit flags in the ``attributes`` (uint8) fields."""
-
-    PHONE = 1  # pedestrian holding a phone
-    BRAKE_LIGHTS = 2
-    LEFT_SIGNAL = 4
-    RIGHT_SIGNAL = 8
-
-
-class Modality(IntEnum):
-    CAMERA = 0
-    LIDAR = 1
-    RADAR = 2
-    LWIR = 3
-
-
-class Corner(IntEnum):
-    FRONT_LEFT = 0
-    FRONT_RIGHT = 1
-    REAR_LEFT = 2
-    REAR_RIGHT = 3
-
-
-CORNER_TAGS: Final = {
-    Corner.FRONT_LEFT: "fl",
-    Corner.FRONT_RIGHT: "fr",
-    Corner.REAR_LEFT: "rl",
-    Corner.REAR_RIGHT: "rr",
-}
-MODALITY_TAGS: Final = {
-    Modality.CAMERA: "camera",
-    Modality.LIDAR: "lidar",
-    Modality.RADAR: "radar",
-    Modality.LWIR: "lwir",
-}
-
-
-class LaneType(IntEnum):
-    VEHICLE = 0
-    BIKE = 1
-    BUS = 2
-
-
-class LightState(IntEnum):
-    UNKNOWN = 0
-    RED = 1
-    YELLOW = 2
-    GREEN = 3
-
-
-class TrackStatus(IntEnum):
-    TENTATIVE = 0
-    CONFIRMED = 1
-    COASTING = 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -394,6 +326,8 @@ class Predictions(Message):
     per-stage durations (decode, track, raster, infer, ...) plus ``reorder_held``, how much newer
     the newest received input was (sensor clock: the reorder window's share of the data age).
     ``degraded`` is true when the physics fallback produced it; ``reason`` says why.
+    ``agent_source`` (N,) says it per agent (:class:`AgentSource`): an agent beyond the model's slots
+    gets the fallback on a model tick too.
     """
 
     header: Header
@@ -410,6 +344,8 @@ class Predictions(Message):
     mode_probs: Float32Array = array_field(np.float32, "N", "K")
     trajectories_m: Float32Array = array_field(np.float32, "N", "K", "T", 2)
     scale_m: Float32Array = array_field(np.float32, "N", "K", "T", 2)
+    # Per agent, an AgentSource: the model, or the constant-velocity fallback and why.
+    agent_source: UInt8Array = array_field(np.uint8, "N", since=5, fill=int(AgentSource.UNKNOWN))
 
 
 @message

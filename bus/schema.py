@@ -14,21 +14,29 @@ from typing import Any, ClassVar, Final, TypeVar, dataclass_transform
 
 import numpy as np
 
-SCHEMA_VERSION: Final = 4  # 2: Health.state, Health.live; 3: PlannerStatus.data_age_ns; 4: Health.precision
+# 2: Health.state, Health.live; 3: PlannerStatus.data_age_ns; 4: Health.precision;
+# 5: Predictions.agent_source
+SCHEMA_VERSION: Final = 5
 MIN_SCHEMA_VERSION: Final = 1
 
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """Declared dtype and shape of an array field. Shape entries: int (fixed) or str (symbol)."""
+    """Declared dtype and shape of an array field. Shape entries: int (fixed) or str (symbol).
+
+    ``since``: the schema version that added the field; a payload of an older version leaves it
+    out and decodes with an array of ``fill`` (its symbols sized by the message's other fields).
+    """
 
     dtype: np.dtype
     shape: tuple[int | str, ...]
+    since: int = 1
+    fill: int | float = 0
 
 
-def array_field(dtype: Any, *shape: int | str) -> Any:
-    """A dataclass field holding a numpy array of ``dtype`` and symbolic ``shape``."""
-    return field(metadata={"array": ArraySpec(np.dtype(dtype), tuple(shape))})
+def array_field(dtype: Any, *shape: int | str, since: int = 1, fill: int | float = 0) -> Any:
+    """A dataclass field holding a numpy array of ``dtype`` and symbolic ``shape`` (see :class:`ArraySpec`)."""
+    return field(metadata={"array": ArraySpec(np.dtype(dtype), tuple(shape), since, fill)})
 
 
 def scalar_field(kind: type, default: Any = dataclasses.MISSING, since: int = 1) -> Any:

@@ -26,6 +26,7 @@ import numpy as np
 from prescient.bus import messages as m
 from prescient.bus.config import RequestLimits
 from prescient.bus.maps import map_is_empty
+from prescient.service import pipeline_types
 from prescient.service.liveness import Verdict, health_message
 from prescient.service.model_io.baselines import constant_velocity_predictions
 from prescient.service.pipeline_types import NS_PER_MS, PipelineConfig, PipelineStats, TickResult
@@ -97,6 +98,7 @@ class Pipeline:
         self._given_header: m.Header | None = None
         self._next_tick_ns: int | None = None
         self._infer_ns: deque[int] = deque(maxlen=10)
+        self._from_model: np.ndarray | None = None  # of the last model pass: (N,) bool
         self._skipped_in_row = 0
         self._feed_ns = 0
         self._last: tuple[TrackSnapshot, m.EgoState, int] | None = None
@@ -276,6 +278,8 @@ class Pipeline:
         traj, probs, scale, degraded, reason, infer_ns = self._predict(
             raster, tracks, ego, ego.plan_xy_m, t_start + self.cfg.budget_ns
         )
+        source = pipeline_types.agent_source(len(tracks.track_id), None if degraded else self._from_model)
+        self.stats.agents_over_capacity += int((source == m.AgentSource.FALLBACK_CAPACITY).sum())
         t_end = time.perf_counter_ns()
         feed_ns, self._feed_ns = self._feed_ns, 0
         applied = self._given_header if self.tracks_from_log else self.tracker.newest_applied
@@ -312,6 +316,7 @@ class Pipeline:
             mode_probs=probs,
             trajectories_m=traj,
             scale_m=scale,
+            agent_source=source,
         )
         self._last = (tracks, ego, int(now_ns))
         return TickResult(tracks, pred, raster, timings["total"])
@@ -422,6 +427,7 @@ class Pipeline:
         guard on, the model is skipped when its recent worst time would not fit.
         """
         reason = self._no_model_reason if self.predictor is None else ""
+        self._from_model = None
         if not reason and deadline_ns is not None and self.cfg.deadline_guard and self._infer_ns:
             left_ns = deadline_ns - time.perf_counter_ns()
             # The median of recent passes: one slow pass (a load spike) must not switch the
@@ -442,6 +448,7 @@ class Pipeline:
                 log.warning(reason)
             else:
                 self._infer_ns.append(out.infer_ns)
+                self._from_model = out.from_model
                 if all(np.isfinite(a).all() for a in (out.trajectories_m, out.mode_probs, out.scale_m)):
                     return out.trajectories_m, out.mode_probs, out.scale_m, False, "", out.infer_ns
                 reason = "model output not finite"
@@ -477,6 +484,8 @@ class Pipeline:
         rejected["map_changes"] = self.stats.map_changes
         if self.stats.maps_refused:
             rejected["maps_refused"] = self.stats.maps_refused
+        if self.stats.agents_over_capacity:  # agent-predictions answered by the fallback
+            rejected["predictor:agents_over_capacity"] = self.stats.agents_over_capacity
         if verdict is None:
             no_model = self.predictor is None
             verdict = Verdict("degraded" if no_model else "ok", self._no_model_reason if no_model else "")

@@ -45,6 +45,7 @@ class PipelineStats:
     clock_resets: int = 0
     map_changes: int = 0
     maps_refused: int = 0
+    agents_over_capacity: int = 0  # agent-predictions beyond the model's slots (constant velocity)
     degraded_reasons: dict[str, int] = field(default_factory=dict)
 
     def degraded(self, reason: str) -> None:
@@ -65,3 +66,14 @@ class TickResult:
     predictions: m.Predictions
     raster: np.ndarray
     total_ns: int
+
+
+def agent_source(n: int, from_model: np.ndarray | None) -> np.ndarray:
+    """(n,) uint8 :class:`~prescient.bus.messages.AgentSource` of one tick's predictions.
+
+    ``from_model``: (n,) bool of a model pass (False: beyond its slots), or None when the whole
+    tick fell back (degraded).
+    """
+    if from_model is None or from_model.shape[0] != n:
+        return np.full(n, m.AgentSource.FALLBACK_DEGRADED, np.uint8)
+    return np.where(from_model, m.AgentSource.MODEL, m.AgentSource.FALLBACK_CAPACITY).astype(np.uint8)

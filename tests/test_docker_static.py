@@ -537,6 +537,7 @@ def _predictions(seq: int, nan: bool = False) -> m.Predictions:
         mode_probs=np.full((n, k), 0.5, np.float32),
         trajectories_m=traj,
         scale_m=np.ones((n, k, t, 2), np.float32),
+        agent_source=np.full(n, m.AgentSource.FALLBACK_DEGRADED, np.uint8),
     )
 
 

@@ -469,3 +469,26 @@ def test_tracker_ego_history_matches_pipeline_ego_hist_rows() -> None:
     rejected = pipe.tracker.stats.rejected
     assert rejected.get(f"{m.TOPIC_EGO}:duplicate") and rejected.get(f"{m.TOPIC_EGO}:out_of_order")
     assert pipe.tracker.stats.counters.get("clock_jumps") == 1
+
+
+def test_agents_beyond_the_model_slots_are_named_on_the_wire(tiny_model: Path) -> None:
+    """12 agents, 8 model slots: the 4 farthest get constant velocity, agent_source says which,
+    health counts them; a degraded tick marks every agent."""
+    pipe = _pipe(_predictor(tiny_model))
+    out = []
+    for i in range(4):
+        ego, tracks = _scene(i * 100 * MS, n=12)
+        pipe.feed(ego)
+        pipe.feed(tracks)
+        if (tick := pipe.due_tick()) is not None and (res := pipe.tick(tick)) is not None:
+            out.append(res)
+    p, tracks = out[-1].predictions, out[-1].tracks
+    assert not p.degraded
+    src = p.agent_source
+    assert (src == m.AgentSource.MODEL).sum() == 8 and (src == m.AgentSource.FALLBACK_CAPACITY).sum() == 4
+    dist = np.linalg.norm(tracks.position_m - np.asarray(tracks.ego_pose[:2]), axis=1)
+    assert dist[src == m.AgentSource.FALLBACK_CAPACITY].min() >= dist[src == m.AgentSource.MODEL].max()
+    health = pipe.health("predictor", 0, "cpu", {}, {})
+    assert health.rejected["predictor:agents_over_capacity"] == 4 * len(out)
+    degraded = _run(_pipe())[-1].predictions
+    assert degraded.degraded and (degraded.agent_source == m.AgentSource.FALLBACK_DEGRADED).all()
