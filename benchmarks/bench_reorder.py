@@ -34,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from prescient.benchmarks.bench_tracker import truth_and_visibility
 from prescient.benchmarks.common import add_out_argument, commit, machine, markdown_table, result_path
 from prescient.bus import messages as m
 from prescient.service.app.tracking.evaluate import LidarVisibility, TrackingScorer
 from prescient.service.stats import percentiles_ms
 from prescient.service.tracker import Tracker, TrackerConfig
-from prescient.service.tracker.ego import EgoBuffer
 
 TICK_NS = 100_000_000
 DESIGNS = {
@@ -87,27 +87,6 @@ def with_jitter(
             now.append(x)
         out.append((t_ns, now))
     return out
-
-
-def _visibility(steps: list[tuple[int, list[Any]]]) -> tuple[LidarVisibility, dict[int, m.GroundTruth]]:
-    vis = LidarVisibility(window_s=1.0)
-    ego = EgoBuffer(100000, 10**9)
-    gt: dict[int, m.GroundTruth] = {}
-    lidar = []
-    for _, msgs in steps:
-        for x in msgs:
-            if isinstance(x, m.GroundTruth):
-                gt[x.header.stamp_ns] = x
-                vis.add_gt(x)
-            elif isinstance(x, m.EgoState):
-                ego.add(x.header.stamp_ns, np.array([*x.pose, 0.0, 0.0, 0.0]))
-            elif isinstance(x, m.LidarFrame):
-                lidar.append(x)
-    for f in lidar:
-        pose = ego.at(f.header.stamp_ns)
-        if pose is not None:
-            vis.add_lidar(f, pose[:3])
-    return vis, gt
 
 
 def run_design(
@@ -211,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         (jitter, False, args.jitter_ms),
     ):
         steps = deliveries("intersection", args.seed, args.agents, night, args.duration)
-        vis, gt = _visibility(steps)
+        vis, gt = truth_and_visibility(x for _, msgs in steps for x in msgs)
         steps = with_jitter(steps, jitter_ms, args.seed)
         results[scenario] = {}
         for design, cfg in DESIGNS.items():

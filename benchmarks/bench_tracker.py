@@ -30,6 +30,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,27 @@ def _modality(msg: Any) -> m.Modality | None:
     }.get(type(msg))
 
 
+def truth_and_visibility(msgs: Iterable[Any]) -> tuple[LidarVisibility, dict[int, m.GroundTruth]]:
+    """Ground truth by stamp, and which agents LiDAR saw (points on them in the last second)."""
+    visibility = LidarVisibility(window_s=1.0)
+    ego_buf = EgoBuffer(100000, 10**9)
+    gt: dict[int, m.GroundTruth] = {}
+    lidar: list[m.LidarFrame] = []
+    for msg in msgs:
+        if isinstance(msg, m.GroundTruth):
+            gt[msg.header.stamp_ns] = msg
+            visibility.add_gt(msg)
+        elif isinstance(msg, m.EgoState):
+            ego_buf.add(msg.header.stamp_ns, np.array([*msg.pose, 0.0, 0.0, 0.0]))
+        elif isinstance(msg, m.LidarFrame):
+            lidar.append(msg)
+    for f in lidar:
+        pose = ego_buf.at(f.header.stamp_ns)
+        if pose is not None:
+            visibility.add_lidar(f, pose[:3])
+    return visibility, gt
+
+
 def run_tracker(
     msgs: list[Any], eval_range_m: float, score_after_s: float, warmup_ticks: int
 ) -> dict[str, Any]:
@@ -96,27 +118,13 @@ def run_tracker(
     tracker = Tracker(TrackerConfig())
     tracker.warm_up()
     driver = TickDriver(tracker)
-    visibility = LidarVisibility(window_s=1.0)
-    ego_buf = EgoBuffer(100000, 10**9)
-    gt: dict[int, m.GroundTruth] = {}
     out_tracks: list[m.Tracks] = []
-    lidar: list[m.LidarFrame] = []
     n_tracks = 0
     for msg in msgs:
-        if isinstance(msg, m.GroundTruth):
-            gt[msg.header.stamp_ns] = msg
-            visibility.add_gt(msg)
-        elif isinstance(msg, m.EgoState):
-            ego_buf.add(msg.header.stamp_ns, np.array([*msg.pose, 0.0, 0.0, 0.0]))
-        elif isinstance(msg, m.LidarFrame):
-            lidar.append(msg)
         for tr in driver.feed(msg):
             n_tracks += len(tr.track_id)
             out_tracks.append(tr)
-    for f in lidar:
-        pose = ego_buf.at(f.header.stamp_ns)
-        if pose is not None:
-            visibility.add_lidar(f, pose[:3])
+    visibility, gt = truth_and_visibility(msgs)
     t_first = msgs[0].header.stamp_ns if msgs else 0
     score_all = TrackingScorer(eval_range_m=eval_range_m)
     score_vis = TrackingScorer(eval_range_m=eval_range_m)

@@ -44,6 +44,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _two_runs(data_dir: Path, tmp_path: Path) -> Path:
+    """A data folder of two runs (one generated shard under two run names): train/val split."""
+    two = tmp_path / "data"
+    two.mkdir()
+    src = list_shards(data_dir)[0]
+    shutil.copy(src, two / "intersection_s0003.npz")
+    shutil.copy(src, two / "intersection_s0004.npz")
+    return two
+
+
 def test_parse_seeds_ranges_and_errors():
     assert parse_seeds("0-3,7, 9") == [0, 1, 2, 3, 7, 9]
     with pytest.raises(SimDataError, match="bad seed range"):
@@ -150,11 +160,7 @@ def test_train_then_export_loads_in_onnx_predictor(data_dir: Path, tmp_path: Pat
     """train() writes a checkpoint + metrics; export_best gives a model the runtime accepts."""
     from prescient.service.predictor import OnnxPredictor
 
-    two = tmp_path / "data"
-    two.mkdir()
-    src = list_shards(data_dir)[0]
-    shutil.copy(src, two / "intersection_s0003.npz")
-    shutil.copy(src, two / "intersection_s0004.npz")
+    two = _two_runs(data_dir, tmp_path)
     cfg = TrainConfig(max_steps=4, batch_size=2, n_max=8, val_every=2, model_size="tiny", num_modes=3)
     res = train(two, tmp_path / "run", cfg)
     assert res["steps"] == 4 and Path(res["best_checkpoint"]).is_file()
@@ -177,11 +183,7 @@ def test_interrupted_training_resumes_to_the_same_weights(data_dir: Path, tmp_pa
     from prescient.models.export import load_checkpoint
     from prescient.models.train_state import TrainStateError
 
-    two = tmp_path / "data"
-    two.mkdir()
-    src = list_shards(data_dir)[0]
-    shutil.copy(src, two / "intersection_s0003.npz")
-    shutil.copy(src, two / "intersection_s0004.npz")
+    two = _two_runs(data_dir, tmp_path)
     cfg = TrainConfig(max_steps=6, batch_size=2, n_max=8, val_every=2, model_size="tiny", num_modes=3)
     whole = train(two, tmp_path / "whole", cfg)
     first = train(two, tmp_path / "split", cfg, stop_at=3)
@@ -232,11 +234,7 @@ def test_lazy_shards_train_to_the_same_weights_as_loaded_ones_with_the_same_orde
     from prescient.models.shard_stream import LazyShard, ShardCache
     from prescient.models.train_sim import SimSamples
 
-    two = tmp_path / "data"
-    two.mkdir()
-    src = list_shards(data_dir)[0]
-    shutil.copy(src, two / "intersection_s0003.npz")
-    shutil.copy(src, two / "intersection_s0004.npz")
+    two = _two_runs(data_dir, tmp_path)
     paths = list_shards(two)
     cache = ShardCache(1)
     lazy = SimSamples([LazyShard(p, cache) for p in paths], n_max=8)
