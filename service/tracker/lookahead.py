@@ -99,7 +99,7 @@ class LookAhead:
                 ingest.fresh.extend(held)
         if self._must_rebuild(fresh, ingest, until_ns):
             self._rebuild(committed, committed_newest, ingest, until_ns)
-        else:
+        elif fresh:
             self._append(fresh, ingest)
             self.appended += 1
         return self.table

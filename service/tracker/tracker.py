@@ -133,7 +133,7 @@ class Tracker:
 
     @property
     def lookahead_stats(self) -> dict[str, int]:
-        """Look-ahead work so far: ``rebuilds`` (started over) and ``appends`` (frames just added)."""
+        """Look-ahead work so far: ``rebuilds`` (started over) and ``appends`` (syncs that only added frames in order)."""
         a = self._ahead
         return {"rebuilds": a.rebuilds, "appends": a.appended} if a is not None else {}
 
