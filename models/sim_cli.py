@@ -87,6 +87,11 @@ def _run_train(args: argparse.Namespace) -> int:
         route_plan_fraction=args.route_plan_fraction,
         model_size=args.model_size,
         shards_in_memory=args.shards_in_memory,
+        decoder=args.decoder,
+        plan_attention=args.plan_attention,
+        mixture_weight=args.mixture_weight,
+        pair_fraction=args.pair_fraction,
+        shift_weight=args.shift_weight,
     )
     try:
         res = train(args.data, args.out, cfg, resume=not args.fresh)
@@ -242,6 +247,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="wall-clock stop; the state is saved and a rerun with the same --out resumes",
     )  # fmt: skip
     t.add_argument("--fresh", action="store_true", help="ignore a saved state in --out and start over")
+    t.add_argument(
+        "--decoder", choices=["direct", "basis"], default="direct", help="basis: smooth by construction"
+    )
+    t.add_argument("--plan-attention", action="store_true", help="agents attend to the ego plan's points")
+    t.add_argument("--mixture-weight", type=non_negative_float, default=0.0, help="full-mixture NLL weight")
+    t.add_argument(
+        "--pair-fraction", type=fraction, default=0.0,
+        help="share of steps on counterfactual pairs (shards generated with --branches)",
+    )  # fmt: skip
+    t.add_argument(
+        "--shift-weight", type=non_negative_float, default=1.0, help="weight of the pair shift loss"
+    )
     t.add_argument(
         "--shards-in-memory", type=non_negative_int, default=0,
         help="0: load every shard; N: read shards on demand, at most N in memory (large datasets)",

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from prescient.models.export import export_onnx, load_checkpoint, onnx_parity, save_checkpoint
+from prescient.models.losses import counterfactual_pair_loss
 from prescient.models.net import TrajectoryNet, wta_laplace_loss
 from prescient.models.shard_stream import LazyShard, ShardCache, block_permutation
 from prescient.models.sim_data import (
@@ -79,6 +80,12 @@ class TrainConfig:
         route_plan_fraction: probability a sample uses the route plan instead of the actual future.
         model_size: key of :data:`MODEL_SIZES`.
         num_modes: K.
+        decoder / plan_attention: :class:`~prescient.service.model_io.config.ModelConfig` options
+            (``"basis"``: smooth acceleration decoder; plan tokens each agent attends to).
+        mixture_weight: weight of the full-mixture NLL beside the WTA loss (0: WTA only).
+        pair_fraction: share of steps trained on counterfactual pairs (the same scenes under two
+            ego plans, shards with branches): both branches' WTA losses plus ``shift_weight`` times
+            the error of the predicted shift between them (:mod:`prescient.models.losses`).
     """
 
     seed: int = 0
@@ -96,10 +103,18 @@ class TrainConfig:
     route_plan_fraction: float = 0.3
     model_size: str = "small"
     num_modes: int = 6
+    decoder: str = "direct"
+    plan_attention: bool = False
+    mixture_weight: float = 0.0
+    pair_fraction: float = 0.0
+    shift_weight: float = 1.0
 
 
-def model_config_for(meta: dict[str, Any], size: str, n_max: int, num_modes: int = 6) -> ModelConfig:
-    """The :class:`ModelConfig` for shards with ``meta`` (raster shape, spec, channel names)."""
+def model_config_for(
+    meta: dict[str, Any], size: str, n_max: int, num_modes: int = 6, **options: Any
+) -> ModelConfig:
+    """The :class:`ModelConfig` for shards with ``meta`` (raster shape, spec, channel names);
+    ``options``: further ModelConfig fields (``decoder``, ``plan_attention``)."""
     if size not in MODEL_SIZES:
         raise ValueError(f"unknown model size {size!r}; expected one of {sorted(MODEL_SIZES)}")
     c, h, w = (int(v) for v in meta["raster_shape"])
@@ -111,6 +126,7 @@ def model_config_for(meta: dict[str, Any], size: str, n_max: int, num_modes: int
         raster_spec_version=str(meta["raster_spec"]),
         channel_names=tuple(meta["channel_names"]),
         **MODEL_SIZES[size],
+        **options,
     )
 
 
@@ -124,6 +140,9 @@ def split_runs(shards: list[Path], val_fraction: float, seed: int) -> tuple[list
     val = sorted(shards[i] for i in order[:n_val])
     train = sorted(shards[i] for i in order[n_val:])
     return train, val
+
+
+_INPUTS = ("raster", "agent_hist", "agent_state", "agent_valid", "ego_state", "ego_plan")
 
 
 def _forward(model: TrajectoryNet, bt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -197,7 +216,10 @@ def train(
              len(val_set), len(val_paths))  # fmt: skip
     if len(train_set) == 0 or len(val_set) == 0:
         raise SimDataError(f"empty split: {len(train_set)} train, {len(val_set)} val samples")
-    model = TrajectoryNet(model_config_for(train_set.meta, cfg.model_size, cfg.n_max, cfg.num_modes))
+    options = {"decoder": cfg.decoder, "plan_attention": cfg.plan_attention}
+    model = TrajectoryNet(
+        model_config_for(train_set.meta, cfg.model_size, cfg.n_max, cfg.num_modes, **options)
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     identity = {"train_config": _schedule_config(cfg), "train_runs": [p.stem for p in train_paths]}
     state = TrainState.start(cfg.seed, _sample_order(train_set, cfg.shards_in_memory))
@@ -307,14 +329,21 @@ class _Run:
     def _step(self, metrics: Any, t_s: float) -> None:
         cfg, st = self.cfg, self.state
         items = st.next_items(cfg.batch_size, self.order)
-        route = st.rng.random(len(items)) < cfg.route_plan_fraction
-        bt = self.train_set.batch(items, route)
         lr = lr_at(cfg, st.step)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.model.train()
-        traj, logits, scale = _forward(self.model, bt)
-        loss, stats = wta_laplace_loss(traj, logits, scale, bt["fut"], bt["fv"])
+        # The draw happens only when pairs are asked for: the default run's random stream (and
+        # so its weights) stays what it was.
+        if cfg.pair_fraction > 0 and st.rng.random() < cfg.pair_fraction:
+            loss, stats = self._pair_loss(items)
+        else:
+            route = st.rng.random(len(items)) < cfg.route_plan_fraction
+            bt = self.train_set.batch(items, route)
+            traj, logits, scale = _forward(self.model, bt)
+            loss, stats = wta_laplace_loss(
+                traj, logits, scale, bt["fut"], bt["fv"], mixture_weight=cfg.mixture_weight
+            )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -323,11 +352,33 @@ class _Run:
         self._losses.append(float(loss.detach()))
         if st.step % 25 == 0:
             row = {"step": st.step, "t_s": round(t_s, 1), "lr": lr, "loss": float(np.mean(self._losses)),
-                   "nll": stats["nll"], "ce": stats["ce"], "min_ade_m": stats["min_ade_m"]}  # fmt: skip
+                   **{k: v for k, v in stats.items() if isinstance(v, float)}}  # fmt: skip
             metrics.write(json.dumps(row) + "\n")
             metrics.flush()
-            log.info("step %d loss %.3f minADE %.2f", st.step, row["loss"], stats["min_ade_m"])
+            log.info(
+                "step %d loss %.3f minADE %.2f", st.step, row["loss"], stats.get("min_ade_m", float("nan"))
+            )
             self._losses = []
+
+    def _pair_loss(self, items: list[int]) -> tuple[torch.Tensor, dict[str, float]]:
+        """One step on counterfactual pairs: per scene two of its plans (seeded; the actual
+        future and one branch when it has a single one, the same plan twice when it has none)."""
+        cfg, rng = self.cfg, self.state.rng
+        avail = self.train_set.available(items)
+        a, b = np.full(len(items), -1, np.int64), np.full(len(items), -1, np.int64)
+        for j, row in enumerate(avail):
+            have = np.concatenate([[-1], np.flatnonzero(row)])
+            if have.size >= 2:
+                a[j], b[j] = rng.choice(have, 2, replace=False)
+        bt = self.train_set.batch(items, branch=a, pair_branch=b)
+        both = {k: torch.cat([bt[k], bt[k + "_b"] if k + "_b" in bt else bt[k]]) for k in _INPUTS}
+        traj, logits, scale = _forward(self.model, both)
+        n = len(items)
+        return counterfactual_pair_loss(
+            (traj[:n], logits[:n], scale[:n]), (traj[n:], logits[n:], scale[n:]),
+            bt["fut"], bt["fv"], bt["fut_b"], bt["fv_b"],
+            shift_weight=cfg.shift_weight, mixture_weight=cfg.mixture_weight,
+        )  # fmt: skip
 
     def _validate(self, metrics: Any, t_s: float) -> None:
         st = self.state

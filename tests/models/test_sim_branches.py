@@ -216,3 +216,42 @@ def test_cli_generate_maps_branches_and_held_out(tmp_path: Path, capsys: pytest.
     assert "2 shards" in capsys.readouterr().out
     assert main([*argv[:7], "3,100", *argv[8:]]) == 1  # held-out seeds in a training folder
     assert "held-out" in capsys.readouterr().err
+
+
+def test_pair_training_with_the_smooth_decoder_and_plan_tokens(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """train-sim on branched shards: about half the steps on counterfactual pairs (two different
+    plans of one scene), basis decoder, plan attention; the checkpoint keeps its options."""
+    import shutil
+
+    from prescient.models import train_sim
+    from prescient.models.train_sim import TrainConfig, train
+
+    shifts: list[float] = []
+    real = train_sim.counterfactual_pair_loss
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        loss, stats = real(*args, **kwargs)
+        shifts.append(stats["moved_fraction"])
+        return loss, stats
+
+    monkeypatch.setattr(train_sim, "counterfactual_pair_loss", spy)
+
+    two = tmp_path / "data"
+    two.mkdir()
+    src = sorted(data_dir.glob("*.npz"))[0]
+    for name in ("arterial_s0003.npz", "arterial_s0004.npz"):
+        shutil.copy(src, two / name)
+    cfg = TrainConfig(
+        max_steps=6, batch_size=2, n_max=8, val_every=3, model_size="tiny", num_modes=3,
+        decoder="basis", plan_attention=True, mixture_weight=0.1, pair_fraction=0.5, checkpoint_every=25,
+    )  # fmt: skip
+    res = train(two, tmp_path / "run", cfg)
+    assert res["complete"] and np.isfinite(res["best_val"]["min_ade_m"])
+    assert 1 <= len(shifts) <= 5  # some steps were pairs, some plain
+    assert all(0.0 <= x <= 1.0 for x in shifts)
+    from prescient.models.export import load_checkpoint
+
+    model, _ = load_checkpoint(Path(res["best_checkpoint"]))
+    assert model.cfg.decoder == "basis" and model.cfg.plan_attention
