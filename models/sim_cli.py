@@ -152,6 +152,26 @@ def _run_eval_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_eval_counterfactual(args: argparse.Namespace) -> int:
+    from prescient.models.eval_counterfactual import evaluate_counterfactual, format_report
+    from prescient.models.eval_sim import load_eval_predictor
+    from prescient.models.sim_data import SimDataError
+
+    require_file(args.model, "model")
+    predictor = load_eval_predictor(args.model, None, None, args.threads)
+    try:
+        report = evaluate_counterfactual(predictor, args.data, max_samples=args.max_samples)
+    except SimDataError as e:
+        raise StartupError(str(e)) from e
+    report["model"] = str(args.model)
+    print(format_report(report))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
 class _LogsDone(logging.Handler):
     """Advances a progress bar when ``evaluate_av2`` logs that it finished one of ``names``."""
 
@@ -288,12 +308,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, fn, helptext in (
         ("eval-sim", _run_eval_sim, "minADE/minFDE/miss/NLL on held-out sim shards vs CV and CTRV"),
         ("eval-av2", _run_eval_av2, "8 s vehicle forecasts on Argoverse 2 sensor logs vs CV and CTRV"),
+        (
+            "eval-counterfactual",
+            _run_eval_counterfactual,
+            "reaction capture: predicted vs true shift between two ego plans (held-out branched shards)",
+        ),
     ):
         e = subparsers.add_parser(name, help=helptext)
         e.add_argument("--model", type=Path, default=DEFAULT_MODEL)
         e.add_argument("--threads", type=positive_int, default=2)
         e.add_argument("--out", type=output_path, default=None, help="write the report JSON here")
-        if name == "eval-sim":
+        if name in ("eval-sim", "eval-counterfactual"):
             e.add_argument("--data", type=Path, required=True)
             e.add_argument("--max-samples", type=positive_int, default=None)
         else:

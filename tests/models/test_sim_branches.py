@@ -255,3 +255,40 @@ def test_pair_training_with_the_smooth_decoder_and_plan_tokens(
 
     model, _ = load_checkpoint(Path(res["best_checkpoint"]))
     assert model.cfg.decoder == "basis" and model.cfg.plan_attention
+
+
+def test_reaction_capture_summary_on_hand_made_shifts():
+    from prescient.models.eval_counterfactual import _summary
+
+    r = {
+        "true": np.array([[10.0, 0.0], [0.0, 4.0], [0.05, 0.0]]),
+        "pred": np.array([[5.0, 0.0], [0.0, -4.0], [0.3, 0.0]]),
+        "ade_own": np.array([1.0, 2.0, 3.0]),
+        "ade_other": np.array([3.0, 4.0, 5.0]),
+    }
+    s = _summary(r, react_m=1.0, still_m=0.1)
+    assert (s["reacting"], s["unaffected"]) == (2, 1)
+    assert s["capture_ratio_median"] == pytest.approx(0.75)  # 0.5 and 1.0
+    assert s["cosine_median"] == pytest.approx(0.0)  # +1 and -1
+    assert s["unaffected_pred_shift_median_m"] == pytest.approx(0.3)
+    assert (s["min_ade_own_plan_m"], s["min_ade_other_plan_m"]) == (1.5, 3.5)
+
+
+def test_eval_counterfactual_runs_a_model_on_both_plans_of_each_pair(data_dir: Path, tmp_path: Path):
+    pytest.importorskip("torch")
+    from prescient.models.eval_counterfactual import evaluate_counterfactual, format_report
+    from prescient.models.export_tiny import write_tiny_onnx
+    from prescient.service.predictor import OnnxPredictor
+
+    meta = load_shard(list_shards(data_dir)[0]).meta
+    c, h, w = meta["raster_shape"]
+    path, _ = write_tiny_onnx(
+        tmp_path, in_channels=c, raster_hw=(h, w), resolution_m_per_px=0.5, n_max=128, hist_steps=20,
+        future_steps=80, plan_points=16, raster_spec_version=meta["raster_spec"], plan_attention=True,
+    )  # fmt: skip
+    pred = OnnxPredictor(path, providers=("CPUExecutionProvider",), intra_op_threads=1)
+    rep = evaluate_counterfactual(pred, data_dir)
+    stop = rep["pairs"]["keep-stop"]
+    assert stop["agents"] > 0 and stop["reacting"] >= 1
+    assert stop["capture_ratio_median"] is not None and np.isfinite(stop["capture_ratio_median"])
+    assert "keep-stop" in format_report(rep)
