@@ -54,7 +54,9 @@ class MapWatch:
         served = self._ask(wanted)
         if served is None:
             self.unconfirmed += 1
-            log.warning("map %r seen on the bus but not served by %s: ignored", wanted, self._cfg.map_endpoint)
+            log.warning(
+                "map %r seen on the bus but not served by %s: ignored", wanted, self._cfg.map_endpoint
+            )
             return False
         return pipe.set_map(served)
 

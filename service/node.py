@@ -130,6 +130,7 @@ class ServiceOptions:
     # onnxruntime's intra-op threads busy-wait between parallel sections when spinning: on a
     # 2-core host they then take the cores the tracker and the bus need (prescient bench infer).
     ort_spinning: bool = False
+    model_passes: int = 1  # PipelineConfig.model_passes
 
 
 def _drain(subs: tuple[Subscriber, ...], pipe: Pipeline, live: Liveness) -> int:
@@ -333,7 +334,9 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
         pipe = Pipeline(
             vmap,
             predictor,
-            PipelineConfig(budget_ns=int(opts.budget_ms * 1e6), use_lidar=opts.use_lidar),
+            PipelineConfig(
+                budget_ns=int(opts.budget_ms * 1e6), use_lidar=opts.use_lidar, model_passes=opts.model_passes
+            ),
             no_model_reason=no_model_reason,
             tracks_from_log=opts.tracks_input,
         )

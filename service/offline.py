@@ -183,9 +183,7 @@ def replay_log(
         "log": str(path),
         "mode": "tracks from log" if pipe.tracks_from_log else "tracker on sensor frames",
         "model": pipe.model_id,
-        "map": pipe.map_id
-        if pipe.map_id != NO_MAP_ID
-        else "none (the log holds no map; map channels empty)",
+        "map": pipe.map_id if pipe.map_id != NO_MAP_ID else "none (the log holds no map; map channels empty)",
         "map_changes": pipe.stats.map_changes,
         "ticks": n,
         "degraded_ticks": pipe.stats.degraded_ticks,

@@ -442,7 +442,8 @@ class Pipeline:
         predictor = self.predictor
         if not reason and predictor is not None:
             try:
-                out = predictor.predict(raster, tracks, ego.velocity_mps, ego.size_lwh_m, plan_xy_m)
+                passes = {"passes": self.cfg.model_passes} if self.cfg.model_passes > 1 else {}
+                out = predictor.predict(raster, tracks, ego.velocity_mps, ego.size_lwh_m, plan_xy_m, **passes)
             except Exception as e:  # the service must publish something whatever the model does
                 reason = f"model failed: {type(e).__name__}: {e}"
                 log.warning(reason)

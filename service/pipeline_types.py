@@ -23,6 +23,8 @@ class PipelineConfig:
             (live only: it makes output depend on machine speed, so replay turns it off).
         use_lidar: splat the newest LiDAR point clouds into the raster.
         num_modes / future_steps: shape of the fallback when no model is loaded.
+        model_passes: model passes at most per tick when there are more agents than model slots
+            (:meth:`~prescient.service.predictor.OnnxPredictor.predict`); the rest get the fallback.
     """
 
     tick_period_ns: int = 100 * NS_PER_MS
@@ -31,6 +33,7 @@ class PipelineConfig:
     use_lidar: bool = True
     num_modes: int = 6
     future_steps: int = m.PRED_HORIZON_STEPS
+    model_passes: int = 1
 
 
 @dataclass

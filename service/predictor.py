@@ -221,6 +221,7 @@ class Predictor(Protocol):
         ego_velocity_mps: np.ndarray,
         ego_size_lwh_m: np.ndarray,
         plan_xy_m: np.ndarray | None = None,
+        passes: int = 1,
     ) -> PredictorOutput: ...
 
 
@@ -417,6 +418,7 @@ class OnnxPredictor:
         ego_velocity_mps: np.ndarray,
         ego_size_lwh_m: np.ndarray,
         plan_xy_m: np.ndarray | None = None,
+        passes: int = 1,
     ) -> PredictorOutput:
         """Predict every track of ``tracks`` (world frame, caller's order).
 
@@ -425,21 +427,18 @@ class OnnxPredictor:
             tracks: current tracks (world frame, with history).
             ego_velocity_mps: (2,) world frame. ego_size_lwh_m: (3,).
             plan_xy_m: (S, 2) world-frame ego plan, or None.
+            passes: model passes at most: pass k predicts the ``n_max`` agents nearest the ego
+                that earlier passes left (on the same raster; agents of different passes do not
+                attend to each other).
 
         Returns:
-            :class:`PredictorOutput` with N = number of tracks; tracks beyond ``n_max`` (the
-            farthest from the ego) get constant velocity and ``from_model`` False.
+            :class:`PredictorOutput` with N = number of tracks; tracks beyond ``passes * n_max``
+            (the farthest from the ego) get constant velocity and ``from_model`` False.
 
         Raises:
             PredictionInputError: a raster of the wrong shape.
         """
         cfg = self.cfg
-        # The snapshot's rows were checked where it was made and the raster comes from the
-        # rasterizer: only shapes are looked at here (the pipeline checks the model's output).
-        inputs = agent_inputs_from_tracks(cfg, tracks, ego_velocity_mps, ego_size_lwh_m, plan_xy_m)
-        traj_m, probs_m, scale_m, infer_ns = self._predict_checked(
-            self.check_raster(raster, finite=False), inputs
-        )
         n = tracks.position_m.shape[0]
         traj, probs, scale = constant_velocity_predictions(
             tracks.position_m.astype(np.float64),
@@ -448,10 +447,24 @@ class OnnxPredictor:
             future_steps=cfg.future_steps,
             dt_s=cfg.dt_s,
         )
-        idx = inputs.agent_index[: traj_m.shape[0]]
-        traj[idx], probs[idx], scale[idx] = traj_m, probs_m, scale_m
+        # The snapshot's rows were checked where it was made and the raster comes from the
+        # rasterizer: only shapes are looked at here (the pipeline checks the model's output).
+        raster = self.check_raster(raster, finite=False)
         from_model = np.zeros(n, bool)
-        from_model[idx] = True
+        rest = np.arange(n)  # rows of ``tracks`` not predicted yet
+        infer_ns = 0
+        for _ in range(max(1, passes)):
+            # Each pass takes the n_max agents of ``rest`` nearest the ego (the first: of all).
+            group = tracks if rest.size == n else tracks.take(rest)
+            inputs = agent_inputs_from_tracks(cfg, group, ego_velocity_mps, ego_size_lwh_m, plan_xy_m)
+            traj_m, probs_m, scale_m, ns = self._predict_checked(raster, inputs)
+            idx = rest[inputs.agent_index[: traj_m.shape[0]]]
+            traj[idx], probs[idx], scale[idx] = traj_m, probs_m, scale_m
+            from_model[idx] = True
+            infer_ns += ns
+            rest = np.flatnonzero(~from_model)
+            if rest.size == 0:
+                break
         return PredictorOutput(traj, probs, scale, from_model, infer_ns)
 
 

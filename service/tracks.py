@@ -9,6 +9,7 @@ place their rows are checked: the stages after it trust a snapshot and check not
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,6 +79,10 @@ class TrackSnapshot:
 
     def __len__(self) -> int:
         return int(self.track_id.shape[0])
+
+    def take(self, rows: np.ndarray) -> TrackSnapshot:
+        """The snapshot of ``rows`` (int indices, in that order); the ego and stamp unchanged."""
+        return dataclasses.replace(self, **{name: getattr(self, name)[rows] for name in ROW_FIELDS})
 
     def to_message(self, topic: str = m.TOPIC_TRACKS) -> m.Tracks:
         """The wire message of these tracks (arrays shared, not copied)."""

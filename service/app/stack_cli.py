@@ -82,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         use_lidar=not args.no_lidar,
         tracks_input=args.tracks_input,
         max_input_rate_hz=args.max_input_rate_hz,
+        model_passes=args.model_passes,
     )
     stop = threading.Event()
     _install_stop(stop, args.duration)
@@ -283,6 +284,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=non_negative_float,
         default=200.0,
         help="per-topic admission rate checked before decoding; excess counted as rate_limited (0: off)",
+    )
+    p.add_argument(
+        "--model-passes",
+        type=positive_int,
+        default=1,
+        help="model passes per tick: pass k predicts the next n_max agents nearest the ego (1: the rest get constant velocity)",
     )
     p.add_argument(
         "--duration", type=positive_float, default=None, help="seconds to run (default: until Ctrl-C)"

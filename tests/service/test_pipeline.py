@@ -492,3 +492,27 @@ def test_agents_beyond_the_model_slots_are_named_on_the_wire(tiny_model: Path) -
     assert health.rejected["predictor:agents_over_capacity"] == 4 * len(out)
     degraded = _run(_pipe())[-1].predictions
     assert degraded.degraded and (degraded.agent_source == m.AgentSource.FALLBACK_DEGRADED).all()
+
+
+def test_a_second_model_pass_predicts_the_agents_beyond_the_slots(tiny_model: Path) -> None:
+    """12 agents, 8 slots, 2 passes: every agent from the model; the 8 nearest get exactly what
+    one pass gives them, the other 4 no longer get constant velocity."""
+
+    def run(passes: int) -> tuple[m.Predictions, Pipeline]:
+        pipe = _pipe(_predictor(tiny_model), model_passes=passes)
+        out = []
+        for i in range(4):
+            ego, tracks = _scene(i * 100 * MS, n=12)
+            pipe.feed(ego)
+            pipe.feed(tracks)
+            if (tick := pipe.due_tick()) is not None and (res := pipe.tick(tick)) is not None:
+                out.append(res)
+        return out[-1].predictions, pipe
+
+    one, _ = run(1)
+    two, pipe = run(2)
+    assert not two.degraded and (two.agent_source == m.AgentSource.MODEL).all()
+    assert pipe.stats.agents_over_capacity == 0
+    first = one.agent_source == m.AgentSource.MODEL
+    np.testing.assert_array_equal(two.trajectories_m[first], one.trajectories_m[first])
+    assert not np.array_equal(two.trajectories_m[~first], one.trajectories_m[~first])
