@@ -136,7 +136,8 @@ def worker(variant: Variant, model: Path, n_valid: int, data: Path | None, warmu
 
 def _ask(proc: subprocess.Popen[str], line: str | None) -> Any:
     stdin, stdout = proc.stdin, proc.stdout
-    assert stdin is not None and stdout is not None
+    if stdin is None or stdout is None:  # Popen was given PIPEs: never, but say so if it happens
+        raise RuntimeError("worker process has no stdin/stdout pipe")
     if line is not None:
         stdin.write(line + "\n")
         stdin.flush()

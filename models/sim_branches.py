@@ -207,5 +207,6 @@ def _target_diff(
     xy[hit] = np.where(valid[hit][..., None], b.xy[rows[hit], :t], 0.0).astype(np.float32)
     differs = (xy != target).any(axis=(1, 2)) | (valid != tvalid).any(axis=1)
     slots = np.flatnonzero(differs)
-    assert n <= STORE_N_MAX <= np.iinfo(np.int16).max
+    if n > STORE_N_MAX:  # slots are stored as int16 (STORE_N_MAX fits)
+        raise SimDataError(f"{n} slots, more than the {STORE_N_MAX} a shard stores")
     return slots.astype(np.int16), xy[slots], valid[slots]

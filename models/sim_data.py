@@ -198,7 +198,8 @@ class _RunCutter:
         pipe, cfg, add = self.pipe, self.cfg, self.add
         stamps = tick_ns + STATE_PERIOD_NS * np.arange(1, FUTURE_STEPS + 1)
         ego = pipe.ego  # the EgoState this tick used (same object the pipeline rendered with)
-        assert ego is not None
+        if ego is None:  # a tick runs only after an ego state; a sample needs the one it used
+            raise SimDataError(f"tick {tick_ns} has no ego state")
         tracks = res.tracks
         self.routes.append(sparse(res.raster[self.plan_ch]))
         ego_future = np.stack([ego_by_stamp[int(s)][:2] for s in stamps]).astype(np.float32)

@@ -140,7 +140,8 @@ class Branch:
 def _plan_array(sim: Simulation, plan: Plan, route: tuple[int, int] | None) -> np.ndarray:
     """(NE,) float64 ego override of ``plan`` at the simulation's current state."""
     out = np.array([EGO_FREE, 0.0, 0.0, -1.0, -1.0])
-    assert len(out) == NE
+    if len(out) != NE:  # the E_* columns of layout.py
+        raise RuntimeError(f"ego override has {len(out)} columns, layout says {NE}")
     if plan.kind == "slow":
         out[E_MODE], out[E_SPEED], out[E_DECEL] = (
             EGO_CAP_SPEED,

@@ -177,7 +177,8 @@ class Simulation:
         self._krng = np.zeros(cap, np.uint64)  # each row's own RNG stream, seeded by the spawner
         # Off in a normal run; prescient.sim_sensors.counterfactual sets it in its branches.
         self._ego_override = np.array([EGO_FREE, 0.0, 0.0, -1.0, -1.0])
-        assert len(self._ego_override) == NE
+        if len(self._ego_override) != NE:  # the E_* columns of layout.py
+            raise RuntimeError(f"ego override has {len(self._ego_override)} columns, layout says {NE}")
         self._counts = np.zeros(NC, np.int64)
         b = self.behaviour
         self._params = np.array(
