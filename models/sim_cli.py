@@ -144,12 +144,17 @@ def _run_eval_sim(args: argparse.Namespace) -> int:
         report = evaluate_sim(args.model, args.data, threads=args.threads, max_samples=args.max_samples)
     except SimDataError as e:
         raise StartupError(str(e)) from e
-    print(format_report(report))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    _report(format_report(report), report, args.out)
     return 0
+
+
+def _report(text: str, report: dict, out: Path | None) -> None:
+    """Print an evaluation's tables; write its JSON to ``out`` when given."""
+    print(text)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {out}")
 
 
 def _run_eval_counterfactual(args: argparse.Namespace) -> int:
@@ -164,11 +169,7 @@ def _run_eval_counterfactual(args: argparse.Namespace) -> int:
     except SimDataError as e:
         raise StartupError(str(e)) from e
     report["model"] = str(args.model)
-    print(format_report(report))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    _report(format_report(report), report, args.out)
     return 0
 
 
@@ -207,11 +208,7 @@ def _run_eval_av2(args: argparse.Namespace) -> int:
             raise StartupError(str(e)) from e
         finally:
             eval_log.removeHandler(handler)
-    print(format_report(report))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    _report(format_report(report), report, args.out)
     return 0
 
 

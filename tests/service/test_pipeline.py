@@ -471,17 +471,23 @@ def test_tracker_ego_history_matches_pipeline_ego_hist_rows() -> None:
     assert pipe.tracker.stats.counters.get("clock_jumps") == 1
 
 
-def test_agents_beyond_the_model_slots_are_named_on_the_wire(tiny_model: Path) -> None:
-    """12 agents, 8 model slots: the 4 farthest get constant velocity, agent_source says which,
-    health counts them; a degraded tick marks every agent."""
-    pipe = _pipe(_predictor(tiny_model))
+def _dense(pipe: Pipeline, n: int = 12, ticks: int = 4) -> list:
+    """The tick results of ``ticks`` ticks of a scene with ``n`` agents (more than the 8 slots)."""
     out = []
-    for i in range(4):
-        ego, tracks = _scene(i * 100 * MS, n=12)
+    for i in range(ticks):
+        ego, tracks = _scene(i * 100 * MS, n=n)
         pipe.feed(ego)
         pipe.feed(tracks)
         if (tick := pipe.due_tick()) is not None and (res := pipe.tick(tick)) is not None:
             out.append(res)
+    return out
+
+
+def test_agents_beyond_the_model_slots_are_named_on_the_wire(tiny_model: Path) -> None:
+    """12 agents, 8 model slots: the 4 farthest get constant velocity, agent_source says which,
+    health counts them; a degraded tick marks every agent."""
+    pipe = _pipe(_predictor(tiny_model))
+    out = _dense(pipe)
     p, tracks = out[-1].predictions, out[-1].tracks
     assert not p.degraded
     src = p.agent_source
@@ -500,14 +506,7 @@ def test_a_second_model_pass_predicts_the_agents_beyond_the_slots(tiny_model: Pa
 
     def run(passes: int) -> tuple[m.Predictions, Pipeline]:
         pipe = _pipe(_predictor(tiny_model), model_passes=passes)
-        out = []
-        for i in range(4):
-            ego, tracks = _scene(i * 100 * MS, n=12)
-            pipe.feed(ego)
-            pipe.feed(tracks)
-            if (tick := pipe.due_tick()) is not None and (res := pipe.tick(tick)) is not None:
-                out.append(res)
-        return out[-1].predictions, pipe
+        return _dense(pipe)[-1].predictions, pipe
 
     one, _ = run(1)
     two, pipe = run(2)
