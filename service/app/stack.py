@@ -358,7 +358,10 @@ def run_stack(opts: StackOptions) -> StackResult:
     stop = threading.Event()
     received, previous = _catch_signals(stop)
     mon = Monitor(ring=FrameRing() if opts.record else None)
-    mon_thread = threading.Thread(target=mon.run, args=(cfg, stop), daemon=True)
+    # The monitor has its own stop, set once every child has stopped, so what they published
+    # after a signal (the last predictions) still counts.
+    mon_stop = threading.Event()
+    mon_thread = threading.Thread(target=mon.run, args=(cfg, mon_stop), daemon=True)
     ended_normally = False
     try:
         _start_children(children, env, out, mon, mon_thread, stop)
@@ -367,8 +370,9 @@ def run_stack(opts: StackOptions) -> StackResult:
         stop.set()
         for c in reversed(children):
             c.stop()
+        mon_stop.set()
         if mon_thread.is_alive():
-            mon_thread.join(2)
+            mon_thread.join(5)
     parts = _finish_log(log_path, mon) if opts.record else []
     interrupted = received[0] if received and not ended_normally else None
     summary = _summary(opts, mon, children, ended_normally, parts, interrupted)

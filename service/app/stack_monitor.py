@@ -24,6 +24,7 @@ from prescient.service.stats import percentiles_ms
 
 LIGHT_TOPICS = (m.TOPIC_PREDICTIONS, m.TOPIC_PLANNER_STATUS, m.TOPIC_HEALTH_PREFIX)
 MAX_TOPICS = 256
+DRAIN_S = 2.0  # longest the monitor keeps reading after its stop
 
 
 @dataclass
@@ -58,11 +59,20 @@ class Monitor:
     ring: FrameRing | None = None  # raw frames for a recorder restart (when recording)
 
     def run(self, cfg: BusConfig, stop: threading.Event) -> None:
+        """Count and keep what arrives until ``stop``, then drain what is already queued (the
+        last predictions before a Ctrl-C count in the summary)."""
         sub = Subscriber(cfg, [""])
+        drain_until = None
         try:
-            while not stop.is_set():
-                got = sub.recv_raw(timeout_ms=100)
+            while True:
+                if drain_until is None and stop.is_set():
+                    drain_until = time.monotonic() + DRAIN_S  # bounded: a flood cannot hold the exit
+                if drain_until is not None and time.monotonic() > drain_until:
+                    break
+                got = sub.recv_raw(timeout_ms=100 if drain_until is None else 50)
                 if got is None:
+                    if drain_until is not None:
+                        break
                     continue
                 topic, payload = got
                 if self.ring is not None:
