@@ -179,19 +179,30 @@ class Shard:
             out = np.zeros(shape, np.float32)
         else:
             out[...] = 0.0
+        idx, val = self.raster_sparse(i, route_plan, branch)
+        out.reshape(-1)[idx] = val
+        return out
+
+    def raster_sparse(
+        self, i: int, route_plan: bool = False, branch: int | None = None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float16]]:
+        """The non-zero cells of :meth:`raster` (same arguments): flat indices into the (C, H, W)
+        raster (unique) and their float16 values. A batch can be scattered where it is used
+        (on the GPU while training) instead of copying dense rasters."""
         a = self.arrays
         lo, hi = a["raster_off"][i], a["raster_off"][i + 1]
-        flat = out.reshape(-1)
-        flat[a["raster_idx"][lo:hi]] = a["raster_val"][lo:hi]
+        idx, val = a["raster_idx"][lo:hi].astype(np.int64), a["raster_val"][lo:hi]
         prefix, row = ("route", i) if route_plan else ("", -1)
         if branch is not None:
             prefix, row = "branch_plan", self._check_branch(i, branch)
-        if prefix:
-            plane = out[int(self.meta["plan_channel"])].reshape(-1)
-            plane[:] = 0.0
-            lo, hi = a[prefix + "_off"][row], a[prefix + "_off"][row + 1]
-            plane[a[prefix + "_idx"][lo:hi]] = a[prefix + "_val"][lo:hi]
-        return out
+        if not prefix:
+            return idx, val
+        h, w = (int(v) for v in self.meta["raster_shape"][1:])
+        plane0 = int(self.meta["plan_channel"]) * h * w
+        keep = (idx < plane0) | (idx >= plane0 + h * w)  # the plan channel is replaced
+        lo, hi = a[prefix + "_off"][row], a[prefix + "_off"][row + 1]
+        plan_idx = a[prefix + "_idx"][lo:hi].astype(np.int64) + plane0
+        return np.concatenate([idx[keep], plan_idx]), np.concatenate([val[keep], a[prefix + "_val"][lo:hi]])
 
     def branch_diff(self, i: int, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Slots (K,) whose target differs under branch ``b`` of sample ``i``, their (K, T, 2)

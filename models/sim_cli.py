@@ -76,6 +76,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from prescient.models.train_state import TrainStateError
 
     torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise StartupError("--device cuda: this torch build sees no CUDA device")
     cfg = TrainConfig(
         seed=args.seed,
         minutes=args.minutes,
@@ -92,6 +94,9 @@ def _run_train(args: argparse.Namespace) -> int:
         mixture_weight=args.mixture_weight,
         pair_fraction=args.pair_fraction,
         shift_weight=args.shift_weight,
+        device=args.device,
+        val_every=args.val_every,
+        val_max_samples=args.val_max_samples,
     )
     try:
         res = train(args.data, args.out, cfg, resume=not args.fresh)
@@ -289,6 +294,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--route-plan-fraction", type=fraction, default=0.3)
     t.add_argument("--model-size", choices=["small", "tiny"], default="small")
     t.add_argument("--threads", type=positive_int, default=2)
+    t.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train (cuda: one GPU)")
+    t.add_argument("--val-every", type=positive_int, default=200, help="validate every N steps")
+    t.add_argument("--val-max-samples", type=positive_int, default=160, help="validation samples (spread)")
     t.add_argument(
         "--export", type=output_path, default=None, help="export the best checkpoint to this .onnx"
     )

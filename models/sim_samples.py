@@ -25,13 +25,17 @@ class SimSamples:
         n_max: agent slots per sample (nearest first, <= the stored 128).
         allow_held_out: accept runs of the held-out evaluation seeds
             (:data:`prescient.models.sim_runs.HELD_OUT_MIN_SEED` on); training never should.
+        device: where batches are made: rasters are scattered from their sparse cells there
+            (on a GPU this keeps the dense copy off the CPU and the bus).
 
     Raises:
         SimDataError: no shards, mixed specs or branch lists, ``n_max`` out of range, or a
             held-out run.
     """
 
-    def __init__(self, shards: list[Shard], n_max: int, allow_held_out: bool = False) -> None:
+    def __init__(
+        self, shards: list[Shard], n_max: int, allow_held_out: bool = False, device: str = "cpu"
+    ) -> None:
         if not shards:
             raise SimDataError("no shards to train on")
         specs = {str(s.meta["raster_spec"]) for s in shards}
@@ -52,6 +56,7 @@ class SimSamples:
         self.n_max = n_max
         self.meta = shards[0].meta
         self.index = [(si, i) for si, s in enumerate(shards) for i in range(s.num_samples)]
+        self.device = torch.device(device)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -110,7 +115,7 @@ class SimSamples:
         res = self._side(items, br, route & (br < 0))
         rows = [(self.shards[si].arrays, i) for si, i in (self.index[it] for it in items)]
         for k in ("agent_hist", "agent_state", "agent_valid"):  # plan-independent: shared by a pair
-            res[k] = torch.from_numpy(np.stack([a[k][i, : self.n_max] for a, i in rows]))
+            res[k] = torch.from_numpy(np.stack([a[k][i, : self.n_max] for a, i in rows])).to(self.device)
         if pair_branch is not None:
             other = self._side(items, np.asarray(pair_branch, np.int64), np.zeros(b, bool))
             res.update({k + "_b": v for k, v in other.items()})
@@ -119,14 +124,13 @@ class SimSamples:
     def _side(self, items: list[int], branch: np.ndarray, route: np.ndarray) -> dict[str, torch.Tensor]:
         """Plan-dependent tensors (raster, ego_state, ego_plan, fut, fv) of ``items`` under ``branch``."""
         n = self.n_max
-        c, h, w = (int(v) for v in self.meta["raster_shape"])
-        raster = np.zeros((len(items), c, h, w), np.float32)
+        cells: list[tuple[np.ndarray, np.ndarray]] = []
         out: dict[str, list[np.ndarray]] = {k: [] for k in ("ego_state", "ego_plan", "fut", "fv")}
         for j, it in enumerate(items):
             si, i = self.index[it]
             s, bj = self.shards[si], int(branch[j])
             a = s.arrays
-            s.raster(i, out=raster[j], route_plan=bool(route[j]), branch=None if bj < 0 else bj)
+            cells.append(s.raster_sparse(i, route_plan=bool(route[j]), branch=None if bj < 0 else bj))
             suffix = "_route" if route[j] else ""
             out["ego_state"].append(a["ego_state" + suffix][i])
             if bj < 0:
@@ -138,9 +142,22 @@ class SimSamples:
             out["fut"].append(fut)
             fv = tvalid & (a["agent_valid"][i, :n, None] > 0)
             out["fv"].append(fv.astype(np.float32))
-        res = {k: torch.from_numpy(np.stack(v)) for k, v in out.items()}
-        res["raster"] = torch.from_numpy(raster)
+        res = {k: torch.from_numpy(np.stack(v)).to(self.device) for k, v in out.items()}
+        res["raster"] = self._dense(cells)
         return res
+
+    def _dense(self, cells: list[tuple[np.ndarray, np.ndarray]]) -> torch.Tensor:
+        """(B, C, H, W) float32 rasters on :attr:`device` from each sample's sparse cells."""
+        c, h, w = (int(v) for v in self.meta["raster_shape"])
+        idx = np.concatenate([ix + j * c * h * w for j, (ix, _) in enumerate(cells)])
+        val = np.concatenate([v for _, v in cells])
+        if self.device.type == "cpu":
+            raster = np.zeros((len(cells), c, h, w), np.float32)
+            raster.reshape(-1)[idx] = val
+            return torch.from_numpy(raster)
+        flat = torch.zeros(len(cells) * c * h * w, dtype=torch.float32, device=self.device)
+        flat[torch.from_numpy(idx).to(self.device)] = torch.from_numpy(val).to(self.device).float()
+        return flat.view(len(cells), c, h, w)
 
     def _future(self, s: Shard, i: int) -> np.ndarray:
         """(n_max, T, 2) agent-frame targets of sample ``i`` (computed per batch: at 30k samples a

@@ -138,6 +138,26 @@ def test_batch_branch_variant_and_pairs(shard):
         data.branch_index("turn")
 
 
+def test_sparse_cells_rebuild_every_raster_variant(shard):
+    """The batch's rasters come from sparse cells (scattered on the training device); they must
+    equal :meth:`Shard.raster` for the actual future, the route plan and each branch."""
+    stop = shard.branches.index("stop")
+    for i in range(shard.num_samples):
+        for route, branch in ((False, None), (True, None), (False, stop)):
+            if branch is not None and not shard.has_branch(i, branch):
+                continue
+            idx, val = shard.raster_sparse(i, route, branch)
+            assert len(np.unique(idx)) == len(idx)  # a cell once: scatter order cannot matter
+            dense = np.zeros_like(shard.raster(i))
+            dense.reshape(-1)[idx] = val
+            assert np.array_equal(dense, shard.raster(i, route_plan=route, branch=branch)), (i, route, branch)
+    data = SimSamples([shard], n_max=32)
+    bt = data.batch([0, 1], route_mask=np.array([False, True]))
+    assert np.array_equal(bt["raster"][1].numpy(), shard.raster(1, route_plan=True))
+    plan = int(shard.meta["plan_channel"])
+    assert not np.array_equal(shard.raster(1)[plan], shard.raster(1, route_plan=True)[plan])
+
+
 def test_old_format_shard_still_loads(shard, tmp_path: Path):
     """A format-1 shard (no branch fields, written by np.savez_compressed) loads and batches."""
     meta = {k: v for k, v in shard.meta.items() if k not in ("branches", "branch_samples", "gen_config")}
