@@ -9,7 +9,9 @@ net is trained on ``train``, the best epoch picked on ``val``, and scored on ``t
 The model is :class:`prescient.models.net.TrajectoryNet` with K=20 modes and no map: its raster holds only
 the agents' observed positions (one occupancy channel per observed step), centred on the mean
 current position of the pedestrians, with no ego (``plan_valid`` 0, ego state zeros). Metrics:
-best-of-20 and most-likely ADE/FDE in metres, always beside constant velocity on the same samples.
+best-of-20 and most-likely ADE/FDE in metres, and KDE NLL in nats, always beside constant velocity
+(CV) and a fixed, untrained fan of 20 CV paths (CV-fan) on the same samples; the fan and KDE NLL
+are defined in :mod:`prescient.models.eth_ucy_metrics`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from prescient.bus.messages import AgentClass
+from prescient.models.eth_ucy_metrics import KdeNll, cv_fan_predictions
 from prescient.service.model_io.baselines import constant_velocity_predictions
 from prescient.service.model_io.config import ModelConfig
 from prescient.service.model_io.features import build_agent_inputs, world_from_agent_predictions
@@ -222,13 +225,14 @@ def stack_batch(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 @dataclass
 class Metrics:
-    """Accumulated per-agent ADE/FDE sums (metres)."""
+    """Accumulated per-agent ADE/FDE sums (metres), and KDE NLL when ``kde`` is given."""
 
     n: int = 0
     min_ade: float = 0.0
     min_fde: float = 0.0
     ml_ade: float = 0.0
     ml_fde: float = 0.0
+    kde: KdeNll | None = None
 
     def add(self, traj: np.ndarray, probs: np.ndarray, gt: np.ndarray) -> None:
         """traj (n, K, T, 2), probs (n, K), gt (n, T, 2), same frame."""
@@ -241,40 +245,64 @@ class Metrics:
         self.min_fde += float(fde.min(-1).sum())
         self.ml_ade += float(ade[r, best].sum())
         self.ml_fde += float(fde[r, best].sum())
+        if self.kde is not None:
+            self.kde.add(traj, probs, gt)
 
     def summary(self) -> dict[str, float]:
-        """Means per agent-window."""
+        """Means per agent-window; with ``kde``, also ``kde_nll`` (nats) and its set counts."""
         d = max(self.n, 1)
-        return {
+        out = {
             "n": self.n,
             "min_ade_m": self.min_ade / d,
             "min_fde_m": self.min_fde / d,
             "ml_ade_m": self.ml_ade / d,
             "ml_fde_m": self.ml_fde / d,
         }
+        if self.kde is not None:
+            out.update(self.kde.summary())
+        return out
+
+
+def _last_velocity(w: Window) -> np.ndarray:
+    """(n, 2) m/s from the last observed displacement."""
+    return (w.obs_m[:, -1] - w.obs_m[:, -2]) / DT_S
 
 
 def cv_metrics(windows: list[Window]) -> dict[str, float]:
     """Constant velocity (last observed displacement) on the same agent-windows."""
     m = Metrics()
     for w in windows:
-        vel = (w.obs_m[:, -1] - w.obs_m[:, -2]) / DT_S
         traj, probs, _ = constant_velocity_predictions(
-            w.obs_m[:, -1], vel, num_modes=1, future_steps=PRED_STEPS, dt_s=DT_S
+            w.obs_m[:, -1], _last_velocity(w), num_modes=1, future_steps=PRED_STEPS, dt_s=DT_S
+        )
+        m.add(traj, probs, w.fut_m)
+    return m.summary()
+
+
+def cv_fan_metrics(windows: list[Window]) -> dict[str, float]:
+    """The fixed 20-path CV fan (no fitting) on the same agent-windows, with KDE NLL.
+
+    Its most-likely mode is plain CV (path 0), so ``ml_*`` equal :func:`cv_metrics`.
+    """
+    m = Metrics(kde=KdeNll())
+    for w in windows:
+        traj, probs = cv_fan_predictions(
+            w.obs_m[:, -1], _last_velocity(w), future_steps=PRED_STEPS, dt_s=DT_S
         )
         m.add(traj, probs, w.fut_m)
     return m.summary()
 
 
 def model_metrics(
-    run_batch, cfg: ModelConfig, windows: list[Window], batch_size: int = 32
+    run_batch, cfg: ModelConfig, windows: list[Window], batch_size: int = 32, kde: bool = False
 ) -> dict[str, float]:
     """Score a model on windows. ``run_batch(feed) -> (traj, probs, scale)`` (numpy, agent frame).
 
     Windows with more than ``n_max`` pedestrians are scored on the nearest ``n_max`` only;
     ``skipped_agents`` counts the rest (0 on the shared scenes with the default ``n_max``).
+    ``kde`` adds KDE NLL (weighted by the mode probabilities); off for per-epoch validation.
     """
-    m = Metrics()
+    m = Metrics(kde=KdeNll() if kde else None)
     skipped = 0
     for i in range(0, len(windows), batch_size):
         chunk = windows[i : i + batch_size]
@@ -314,7 +342,8 @@ def train_scene(
         max_windows: cap on windows per split (quick runs / tests).
 
     Returns:
-        dict with scene, windows per split, epochs, train seconds, ``model`` and ``cv`` metrics.
+        dict with scene, windows per split, epochs, train seconds, ``model``, ``cv`` and ``cv_fan``
+        metrics on ``test``.
     """
     import torch
 
@@ -385,34 +414,64 @@ def train_scene(
         "epochs": epochs,
         "best_epoch": best[2],
         "train_s": time.monotonic() - t_start,
-        "model": model_metrics(run_batch, cfg, splits["test"]),
+        "model": model_metrics(run_batch, cfg, splits["test"], kde=True),
         "cv": cv_metrics(splits["test"]),
+        "cv_fan": cv_fan_metrics(splits["test"]),
     }
 
 
+_METHODS = ("model", "cv", "cv_fan")
+_MEAN_KEYS = ("min_ade_m", "min_fde_m", "ml_ade_m", "ml_fde_m", "kde_nll")
+
+
+def _pair(d: dict, prefix: str) -> str:
+    """``ADE/FDE`` cell from ``{prefix}_ade_m`` and ``{prefix}_fde_m``; "-" when absent."""
+    if f"{prefix}_ade_m" not in d:
+        return "-"
+    return f"{d[f'{prefix}_ade_m']:.2f}/{d[f'{prefix}_fde_m']:.2f}"
+
+
+def _nll(d: dict) -> str:
+    """KDE NLL cell; "-" when absent (single-path CV, results from before the metric)."""
+    return f"{d['kde_nll']:.2f}" if "kde_nll" in d else "-"
+
+
+def _row(name: str, n: object, r: dict) -> str:
+    """One table row from a result dict (``model``, ``cv``, optional ``cv_fan``)."""
+    m, c, f = r["model"], r["cv"], r.get("cv_fan", {})
+    cells = [name, str(n), _pair(m, "min"), _pair(m, "ml"), _nll(m), _pair(c, "min"), "-"]
+    return "| " + " | ".join([*cells, _pair(f, "min"), _nll(f)]) + " |"
+
+
+def _mean_result(results: list[dict]) -> dict:
+    """Per method, the mean over scenes of each metric that every scene reports."""
+    out = {}
+    for method in _METHODS:
+        ds = [r.get(method, {}) for r in results]
+        keys = [k for k in _MEAN_KEYS if all(k in d for d in ds)]
+        out[method] = {k: float(np.mean([d[k] for d in ds])) for k in keys}
+    return out
+
+
 def format_table(results: list[dict]) -> str:
-    """Markdown table: per scene, model best-of-20 and most-likely ADE/FDE next to CV, plus mean."""
+    """Markdown table: per scene, the model's best-of-20, most-likely ADE/FDE and KDE NLL, next to
+    CV and the CV fan (best-of-20 and KDE NLL), plus the mean over scenes.
+
+    Results without ``cv_fan`` or ``kde_nll`` (older JSON) show "-" in those cells.
+    """
     lines = [
-        "| scene | agent-windows | model minADE20/minFDE20 | model most-likely ADE/FDE | CV ADE/FDE |",
-        "| --- | ---: | --- | --- | --- |",
+        "| scene | agent-windows | model minADE20/minFDE20 | model most-likely ADE/FDE | model KDE NLL "
+        "| CV ADE/FDE | CV KDE NLL | CV-fan minADE20/minFDE20 | CV-fan KDE NLL |",
+        "| --- | ---: | --- | --- | ---: | --- | ---: | --- | ---: |",
     ]
-    for r in results:
-        m, c = r["model"], r["cv"]
-        lines.append(
-            f"| {r['scene']} | {m['n']} | {m['min_ade_m']:.2f}/{m['min_fde_m']:.2f} | "
-            f"{m['ml_ade_m']:.2f}/{m['ml_fde_m']:.2f} | {c['min_ade_m']:.2f}/{c['min_fde_m']:.2f} |"
-        )
+    lines += [_row(r["scene"], r["model"]["n"], r) for r in results]
     if results:
-        mm = {
-            k: float(np.mean([r["model"][k] for r in results]))
-            for k in ("min_ade_m", "min_fde_m", "ml_ade_m", "ml_fde_m")
-        }
-        cm = {k: float(np.mean([r["cv"][k] for r in results])) for k in ("min_ade_m", "min_fde_m")}
-        lines.append(
-            f"| mean | | {mm['min_ade_m']:.2f}/{mm['min_fde_m']:.2f} | {mm['ml_ade_m']:.2f}/{mm['ml_fde_m']:.2f} | "
-            f"{cm['min_ade_m']:.2f}/{cm['min_fde_m']:.2f} |"
-        )
+        lines.append(_row("mean", "", _mean_result(results)))
     lines.append(
         "Anchors (4-scene mean, best-of-20): CV 0.52/1.13, Social-GAN 0.46/0.91, AgentFormer 0.23/0.38."
+    )
+    lines.append(
+        "KDE NLL: nats per step, Gaussian KDE on the 20 positions (log-density floored at -20); "
+        "lower is better; papers fit it on more samples, so compare rows, not with them."
     )
     return "\n".join(lines)

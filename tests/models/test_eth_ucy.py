@@ -8,12 +8,22 @@ import pytest
 from prescient.models.cli import register
 from prescient.models.eth_ucy import (
     EthUcyError,
+    cv_fan_metrics,
     cv_metrics,
     eth_config,
+    format_table,
     list_scenes,
     load_split,
+    model_metrics,
     window_inputs,
     windows_from_array,
+)
+from prescient.models.eth_ucy_metrics import (
+    FAN_SIZE,
+    LOG_PDF_FLOOR,
+    cv_fan_predictions,
+    kde_logpdf,
+    kde_nll,
 )
 
 
@@ -73,6 +83,119 @@ def test_bad_layout_and_bad_file_raise(tmp_path):
     (root / "toy" / "test" / "a.txt").write_text("1\t2\t3\n")
     with pytest.raises(EthUcyError, match="4 columns"):
         load_split(root / "toy", "test")
+
+
+def _fan(vel=(1.2, -0.3)):
+    return cv_fan_predictions(np.array([[2.0, 1.0]]), np.array([vel], float), future_steps=12, dt_s=0.4)
+
+
+def test_cv_fan_has_20_distinct_paths_cv_first_and_is_deterministic():
+    """20 different paths, path 0 is exactly CV, the rest stay within +-25 deg and 0.6-1.3x speed."""
+    traj, probs = _fan()
+    assert traj.shape == (1, FAN_SIZE, 12, 2) and FAN_SIZE == 20
+    np.testing.assert_allclose(probs, 1.0 / 20)
+    ends = traj[0, :, -1]
+    assert len({tuple(np.round(e, 6)) for e in ends}) == 20
+    cv = np.array([2.0, 1.0]) + np.array([1.2, -0.3]) * 0.4 * np.arange(1, 13)[:, None]
+    np.testing.assert_allclose(traj[0, 0], cv, atol=1e-12)
+    disp = ends - [2.0, 1.0]
+    rel = np.degrees(np.arctan2(disp[:, 1], disp[:, 0]) - np.arctan2(-0.3, 1.2))
+    speed = np.linalg.norm(disp, axis=1) / np.linalg.norm(cv[-1] - [2.0, 1.0])
+    assert np.all(np.abs(rel) <= 25) and np.all((speed >= 0.6 - 1e-9) & (speed <= 1.3 + 1e-9))
+    np.testing.assert_array_equal(_fan()[0], traj)
+
+
+def test_kde_logpdf_matches_scipy_gaussian_kde():
+    """The vectorised KDE equals scipy's weighted gaussian_kde (Scott bandwidth) set by set."""
+    from scipy.stats import gaussian_kde
+
+    rng = np.random.default_rng(3)
+    samples, query = rng.normal(size=(4, 20, 2)), rng.normal(size=(4, 2))
+    weights = rng.dirichlet(np.ones(20), size=4)
+    ours = kde_logpdf(samples, weights, query)
+    ref = [gaussian_kde(samples[i].T, weights=weights[i]).logpdf(query[i][:, None])[0] for i in range(4)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-10)
+
+
+def test_kde_nll_fan_centred_on_truth_beats_fan_displaced_5m():
+    """A fan whose path 0 is the truth scores a lower NLL than the same fan shifted by 5 m."""
+    traj, probs = _fan()
+    gt = traj[:, 0]
+    centred, jit, skip = kde_nll(traj, probs, gt)
+    displaced, _, _ = kde_nll(traj + [5.0, 0.0], probs, gt)
+    assert (jit, skip) == (0, 0)
+    assert centred[0] < displaced[0] - 5.0 and displaced[0] <= -LOG_PDF_FLOOR
+
+
+def test_kde_nll_weights_follow_mode_probabilities():
+    """Putting the weight on the modes near the truth lowers the NLL."""
+    traj, probs = _fan()
+    gt = traj[:, 0]
+    near = probs.copy()
+    near[:, :5] *= 10.0  # speed factor 1.0: the five paths nearest the truth
+    assert kde_nll(traj, near, gt)[0][0] < kde_nll(traj, probs, gt)[0][0]
+
+
+def test_kde_nll_identical_samples_are_jittered_and_one_hot_weights_skipped():
+    """20 identical positions (standing pedestrian) get a finite NLL; all weight on one mode is skipped."""
+    traj, probs = _fan(vel=(0.0, 0.0))
+    gt = traj[:, 0]
+    nll, jittered, skipped = kde_nll(traj, probs, gt)
+    assert np.isfinite(nll[0]) and nll[0] < 0 and (jittered, skipped) == (12, 0)
+    assert kde_nll(traj, probs, gt + 1.0)[0][0] == pytest.approx(-LOG_PDF_FLOOR)
+    one_hot = np.zeros_like(probs)
+    one_hot[:, 0] = 1.0
+    nll, jittered, skipped = kde_nll(traj, one_hot, gt)
+    assert np.isnan(nll[0]) and skipped == 12
+
+
+def test_cv_fan_metrics_on_straight_lines_contain_cv(tmp_path):
+    """On constant-velocity walkers the fan's best path and most-likely path are exact."""
+    windows = load_split(_scene_dir(tmp_path) / "toy", "test")
+    fan, cv = cv_fan_metrics(windows), cv_metrics(windows)
+    assert fan["n"] == cv["n"] == 33 and fan["min_ade_m"] < 1e-5 and fan["ml_fde_m"] < 1e-5
+    assert np.isfinite(fan["kde_nll"]) and fan["kde_n"] == 33 and "kde_nll" not in cv
+
+
+def test_model_metrics_kde_rewards_an_oracle(tmp_path):
+    """With kde=True, a stub net fanned around the truth beats the same fan 5 m off."""
+    windows = load_split(_scene_dir(tmp_path) / "toy", "test")[:3]
+    cfg = eth_config(16)
+    offsets = np.random.default_rng(0).normal(0.0, 0.3, (20, 1, 2)).astype(np.float32)
+
+    def stub(shift_m):
+        def run_batch(feed):
+            traj = feed["future_m"][:, :, None] + offsets + np.float32(shift_m)  # (B, N, K, T, 2)
+            probs = np.full(traj.shape[:3], 1 / 20, np.float32)
+            return traj, probs, np.ones_like(traj)
+
+        return run_batch
+
+    good = model_metrics(stub(0.0), cfg, windows, kde=True)
+    bad = model_metrics(stub(5.0), cfg, windows, kde=True)
+    assert good["kde_n"] == good["n"] == 9 and good["kde_nll"] < bad["kde_nll"] - 5.0
+    assert "kde_nll" not in model_metrics(stub(0.0), cfg, windows)
+
+
+def test_format_table_has_fan_and_kde_columns_and_reads_old_results(tmp_path):
+    """New columns appear; CV has "-" for KDE NLL; results without cv_fan still format."""
+    windows = load_split(_scene_dir(tmp_path) / "toy", "test")
+    cv, fan = cv_metrics(windows), cv_fan_metrics(windows)
+    model = {**fan, "kde_nll": 1.5}
+    new = {"scene": "toy", "model": model, "cv": cv, "cv_fan": fan}
+    old = {"scene": "old", "model": dict(cv), "cv": cv}
+    out = format_table([new, old])
+    header = out.splitlines()[0]
+    for col in ("model KDE NLL", "CV ADE/FDE", "CV KDE NLL", "CV-fan minADE20/minFDE20", "CV-fan KDE NLL"):
+        assert col in header
+    toy = next(line for line in out.splitlines() if line.startswith("| toy |"))
+    cells = [c.strip() for c in toy.strip("|").split("|")]
+    assert cells[:2] == ["toy", "33"] and cells[4] == "1.50" and cells[6] == "-"
+    assert cells[7] == "0.00/0.00" and cells[8] == f"{fan['kde_nll']:.2f}"
+    old_cells = [c.strip() for c in out.splitlines()[3].strip("|").split("|")]
+    assert old_cells[0] == "old" and old_cells[4] == old_cells[7] == old_cells[8] == "-"
+    mean = [c.strip() for c in out.splitlines()[4].strip("|").split("|")]
+    assert mean[0] == "mean" and mean[8] == "-" and len(mean) == len(cells)
 
 
 @pytest.mark.slow
