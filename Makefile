@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/prescient up --scenario intersection --agents 40 --duration 40 --out runs/demo
+	$(BIN)/prescient up --scenario intersection --seed 101 --agents 40 --duration 40 --out runs/demo
 
 bench-bus: setup
 	$(BIN)/python -m prescient.benchmarks.bench_bus

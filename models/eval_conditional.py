@@ -112,6 +112,9 @@ def plan_effect_m(reply: m.ConditionalReply) -> np.ndarray:
     return np.linalg.norm(mean[0, :, -1] - mean[1, :, -1], axis=-1)
 
 
+MOVED_M = 1.0  # an agent whose 8 s mean moves more than this between plans is drawn per plan
+
+
 def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.0) -> Path:
     """Picture: map, ego plans and the affected agents' predictions under each plan."""
     import matplotlib
@@ -138,10 +141,15 @@ def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.
     effect = plan_effect_m(reply)
     mean = np.einsum("bnk,bnktc->bntc", reply.mode_probs, reply.trajectories_m)
     near = np.linalg.norm(tracks.position_m - np.array([ex, ey]), axis=1) < radius_m
+    moved = near & (effect > MOVED_M)
+    for n in np.flatnonzero(near & ~moved):  # the same under both plans: one neutral line
+        ax.plot(mean[0, n, :, 0], mean[0, n, :, 1], color="0.55", lw=0.9, zorder=1)
     for b, name in enumerate(scene["names"]):
-        ax.plot(plans[b, :, 0], plans[b, :, 1], color=colors[b], lw=3, alpha=0.6, label=f"ego plan: {name}")
-        for n in np.flatnonzero(near):
-            ax.plot(mean[b, n, :, 0], mean[b, n, :, 1], color=colors[b], lw=1.2, alpha=0.9)
+        ax.plot(plans[b, :, 0], plans[b, :, 1], color=colors[b], lw=6, alpha=0.25, label=f"ego plan: {name}")
+        for n in np.flatnonzero(moved):  # agents the plan moves: their prediction under each plan
+            ax.plot(mean[b, n, :, 0], mean[b, n, :, 1], color=colors[b], lw=2.2, zorder=2,
+                    ls="-" if b == 0 else "--")  # fmt: skip
+            ax.scatter(mean[b, n, -1:, 0], mean[b, n, -1:, 1], s=30, color=colors[b], zorder=3)
     ax.scatter(
         tracks.position_m[near, 0], tracks.position_m[near, 1], s=12, color="k", zorder=3, label="agents"
     )
@@ -156,7 +164,8 @@ def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(
         f"{reply.model_id}: predictions (prob-weighted mean, 8 s) under two ego plans\n"
-        f"largest 8 s shift between plans: {effect.max():.1f} m",
+        f"coloured: agents whose 8 s prediction moves > {MOVED_M:.0f} m between plans "
+        f"(solid: {scene['names'][0]}, dashed: {scene['names'][1]}); largest shift {effect.max():.1f} m",
         fontsize=9,
     )
     out_png.parent.mkdir(parents=True, exist_ok=True)

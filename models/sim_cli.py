@@ -335,8 +335,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval-conditional", help="picture: predictions under a 'go' and a 'yield' ego plan (held-out sim run)"
     )
     c.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    c.add_argument("--scenario", default="t_junction")
-    c.add_argument("--seed", type=non_negative_int, default=102)
-    c.add_argument("--time", type=non_negative_float, default=20.0, help="sim seconds before the request")
+    # Default: a held-out arterial scene where the car behind the ego reacts to its plan.
+    c.add_argument("--scenario", default="arterial")
+    c.add_argument("--seed", type=non_negative_int, default=101)
+    c.add_argument("--time", type=non_negative_float, default=15.0, help="sim seconds before the request")
     c.add_argument("--out", type=output_path, default=DEFAULT_CONDITIONAL_PNG)
     c.set_defaults(func=_run_conditional)
