@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
 
@@ -26,6 +27,9 @@ from prescient.bus.transport import Publisher, Subscriber
 from prescient.service.liveness import Liveness
 from prescient.service.map_watch import MapWatch
 from prescient.service.pipeline import Pipeline, PipelineConfig
+
+if TYPE_CHECKING:
+    from prescient.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +135,14 @@ class ServiceOptions:
     # 2-core host they then take the cores the tracker and the bus need (prescient bench infer).
     ort_spinning: bool = False
     model_passes: int = 1  # PipelineConfig.model_passes
+    # Prometheus endpoint (prescient.service.metrics): None: none; 0: a free port (logged).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"  # loopback unless asked otherwise
 
 
-def _drain(subs: tuple[Subscriber, ...], pipe: Pipeline, live: Liveness) -> int:
+def _drain(
+    subs: tuple[Subscriber, ...], pipe: Pipeline, live: Liveness, metrics: ServiceMetrics | None = None
+) -> int:
     """Decode and feed what is queued, control topics first; returns the decode time (ns).
 
     Bounded by ``MAX_DRAIN`` messages and ``DRAIN_BUDGET_NS``: under a flood the loop still
@@ -152,6 +161,8 @@ def _drain(subs: tuple[Subscriber, ...], pipe: Pipeline, live: Liveness) -> int:
             decode_ns += time.perf_counter_ns() - t0
             if msg is not None and pipe.feed(msg, recv_mono_ns):
                 live.note_input(_INPUT_GROUPS.get(type(msg), ""), recv_mono_ns)
+                if metrics is not None and isinstance(msg, m.EgoState):
+                    metrics.note_ego(msg.header.stamp_ns, recv_mono_ns)  # maps capture stamps
             if t0 > t_end:
                 break
     return decode_ns
@@ -211,8 +222,10 @@ class _ServiceLoop:
         pipe: Pipeline,
         provider: str,
         has_model: bool,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._cfg, self._opts, self._pub, self._pipe = cfg, opts, pub, pipe
+        self._metrics = metrics
         self._provider, self._has_model = provider, has_model
         rate = opts.max_input_rate_hz or None
         topics = [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."]
@@ -245,7 +258,7 @@ class _ServiceLoop:
     def turn(self) -> None:
         """One loop turn (at most ~20 ms of waiting)."""
         self._poller.poll(20)
-        self._decode_ns += _drain(self._subs, self._pipe, self._live)
+        self._decode_ns += _drain(self._subs, self._pipe, self._live, self._metrics)
         self._watch_maps()
         self._tick()
         self._serve_requests()
@@ -272,6 +285,8 @@ class _ServiceLoop:
         if not self._opts.tracks_input:  # never echo tracks we were given
             self._pub.publish(res.tracks.to_message(), check=False)  # the one wire Tracks
         self._live.note_tick(time.monotonic_ns(), res.predictions.degraded)
+        if self._metrics is not None:
+            self._metrics.observe_tick(res.predictions, res.total_ns, time.monotonic_ns())
         self._last_tick_ns = tick_ns
         log.debug("tick %d: %d tracks, %.1f ms", tick_ns, len(res.tracks), res.total_ns / 1e6)
 
@@ -310,6 +325,15 @@ class _ServiceLoop:
         gaps = {k: v for sub in self._subs for k, v in sub.stats.gaps.items()}
         health = self._pipe.health(SERVICE_NODE, self._last_tick_ns, self._provider, rejected, gaps, verdict)
         pub.publish(health)
+        if self._metrics is not None:  # the same counters, once per health period
+            self._metrics.update_counts(
+                (sub.stats for sub in (*self._subs, self._maps)),
+                self._rep.stats,
+                self._pipe.tracker.stats.rejected,
+                {"hwm_drops": pub.hwm_drops, "oversize": pub.oversize},
+                self._pipe.stats,
+                verdict.state,
+            )
 
     def close(self) -> None:
         for sub in (*self._subs, self._maps):
@@ -319,7 +343,27 @@ class _ServiceLoop:
 
 
 def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> int:
-    """The onboard prediction service: sensors in, tracks + predictions + health out."""
+    """The onboard prediction service: sensors in, tracks + predictions + health out.
+
+    With ``opts.metrics_port`` the Prometheus endpoint is bound first (a port in use fails at
+    once, with one line) and stays up until the service returns.
+    """
+    metrics = None
+    if opts.metrics_port is not None:
+        from prescient.service.metrics import ServiceMetrics
+
+        metrics = ServiceMetrics()
+        metrics.serve(opts.metrics_host, opts.metrics_port)
+    try:
+        return _run_service(cfg, opts, stop, metrics)
+    finally:
+        if metrics is not None:
+            metrics.close()
+
+
+def _run_service(
+    cfg: BusConfig, opts: ServiceOptions, stop: threading.Event, metrics: ServiceMetrics | None
+) -> int:
     from prescient.service.predictor import load_service_predictor  # loads onnxruntime
 
     predictor, no_model_reason = load_service_predictor(
@@ -328,6 +372,8 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
     provider = getattr(predictor, "provider", "none")
     precision = str(getattr(predictor, "precision", ""))
     log.info("onnxruntime provider in use: %s (%s)", provider, precision or "no model")
+    if metrics is not None:
+        metrics.set_provider(provider, precision, getattr(predictor, "model_id", "constant_velocity"))
     pub = Publisher(cfg)
     try:
         vmap = _announce_and_fetch_map(cfg, pub, provider, precision, opts, stop)
@@ -340,7 +386,7 @@ def run_service(cfg: BusConfig, opts: ServiceOptions, stop: threading.Event) -> 
             no_model_reason=no_model_reason,
             tracks_from_log=opts.tracks_input,
         )
-        loop = _ServiceLoop(cfg, opts, pub, pipe, provider, has_model=predictor is not None)
+        loop = _ServiceLoop(cfg, opts, pub, pipe, provider, has_model=predictor is not None, metrics=metrics)
     except BaseException:
         pub.close()
         raise

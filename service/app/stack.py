@@ -60,6 +60,11 @@ class StackOptions:
     from_scenario: str | None = None
     # A `prescient bus keys` directory: every child (and the monitor) runs with CurveZMQ.
     curve_dir: Path | None = None
+    # More flags for the service and planner children (their [service]/[planner] config), and
+    # the effective config (TOML) kept in the run directory as config.toml.
+    serve_args: tuple[str, ...] = ()
+    planner_args: tuple[str, ...] = ()
+    config_toml: str | None = None
 
 
 def _die_with_parent() -> None:
@@ -183,12 +188,14 @@ def build_children(opts: StackOptions, log_path: Path) -> list[Child]:
         serve = ["serve"]  # the service's own default, with its documented fallback
     else:
         serve = ["serve", "--model", str(opts.model)]
+    serve += opts.serve_args
+    planner = opts.planner_args
     children = [Child("bus", ["bus"])]
     if opts.record:
         children.append(Child("recorder", ["record", "--out", str(log_path)]))
     children += [
         Child("service", serve),
-        Child("planner", ["planner", "--stats-json", str(opts.out_dir / "planner_stats.json")]),
+        Child("planner", ["planner", "--stats-json", str(opts.out_dir / "planner_stats.json"), *planner]),
         Child("sim", sim, essential_end=True),
     ]
     if opts.curve_dir is not None:
@@ -352,6 +359,8 @@ def run_stack(opts: StackOptions) -> StackResult:
     """Start, supervise, show, stop. A signal ends the run early but normally (see the module)."""
     out = opts.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    if opts.config_toml is not None:
+        (out / "config.toml").write_text(opts.config_toml, encoding="utf-8")
     env, cfg = _bus_config(opts)
     log_path = out / "log.mcap"
     children = build_children(opts, log_path)

@@ -1,4 +1,5 @@
-"""``prescient serve | planner | up | replay | health``: the service, the planner stub, the whole stack.
+"""``prescient serve | planner | up | replay | health | config show``: the service, the planner stub,
+the whole stack, and the stack's one config file (:mod:`prescient.service.app.stack_config`).
 
 ``--model``: without it the shipped model is used, and when that is absent (an install without it)
 the service runs on the documented constant-velocity fallback, flagged degraded. A model given
@@ -37,6 +38,7 @@ from prescient.bus.errors import StartupError
 from prescient.service.app.paths import default_model_path
 
 if TYPE_CHECKING:
+    from prescient.service.app.stack_config import ServiceSection, StackConfig
     from prescient.service.pipeline_types import TickResult
 
 log = logging.getLogger(__name__)
@@ -83,10 +85,34 @@ def _serve(args: argparse.Namespace) -> int:
         tracks_input=args.tracks_input,
         max_input_rate_hz=args.max_input_rate_hz,
         model_passes=args.model_passes,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
     stop = threading.Event()
     _install_stop(stop, args.duration)
     return run_service(cfg, opts, stop)
+
+
+def tcp_port(text: str) -> int:
+    """A TCP port, 0-65535 (0: any free port)."""
+    value = non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port 0-65535, got {text}")
+    return value
+
+
+def _add_metrics_args(p: argparse.ArgumentParser, default_host: str | None) -> None:
+    p.add_argument(
+        "--metrics-port",
+        type=tcp_port,
+        default=None,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port, logged; default: off)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=default_host,
+        help="address the metrics endpoint binds (default 127.0.0.1: loopback only)",
+    )
 
 
 def _install_stop(stop: threading.Event, duration_s: float | None) -> None:
@@ -137,34 +163,87 @@ def _planner(args: argparse.Namespace) -> int:
     return 0
 
 
+# `up` and `config show` flags -> (section, key) of the stack config; None: the flag was not given.
+_UP_FLAGS: dict[str, tuple[str, str]] = {
+    "scenario": ("sim", "scenario"),
+    "seed": ("sim", "seed"),
+    "agents": ("sim", "agents"),
+    "night": ("sim", "night"),
+    "from_scenario": ("sim", "from_scenario"),
+    "duration": ("stack", "duration_s"),
+    "bus": ("stack", "bus"),
+    "curve_dir": ("stack", "curve_dir"),
+    "record": ("stack", "record"),
+    "picture": ("stack", "picture"),
+    "live": ("stack", "live"),
+    "model": ("service", "model"),
+    "metrics_port": ("service", "metrics_port"),
+    "metrics_host": ("service", "metrics_host"),
+}
+
+
+def stack_config_from_args(args: argparse.Namespace) -> StackConfig:
+    """Defaults < ``--config FILE`` < the flags actually given (argparse defaults are None).
+
+    Raises:
+        StartupError: the file is unreadable, or a key or value is bad (one line naming it).
+    """
+    from prescient.service.app.stack_config import build_config
+
+    overrides = {
+        key: getattr(args, dest) for dest, key in _UP_FLAGS.items() if getattr(args, dest) is not None
+    }
+    for key in (("stack", "curve_dir"), ("service", "model")):
+        if key in overrides:  # relative to where the command runs
+            overrides[key] = str(Path(overrides[key]).expanduser().absolute())
+    if args.model is not None or args.no_model:  # (store_true: False when not given)
+        overrides["service", "no_model"] = bool(args.no_model)  # either flag beats the file
+    flags = {key: "--" + dest.replace("_", "-") for dest, key in _UP_FLAGS.items()}
+    return build_config(args.config, overrides, flags)
+
+
+def _model_from_config(svc: ServiceSection) -> Path | None:
+    """Like :func:`model_from_args`, from the config's [service] section."""
+    if svc.no_model:
+        return None
+    if svc.model is None:
+        return DEFAULT_MODEL
+    return require_file(svc.model, "model")
+
+
 def _up(args: argparse.Namespace) -> int:
     from prescient.service.app.stack import StackOptions, run_stack
+    from prescient.service.app.stack_config import to_toml
 
-    model = model_from_args(args)  # before any process starts
-    scenario, agents = args.scenario, args.agents
-    if args.from_scenario:
+    cfg = stack_config_from_args(args)
+    model = _model_from_config(cfg.service)  # before any process starts
+    scenario, agents = cfg.sim.scenario, cfg.sim.agents
+    if cfg.sim.from_scenario:
         from prescient.sim_sensors.scenario_file import ScenarioFileError, load_scene
 
         try:  # fail here, with one line, rather than in a supervised child
-            scene = load_scene(args.from_scenario)
+            scene = load_scene(cfg.sim.from_scenario)
         except ScenarioFileError as e:
             raise StartupError(f"--from-scenario: {e}") from e
         scenario, agents = scene.map_name, scene.n_agents
     opts = StackOptions(
         scenario=scenario,
-        seed=args.seed,
+        seed=cfg.sim.seed,
         agents=agents,
-        from_scenario=args.from_scenario,
-        duration_s=args.duration,
-        night=args.night,
+        from_scenario=cfg.sim.from_scenario,
+        duration_s=cfg.stack.duration_s,
+        night=cfg.sim.night,
         model=model,
-        model_is_default=model is not None and args.model is None,
+        model_is_default=model is not None and cfg.service.model is None,
         out_dir=args.out if args.out else Path("runs") / time.strftime("%Y%m%d-%H%M%S"),
-        bus=args.bus,
-        record=not args.no_record,
-        picture=not args.no_picture,
-        live=not args.no_live,
-        curve_dir=args.curve_dir,
+        bus=cfg.stack.bus,
+        record=cfg.stack.record,
+        picture=cfg.stack.picture,
+        live=cfg.stack.live,
+        curve_dir=cfg.stack.curve_dir,
+        serve_args=tuple(cfg.service.serve_args()),
+        planner_args=tuple(cfg.planner.planner_args()),
+        config_toml=to_toml(cfg),
     )
     res = run_stack(opts)
     signum = getattr(res, "interrupted", None)  # the signal that ended the run early, if any
@@ -178,6 +257,14 @@ def _up(args: argparse.Namespace) -> int:
     if not res.ok:
         why = "no predictions arrived" if res.summary["completed"] else "the stack did not complete normally"
         raise StartupError(f"{why}; see the per-process logs in {opts.out_dir}")
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    """Print the effective stack config (TOML) that `up` with the same arguments would run."""
+    from prescient.service.app.stack_config import to_toml
+
+    print(to_toml(stack_config_from_args(args)), end="")
     return 0
 
 
@@ -258,6 +345,50 @@ def _health(args: argparse.Namespace) -> int:
     raise StartupError(f"no health message on {prefix!r} within {args.timeout_s:g} s")
 
 
+def _add_up_args(p: argparse.ArgumentParser, scenarios: tuple[str, ...], with_out: bool) -> None:
+    """The flags of `up` (and `config show`). Every default is None: a flag overrides the config
+    file only when given (defaults live in :mod:`prescient.service.app.stack_config`)."""
+    on_off = argparse.BooleanOptionalAction
+    p.add_argument("--config", type=Path, default=None, help="stack config file (TOML; see config show)")
+    p.add_argument("--scenario", default=None, choices=scenarios, help="default intersection")
+    p.add_argument("--seed", type=non_negative_int, default=None, help="default 0")
+    p.add_argument("--agents", type=non_negative_int, default=None, help="default 40")
+    p.add_argument(
+        "--duration", type=positive_float, default=None, help="simulated seconds (real time), default 40"
+    )
+    p.add_argument("--night", action=on_off, default=None)
+    _add_model_args(p)
+    if with_out:
+        p.add_argument(
+            "--out",
+            type=output_dir,
+            default=None,
+            help="run directory (log, picture, summary, config.toml); default runs/<time>",
+        )
+    p.add_argument(
+        "--bus",
+        default=None,
+        help="bus base endpoint for this stack (sets $PRESCIENT_BUS), e.g. ipc:///tmp/prescient",
+    )
+    p.add_argument("--record", action=on_off, default=None, help="record the bus to log.mcap (default on)")
+    p.add_argument("--picture", action=on_off, default=None, help="draw summary.png (default on)")
+    p.add_argument("--live", action=on_off, default=None, help="live table (default on; off: logs only)")
+    p.add_argument(
+        "--curve-dir",
+        type=Path,
+        default=None,
+        help="a `prescient bus keys` directory: CurveZMQ on every socket of every child",
+    )
+    p.add_argument(
+        "--from-scenario",
+        metavar="FILE[#INDEX]",
+        default=None,
+        help="start the simulator from a generated scene (prescient scenarios generate); "
+        "the scene's map and agents replace --scenario and --agents",
+    )
+    _add_metrics_args(p, default_host=None)  # the service child serves them
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from prescient.sim_sensors.maps import SCENARIOS
 
@@ -291,6 +422,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="model passes per tick: pass k predicts the next n_max agents nearest the ego (1: the rest get constant velocity)",
     )
+    _add_metrics_args(p, default_host="127.0.0.1")
     p.add_argument(
         "--duration", type=positive_float, default=None, help="seconds to run (default: until Ctrl-C)"
     )
@@ -315,39 +447,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "up", help="start the whole stack (bus, simulator, service, planner, recorder) with a live table"
     )
-    p.add_argument("--scenario", default="intersection", choices=SCENARIOS)
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--agents", type=non_negative_int, default=40)
-    p.add_argument("--duration", type=positive_float, default=40.0, help="simulated seconds (real time)")
-    p.add_argument("--night", action="store_true")
-    _add_model_args(p)
-    p.add_argument(
-        "--out",
-        type=output_dir,
-        default=None,
-        help="run directory (log, picture, summary); default runs/<time>",
-    )
-    p.add_argument(
-        "--bus",
-        default=None,
-        help="bus base endpoint for this stack (sets $PRESCIENT_BUS), e.g. ipc:///tmp/prescient",
-    )
-    p.add_argument("--no-record", action="store_true")
-    p.add_argument("--no-picture", action="store_true")
-    p.add_argument("--no-live", action="store_true", help="no live table (logs only)")
-    p.add_argument(
-        "--curve-dir",
-        type=Path,
-        default=None,
-        help="a `prescient bus keys` directory: CurveZMQ on every socket of every child",
-    )
-    p.add_argument(
-        "--from-scenario",
-        metavar="FILE[#INDEX]",
-        help="start the simulator from a generated scene (prescient scenarios generate); "
-        "the scene's map and agents replace --scenario and --agents",
-    )
+    _add_up_args(p, SCENARIOS, with_out=True)
     p.set_defaults(func=_up)
+
+    p = sub.add_parser("config", help="the stack's config file (prescient up --config)")
+    config_sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    p = config_sub.add_parser(
+        "show",
+        help="print the effective config (TOML) of `prescient up` with these arguments",
+        description="Defaults < --config FILE < the flags given. The output is a valid --config file.",
+    )
+    _add_up_args(p, SCENARIOS, with_out=False)
+    p.set_defaults(func=_config_show)
 
     p = sub.add_parser(
         "replay",
