@@ -298,11 +298,16 @@ class SimConfig(BaseModel):
     @field_validator("scenario")
     @classmethod
     def _scenario(cls, v: str) -> str:
-        from prescient.sim_sensors.maps import SCENARIOS
-
-        if v not in SCENARIOS:
-            raise ValueError(f"unknown scenario {v!r}; expected one of {', '.join(SCENARIOS)}")
-        return v
+        return check_scenario(v)
 
 
 CLASS_NAMES = {c.value: c.name.lower() for c in AgentClass}
+
+
+def check_scenario(name: str) -> str:
+    """``name`` if it is a known scenario (map), else ValueError naming the choices (validators)."""
+    from prescient.sim_sensors.maps import SCENARIOS
+
+    if name not in SCENARIOS:
+        raise ValueError(f"unknown scenario {name!r}; expected one of {', '.join(SCENARIOS)}")
+    return name

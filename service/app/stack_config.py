@@ -61,11 +61,9 @@ class SimSection(BaseModel):
     @field_validator("scenario")
     @classmethod
     def _known_scenario(cls, v: str) -> str:
-        from prescient.sim_sensors.maps import SCENARIOS
+        from prescient.sim_sensors.config import check_scenario
 
-        if v not in SCENARIOS:
-            raise ValueError(f"unknown scenario {v!r}; expected one of {', '.join(SCENARIOS)}")
-        return v
+        return check_scenario(v)
 
 
 class ServiceSection(BaseModel):
