@@ -376,9 +376,42 @@ def cmd_export_foxglove(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------
 # import
 # ----------------------------------------------------------------------------------------------
+def _import_lanelet2(args: argparse.Namespace) -> int:
+    """``prescient import lanelet2 MAP.osm --origin LAT LON --out MAP.json``: a map file, not a log."""
+    from prescient.bus.importers import InputError
+    from prescient.bus.importers.lanelet2_map import load_lanelet2_map
+    from prescient.bus.importers.map_file import write_map_json
+
+    if args.origin is None:
+        raise StartupError(
+            "import lanelet2: --origin LAT LON is required (the map's local frame origin, deg)"
+        )
+    try:
+        refuse_existing(args.out, overwrite=args.force)
+        imp = load_lanelet2_map(args.src, *args.origin)
+        extras = {
+            "origin_lat_lon_deg": list(args.origin),
+            "light_xy_m": imp.light_xy_m.tolist(),
+            "light_group": imp.light_group.tolist(),
+        }
+        write_map_json(args.out, imp.vector_map, extras, overwrite=args.force)
+    except (InputError, LogError, FileExistsError) as e:
+        raise StartupError(str(e)) from e
+    v = imp.vector_map
+    skipped = f", skipped lanelets {imp.skipped}" if imp.skipped else ""
+    print(
+        f"imported {args.src} -> {args.out}: {len(v.lane_id)} lanes, {len(v.crossing_offsets) - 1} crossings, "
+        f"{len(v.stop_line_lane_id)} stop lines, {len(imp.light_xy_m)} traffic lights in "
+        f"{len(v.group_plan_s)} signal groups{skipped}"
+    )
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from prescient.bus.importers import InputError
 
+    if args.kind == "lanelet2":
+        return _import_lanelet2(args)
     kwargs: dict[str, Any] = {}
     if args.kind == "eth-ucy":
         from prescient.bus.importers.eth_ucy import import_eth_ucy as fn
@@ -466,14 +499,25 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_export_foxglove)
 
     imp = subparsers.add_parser("import", help="convert a public data set to a prescient log")
-    imp.add_argument("kind", choices=("eth-ucy", "av2-sensor", "av2-motion", "lyft"))
+    imp.add_argument("kind", choices=("eth-ucy", "av2-sensor", "av2-motion", "lyft", "lanelet2"))
     imp.add_argument(
         "src",
         type=Path,
-        help="eth-ucy: .txt file; av2-sensor: log dir; av2-motion: scenario dir; lyft: l5kit .zarr dir",
+        help="eth-ucy: .txt file; av2-sensor: log dir; av2-motion: scenario dir; lyft: l5kit .zarr dir; "
+        "lanelet2: Lanelet2 .osm map",
     )
     imp.add_argument(
-        "--out", required=True, type=output_file, help="output MCAP log (must not exist, unless --force)"
+        "--out",
+        required=True,
+        type=output_file,
+        help="output MCAP log (lanelet2: map .json for `prescient sim --map`); must not exist, unless --force",
+    )
+    imp.add_argument(
+        "--origin",
+        nargs=2,
+        type=float,
+        metavar=("LAT", "LON"),
+        help="lanelet2: WGS84 origin of the local frame (deg); x east, y north in metres from it",
     )
     imp.add_argument("--force", action="store_true", help="replace --out if it exists")
     imp.add_argument(

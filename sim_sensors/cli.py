@@ -65,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start from a scene of a scene file (prescient scenarios generate); sets --scenario, "
         "and --agents defaults to the scene's agent count",
     )
+    p.add_argument(
+        "--map",
+        metavar="FILE",
+        help="drive on an imported map (.json from `prescient import lanelet2`) instead of --scenario's",
+    )
     add_curve_args(p)  # CurveZMQ for the publisher and the map server
     p.set_defaults(func=run_sim, fast=False)
     from prescient.sim_sensors.branch_cli import add_branch_parser
@@ -107,6 +112,15 @@ def _build_sim(args: argparse.Namespace):
         raise StartupError(f"bad argument {'.'.join(map(str, err['loc']))}: {err['msg']}") from e
     if args.duration <= 0:
         raise StartupError(f"--duration must be > 0, got {args.duration}")
+    if getattr(args, "map", None):
+        if scene is not None:
+            raise StartupError(
+                "--map and --from-scenario cannot be combined (a scene belongs to its own map)"
+            )
+        from prescient.sim_sensors.maps.imported import load_map_data
+
+        md, mix = load_map_data(args.map)  # raises StartupError
+        return Simulation(cfg, map_data=md, class_mix=mix), cfg
     sim = Simulation(cfg) if scene is None else Simulation.from_scenario(scene, cfg)
     if sim.placement is not None and scene is not None:
         print(
@@ -190,7 +204,7 @@ def _report(sim, cfg, wall: float, counts: Counter, server, bus_cfg) -> None:
     """Print the run summary: speed, per-topic counts and rates, map requests, counters."""
     sim_s = sim.time_ns / 1e9
     print(
-        f"prescient sim: {cfg.scenario} seed={cfg.seed}: {sim_s:.1f} sim s in {wall:.2f} wall s ({sim_s / max(wall, 1e-9):.1f}x real time)"
+        f"prescient sim: {sim.map_data.name} seed={cfg.seed}: {sim_s:.1f} sim s in {wall:.2f} wall s ({sim_s / max(wall, 1e-9):.1f}x real time)"
     )
     print(f"{'topic':<24}{'count':>8}{'rate_hz':>10}")
     for topic in sorted(counts):
@@ -220,7 +234,7 @@ def run_sim(args: argparse.Namespace) -> int:
     latest: dict[str, object] = {}
     log.info(
         "sim %s seed=%d agents=%d %s, %s for %.1f s",
-        cfg.scenario,
+        sim.map_data.name,
         cfg.seed,
         cfg.n_agents,
         "night" if cfg.night else "day",

@@ -138,6 +138,7 @@ class Simulation:
         behaviour: behaviour parameters.
         class_mix: class fractions of spawned agents.
         initial_scene: start from this scene instead of the random spawn (see :meth:`from_scenario`).
+        map_data: drive on this lane graph (e.g. an imported map) instead of ``cfg.scenario``'s.
 
     Attributes:
         map: the VectorMap (world frame).
@@ -155,12 +156,13 @@ class Simulation:
         behaviour: BehaviourSpec | None = None,
         class_mix: ClassMix | None = None,
         initial_scene: Scene | None = None,
+        map_data: MapData | None = None,
     ) -> None:
         """Build the map and sensors, then spawn the ego and agents (or place ``initial_scene``)."""
         self.cfg = cfg
         self.behaviour = behaviour or BehaviourSpec()
         self.class_mix = class_mix or ClassMix()
-        self.map_data: MapData = build_map_data(cfg.scenario, cfg.seed)
+        self.map_data: MapData = map_data if map_data is not None else build_map_data(cfg.scenario, cfg.seed)
         self.map: VectorMap = self.map_data.vector_map
         self._graph = lane_graph(self.map_data)
         suite = sensors or SensorSuite()
