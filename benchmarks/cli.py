@@ -60,6 +60,10 @@ BENCHES = {
         "prescient.benchmarks.bench_scenarios",
         "scenario generation: realism, pin compliance, latency",
     ),
+    "fleet": (
+        "prescient.benchmarks.bench_fleet",
+        "fleet replay on Ray: 1 and 2 workers vs the plain loop, overhead per log, memory",
+    ),
     "reliability": (
         "prescient.benchmarks.bench_reliability",
         "the live stack under hostile traffic and kill -9 (--quick, --check)",

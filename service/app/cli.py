@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "prescient.service.app.stack_cli",  # prescient up / replay / serve / planner
     "prescient.benchmarks.cli",  # prescient bench
     "prescient.models.scenario_diffusion.cli",  # prescient scenarios
+    "prescient.service.app.fleet.cli",  # prescient fleet replay / generate (Ray)
 )
 
 
