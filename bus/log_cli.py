@@ -36,6 +36,7 @@ from prescient.bus.errors import StartupError, TransportError
 from prescient.bus.logfile import LogError, json_from_message, json_schema, refuse_existing
 from prescient.bus.logreader import EXIT_DAMAGED, ReadStats
 from prescient.bus.logsummary import summarize_log
+from prescient.bus.ros2.cli import add_export_ros2_parser, add_import_arguments
 
 log = logging.getLogger(__name__)
 
@@ -421,6 +422,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         from prescient.bus.importers.lyft import import_lyft as fn
 
         kwargs["scene"] = args.scene
+    elif args.kind == "ros2":
+        from prescient.bus.ros2.cli import import_kwargs
+
+        kwargs.update(import_kwargs(args))
+        from prescient.bus.ros2.importer import import_ros2 as fn
     else:
         from prescient.bus.importers.av2_motion import import_av2_motion as fn
     try:
@@ -497,14 +503,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("out", type=output_file)
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=cmd_export_foxglove)
+    add_export_ros2_parser(lsub, _EXIT_HELP)
 
     imp = subparsers.add_parser("import", help="convert a public data set to a prescient log")
-    imp.add_argument("kind", choices=("eth-ucy", "av2-sensor", "av2-motion", "lyft", "lanelet2"))
+    imp.add_argument("kind", choices=("eth-ucy", "av2-sensor", "av2-motion", "lyft", "lanelet2", "ros2"))
     imp.add_argument(
         "src",
         type=Path,
         help="eth-ucy: .txt file; av2-sensor: log dir; av2-motion: scenario dir; lyft: l5kit .zarr dir; "
-        "lanelet2: Lanelet2 .osm map",
+        "lanelet2: Lanelet2 .osm map; ros2: rosbag2 dir (Autoware objects + odometry)",
     )
     imp.add_argument(
         "--out",
@@ -523,4 +530,5 @@ def register(subparsers: Any) -> None:
     imp.add_argument(
         "--scene", type=non_negative_int, default=0, help="lyft: scene index in the zarr (default 0)"
     )
+    add_import_arguments(imp)
     imp.set_defaults(func=cmd_import)
