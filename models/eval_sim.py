@@ -248,7 +248,7 @@ def evaluate_sim(
     paths = list_shards(data_dir)
     first = load_shard(paths[0])
     spec = str(first.meta["raster_spec"])
-    channels = int(first.meta["raster_shape"][0])  # type: ignore[index]
+    channels = int(first.meta["raster_shape"][0])
     predictor = load_eval_predictor(model_path, spec, channels, threads)
     trained_on = set(predictor.manifest.get("training", {}).get("train_runs", [])) | set(
         predictor.manifest.get("training", {}).get("val_runs", [])
@@ -370,6 +370,8 @@ def evaluate_av2(
                 if np.any(np.abs(dts - cfg.dt_s) > 0.02):
                     continue
                 ego = pipe.ego
+                if ego is None:  # no ego state yet: nothing to put the agents in the ego frame
+                    continue
                 inputs = agent_inputs_from_tracks(
                     cfg, tracks, ego.velocity_mps, ego.size_lwh_m, ego.plan_xy_m
                 )
