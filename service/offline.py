@@ -40,10 +40,13 @@ def _find_map(path: Path) -> m.VectorMap:
     return empty_map()
 
 
-def build_offline_pipeline(path: Path, model: Path | None, summary: LogSummary | None = None) -> Pipeline:
+def build_offline_pipeline(
+    path: Path, model: Path | None, summary: LogSummary | None = None, threads: int = 2
+) -> Pipeline:
     """A pipeline for ``path``: its map, the model (or the fallback), tracker or log-tracks mode.
 
-    ``summary`` is :func:`~prescient.bus.logsummary.summarize_log` of ``path`` when the caller has it.
+    ``summary`` is :func:`~prescient.bus.logsummary.summarize_log` of ``path`` when the caller has
+    it; ``threads``: onnxruntime intra-op threads (a fleet task that holds one core passes 1).
     """
     from prescient.service.predictor import load_service_predictor
 
@@ -51,7 +54,7 @@ def build_offline_pipeline(path: Path, model: Path | None, summary: LogSummary |
     has_sensors = any(t.startswith("sensor.") for t in summary.topics)
     if not has_sensors and m.TOPIC_TRACKS not in summary.topics:
         raise StartupError(f"{path}: no sensor frames and no {m.TOPIC_TRACKS}: nothing to predict from")
-    predictor, reason = load_service_predictor(model, threads=2, providers=("CPUExecutionProvider",))
+    predictor, reason = load_service_predictor(model, threads=threads, providers=("CPUExecutionProvider",))
     return Pipeline(
         _find_map(path),
         predictor,
@@ -118,6 +121,7 @@ def replay_log(
     on_tick: Callable[[TickResult], Any] | None = None,
     *,
     overwrite: bool = False,
+    threads: int = 2,
 ) -> dict[str, Any]:
     """Replay ``path`` offline; optionally write tracks and predictions to ``out`` (MCAP).
 
@@ -128,6 +132,7 @@ def replay_log(
         start_s, end_s: window in seconds from the log start.
         on_tick: called with every tick's result.
         overwrite: replace ``out`` if it holds data (never when ``out`` is ``path``).
+        threads: onnxruntime intra-op threads (the predictions do not depend on it).
 
     Returns:
         A summary: ticks, degraded ticks, per-stage time percentiles (ms), what was skipped,
@@ -149,7 +154,7 @@ def replay_log(
         log_summary = summarize_log(path)
     except LogError as e:
         raise StartupError(str(e)) from e
-    pipe = build_offline_pipeline(path, model, log_summary)
+    pipe = build_offline_pipeline(path, model, log_summary, threads)
     first = log_summary.start_ns
     start_ns = None if start_s is None else first + int(start_s * 1e9)
     end_ns = None if end_s is None else first + int(end_s * 1e9)

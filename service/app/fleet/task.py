@@ -82,6 +82,9 @@ def replay_and_score(log_path: str, model: str | None) -> dict[str, Any]:
     return rec
 
 
+TASK_THREADS = 1
+
+
 def _run(path: Path, model: Path | None) -> dict[str, Any]:
     from prescient.service.app.fleet.scoring import LogScorer, TruthIndex
     from prescient.service.offline import replay_log
@@ -100,7 +103,9 @@ def _run(path: Path, model: Path | None) -> dict[str, Any]:
     has_sensors = any(t.startswith("sensor.") for t in topics)
     truth = TruthIndex.from_log(path, tracks_from_log=not has_sensors)
     ticks = _TickLog(LogScorer(truth, same_ids=not has_sensors and truth.source != "sim.ground_truth"))
-    out = replay_log(path, model, on_tick=ticks)
+    # One core per task (ray.remote(num_cpus=1)): two onnxruntime threads per task would make
+    # the workers of a machine fight over its cores.
+    out = replay_log(path, model, on_tick=ticks, threads=TASK_THREADS)
     ms = np.array(ticks.total_ms) if ticks.total_ms else np.zeros(1)
     return {
         "status": STATUS_DAMAGED if out["exit_code"] else STATUS_OK,
