@@ -4,7 +4,7 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= cpu,dev,data,train,ros,fleet
+EXTRAS ?= cpu,dev,data,train,ros,fleet,foxglove
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
 
 .PHONY: setup test lint demo bench-bus clean

@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "prescient.benchmarks.cli",  # prescient bench
     "prescient.models.scenario_diffusion.cli",  # prescient scenarios
     "prescient.service.app.fleet.cli",  # prescient fleet replay / generate (Ray)
+    "prescient.service.app.foxglove.cli",  # prescient view / export-scene (Foxglove)
 )
 
 

@@ -1,0 +1,80 @@
+"""``prescient view LOG`` (a Foxglove WebSocket server playing a log) and ``prescient export-scene``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from prescient.bus.cli import log_totals, output_file, progress_bar, require_file
+from prescient.bus.errors import MissingExtraError, StartupError
+from prescient.bus.logfile import LogError
+from prescient.bus.logreader import EXIT_DAMAGED, ReadStats
+
+log = logging.getLogger(__name__)
+DEFAULT_PORT = 8765  # Foxglove's default WebSocket port
+
+
+def _need_foxglove() -> None:
+    try:
+        import foxglove  # noqa: F401
+    except ModuleNotFoundError as e:
+        raise MissingExtraError("foxglove-sdk", "foxglove") from e
+
+
+def cmd_export_scene(args: argparse.Namespace) -> int:
+    _need_foxglove()
+    from prescient.service.app.foxglove.export import export_scene, summary_line
+
+    require_file(args.log, "log")
+    stats = ReadStats()
+    totals = log_totals(args.log)
+    try:
+        with progress_bar(f"export {args.log.name}", sum(totals[0].values()) if totals else None) as bar:
+            counts = export_scene(args.log, args.out, stats, overwrite=args.force, on_message=bar.advance)
+    except LogError as e:
+        raise StartupError(str(e)) from e
+    print(summary_line(counts, args.out))
+    for problem in stats.problems:
+        print(f"  {problem}")
+    return EXIT_DAMAGED if stats.problems else 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    _need_foxglove()
+    from prescient.service.app.foxglove import server
+
+    require_file(args.log, "log")
+    srv, channels = server.start(args.port, args.host)
+    print(f"Foxglove: open ws://{args.host}:{srv.port} (Open connection -> Foxglove WebSocket); Ctrl-C stops")
+    stop = threading.Event()
+    try:
+        sent = server.play_log(args.log, channels, rate=args.rate, loop=args.loop, stop=stop)
+    except LogError as e:
+        raise StartupError(str(e)) from e
+    finally:
+        srv.stop()
+    print(f"sent {sent} foxglove messages")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``prescient view`` and ``prescient export-scene``."""
+    p = sub.add_parser("view", help="serve a log's scene to the Foxglove app (WebSocket, loopback)")
+    p.add_argument("log", type=Path)
+    p.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"WebSocket port (default {DEFAULT_PORT}; 0: any)"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    p.add_argument(
+        "--rate", type=float, default=1.0, help="playback speed x real time (0: as fast as possible)"
+    )
+    p.add_argument("--loop", action="store_true", help="start again at the end (Ctrl-C stops)")
+    p.set_defaults(func=cmd_view)
+    p = sub.add_parser("export-scene", help="write a log's scene as foxglove.* MCAP (SceneUpdate on /scene)")
+    p.add_argument("log", type=Path)
+    p.add_argument("out", type=output_file)
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_export_scene)
