@@ -120,7 +120,7 @@ def _add_cluster_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``prescient fleet replay`` and ``prescient fleet generate``."""
+    """Add ``prescient fleet replay``, ``fleet generate`` and ``fleet scenarios``."""
     fleet = subparsers.add_parser("fleet", help="many logs or seeds as Ray tasks (the fleet extra)", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = fleet.add_subparsers(dest="fleet_command", metavar="SUBCOMMAND", required=True)
@@ -133,6 +133,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_cluster_args(p)
     p.set_defaults(func=_replay)
     _register_generate(sub)
+    from prescient.service.app.fleet.scenarios import register_scenarios
+
+    register_scenarios(sub, _add_model_args, _add_cluster_args)
 
 
 def _register_generate(sub: argparse._SubParsersAction) -> None:
