@@ -39,6 +39,13 @@ def cmd_export_scene(args: argparse.Namespace) -> int:
     print(summary_line(counts, args.out))
     for problem in stats.problems:
         print(f"  {problem}")
+    if args.picture is not None:
+        from prescient.service.app.foxglove.picture import render_scene
+
+        try:
+            print(f"picture: {render_scene(args.out, args.at, args.picture)}")
+        except ValueError as e:
+            raise StartupError(str(e)) from e
     return EXIT_DAMAGED if stats.problems else 0
 
 
@@ -77,4 +84,8 @@ def register(sub: Any) -> None:
     p.add_argument("log", type=Path)
     p.add_argument("out", type=output_file)
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument(
+        "--picture", type=output_file, default=None, help="also draw the exported scene to this PNG"
+    )
+    p.add_argument("--at", type=float, default=5.0, help="seconds into the scene for --picture")
     p.set_defaults(func=cmd_export_scene)
