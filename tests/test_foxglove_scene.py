@@ -152,3 +152,13 @@ def test_export_refuses_existing_output_and_leaves_no_partial_file(
         export_scene(sample_log, out, overwrite=True, on_message=boom)
     assert out.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["run.mcap", "scene.mcap"]
+
+
+def test_view_needs_a_log_or_live(capsys: pytest.CaptureFixture[str]) -> None:
+    """`prescient view` with neither a LOG nor --live (or both): one line, exit 1."""
+    from prescient.service.app.cli import main
+
+    assert main(["view"]) == 1
+    assert main(["view", "x.mcap", "--live"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("give a LOG to play or --live" in ln for ln in err)

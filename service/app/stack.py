@@ -60,6 +60,8 @@ class StackOptions:
     from_scenario: str | None = None
     # A `prescient bus keys` directory: every child (and the monitor) runs with CurveZMQ.
     curve_dir: Path | None = None
+    # A Foxglove WebSocket server of the live scene on this port (a `prescient view --live` child).
+    foxglove_port: int | None = None
     # More flags for the service and planner children (their [service]/[planner] config), and
     # the effective config (TOML) kept in the run directory as config.toml.
     serve_args: tuple[str, ...] = ()
@@ -198,6 +200,8 @@ def build_children(opts: StackOptions, log_path: Path) -> list[Child]:
         Child("planner", ["planner", "--stats-json", str(opts.out_dir / "planner_stats.json"), *planner]),
         Child("sim", sim, essential_end=True),
     ]
+    if opts.foxglove_port is not None:  # before the simulator, so it sees the scene from the start
+        children.insert(-1, Child("foxglove", ["view", "--live", "--port", str(opts.foxglove_port)]))
     if opts.curve_dir is not None:
         # Absolute: children run with the launcher's working directory, but say it anyway.
         for c in children:

@@ -34,7 +34,7 @@ from prescient.bus.cli import (
     progress_bar,
     require_file,
 )
-from prescient.bus.errors import StartupError
+from prescient.bus.errors import MissingExtraError, StartupError
 from prescient.service.app.paths import default_model_path
 
 if TYPE_CHECKING:
@@ -163,6 +163,8 @@ def _planner(args: argparse.Namespace) -> int:
     return 0
 
 
+FOXGLOVE_PORT = 8765  # Foxglove's default WebSocket port
+
 # `up` and `config show` flags -> (section, key) of the stack config; None: the flag was not given.
 _UP_FLAGS: dict[str, tuple[str, str]] = {
     "scenario": ("sim", "scenario"),
@@ -176,6 +178,7 @@ _UP_FLAGS: dict[str, tuple[str, str]] = {
     "record": ("stack", "record"),
     "picture": ("stack", "picture"),
     "live": ("stack", "live"),
+    "foxglove": ("stack", "foxglove_port"),
     "model": ("service", "model"),
     "metrics_port": ("service", "metrics_port"),
     "metrics_host": ("service", "metrics_host"),
@@ -217,6 +220,11 @@ def _up(args: argparse.Namespace) -> int:
 
     cfg = stack_config_from_args(args)
     model = _model_from_config(cfg.service)  # before any process starts
+    if cfg.stack.foxglove_port is not None:
+        try:
+            import foxglove  # noqa: F401
+        except ModuleNotFoundError as e:
+            raise MissingExtraError("foxglove-sdk", "foxglove") from e
     scenario, agents = cfg.sim.scenario, cfg.sim.agents
     if cfg.sim.from_scenario:
         from prescient.sim_sensors.scenario_file import ScenarioFileError, load_scene
@@ -241,6 +249,7 @@ def _up(args: argparse.Namespace) -> int:
         picture=cfg.stack.picture,
         live=cfg.stack.live,
         curve_dir=cfg.stack.curve_dir,
+        foxglove_port=cfg.stack.foxglove_port,
         serve_args=tuple(cfg.service.serve_args()),
         planner_args=tuple(cfg.planner.planner_args()),
         config_toml=to_toml(cfg),
@@ -373,6 +382,10 @@ def _add_up_args(p: argparse.ArgumentParser, scenarios: tuple[str, ...], with_ou
     p.add_argument("--record", action=on_off, default=None, help="record the bus to log.mcap (default on)")
     p.add_argument("--picture", action=on_off, default=None, help="draw summary.png (default on)")
     p.add_argument("--live", action=on_off, default=None, help="live table (default on; off: logs only)")
+    p.add_argument(
+        "--foxglove", type=tcp_port, nargs="?", const=FOXGLOVE_PORT, default=None, metavar="PORT",
+        help=f"also serve the live scene to the Foxglove app on PORT (default {FOXGLOVE_PORT}; loopback)",
+    )  # fmt: skip
     p.add_argument(
         "--curve-dir",
         type=Path,

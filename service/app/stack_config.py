@@ -46,6 +46,8 @@ class StackSection(BaseModel):
     record: bool = True
     picture: bool = True
     live: bool = True
+    # A Foxglove WebSocket server on this port (`prescient view --live`, loopback); None: none.
+    foxglove_port: int | None = Field(None, ge=0, le=65535)
 
 
 class SimSection(BaseModel):

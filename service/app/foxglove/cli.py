@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from prescient.bus.cli import log_totals, output_file, progress_bar, require_file
+from prescient.bus.cli import add_bus_args, log_totals, output_file, progress_bar, require_file
 from prescient.bus.errors import MissingExtraError, StartupError
 from prescient.bus.logfile import LogError
 from prescient.bus.logreader import EXIT_DAMAGED, ReadStats
@@ -49,16 +49,33 @@ def cmd_export_scene(args: argparse.Namespace) -> int:
     return EXIT_DAMAGED if stats.problems else 0
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGINT/SIGTERM (the launcher stopping its children) end the live view normally."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     _need_foxglove()
     from prescient.service.app.foxglove import server
 
-    require_file(args.log, "log")
+    if (args.log is None) == (not args.live):
+        raise StartupError("view: give a LOG to play or --live for the running stack's bus (one of them)")
+    if args.log is not None:
+        require_file(args.log, "log")
     srv, channels = server.start(args.port, args.host)
     print(f"Foxglove: open ws://{args.host}:{srv.port} (Open connection -> Foxglove WebSocket); Ctrl-C stops")
     stop = threading.Event()
     try:
-        sent = server.play_log(args.log, channels, rate=args.rate, loop=args.loop, stop=stop)
+        if args.live:
+            from prescient.bus.cli import bus_config_from_args
+
+            _stop_on_signals(stop)
+            sent = server.serve_bus(bus_config_from_args(args), channels, stop)
+        else:
+            sent = server.play_log(args.log, channels, rate=args.rate, loop=args.loop, stop=stop)
     except LogError as e:
         raise StartupError(str(e)) from e
     finally:
@@ -69,8 +86,10 @@ def cmd_view(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``prescient view`` and ``prescient export-scene``."""
-    p = sub.add_parser("view", help="serve a log's scene to the Foxglove app (WebSocket, loopback)")
-    p.add_argument("log", type=Path)
+    p = sub.add_parser("view", help="serve a log's (or the live bus's) scene to the Foxglove app (WebSocket)")
+    p.add_argument("log", type=Path, nargs="?", default=None, help="the log to play (or --live)")
+    p.add_argument("--live", action="store_true", help="the running stack's bus instead of a log")
+    add_bus_args(p)
     p.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"WebSocket port (default {DEFAULT_PORT}; 0: any)"
     )

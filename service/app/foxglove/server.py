@@ -87,3 +87,34 @@ def play_log(
         if not loop:
             break
     return sent
+
+
+def serve_bus(cfg: Any, channels: LiveChannels, stop: threading.Event) -> int:
+    """Forward the live bus to ``channels`` until ``stop``; return messages sent.
+
+    Times: the wall clock at receipt is the log time; a message's stamp (sensor clock) is mapped
+    to UNIX time with the offset seen on the first message (``time.time_ns() - stamp``).
+    """
+    from prescient.bus.transport import Subscriber
+
+    sub = Subscriber(cfg, list(SOURCE_TOPICS))
+    stream: SceneStream | None = None
+    sent = 0
+    try:
+        while not stop.is_set():
+            got = sub.recv_raw(timeout_ms=100)
+            if got is None:
+                continue
+            topic = got[0]
+            msg = sub.accept(*got)  # None: rejected (the subscriber counts it by reason)
+            if msg is None:
+                continue
+            now_ns = time.time_ns()
+            if stream is None:
+                stream = SceneStream(now_ns - int(msg.header.stamp_ns), 0)
+            for fx in stream.convert(topic, msg, now_ns):
+                channels.log(fx)
+                sent += 1
+    finally:
+        sub.close()
+    return sent
