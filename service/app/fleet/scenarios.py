@@ -128,49 +128,68 @@ def _scenes_doc(scenes: list[dict], meta: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # One scene: simulate, replay, score (a plain function; the driver wraps it with ray.remote).
 # ------------------------------------------------------------------------------------------------
+def _ego_gaps(e: Any, g: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The ego's box centre (1, 2) and its box gap (m) to every ground-truth agent (N,)."""
+    from prescient.sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M
+
+    x, y, yaw = (float(v) for v in e.pose)
+    ctr = np.array(
+        [[x + EGO_CENTER_FROM_REAR_AXLE_M * math.cos(yaw), y + EGO_CENTER_FROM_REAR_AXLE_M * math.sin(yaw)]]
+    )
+    ego_box = box_corners(
+        ctr, np.array([yaw]), e.size_lwh_m[:1].astype(np.float64), e.size_lwh_m[1:2].astype(np.float64)
+    )[0]
+    if not len(g.agent_id):
+        return ctr, np.zeros(0)
+    boxes = box_corners(g.position_m.astype(np.float64), g.yaw_rad.astype(np.float64),
+                        g.size_lwh_m[:, 0].astype(np.float64), g.size_lwh_m[:, 1].astype(np.float64))  # fmt: skip
+    return ctr, box_gaps(ego_box, boxes)
+
+
+WARMUP_S = 1.0  # seconds at the start of a scene left out of the safety scores
+
+
 def _truth(path: Path) -> dict[str, Any]:
-    """Gap, TTC and braking of the ego against the log's ground truth; the worst moment's time."""
+    """Gap, TTC and braking of the ego against the log's ground truth from :data:`WARMUP_S` on;
+    the worst moment's time (seconds from the first ground truth)."""
     from prescient.bus import messages as m
     from prescient.bus.replayer import iter_messages
-    from prescient.sim_sensors.config import EGO_CENTER_FROM_REAR_AXLE_M
 
     egos: dict[int, m.EgoState] = {}
     gts: dict[int, m.GroundTruth] = {}
     for lm in iter_messages(path, topics=[m.TOPIC_EGO, m.TOPIC_GROUND_TRUTH]):
         (egos if isinstance(lm.msg, m.EgoState) else gts)[lm.msg.header.stamp_ns] = lm.msg
-    stamps = sorted(set(egos) & set(gts))
+    both = sorted(set(egos) & set(gts))
+    # The first WARMUP_S seconds are not scored: a generated scene can place an agent touching the
+    # ego, and the ego's driver settles from its initial speed; neither is something the stack did.
+    t_first = both[0] if both else 0
+    stamps = [t for t in both if t - t_first >= WARMUP_S * 1e9]
     min_gap, worst_ns, worst_agent, min_ttc = (
         math.inf,
         stamps[len(stamps) // 2] if stamps else 0,
         -1,
         math.inf,
     )
+    # Agents the generator placed touching the ego are not the stack's doing: reported, not scored.
+    placed: set[int] = set()
+    if both:
+        _, gaps0 = _ego_gaps(egos[t_first], gts[t_first])
+        placed = {int(i) for i in gts[t_first].agent_id[gaps0 <= 0.0]}
     for t in stamps:
         e, g = egos[t], gts[t]
-        if not len(g.agent_id):
+        keep = ~np.isin(g.agent_id, list(placed))
+        if not keep.any():
             continue
-        x, y, yaw = (float(v) for v in e.pose)
-        ctr = np.array(
-            [
-                [
-                    x + EGO_CENTER_FROM_REAR_AXLE_M * math.cos(yaw),
-                    y + EGO_CENTER_FROM_REAR_AXLE_M * math.sin(yaw),
-                ]
-            ]
-        )
-        ego_box = box_corners(
-            ctr, np.array([yaw]), e.size_lwh_m[:1].astype(np.float64), e.size_lwh_m[1:2].astype(np.float64)
-        )[0]
-        boxes = box_corners(g.position_m.astype(np.float64), g.yaw_rad.astype(np.float64),
-                            g.size_lwh_m[:, 0].astype(np.float64), g.size_lwh_m[:, 1].astype(np.float64))  # fmt: skip
-        gaps = box_gaps(ego_box, boxes)
+        ctr, gaps = _ego_gaps(e, g)
+        gaps = np.where(keep, gaps, np.inf)
         k = int(np.argmin(gaps))
         if gaps[k] < min_gap:
             min_gap, worst_ns, worst_agent = float(gaps[k]), t, int(g.agent_id[k])
-        ttc = ttc_s(g.position_m - ctr, g.velocity_mps - e.velocity_mps[None])
+        ttc = ttc_s(g.position_m[keep] - ctr, g.velocity_mps[keep] - e.velocity_mps[None])
         min_ttc = min(min_ttc, float(ttc.min()))
-    ego_t = np.array(sorted(egos), np.float64) / 1e9
-    speed = np.array([float(np.hypot(*egos[t].velocity_mps)) for t in sorted(egos)])
+    scored_egos = [t for t in sorted(egos) if t - t_first >= WARMUP_S * 1e9]
+    ego_t = np.array(scored_egos, np.float64) / 1e9
+    speed = np.array([float(np.hypot(*egos[t].velocity_mps)) for t in scored_egos])
     decel, hard_s = max_decel_mps2(ego_t, speed)
     return {
         "collision": min_gap <= 0.0,
@@ -180,8 +199,9 @@ def _truth(path: Path) -> dict[str, Any]:
         "max_decel_mps2": round(decel, 3),
         "hard_brake_s": round(hard_s, 3),
         "hard_braking": decel > HARD_BRAKE_MPS2,
-        "worst_t_s": round((worst_ns - (stamps[0] if stamps else 0)) / 1e9, 3),
+        "worst_t_s": round((worst_ns - t_first) / 1e9, 3),
         "worst_agent_id": worst_agent,
+        "placed_overlaps": len(placed),
         "_worst_ns": worst_ns,
         "_egos": egos,
         "_gts": gts,
