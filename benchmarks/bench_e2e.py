@@ -120,17 +120,19 @@ def plot(points: list[dict], path: Path) -> Path | None:
     day = [p for p in points if p["scenario"] == points[0]["scenario"] and p["ticks"]]
     bottom = np.zeros(len(day))
     labels = [str(p["agents"]) for p in day]
+    xpos = np.arange(len(day))  # positions, not the labels: matplotlib logs each string axis
     for stage in ("track", "raster", "infer"):  # the tick's own path
         vals = np.array([p["stages"].get(stage, {}).get("p50", 0.0) for p in day])
-        axes[1].bar(labels, vals, bottom=bottom, label=stage)
+        axes[1].bar(xpos, vals, bottom=bottom, label=stage)
         bottom += vals
     vals = np.array(
         [max(p["sensor_to_prediction_publish"]["p50"] - bottom[i], 0.0) for i, p in enumerate(day)]
     )
-    axes[1].bar(labels, vals, bottom=bottom, label="first hop, decode, queueing, predict, encode")
+    axes[1].bar(xpos, vals, bottom=bottom, label="first hop, decode, queueing, predict, encode")
     bottom += vals
     vals = np.array([p["prediction_to_planner"]["p50"] for p in day])
-    axes[1].bar(labels, vals, bottom=bottom, label="bus hop to planner + decode")
+    axes[1].bar(xpos, vals, bottom=bottom, label="bus hop to planner + decode")
+    axes[1].set_xticks(xpos, labels)
     axes[1].set_xlabel("agents")
     axes[1].set_ylabel("p50 per stage (ms)")
     axes[1].set_title(f"where the time goes ({day[0]['scenario'] if day else ''}, p50)")

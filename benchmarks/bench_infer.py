@@ -6,10 +6,11 @@ variant, the variants' order rotating from round to round, so load on a shared m
 every variant alike; an idle worker blocks on its pipe (its threads do not spin).
 Every variant gets the same seeded inputs: :func:`prescient.service.model_io.sample_inputs.random_inputs`
 with ``--agents`` valid agents and, with ``--data DIR``, real rasters from simulator shards in
-place of the random ones. One pass is ``OnnxPredictor._run`` (``session.run``, what a tick runs),
+place of the random ones; a model with a symbolic agent axis gets only the valid agents, as in the
+service. One pass is ``OnnxPredictor._run`` (``session.run``, what a tick runs),
 or for the IO-binding variants :func:`bound_runner` (binding included). Prints p50/p95/p99/max per variant and writes ``bench_infer.json`` into ``--out DIR``.
 
-    prescient bench infer [--model M.onnx] [--int8 M_int8.onnx] [--data DIR] [--runs 200] [--out DIR]
+    prescient bench infer [--model M.onnx] [--int8 M_int8.onnx] [--baseline B.onnx] [--data DIR] [--runs 200] [--out DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class Variant:
     """One way to run the model: which file and which session settings."""
 
     name: str
-    precision: str  # "fp32" (--model) or "int8" (--int8)
+    precision: str  # "fp32" (--model), "int8" (--int8) or "baseline" (--baseline): which file
     level: str = "all"
     io_binding: bool = False
     threads: int = 2
@@ -62,6 +63,8 @@ VARIANTS = (
     Variant("int8-all-nospin", "int8", spinning=False),
     Variant("int8-all-1thread", "int8", threads=1),
 )
+# --baseline FILE: another export (e.g. the previous shipped model), with the service's settings.
+BASELINE = Variant("baseline-all-nospin", "baseline", spinning=False)
 
 
 def feeds(cfg: Any, n_valid: int, data: Path | None, seed: int = 0) -> list[dict[str, np.ndarray]]:
@@ -118,6 +121,9 @@ def worker(variant: Variant, model: Path, n_valid: int, data: Path | None, warmu
     )
     run = bound_runner(pred.session, pred.cfg) if variant.io_binding else pred._run
     inputs = feeds(pred.cfg, n_valid, data)
+    if pred.agents_symbolic and not variant.io_binding:
+        # As a tick feeds it (OnnxPredictor._predict_checked): only the valid agents.
+        inputs = [{k: v[:, :n_valid] if k.startswith("agent_") else v for k, v in f.items()} for f in inputs]
     for i in range(warmup):
         run(inputs[i % N_FEEDS])
     print(json.dumps({"ready": True, "precision": pred.precision, "provider": pred.provider}), flush=True)
@@ -226,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--int8", type=Path, default=SHIPPED_INT8, help="int8 .onnx; its variants are skipped if absent"
     )
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="also time this .onnx (service settings) in the same run"
+    )
     parser.add_argument("--data", type=Path, default=None, help="simulator shards for real rasters")
     parser.add_argument("--variants", default="", help="comma-separated names (default: all); see VARIANTS")
     parser.add_argument("--runs", type=int, default=200, help="timed passes per variant")
@@ -248,6 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     if not models["fp32"].is_file():
         parser.error(f"model not found: {args.model}")
     variants = [by_name[n] for n in names if models[by_name[n].precision].is_file()]
+    if args.baseline is not None:
+        if not args.baseline.is_file():
+            parser.error(f"baseline model not found: {args.baseline}")
+        models["baseline"] = args.baseline.resolve()
+        variants.append(BASELINE)
     skipped = [n for n in names if by_name[n] not in variants]
     if skipped:
         print(f"skipped (no int8 model at {args.int8}): {', '.join(skipped)}")

@@ -1,4 +1,6 @@
-"""``prescient record``, ``prescient log info|replay|export-foxglove`` and ``prescient import ...``.
+"""``prescient record``, ``prescient log info|replay|export-ros2`` and ``prescient import ...``.
+
+``prescient log export-foxglove`` joins the group from :mod:`prescient.service.app.foxglove.cli`.
 
 Exit status of the log commands: 0 the log read cleanly; 1 the command could not start (log
 missing, empty or not MCAP; output exists); 3 (:data:`~prescient.bus.logreader.EXIT_DAMAGED`) the log is
@@ -13,13 +15,11 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-from mcap.well_known import MessageEncoding, SchemaEncoding
-from mcap.writer import CompressionType, Writer
 
 from prescient.bus.cli import (
     add_bus_args,
@@ -33,7 +33,7 @@ from prescient.bus.cli import (
     require_file,
 )
 from prescient.bus.errors import StartupError, TransportError
-from prescient.bus.logfile import LogError, json_from_message, json_schema, refuse_existing
+from prescient.bus.logfile import LogError, refuse_existing
 from prescient.bus.logreader import EXIT_DAMAGED, ReadStats
 from prescient.bus.logsummary import summarize_log
 from prescient.bus.ros2.cli import add_export_ros2_parser, add_import_arguments
@@ -289,91 +289,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _exit_status(st.read)
 
 
-def export_foxglove(
-    src: Path,
-    out: Path,
-    stats: ReadStats | None = None,
-    *,
-    overwrite: bool = False,
-    on_message: Callable[[], object] | None = None,
-) -> dict[str, int]:
-    """Write a JSON-encoded copy of ``src`` (jsonschema schemas) that Foxglove can display.
-
-    Undecodable messages and unknown topics are skipped and counted in ``stats``; damage of
-    ``src`` is in ``stats.problems`` and ``stats.skipped_ranges``, every readable message is copied.
-
-    Args:
-        src: the log.
-        out: the copy to write.
-        stats: receives counts and problems.
-        overwrite: replace ``out`` if it holds data.
-        on_message: called after each message read (progress).
-
-    Returns:
-        messages written per topic.
-
-    Raises:
-        LogError: ``src`` missing, empty or not MCAP (``out`` is then not created); ``out`` is
-            ``src``; ``out`` holds data and ``overwrite`` is False (:class:`~prescient.bus.logfile.LogExistsError`).
-    """
-    from prescient.bus.logreader import LogReader
-    from prescient.bus.replayer import iter_messages
-
-    stats = stats if stats is not None else ReadStats()
-    if Path(out).resolve() == Path(src).resolve():
-        raise LogError(out, "is the log being exported; choose another output")
-    LogReader(src)  # fail on an unreadable log before creating the output
-    refuse_existing(out, overwrite=overwrite)
-    counts: dict[str, int] = {}
-    with open(out, "wb") as f:
-        w = Writer(f, compression=CompressionType.ZSTD)
-        w.start(profile="", library="prescient.export-foxglove")
-        schemas: dict[str, int] = {}
-        channels: dict[str, int] = {}
-        for lm in iter_messages(src, stats=stats):
-            cls = type(lm.msg)
-            if lm.topic not in channels:
-                if cls.__name__ not in schemas:
-                    schemas[cls.__name__] = w.register_schema(
-                        f"prescient.{cls.__name__}",
-                        SchemaEncoding.JSONSchema,
-                        json.dumps(json_schema(cls)).encode(),
-                    )
-                channels[lm.topic] = w.register_channel(lm.topic, MessageEncoding.JSON, schemas[cls.__name__])
-            data = json.dumps(json_from_message(lm.msg), separators=(",", ":")).encode()
-            w.add_message(
-                channels[lm.topic],
-                log_time=lm.log_time_ns,
-                data=data,
-                publish_time=lm.publish_time_ns,
-                sequence=lm.msg.header.seq & 0xFFFFFFFF,
-            )
-            counts[lm.topic] = counts.get(lm.topic, 0) + 1
-            if on_message is not None:
-                on_message()
-        w.finish()
-    return counts
-
-
-def cmd_export_foxglove(args: argparse.Namespace) -> int:
-    stats = ReadStats()
-    require_file(args.log, "log")
-    totals = log_totals(args.log)
-    try:
-        with progress_bar(f"export {args.log.name}", sum(totals[0].values()) if totals else None) as bar:
-            counts = export_foxglove(args.log, args.out, stats, overwrite=args.force, on_message=bar.advance)
-    except LogError as e:
-        raise _open_error(e) from e
-    print(
-        f"wrote {sum(counts.values())} JSON messages on {len(counts)} topics to {args.out}; "
-        f"skipped {stats.total_skipped}"
-    )
-    for k, n in stats.skipped.items():
-        print(f"  skipped {n}: {k}")
-    _print_damage(stats)
-    return _exit_status(stats)
-
-
 # ----------------------------------------------------------------------------------------------
 # import
 # ----------------------------------------------------------------------------------------------
@@ -439,12 +354,27 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-_EXIT_HELP = (
+EXIT_HELP = (
     "exit status: 0 the log read cleanly; 1 the command could not start (log missing or not MCAP, "
     f"output exists); {EXIT_DAMAGED} the log is damaged or unfinished: every readable message was "
     "still processed, and each problem and skipped byte range is printed"
 )
 _INFO_DESC = "Topics, counts, rates, duration and seq gaps of a log, and every damage found in it."
+
+
+# The ``prescient log`` subcommand group of each top-level parser, so that a command implemented
+# outside ``bus`` (``log export-foxglove`` draws the scene with service code) joins the group.
+_LOG_GROUPS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def add_log_command(subparsers: Any, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """Add ``prescient log NAME`` to the ``log`` group that :func:`register` added to ``subparsers``.
+
+    Raises:
+        KeyError: :func:`register` has not run on ``subparsers``.
+    """
+    parser: argparse.ArgumentParser = _LOG_GROUPS[subparsers].add_parser(name, epilog=EXIT_HELP, **kwargs)
+    return parser
 
 
 def register(subparsers: Any) -> None:
@@ -457,7 +387,7 @@ def register(subparsers: Any) -> None:
     p = lsub.add_parser(
         "info",
         help="topics, counts, rates, duration, gaps, damage",
-        epilog=_EXIT_HELP,
+        epilog=EXIT_HELP,
         description=_INFO_DESC,
     )
     p.add_argument("log", type=Path)
@@ -465,7 +395,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_info)
 
     p = lsub.add_parser(
-        "replay", help="publish a log through the bus with its original timing", epilog=_EXIT_HELP
+        "replay", help="publish a log through the bus with its original timing", epilog=EXIT_HELP
     )
     p.add_argument("log", type=Path)
     p.add_argument(
@@ -496,14 +426,8 @@ def register(subparsers: Any) -> None:
     add_bus_args(p)
     p.set_defaults(func=cmd_replay)
 
-    p = lsub.add_parser(
-        "export-foxglove", help="write a JSON/JSON-Schema copy Foxglove can display", epilog=_EXIT_HELP
-    )
-    p.add_argument("log", type=Path)
-    p.add_argument("out", type=output_file)
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    p.set_defaults(func=cmd_export_foxglove)
-    add_export_ros2_parser(lsub, _EXIT_HELP)
+    add_export_ros2_parser(lsub, EXIT_HELP)
+    _LOG_GROUPS[subparsers] = lsub
 
     imp = subparsers.add_parser("import", help="convert a public data set to a prescient log")
     imp.add_argument("kind", choices=("eth-ucy", "av2-sensor", "av2-motion", "lyft", "lanelet2", "ros2"))

@@ -21,7 +21,13 @@ import numpy as np
 import torch
 
 from prescient.models.net import TrajectoryNet
-from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
+from prescient.service.model_io.config import (
+    AGENT_AXIS,
+    AGENT_AXIS_NAMES,
+    INPUT_NAMES,
+    OUTPUT_NAMES,
+    ModelConfig,
+)
 from prescient.service.model_io.manifest import MANIFEST_FORMAT_VERSION, manifest_path_for, sha256_file
 from prescient.service.model_io.sample_inputs import random_inputs  # noqa: F401  (re-exported)
 
@@ -30,12 +36,23 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
 
 
+def _manifest_shape(
+    shape: tuple[int, ...], batch: int | str, name: str, dynamic_agents: bool
+) -> list[int | str]:
+    """A tensor's manifest shape: the batch axis, then the agent axis symbolic when exported so."""
+    out: list[int | str] = [batch, *shape[1:]]
+    if dynamic_agents and name in AGENT_AXIS_NAMES:
+        out[1] = AGENT_AXIS
+    return out
+
+
 def export_onnx(
     model: TrajectoryNet,
     onnx_path: str | Path,
     *,
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = False,
+    dynamic_agents: bool = False,
     training_meta: dict[str, Any] | None = None,
     model_id: str | None = None,
 ) -> dict[str, Any]:
@@ -46,6 +63,10 @@ def export_onnx(
         onnx_path: destination ``.onnx``.
         opset: ONNX opset (>= 17).
         dynamic_batch: export the batch axis as symbolic ``B`` instead of 1.
+        dynamic_agents: export the agent axis of ``agent_*`` inputs and of every output as
+            symbolic ``N`` (at most ``cfg.n_max`` per pass): the predictor then feeds only the
+            agents it has. Padded agents are masked keys, so a valid agent's outputs do not
+            depend on the padding; the pairwise interaction cost falls with N^2.
         training_meta: free-form training metadata stored in the manifest (seed, data, metrics).
         model_id: identifier stored in the manifest; default ``<file stem>-<sha256[:12]>``.
 
@@ -59,9 +80,13 @@ def export_onnx(
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     example = {k: torch.from_numpy(v) for k, v in random_inputs(cfg, 1).items()}
-    dyn = None
-    if dynamic_batch:
-        dyn = {name: {0: "B"} for name in (*INPUT_NAMES, *OUTPUT_NAMES)}
+    dyn: dict[str, dict[int, str]] = {}
+    for name in (*INPUT_NAMES, *OUTPUT_NAMES):
+        axes = {0: "B"} if dynamic_batch else {}
+        if dynamic_agents and name in AGENT_AXIS_NAMES:
+            axes[1] = AGENT_AXIS
+        if axes:
+            dyn[name] = axes
     t0 = time.perf_counter()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # legacy exporter: self-contained file
@@ -72,7 +97,7 @@ def export_onnx(
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
             opset_version=opset,
-            dynamic_axes=dyn,
+            dynamic_axes=dyn or None,
             do_constant_folding=True,
             dynamo=False,
         )
@@ -88,9 +113,13 @@ def export_onnx(
         "sha256": digest,
         "size_bytes": onnx_path.stat().st_size,
         "opset": opset,
-        "inputs": [{"name": n, "shape": [batch, *in_shapes[n][1:]], "dtype": "float32"} for n in INPUT_NAMES],
+        "inputs": [
+            {"name": n, "shape": _manifest_shape(in_shapes[n], batch, n, dynamic_agents), "dtype": "float32"}
+            for n in INPUT_NAMES
+        ],
         "outputs": [
-            {"name": n, "shape": [batch, *out_shapes[n][1:]], "dtype": "float32"} for n in OUTPUT_NAMES
+            {"name": n, "shape": _manifest_shape(out_shapes[n], batch, n, dynamic_agents), "dtype": "float32"}
+            for n in OUTPUT_NAMES
         ],
         "num_modes": cfg.num_modes,
         "future_steps": cfg.future_steps,
@@ -118,6 +147,8 @@ def onnx_parity(
 ) -> float:
     """Max abs difference between PyTorch (eval) and onnxruntime outputs on seeded random inputs.
 
+    With a symbolic agent axis and ``n_valid``, the file is also run on only the valid agents.
+
     Returns:
         The largest absolute difference over all outputs and seeds.
     """
@@ -126,6 +157,7 @@ def onnx_parity(
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    dynamic_agents = not isinstance(sess.get_inputs()[INPUT_NAMES.index("agent_valid")].shape[1], int)
     model = model.eval()
     worst = 0.0
     for seed in seeds:
@@ -135,6 +167,12 @@ def onnx_parity(
         got = sess.run(list(OUTPUT_NAMES), feed)
         for r, g in zip(ref, got):
             worst = max(worst, float(np.max(np.abs(r.numpy() - g))))
+        if dynamic_agents and n_valid:
+            # Fed only the valid agents (what the predictor does), the valid rows must not change.
+            short = {k: v[:, :n_valid] if k in AGENT_AXIS_NAMES else v for k, v in feed.items()}
+            got = sess.run(list(OUTPUT_NAMES), short)
+            for r, g in zip(ref, got):
+                worst = max(worst, float(np.max(np.abs(r.numpy()[:, :n_valid] - g))))
     return worst
 
 

@@ -46,11 +46,17 @@ def build_tiny_model(seed: int = 0, **overrides: object) -> TrajectoryNet:
     return TrajectoryNet(tiny_config(**overrides)).eval()
 
 
-def write_tiny_onnx(out_dir: str | Path, seed: int = 0, **overrides: object) -> tuple[Path, Path]:
-    """Export a tiny model to ``out_dir/tiny.onnx``; returns (onnx path, manifest path)."""
+def write_tiny_onnx(
+    out_dir: str | Path, seed: int = 0, dynamic_agents: bool = False, **overrides: object
+) -> tuple[Path, Path]:
+    """Export a tiny model to ``out_dir/tiny.onnx``; returns (onnx path, manifest path).
+
+    ``dynamic_agents``: a symbolic agent axis (as ``export-sim`` writes), see :func:`export_onnx`.
+    """
     model = build_tiny_model(seed, **overrides)
     path = Path(out_dir) / "tiny.onnx"
-    export_onnx(model, path, training_meta={"note": "random weights, tests only", "seed": seed})
+    meta = {"note": "random weights, tests only", "seed": seed}
+    export_onnx(model, path, training_meta=meta, dynamic_agents=dynamic_agents)
     return path, manifest_path_for(path)
 
 

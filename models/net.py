@@ -111,11 +111,6 @@ def accel_basis(future_steps: int, dt_s: float, knot_s: float) -> tuple[torch.Te
     return pos.float(), rate.float()
 
 
-def soft_clamp_norm(v: torch.Tensor, bound: float) -> torch.Tensor:
-    """Smoothly map vectors (..., 2) to norm < ``bound`` (identity-like near 0, radial)."""
-    return bound * v / torch.sqrt(1.0 + (v * v).sum(-1, keepdim=True))
-
-
 def to_frame(vec: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate vectors (..., 2) by ``-yaw`` (given cos/sin broadcastable to (..., 1))."""
     x, y = vec[..., 0:1], vec[..., 1:2]
@@ -127,7 +122,8 @@ class PlanAttention(nn.Module):
 
     Keys and values come from :meth:`TrajectoryNet._plan_tokens`, shared by all layers (they do
     not depend on the agent tokens; sharing halves the cost of the plan path, 2 N P D^2 MACs per
-    layer at N = 128, P = 16). Args of forward: x (B, N, D) agent tokens; kv (B, N, P, 2 D).
+    layer at N = 128, P = 16). Args of forward: x (B, N, D) agent tokens; keys (B, N, h, dh, P)
+    and values (B, N, h, P, dh), already split into heads (once for all layers).
     """
 
     def __init__(self, d_model: int, num_heads: int) -> None:
@@ -138,15 +134,11 @@ class PlanAttention(nn.Module):
         self.q = nn.Linear(d_model, d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
-        b, n, p, _ = kv.shape
-        d = x.shape[-1]
+    def forward(self, x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
         q = self.q(self.norm(x)).reshape(b, n, self.h, 1, self.dh)
-        k, v = kv.chunk(2, dim=-1)
-        k = k.reshape(b, n, p, self.h, self.dh).permute(0, 1, 3, 2, 4)  # (B, N, h, P, dh)
-        v = v.reshape(b, n, p, self.h, self.dh).permute(0, 1, 3, 2, 4)
-        attn = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dh), dim=-1)  # (B, N, h, 1, P)
-        return x + self.out((attn @ v).reshape(b, n, d))
+        attn = torch.softmax(q @ keys / math.sqrt(self.dh), dim=-1)  # (B, N, h, 1, P)
+        return x + self.out((attn @ values).reshape(b, n, d))
 
 
 class EdgeAttention(nn.Module):
@@ -175,9 +167,12 @@ class EdgeAttention(nn.Module):
         # sum_j attn_ij (W hid_ij + c) = W (sum_j attn_ij hid_ij) + c (the weights sum to 1). Same
         # parameters and result as building the (B, M, M, D) value tensor, without building it:
         # the interaction cost drops from O(M^2 D) to O(M^2 F + M F D) (F = 64 hidden).
-        hid = self.edge[:-1](edges)  # (B, M, M, F)
+        # On a 2-D (B M M, E) view the pair MLP exports as Gemm, which onnxruntime fuses with
+        # its bias and ReLU (a 4-D MatMul leaves them as separate passes over M^2 F values).
+        hid_2d = self.edge[:-1](edges.reshape(-1, edges.shape[-1]))  # (B M M, F)
         w, c = self.edge[-1].weight, self.edge[-1].bias  # (h + D, F), (h + D,)
-        bias = (hid @ w[: self.h].T + c[: self.h]).permute(0, 3, 1, 2)  # (B, h, M, M)
+        bias = F.linear(hid_2d, w[: self.h], c[: self.h]).reshape(b, m, m, self.h).permute(0, 3, 1, 2)
+        hid = hid_2d.reshape(b, m, m, -1)  # (B, M, M, F)
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.dh) + bias
         logits = logits + (1.0 - key_mask)[:, None, None, :] * MASK_LOGIT
         attn = torch.softmax(logits, dim=-1)  # (B, h, M, M)
@@ -231,7 +226,17 @@ class TrajectoryNet(nn.Module):
             self.register_buffer("basis_pos", pos, persistent=False)  # (T, J)
             self.register_buffer("basis_rate", rate, persistent=False)  # (T, J)
             t_s = torch.arange(1, t + 1, dtype=torch.float32) * cfg.dt_s
-            self.register_buffer("t_s", t_s[:, None], persistent=False)  # (T, 1)
+            # Derived constants of _decode_basis (not saved: checkpoints hold weights only).
+            self.register_buffer(
+                "traj_basis", torch.cat([pos, t_s[:, None]], 1), persistent=False
+            )  # (T, J+1)
+            ones = torch.ones(t, 1)
+            self.register_buffer("scale_basis", torch.cat([ones, rate], 1), persistent=False)  # (T, J+1)
+            j = pos.shape[1]
+            bound = torch.full((j + 1, 1), float(cfg.max_accel_mps2))
+            bound[j] = MAX_DV_MPS
+            self.register_buffer("coef_bound", bound, persistent=False)  # (J+1, 1)
+            self.register_buffer("vel_row", (torch.arange(j + 1) == j).float()[:, None], persistent=False)
             self.per_mode = 4 * pos.shape[1] + 5  # accel 2J, dv 2, scale base 2, scale growth 2J, logit
         else:
             self.per_mode = 4 * t + 1  # positions 2T, scales 2T, logit
@@ -276,8 +281,9 @@ class TrajectoryNet(nn.Module):
 
     def _plan_tokens(
         self, agent_state: torch.Tensor, ego_state: torch.Tensor, ego_plan: torch.Tensor
-    ) -> torch.Tensor:
-        """Plan keys and values (B, N, P, 2 D): each plan point as seen from each agent, in its frame.
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plan keys (B, N, h, dh, P) and values (B, N, h, P, dh): each plan point as seen from
+        each agent, in its frame, split into the attention heads.
 
         Features (PLAN_FEATURES), agent frame: the point relative to the agent (/10 m) and its
         distance; the plan's displacement into the point (from the previous point, the ego for
@@ -298,7 +304,11 @@ class TrajectoryNet(nn.Module):
         tfrac = (plan_t / (self.cfg.future_steps * self.cfg.dt_s)).expand_as(dist)
         valid = ego_state[:, None, None, 4:5].expand_as(dist)
         feat = torch.cat([rel / 10.0, dist / 10.0, step / 5.0, heading, gap / 10.0, tfrac, valid], dim=-1)
-        return self.plan_enc(feat)
+        b, n, p, _ = feat.shape
+        h = self.cfg.num_heads
+        kv = self.plan_enc(feat.reshape(-1, feat.shape[-1]))  # 2-D: Gemm with fused bias and ReLU
+        k, v = kv.reshape(b, n, p, 2, h, -1).unbind(3)  # (B, N, P, h, dh) each
+        return k.permute(0, 1, 3, 4, 2), v.permute(0, 1, 3, 2, 4)
 
     def _decode_basis(
         self, out: torch.Tensor, agent_state: torch.Tensor
@@ -306,15 +316,18 @@ class TrajectoryNet(nn.Module):
         """Head output (B, N, K, per_mode) -> traj, scale (B, N, K, T, 2), agent frame metres."""
         j = self.basis_pos.shape[1]
         b, n, k, _ = out.shape
-        acc = soft_clamp_norm(out[..., : 2 * j].reshape(b, n, k, j, 2), self.cfg.max_accel_mps2)
-        dv = soft_clamp_norm(out[..., 2 * j : 2 * j + 2], MAX_DV_MPS)  # (B, N, K, 2)
+        # Coefficient rows 0..J-1: acceleration at the knots; row J: the velocity change. Both
+        # soft-clamped at once (per-row bounds), then the agent's velocity joins row J.
+        raw = out[..., : 2 * j + 2].reshape(b, n, k, j + 1, 2)
+        coef = self.coef_bound * raw / torch.sqrt(1.0 + (raw * raw).sum(-1, keepdim=True))
         v0 = to_frame(agent_state[..., 4:6], agent_state[..., 2:3], agent_state[..., 3:4])  # (B, N, 2)
-        vel = v0[:, :, None, :] + dv
-        # (B, N, K, 1, 2) * (T, 1) + (T, J) @ (B, N, K, J, 2): straight line plus integrated acceleration.
-        traj = vel[..., None, :] * self.t_s + self.basis_pos @ acc
-        base = F.softplus(out[..., 2 * j + 2 : 2 * j + 4])  # (B, N, K, 2) metres
-        growth = F.softplus(out[..., 2 * j + 4 : 4 * j + 4].reshape(b, n, k, j, 2))  # m/s, >= 0
-        scale = base[..., None, :] + self.basis_rate @ growth + MIN_SCALE_M  # nondecreasing in t
+        coef = coef + v0[:, :, None, None, :] * self.vel_row  # (J+1, 1) one-hot at row J
+        # (T, J+1) @ (B, N, K, J+1, 2): integrated acceleration plus the straight line in one
+        # product (cheaper at inference than broadcasting (..., T, 2) sums).
+        traj = self.traj_basis @ coef
+        # Rows: the scale at t=0 (metres), then its growth rate at the knots (m/s); both >= 0.
+        spread = F.softplus(out[..., 2 * j + 2 : 4 * j + 4].reshape(b, n, k, j + 1, 2))
+        scale = self.scale_basis @ spread + MIN_SCALE_M  # nondecreasing in t
         return traj, scale
 
     def forward_logits(
@@ -346,11 +359,11 @@ class TrajectoryNet(nn.Module):
 
         edges = self._edges(agent_state, ego_state)
         key_mask = torch.cat([torch.ones_like(agent_valid[:, :1]), agent_valid], dim=1)
-        plan_tok = self._plan_tokens(agent_state, ego_state, ego_plan) if cfg.plan_attention else None
+        plan_kv = self._plan_tokens(agent_state, ego_state, ego_plan) if cfg.plan_attention else None
         for i, layer in enumerate(self.layers):
             tokens = layer(tokens, edges, key_mask)
-            if plan_tok is not None:
-                tokens = torch.cat([tokens[:, :1], self.plan_layers[i](tokens[:, 1:], plan_tok)], dim=1)
+            if plan_kv is not None:
+                tokens = torch.cat([tokens[:, :1], self.plan_layers[i](tokens[:, 1:], *plan_kv)], dim=1)
 
         out = self.head(torch.cat([self.head_norm(tokens[:, 1:]), agent_tok], dim=-1))
         k, t = cfg.num_modes, cfg.future_steps

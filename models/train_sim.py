@@ -401,7 +401,8 @@ class _Run:
 
 
 def export_best(checkpoint: Path, onnx_path: Path, n_max: int = EXPORT_N_MAX) -> dict[str, Any]:
-    """Export a training checkpoint with ``n_max`` agent slots; checks parity with PyTorch.
+    """Export a training checkpoint with at most ``n_max`` agents per pass (a symbolic agent axis);
+    checks parity with PyTorch, padded and on the valid agents only.
 
     Raises:
         RuntimeError: onnxruntime and PyTorch disagree by more than 1e-3.
@@ -411,7 +412,7 @@ def export_best(checkpoint: Path, onnx_path: Path, n_max: int = EXPORT_N_MAX) ->
     model = TrajectoryNet(cfg)
     model.load_state_dict(trained.state_dict())
     model.eval()
-    manifest = export_onnx(model, onnx_path, training_meta=meta, model_id=None)
+    manifest = export_onnx(model, onnx_path, training_meta=meta, model_id=None, dynamic_agents=True)
     diff = onnx_parity(model, onnx_path, n_valid=min(100, n_max))
     if diff > 1e-3:
         raise RuntimeError(f"onnx parity {diff:.2e} above 1e-3 for {onnx_path}")

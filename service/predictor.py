@@ -310,6 +310,10 @@ class OnnxPredictor:
         self.precision: str = str(manifest.get("precision", DEFAULT_PRECISION))
         self.optimization_level = optimization_level
         self._batch_symbolic = not isinstance(manifest["inputs"][0]["shape"][0], int)
+        # A symbolic agent axis: feed only the valid agents (fewer pairs to attend over). Not under
+        # TensorRT, which builds one engine per input shape: there the slots stay padded.
+        agents_dim = self.session.get_inputs()[INPUT_NAMES.index("agent_valid")].shape[1]
+        self.agents_symbolic: bool = not isinstance(agents_dim, int) and self.provider != TENSORRT_PROVIDER
         if warmup:
             self._run({n: np.zeros(s, np.float32) for n, s in self.cfg.input_shapes(1).items()})
         log.info("loaded model %s (%s, spec %s) on %s", self.model_id, model_path.name, spec, self.provider)
@@ -348,7 +352,8 @@ class OnnxPredictor:
                     )
         cfg_shapes = self.cfg.input_shapes(1)
         for w in manifest["inputs"]:
-            if list(cfg_shapes[w["name"]][1:]) != list(w["shape"][1:]):
+            want = [d if isinstance(d, int) else self.cfg.n_max for d in w["shape"][1:]]  # "N": n_max at most
+            if list(cfg_shapes[w["name"]][1:]) != want:
                 raise ModelLoadError(
                     f"{name}: manifest input {w['name']} shape {w['shape']} disagrees with model_config"
                 )
@@ -402,12 +407,13 @@ class OnnxPredictor:
         self, raster: Float32Array, inputs: AgentInputs
     ) -> tuple[Float32Array, Float32Array, Float32Array, int]:
         """:meth:`predict_inputs` on inputs already checked (see there)."""
-        feed = inputs.as_feed()
+        m = int(np.count_nonzero(inputs.agent_index >= 0))
+        # At least one slot: a zero-length axis is not a shape every kernel accepts.
+        feed = inputs.as_feed(max(m, 1) if self.agents_symbolic else None)
         feed["raster"] = raster[None]
         t0 = time.perf_counter_ns()
         traj, probs, scale = self._run(feed)
         infer_ns = time.perf_counter_ns() - t0
-        m = int(np.count_nonzero(inputs.agent_index >= 0))
         traj_w, scale_w = world_from_agent_predictions(traj[0, :m], scale[0, :m], inputs.agent_pose_world[:m])
         return traj_w, probs[0, :m].astype(np.float32), scale_w, infer_ns
 

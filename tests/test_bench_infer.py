@@ -76,3 +76,22 @@ def test_io_binding_pass_gives_the_same_outputs_as_run(tmp_path: Path) -> None:
         feed = random_inputs(plain.cfg, 1, seed=seed, n_valid=6)
         for want, got in zip(plain._run(feed), run(feed)):
             np.testing.assert_array_equal(got, want)
+
+
+def test_bench_infer_times_a_baseline_export_beside_a_dynamic_agent_one(tmp_path: Path) -> None:
+    """--baseline adds the other file, run with the service's settings, to the same interleaved run."""
+    dyn_dir, fixed_dir = tmp_path / "dyn", tmp_path / "fixed"
+    dyn_dir.mkdir(), fixed_dir.mkdir()
+    dyn, _ = write_tiny_onnx(dyn_dir, dynamic_agents=True)
+    fixed, _ = write_tiny_onnx(fixed_dir)
+    out = tmp_path / "bench.json"
+    rc = bench_infer.main(
+        ["--model", str(dyn), "--baseline", str(fixed), "--variants", "fp32-all-nospin", "--agents", "3"]
+        + ["--runs", "4", "--block", "2", "--warmup", "1", "--out", str(out)]
+    )
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert [r["name"] for r in report["results"]] == ["fp32-all-nospin", bench_infer.BASELINE.name]
+    assert report["models"]["baseline"] == str(fixed.resolve())
+    with pytest.raises(SystemExit):  # a missing baseline is a usage error
+        bench_infer.main(["--baseline", str(tmp_path / "absent.onnx"), "--out", str(tmp_path)])

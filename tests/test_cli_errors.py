@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -253,7 +254,8 @@ def test_progress_bar_writes_nothing_without_a_terminal(
     out_path = paths["dir"] / "fox.mcap"
     assert _prescient(["log", "export-foxglove", str(paths["log"]), str(out_path)]) == 0
     out, err = capsys.readouterr()
-    assert err == "" and out.startswith("wrote 61 JSON messages")
+    assert err == "" and out.startswith("wrote ") and "foxglove messages" in out
+    assert sum(int(n) for n in re.findall(r"/prescient/[\w.]+: (\d+)", out)) == 61  # every message of the log
     assert _prescient(["log", "replay", str(paths["log"]), "--offline", "--topics", "ego."]) == 0
     out, err = capsys.readouterr()
     assert err == "" and "30 messages decoded" in out

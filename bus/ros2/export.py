@@ -68,28 +68,30 @@ class ExportReport:
     out: Path | None = None
 
 
-def _first_message(src: Path, stats: ReadStats) -> Any:
+def _first_message(src: Path, stats: ReadStats, any_topic: bool = False) -> Any:
     from prescient.bus.replayer import iter_messages
 
-    for topics in ([m.TOPIC_EGO], list(EXPORTED_TOPICS)):  # the ego state is the tracker's clock
+    # The ego state is the tracker's clock; then what the export writes (or any message).
+    for topics in ([m.TOPIC_EGO], None if any_topic else list(EXPORTED_TOPICS)):
         for lm in iter_messages(src, topics=topics, stats=stats):
             return lm
     return None
 
 
-def time_anchor(src: Path) -> TimeAnchor:
+def time_anchor(src: Path, any_topic: bool = False) -> TimeAnchor:
     """The offsets from the log's clocks to ROS (UNIX) time.
 
     In order: stamps already UNIX time -> offset 0; a live recording (``prescient.clock`` says
     ``log_time`` is the receive time, with ``wall_minus_monotonic_ns``) -> the first ego state's
     receive time in wall-clock time is its stamp's ROS time; otherwise the first stamp becomes
-    :data:`FIXED_EPOCH_NS`.
+    :data:`FIXED_EPOCH_NS`. ``any_topic``: without an ego state, the first message of any topic
+    (not only of those a ROS 2 export writes) sets the clock.
 
     Raises:
         LogError: the log holds nothing this export writes.
     """
     stats = ReadStats()
-    first = _first_message(src, stats)
+    first = _first_message(src, stats, any_topic)
     if first is None:
         raise LogError(src, f"holds no {', '.join(EXPORTED_TOPICS)} message: nothing to export")
     stamp = int(first.msg.header.stamp_ns)

@@ -26,6 +26,9 @@ EGO_FEATURES = 5  # ego frame: vx_mps, vy_mps, length_m, width_m, plan_valid
 
 INPUT_NAMES = ("raster", "agent_hist", "agent_state", "agent_valid", "ego_state", "ego_plan")
 OUTPUT_NAMES = ("traj", "probs", "scale")
+# Tensors whose axis 1 is the agent axis; an export may make it symbolic (AGENT_AXIS).
+AGENT_AXIS_NAMES = ("agent_hist", "agent_state", "agent_valid", "traj", "probs", "scale")
+AGENT_AXIS = "N"
 DECODERS = ("direct", "basis")  # see ModelConfig.decoder
 
 

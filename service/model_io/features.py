@@ -46,12 +46,18 @@ class AgentInputs:
     agent_pose_world: npt.NDArray[np.float64]
     num_dropped: int
 
-    def as_feed(self) -> dict[str, Float32Array]:
-        """The five agent inputs with a batch axis of 1, keyed by ONNX input name."""
+    def as_feed(self, n_slots: int | None = None) -> dict[str, Float32Array]:
+        """The five agent inputs with a batch axis of 1, keyed by ONNX input name.
+
+        Args:
+            n_slots: keep only the first ``n_slots`` agent slots (the valid ones come first), for
+                a model with a symbolic agent axis; None keeps all ``N_MAX``.
+        """
+        k = self.agent_valid.shape[0] if n_slots is None else n_slots
         return {
-            "agent_hist": self.agent_hist[None],
-            "agent_state": self.agent_state[None],
-            "agent_valid": self.agent_valid[None],
+            "agent_hist": self.agent_hist[None, :k],
+            "agent_state": self.agent_state[None, :k],
+            "agent_valid": self.agent_valid[None, :k],
             "ego_state": self.ego_state[None],
             "ego_plan": self.ego_plan[None],
         }

@@ -12,7 +12,6 @@ import pytest
 from mcap.reader import make_reader
 
 from prescient.bus import messages as m
-from prescient.bus.log_cli import export_foxglove
 from prescient.bus.logfile import LogError, LogWriter
 from prescient.bus.logreader import ReadStats, iter_log
 from prescient.bus.logsummary import summarize_log
@@ -183,18 +182,25 @@ def test_summarize_counts_rates_and_seq_gaps(tmp_path: Path) -> None:
     assert s.stats.complete and not s.stats.problems
 
 
-def test_export_foxglove_writes_json_with_jsonschema(tmp_path: Path) -> None:
-    """The Foxglove copy is JSON-encoded, with JSON Schemas, arrays as lists, same count."""
+def test_export_foxglove_writes_scene_and_every_message_as_json(tmp_path: Path) -> None:
+    """`log export-foxglove`: the foxglove.* scene plus every logged message as JSON on
+    /prescient/<topic> (JSON Schemas, arrays as lists, same count), all at wall-clock log times."""
+    pytest.importorskip("foxglove")
+    from prescient.service.app.foxglove.export import RAW_PREFIX, export_scene
+
     path, out = tmp_path / "a.mcap", tmp_path / "fox.mcap"
     src = sample_stream(2)
     write_sample_log(path, n_rounds=2)
-    counts = export_foxglove(path, out)
-    assert sum(counts.values()) == len(src)
+    counts = export_scene(path, out, raw_messages=True)
+    assert sum(n for k, n in counts.items() if k.startswith(RAW_PREFIX)) == len(src)
+    assert counts.get("/scene", 0) > 0 and counts.get("/tf", 0) > 0
     with open(out, "rb") as f:
-        reader = make_reader(f)
-        msgs = list(reader.iter_messages())
-    assert len(msgs) == len(src)
-    for (schema, channel, rec), s in zip(msgs, src):
+        msgs = list(make_reader(f).iter_messages())
+    assert all(rec.log_time > 1_500_000_000 * 10**9 for _, _, rec in msgs)  # UNIX time, not 1970
+    raw = [(sc, ch, rec) for sc, ch, rec in msgs if ch.topic.startswith(RAW_PREFIX)]
+    assert len(raw) == len(src)
+    for (schema, channel, rec), s in zip(raw, src):
+        assert channel.topic == RAW_PREFIX + s.header.topic
         assert channel.message_encoding == "json" and schema.encoding == "jsonschema"
         doc = json.loads(rec.data)
         props = json.loads(schema.data)["properties"]
@@ -202,6 +208,8 @@ def test_export_foxglove_writes_json_with_jsonschema(tmp_path: Path) -> None:
         assert doc["header"]["stamp_ns"] == s.header.stamp_ns
         for name in m.array_specs(type(s)):
             assert doc[name] == getattr(s, name).tolist()
+    scene = [(sc, ch) for sc, ch, _ in msgs if ch.topic == "/scene"]
+    assert scene[0][0].name == "foxglove.SceneUpdate" and scene[0][1].message_encoding == "protobuf"
 
 
 def test_replay_through_proxy_is_bit_exact_and_keeps_timing(ctx, cfg, tmp_path: Path) -> None:

@@ -57,6 +57,24 @@ def test_export_dynamic_batch_runs_two_scenes(tmp_path):
         assert np.max(np.abs(r.numpy() - g)) <= 1e-4
 
 
+def test_export_dynamic_agents_same_outputs_on_valid_agents_only(tmp_path):
+    """A symbolic agent axis: fed only the valid agents, their outputs equal the padded run's."""
+    model = build_tiny_model()
+    path, _ = write_tiny_onnx(tmp_path, dynamic_agents=True)
+    man = json.loads(manifest_path_for(path).read_text())
+    shapes = {t["name"]: t["shape"] for t in man["inputs"] + man["outputs"]}
+    assert (
+        shapes["agent_hist"][1] == shapes["traj"][1] == "N" and shapes["raster"][1] == model.cfg.in_channels
+    )
+    assert onnx_parity(model, path, seeds=(0, 1), n_valid=3) <= 1e-4  # padded and 3 agents only
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = random_inputs(model.cfg, 1, seed=4, n_valid=2)
+    short = {k: v[:, :2] if k.startswith("agent_") else v for k, v in feed.items()}
+    full, part = sess.run(list(OUTPUT_NAMES), feed), sess.run(list(OUTPUT_NAMES), short)
+    for f, p in zip(full, part):
+        assert p.shape[1] == 2 and np.max(np.abs(f[:, :2] - p)) <= 1e-5
+
+
 def test_checkpoint_round_trip_same_outputs(tmp_path):
     """save_checkpoint / load_checkpoint restore the same weights and config."""
     model = build_tiny_model(seed=3)

@@ -11,7 +11,14 @@ import torch
 from prescient.models.export import export_onnx, onnx_parity, random_inputs
 from prescient.models.export_tiny import build_tiny_model, tiny_config
 from prescient.models.losses import counterfactual_pair_loss, counterfactual_shift_loss, mean_path
-from prescient.models.net import TrajectoryNet, accel_basis, wta_laplace_loss
+from prescient.models.net import (
+    MAX_DV_MPS,
+    MIN_SCALE_M,
+    TrajectoryNet,
+    accel_basis,
+    to_frame,
+    wta_laplace_loss,
+)
 from prescient.service.model_io.config import EGO_FEATURES, INPUT_NAMES, ModelConfig
 
 # sha256 of "name:shape" of every state-dict entry (sorted) of the tiny config under the net as it
@@ -161,6 +168,32 @@ def _blind_ego_node_to_plan(model: TrajectoryNet) -> None:
     p = model.cfg.plan_points
     with torch.no_grad():
         model.ego_enc[0].weight[:, EGO_FEATURES : EGO_FEATURES + 2 * p] = 0.0
+
+
+def test_basis_decode_equals_its_definition():
+    """The one-product decode is the definition: straight line at the (clamped) velocity plus
+    the basis times the (clamped) knot accelerations; scale = base + rate basis times growth."""
+    torch.manual_seed(3)
+    model = build_tiny_model(decoder="basis")
+    cfg, j = model.cfg, model.basis_pos.shape[1]
+    out = torch.randn(2, 5, cfg.num_modes, model.per_mode) * 3
+    state = torch.randn(2, 5, 15)
+    state[..., 2:4] = torch.nn.functional.normalize(state[..., 2:4], dim=-1)
+    traj, scale = model._decode_basis(out, state)
+
+    def clamp(v: torch.Tensor, bound: float) -> torch.Tensor:
+        return bound * v / torch.sqrt(1.0 + (v * v).sum(-1, keepdim=True))
+
+    acc = clamp(out[..., : 2 * j].reshape(2, 5, -1, j, 2), cfg.max_accel_mps2)
+    vel = to_frame(state[..., 4:6], state[..., 2:3], state[..., 3:4])[:, :, None] + clamp(
+        out[..., 2 * j : 2 * j + 2], MAX_DV_MPS
+    )
+    t_s = torch.arange(1, cfg.future_steps + 1, dtype=torch.float32)[:, None] * cfg.dt_s
+    sp = torch.nn.functional.softplus
+    growth = sp(out[..., 2 * j + 4 : 4 * j + 4].reshape(2, 5, -1, j, 2))
+    torch.testing.assert_close(traj, vel[..., None, :] * t_s + model.basis_pos @ acc, atol=1e-5, rtol=1e-5)
+    want = sp(out[..., 2 * j + 2 : 2 * j + 4])[..., None, :] + model.basis_rate @ growth + MIN_SCALE_M
+    torch.testing.assert_close(scale, want, atol=1e-5, rtol=1e-5)
 
 
 def test_plan_tokens_carry_the_plan_to_an_agent_near_it():

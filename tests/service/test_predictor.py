@@ -120,6 +120,32 @@ def test_predictor_more_tracks_than_n_max_fills_constant_velocity(tiny, rng):
     np.testing.assert_allclose(out.trajectories_m[far], cv, atol=1e-4)
 
 
+@pytest.mark.parametrize("n_tracks", [0, 1, 5, 19])
+def test_predictor_dynamic_agent_axis_feeds_only_valid_agents(tiny, tmp_path, rng, n_tracks):
+    """A model with a symbolic agent axis gets only the agents of each pass (at least one
+    slot) and predicts what the fixed-axis export of the same weights predicts, also over
+    several passes and with no tracks."""
+    fixed = OnnxPredictor(*tiny, intra_op_threads=1)
+    dyn = OnnxPredictor(*write_tiny_onnx(tmp_path, dynamic_agents=True), intra_op_threads=1)
+    assert dyn.agents_symbolic and not fixed.agents_symbolic
+    fed: list[int] = []
+    run = dyn._run
+    dyn._run = lambda feed: fed.append(feed["agent_valid"].shape[1]) or run(feed)  # type: ignore[method-assign]
+    tracks = make_tracks(n_tracks, rng)
+    raster = _raster(fixed, rng)
+    args = (np.float32([2.0, 0.5]), np.float32([4.5, 2, 1.5]))
+    a = fixed.predict(raster, tracks, *args, passes=3)
+    b = dyn.predict(raster, tracks, *args, passes=3)
+    n_max = fixed.cfg.n_max
+    assert fed == (
+        [max(n_tracks, 1)] if n_tracks <= n_max else [n_max] * (n_tracks // n_max) + [n_tracks % n_max]
+    )
+    assert (a.from_model == b.from_model).all()
+    np.testing.assert_allclose(a.trajectories_m, b.trajectories_m, atol=1e-4)
+    np.testing.assert_allclose(a.mode_probs, b.mode_probs, atol=1e-5)
+    np.testing.assert_allclose(a.scale_m, b.scale_m, atol=1e-4)
+
+
 def test_predictor_wrong_raster_shape_raises(tiny, rng):
     """A raster of the wrong shape is a PredictionInputError naming the raster."""
     pred = OnnxPredictor(*tiny, intra_op_threads=1)

@@ -1,4 +1,5 @@
-"""``prescient view LOG`` (a Foxglove WebSocket server playing a log) and ``prescient export-scene``."""
+"""``prescient view LOG`` (a Foxglove WebSocket server playing a log), ``prescient export-scene``
+and ``prescient log export-foxglove`` (the scene plus every logged message as JSON)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from prescient.bus.cli import add_bus_args, log_totals, output_file, progress_bar, require_file
 from prescient.bus.errors import MissingExtraError, StartupError
+from prescient.bus.log_cli import add_log_command
 from prescient.bus.logfile import LogError
 from prescient.bus.logreader import EXIT_DAMAGED, ReadStats
 
@@ -24,7 +26,8 @@ def _need_foxglove() -> None:
         raise MissingExtraError("foxglove-sdk", "foxglove") from e
 
 
-def cmd_export_scene(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace, raw_messages: bool) -> tuple[int, ReadStats]:
+    """Run the export with a progress bar; prints the summary; returns (exit status, stats)."""
     _need_foxglove()
     from prescient.service.app.foxglove.export import export_scene, summary_line
 
@@ -33,12 +36,30 @@ def cmd_export_scene(args: argparse.Namespace) -> int:
     totals = log_totals(args.log)
     try:
         with progress_bar(f"export {args.log.name}", sum(totals[0].values()) if totals else None) as bar:
-            counts = export_scene(args.log, args.out, stats, overwrite=args.force, on_message=bar.advance)
+            counts = export_scene(
+                args.log,
+                args.out,
+                stats,
+                overwrite=args.force,
+                on_message=bar.advance,
+                raw_messages=raw_messages,
+            )
     except LogError as e:
         raise StartupError(str(e)) from e
     print(summary_line(counts, args.out))
-    for problem in stats.problems:
-        print(f"  {problem}")
+    for k, n in stats.skipped.items():
+        print(f"  skipped {n}: {k}")
+    for line in stats.damage_lines():
+        print(f"  {line}")
+    return (EXIT_DAMAGED if stats.problems else 0), stats
+
+
+def cmd_export_foxglove(args: argparse.Namespace) -> int:
+    return _export(args, raw_messages=True)[0]
+
+
+def cmd_export_scene(args: argparse.Namespace) -> int:
+    status, _ = _export(args, raw_messages=False)
     if args.picture is not None:
         from prescient.service.app.foxglove.picture import render_scene
 
@@ -46,7 +67,7 @@ def cmd_export_scene(args: argparse.Namespace) -> int:
             print(f"picture: {render_scene(args.out, args.at, args.picture)}")
         except ValueError as e:
             raise StartupError(str(e)) from e
-    return EXIT_DAMAGED if stats.problems else 0
+    return status
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -108,3 +129,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--at", type=float, default=5.0, help="seconds into the scene for --picture")
     p.set_defaults(func=cmd_export_scene)
+    p = add_log_command(
+        sub,
+        "export-foxglove",
+        help="write a log for the Foxglove app: the scene (foxglove.*) and every message as JSON",
+        description="The export-scene topics plus each logged message as JSON on /prescient/<topic>, "
+        "with wall-clock log times; written under a temporary name and renamed when complete.",
+    )
+    p.add_argument("log", type=Path)
+    p.add_argument("out", type=output_file)
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=cmd_export_foxglove)
