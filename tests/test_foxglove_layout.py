@@ -35,7 +35,13 @@ def test_layout_panels_topics_and_plotted_fields_exist() -> None:
     layout = json.loads(LAYOUT.read_text())
     panels = _leaves(layout["layout"])
     assert sorted(panels) == sorted(layout["configById"])  # every panel placed, every placed one configured
-    published = {stream.TOPIC_SCENE, stream.TOPIC_TF, stream.TOPIC_PLANNER, stream.TOPIC_HEALTH}
+    published = {
+        stream.TOPIC_SCENE,
+        stream.TOPIC_TF,
+        stream.TOPIC_PLANNER,
+        stream.TOPIC_HEALTH,
+        stream.TOPIC_RASTER,
+    }
     cfg = layout["configById"]
     assert set(cfg["3D!scene"]["topics"]) <= published and cfg["3D!scene"]["followTf"] == "base_link"
     fields = {stream.TOPIC_PLANNER: _planner_fields(), stream.TOPIC_HEALTH: {"tick_rate_hz", "node", "state"}}
@@ -47,3 +53,4 @@ def test_layout_panels_topics_and_plotted_fields_exist() -> None:
     for k, v in cfg.items():
         if k.startswith("RawMessages!"):
             assert v["topicPath"] in published
+    assert cfg["Image!raster"]["imageMode"]["imageTopic"] == stream.TOPIC_RASTER

@@ -131,7 +131,8 @@ def test_export_writes_foxglove_schemas_with_wall_clock_log_times(sample_log: Pa
             else:
                 assert isinstance(json.loads(rec.data), dict)
     assert seen["/scene"] == "foxglove.SceneUpdate" and seen["/tf"] == "foxglove.FrameTransform"
-    assert set(seen) == {"/scene", "/tf", "/planner/status", "/health"}
+    assert seen["/raster"] == "foxglove.RawImage" and counts["/raster"] >= 1
+    assert set(seen) == {"/scene", "/tf", "/planner/status", "/health", "/raster"}
     assert [p for p in os.listdir(tmp_path) if p.endswith(".part")] == []
 
 
@@ -162,3 +163,41 @@ def test_view_needs_a_log_or_live(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["view", "x.mcap", "--live"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all("give a LOG to play or --live" in ln for ln in err)
+
+
+def test_raster_image_is_the_rasterizers_picture_at_most_every_period() -> None:
+    """/raster: the service rasterizer's frame for the tracks, coloured as `prescient raster`
+    draws it (rgb8, ego at the centre), at most one per period of sensor time."""
+    from prescient.service.app.foxglove.raster_image import RasterImages
+    from prescient.service.raster.config import RasterConfig
+    from prescient.service.raster.rasterizer import Rasterizer
+    from prescient.service.raster.rgb import to_rgb
+
+    vmap = sample_message(m.VectorMap, seed=2)
+    ego = sample_message(m.EgoState, seed=2)
+    tracks = sample_message(m.Tracks, seed=2)
+    images = RasterImages(period_ns=500_000_000)
+    assert images.image(tracks, 0) is None  # no ego state yet
+    for msg in (vmap, ego):
+        images.note(msg)
+    raw = images.image(tracks, 123)
+    assert raw is not None
+    schema = type(raw).get_schema()
+    img = decode_protobuf(schema.name, schema.data, raw.encode())  # as the Foxglove app reads it
+    assert schema.name == "foxglove.RawImage" and (img.encoding, img.frame_id) == ("rgb8", "base_link")
+    assert (img.timestamp.seconds, img.timestamp.nanos) == (0, 123)
+    cfg = RasterConfig()
+    assert (img.height, img.width, img.step) == (cfg.height_px, cfg.width_px, 3 * cfg.width_px)
+    r = Rasterizer(cfg, vmap, warm_up=False)
+    plan = np.asarray(ego.plan_xy_m, np.float64) if len(ego.plan_xy_m) else None
+    want = to_rgb(r.render(tracks, np.asarray(ego.pose, np.float64), plan_xy_m=plan), r.channels)
+    got = np.frombuffer(img.data, np.uint8).reshape(img.height, img.width, 3)
+    np.testing.assert_array_equal(got, want)
+    later = dataclasses.replace(
+        tracks, header=dataclasses.replace(tracks.header, stamp_ns=tracks.header.stamp_ns + 10**8)
+    )
+    assert images.image(later, 0) is None  # 0.1 s later: within the period
+    later = dataclasses.replace(
+        tracks, header=dataclasses.replace(tracks.header, stamp_ns=tracks.header.stamp_ns + 5 * 10**8)
+    )
+    assert images.image(later, 0) is not None

@@ -20,6 +20,7 @@ from prescient.bus.ros2.export import time_anchor
 from prescient.service.app.foxglove.stream import (
     JSON_SCHEMAS,
     SOURCE_TOPICS,
+    TOPIC_RASTER,
     TOPIC_SCENE,
     TOPIC_TF,
     FoxgloveMessage,
@@ -38,6 +39,7 @@ class LiveChannels:
         self.by_topic: dict[str, Any] = {
             TOPIC_SCENE: fc.SceneUpdateChannel(TOPIC_SCENE, context=context),
             TOPIC_TF: fc.FrameTransformChannel(TOPIC_TF, context=context),
+            TOPIC_RASTER: fc.RawImageChannel(TOPIC_RASTER, context=context),
         }
         for topic, schema in JSON_SCHEMAS.items():
             self.by_topic[topic] = foxglove.Channel(topic, schema=dict(schema), context=context)

@@ -7,6 +7,8 @@ Foxglove topics (all times ns since the UNIX epoch):
 * ``/tf`` ``foxglove.FrameTransform`` (``map -> base_link``) <- ``ego.state``.
 * ``/planner/status`` JSON <- ``planner.status`` (latencies in ms, for plots).
 * ``/health`` JSON <- ``health.<node>`` (the node is a field; rates in Hz, for plots).
+* ``/raster`` ``foxglove.RawImage`` (rgb8) <- drawn again from the map, ego state, lights and
+  tracks (:mod:`.raster_image`; 2 Hz).
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from typing import Any, Final
 
 from prescient.bus import messages as m
 from prescient.service.app.foxglove import scene
+from prescient.service.app.foxglove.raster_image import RasterImages
 
 TOPIC_SCENE: Final = "/scene"
 TOPIC_TF: Final = "/tf"
 TOPIC_PLANNER: Final = "/planner/status"
 TOPIC_HEALTH: Final = "/health"
+TOPIC_RASTER: Final = "/raster"
 # Bus topics this mapping reads (prefixes allowed, as the bus subscribes by prefix).
 SOURCE_TOPICS: Final = (
     m.TOPIC_MAP,
@@ -30,6 +34,7 @@ SOURCE_TOPICS: Final = (
     m.TOPIC_EGO,
     m.TOPIC_PLANNER_STATUS,
     m.TOPIC_HEALTH_PREFIX,
+    m.TOPIC_TRAFFIC_LIGHTS,  # for the raster image
 )
 # JSON Schemas of the JSON topics: loose (objects), so Foxglove offers the fields for plots.
 JSON_SCHEMAS: Final = {
@@ -87,24 +92,30 @@ def health_json(h: m.Health, stamp_ns: int) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class SceneStream:
-    """Converts bus messages one at a time; holds only the two clock offsets.
+    """Converts bus messages one at a time; holds the two clock offsets and the raster drawer.
 
     Attributes:
         stamp_offset_ns: UNIX time of a message = ``header.stamp_ns`` + this.
         log_offset_ns: UNIX log time = the bus/log receive time (``log_time_ns``) + this.
+        raster: draws ``/raster`` (None: no raster images).
     """
 
     stamp_offset_ns: int = 0
     log_offset_ns: int = 0
+    raster: RasterImages | None = dataclasses.field(default_factory=RasterImages)
 
     def convert(self, topic: str, msg: Any, log_time_ns: int) -> list[FoxgloveMessage]:
         """The Foxglove messages for one bus message (empty for a topic not drawn)."""
         stamp = int(msg.header.stamp_ns) + self.stamp_offset_ns
         t = int(log_time_ns) + self.log_offset_ns
+        if self.raster is not None:
+            self.raster.note(msg)
         if isinstance(msg, m.VectorMap):
             return [FoxgloveMessage(TOPIC_SCENE, t, scene.scene_update(stamp, vmap=msg))]
         if isinstance(msg, m.Tracks):
-            return [FoxgloveMessage(TOPIC_SCENE, t, scene.scene_update(stamp, tracks=msg))]
+            out = [FoxgloveMessage(TOPIC_SCENE, t, scene.scene_update(stamp, tracks=msg))]
+            image = self.raster.image(msg, stamp) if self.raster is not None else None
+            return out + ([FoxgloveMessage(TOPIC_RASTER, t, image)] if image is not None else [])
         if isinstance(msg, m.Predictions):
             return [FoxgloveMessage(TOPIC_SCENE, t, scene.scene_update(stamp, predictions=msg))]
         if isinstance(msg, m.EgoState):
