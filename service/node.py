@@ -30,6 +30,7 @@ from prescient.service.pipeline import Pipeline, PipelineConfig
 
 if TYPE_CHECKING:
     from prescient.service.metrics import ServiceMetrics
+    from prescient.service.tracker import TrackerConfig
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class ServiceOptions:
     # Prometheus endpoint (prescient.service.metrics): None: none; 0: a free port (logged).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"  # loopback unless asked otherwise
+    tracker: TrackerConfig | None = None  # None: TrackerConfig()
 
 
 def _drain(
@@ -385,6 +387,7 @@ def _run_service(
             ),
             no_model_reason=no_model_reason,
             tracks_from_log=opts.tracks_input,
+            tracker_cfg=opts.tracker,
         )
         loop = _ServiceLoop(cfg, opts, pub, pipe, provider, has_model=predictor is not None, metrics=metrics)
     except BaseException:

@@ -27,6 +27,10 @@ threads = 3
 no_model = true
 metrics_port = 9464
 
+[tracker]
+reorder_window_s = 0.1
+use_radar = false
+
 [planner]
 conditional_every = 0
 """
@@ -171,3 +175,25 @@ def test_up_hands_config_to_the_children_and_the_run_directory(
     # The children parse what the launcher gives them.
     for name in ("service", "planner"):
         build_parser().parse_args(children[name])
+    # [tracker] reaches the service's tracker; what the file leaves out keeps TrackerConfig's default.
+    from prescient.service.app.stack_config import tracker_config_from_args
+    from prescient.service.tracker import TrackerConfig
+
+    tracker = tracker_config_from_args(build_parser().parse_args(serve))
+    assert (tracker.reorder_window_s, tracker.use_radar) == (0.1, False)
+    default = TrackerConfig()
+    assert (tracker.lookahead, tracker.max_range_m, tracker.capacity, tracker.use_bearings) == (
+        default.lookahead,
+        default.max_range_m,
+        default.capacity,
+        default.use_bearings,
+    )
+
+
+def test_config_bad_tracker_value_is_one_line(tmp_path: Path, capsys) -> None:
+    """A tracker key out of range: exit 1, one line naming the key and the file."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[tracker]\nreorder_window_s = -0.5\n")
+    assert main(["config", "show", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tracker.reorder_window_s" in err and str(bad) in err

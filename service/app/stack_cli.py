@@ -36,6 +36,7 @@ from prescient.bus.cli import (
 )
 from prescient.bus.errors import MissingExtraError, StartupError
 from prescient.service.app.paths import default_model_path
+from prescient.service.app.stack_config import add_tracker_args, tracker_config_from_args
 
 if TYPE_CHECKING:
     from prescient.service.app.stack_config import ServiceSection, StackConfig
@@ -87,6 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         model_passes=args.model_passes,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        tracker=tracker_config_from_args(args),
     )
     stop = threading.Event()
     _install_stop(stop, args.duration)
@@ -250,7 +252,7 @@ def _up(args: argparse.Namespace) -> int:
         live=cfg.stack.live,
         curve_dir=cfg.stack.curve_dir,
         foxglove_port=cfg.stack.foxglove_port,
-        serve_args=tuple(cfg.service.serve_args()),
+        serve_args=tuple(cfg.service.serve_args() + cfg.tracker.serve_args()),
         planner_args=tuple(cfg.planner.planner_args()),
         config_toml=to_toml(cfg),
     )
@@ -436,6 +438,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model passes per tick: pass k predicts the next n_max agents nearest the ego (1: the rest get constant velocity)",
     )
     _add_metrics_args(p, default_host="127.0.0.1")
+    add_tracker_args(p)
     p.add_argument(
         "--duration", type=positive_float, default=None, help="seconds to run (default: until Ctrl-C)"
     )

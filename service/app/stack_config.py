@@ -12,17 +12,22 @@ to the file's folder, relative ones on the command line to the working directory
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from prescient.bus.cli import non_negative_float, positive_float, positive_int
 from prescient.bus.errors import StartupError
+
+if TYPE_CHECKING:
+    from prescient.service.tracker import TrackerConfig
 
 # Strict: "7" is not an int and "true" not a bool (a typo in a file is an error, not a guess).
 _STRICT = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
@@ -103,6 +108,36 @@ class ServiceSection(BaseModel):
         return args
 
 
+def _tracker_default(name: str) -> Any:
+    """The tracker's own default (``TrackerConfig``): one source for both."""
+    from prescient.service.tracker import TrackerConfig
+
+    return getattr(TrackerConfig(), name)
+
+
+class TrackerSection(BaseModel):
+    """The service's tracker (``TrackerConfig``): the knobs an operator tunes; each maps to a
+    ``prescient serve`` flag."""
+
+    model_config = _STRICT
+    reorder_window_s: float = Field(
+        default_factory=lambda: _tracker_default("reorder_window_s"), ge=0.0, le=1.0
+    )
+    lookahead: bool = Field(default_factory=lambda: _tracker_default("lookahead"))  # see tracker/lookahead.py
+    max_range_m: float = Field(default_factory=lambda: _tracker_default("max_range_m"), gt=0.0, le=1000.0)
+    use_radar: bool = Field(default_factory=lambda: _tracker_default("use_radar"))
+    use_bearings: bool = Field(default_factory=lambda: _tracker_default("use_bearings"))  # camera/LWIR
+    capacity: int = Field(default_factory=lambda: _tracker_default("capacity"), ge=1, le=65536)
+
+    def serve_args(self) -> list[str]:
+        """``prescient serve`` flags."""
+        args = ["--reorder-window-s", repr(self.reorder_window_s), "--max-range-m", repr(self.max_range_m)]
+        args += ["--track-capacity", str(self.capacity)]
+        args += [] if self.lookahead else ["--no-lookahead"]
+        args += [] if self.use_radar else ["--no-radar"]
+        return args + ([] if self.use_bearings else ["--no-bearings"])
+
+
 class PlannerSection(BaseModel):
     """The planner stub (``prescient planner``)."""
 
@@ -121,6 +156,7 @@ class StackConfig(BaseModel):
     stack: StackSection = Field(default_factory=StackSection)
     sim: SimSection = Field(default_factory=SimSection)
     service: ServiceSection = Field(default_factory=ServiceSection)
+    tracker: TrackerSection = Field(default_factory=TrackerSection)
     planner: PlannerSection = Field(default_factory=PlannerSection)
 
 
@@ -224,3 +260,52 @@ def write_config(cfg: StackConfig, path: Path) -> Path:
     """Write :func:`to_toml` to ``path`` (the run directory's ``config.toml``); returns it."""
     path.write_text(to_toml(cfg), encoding="utf-8")
     return path
+
+
+def add_tracker_args(p: argparse.ArgumentParser) -> None:
+    """``serve``'s tracker flags (the ``[tracker]`` section of ``up --config``); defaults: TrackerConfig."""
+    from prescient.service.tracker import TrackerConfig
+
+    d = TrackerConfig()
+    g = p.add_argument_group("tracker")
+    g.add_argument(
+        "--reorder-window-s",
+        type=non_negative_float,
+        default=d.reorder_window_s,
+        help="how long frames wait to be applied in capture order (the look-ahead predicts through it)",
+    )
+    g.add_argument("--no-lookahead", action="store_true", help="publish only committed tracks")
+    g.add_argument(
+        "--max-range-m", type=positive_float, default=d.max_range_m, help="tracks beyond are dropped"
+    )
+    g.add_argument(
+        "--track-capacity", type=positive_int, default=d.capacity, help="track slots, allocated once"
+    )
+    g.add_argument("--no-radar", action="store_true", help="do not fuse radar")
+    g.add_argument("--no-bearings", action="store_true", help="no camera/LWIR bearing updates")
+
+
+def tracker_config_from_args(args: argparse.Namespace) -> TrackerConfig:
+    """The service's ``TrackerConfig`` from ``serve``'s flags.
+
+    Raises:
+        StartupError: an inconsistent combination (``TrackerConfig.validate``).
+    """
+    import dataclasses
+
+    from prescient.service.tracker import TrackerConfig
+
+    cfg = dataclasses.replace(
+        TrackerConfig(),
+        reorder_window_s=args.reorder_window_s,
+        lookahead=not args.no_lookahead,
+        max_range_m=args.max_range_m,
+        capacity=args.track_capacity,
+        use_radar=not args.no_radar,
+        use_bearings=not args.no_bearings,
+    )
+    try:
+        cfg.validate()
+    except ValueError as e:
+        raise StartupError(f"tracker: {e}") from e
+    return cfg
