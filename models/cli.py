@@ -1,4 +1,4 @@
-"""``prescient train | eval | export | quantize | factor-edges``: training, evaluation, ONNX export,
+"""``prescient train | eval | export | quantize | calibrate | factor-edges``: training, evaluation, ONNX export,
 int8, graph rewrites.
 
 Registered by :mod:`prescient.service.app.cli`. Torch is imported inside the handlers only, so ``prescient --help``
@@ -153,6 +153,29 @@ def _run_factor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from prescient.models.calibrate import calibrate_model
+    from prescient.models.sim_data import SimDataError
+    from prescient.service.predictor import ModelLoadError
+
+    if not Path(args.model).is_file():
+        raise StartupError(f"model not found: {args.model}")
+    try:
+        entry = calibrate_model(args.model, args.data, args.max_scenes)
+    except (SimDataError, ModelLoadError) as e:
+        raise StartupError(str(e)) from e
+    print(
+        f"calibrated {args.model} on {len(entry['runs'])} validation runs (closest mode at {entry['horizon_s']:g} s):"
+    )
+    for name, g in entry["groups"].items():
+        if g:
+            print(
+                f"  {name:10s} T {g['temperature']:.3f}  agents {g['agents']:6d}  NLL {g['nll_before']:.3f} -> "
+                f"{g['nll_after']:.3f}  ECE {g['ece_before']:.3f} -> {g['ece_after']:.3f}"
+            )
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train``, ``eval``, ``export``, ``quantize`` and ``factor-edges`` to the ``prescient`` CLI."""
     train = subparsers.add_parser("train", help="train prediction models")
@@ -201,6 +224,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     qz.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax")
     qz.add_argument("--no-preprocess", action="store_true", help="skip quant_pre_process")
     qz.set_defaults(func=_run_quantize)
+
+    cal = subparsers.add_parser(
+        "calibrate",
+        help="fit per-class temperatures of the mode probabilities on the model's validation runs",
+    )
+    cal.add_argument("--model", type=Path, required=True, help=".onnx whose manifest gets the temperatures")
+    cal.add_argument(
+        "--data", type=Path, required=True, help="shards holding the manifest's training.val_runs"
+    )
+    cal.add_argument("--max-scenes", type=positive_int, default=None, help="cap (spread over all scenes)")
+    cal.set_defaults(func=_run_calibrate)
 
     fe = subparsers.add_parser(
         "factor-edges",

@@ -23,7 +23,7 @@ import numpy as np
 from prescient.models.shards import list_shards, load_shard
 from prescient.models.sim_data import STORE_N_MAX
 from prescient.models.sim_samples import SimSamples
-from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES
+from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, STATE_BASE_FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,12 @@ PAIRS = (("keep", "slow"), ("keep", "stop"), ("keep", "route"))
 
 
 def _run(predictor: Any, bt: dict[str, Any], suffix: str) -> tuple[np.ndarray, np.ndarray]:
-    """(traj (N, K, T, 2), probs (N, K)) of the model on one side of a pair batch."""
+    """(traj (N, K, T, 2), probs (N, K)) of the model on one side of a pair batch; the
+    probabilities calibrated per class as the service publishes them."""
     feed = {k: bt[k + suffix if k + suffix in bt else k].numpy() for k in INPUT_NAMES}
     traj, probs, _ = predictor.session.run(list(OUTPUT_NAMES), feed)
-    return traj[0], probs[0]
+    class_id = feed["agent_state"][0, :, STATE_BASE_FEATURES:].argmax(-1)  # the class one-hot
+    return traj[0], predictor.calibrate(probs[0], class_id)
 
 
 def _pair_rows(predictor: Any, data: SimSamples, item: int, a: int, b: int) -> dict[str, np.ndarray]:

@@ -188,8 +188,10 @@ def _score_scene(
     keep: np.ndarray,
     velocity_world_mps: np.ndarray,
     yaw_rate_radps: np.ndarray,
+    class_id: np.ndarray,
 ) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """Model + baselines on the ``keep`` slots of one scene, in the agent frame."""
+    """Model + baselines on the ``keep`` slots of one scene, in the agent frame; the model's mode
+    probabilities calibrated per class (``class_id`` per slot) as its manifest says."""
     feed = inputs.as_feed()
     feed["raster"] = predictor.check_raster(raster)[None]
     traj, probs, scale = predictor.session.run(list(OUTPUT_NAMES), feed)
@@ -200,7 +202,8 @@ def _score_scene(
     v_agent = np.stack([c * v[:, 0] + s * v[:, 1], -s * v[:, 0] + c * v[:, 1]], -1)
     cfg = predictor.cfg
     base = baseline_predictions(v_agent, yaw_rate_radps[keep], cfg.num_modes, cfg.future_steps, cfg.dt_s)
-    res = {"model": trajectory_metrics(traj[0, keep], probs[0, keep], scale[0, keep], gt, cfg.dt_s)}
+    probs_keep = predictor.calibrate(probs[0, keep], class_id[keep])  # as the service publishes them
+    res = {"model": trajectory_metrics(traj[0, keep], probs_keep, scale[0, keep], gt, cfg.dt_s)}
     for name, (tr, pr, sc) in base.items():
         res[name] = trajectory_metrics(tr, pr, sc, gt, cfg.dt_s)
     return res
@@ -303,6 +306,7 @@ def evaluate_sim(
                     keep,
                     a["velocity_mps"][i, :n],
                     a["yaw_rate_radps"][i, :n],
+                    a["class_id"][i, :n],
                 )
                 acc[plan].add(res, a["class_id"][i, :n][keep])
             bar.update(1)
@@ -394,7 +398,7 @@ def evaluate_av2(
                 fut = targets_in_agent_frame(fut_world, fv, inputs.agent_pose_world)
                 vel = np.where(slots[:, None] >= 0, tracks.velocity_mps[np.maximum(slots, 0)], 0.0)
                 yr = np.where(slots >= 0, tracks.yaw_rate_radps[np.maximum(slots, 0)], 0.0)
-                scored = _score_scene(predictor, res.raster, inputs, fut, keep, vel, yr)
+                scored = _score_scene(predictor, res.raster, inputs, fut, keep, vel, yr, cls)
                 acc.add(scored, cls[keep])
                 moving = np.linalg.norm(vel[keep], axis=1) > MOVING_MPS
                 if moving.any():

@@ -35,6 +35,7 @@ import onnxruntime as ort
 
 from prescient.bus.errors import StartupError
 from prescient.service.model_io.baselines import constant_velocity_predictions
+from prescient.service.model_io.calibration import calibrate_probs, temperatures_from_manifest
 from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
 from prescient.service.model_io.features import (
     AgentInputs,
@@ -309,6 +310,10 @@ class OnnxPredictor:
         self.intra_op_threads = int(intra_op_threads)
         self.precision: str = str(manifest.get("precision", DEFAULT_PRECISION))
         self.optimization_level = optimization_level
+        try:  # per-class temperatures of the mode probabilities (None: uncalibrated)
+            self.prob_temperature = temperatures_from_manifest(manifest)
+        except ValueError as e:
+            raise ModelLoadError(f"manifest {manifest_path.name}: {e}") from e
         self._batch_symbolic = not isinstance(manifest["inputs"][0]["shape"][0], int)
         # A symbolic agent axis: feed only the valid agents (fewer pairs to attend over). Not under
         # TensorRT, which builds one engine per input shape: there the slots stay padded.
@@ -471,7 +476,13 @@ class OnnxPredictor:
             rest = np.flatnonzero(~from_model)
             if rest.size == 0:
                 break
+        probs[from_model] = self.calibrate(probs[from_model], tracks.class_id[from_model])
         return PredictorOutput(traj, probs, scale, from_model, infer_ns)
+
+    def calibrate(self, probs: np.ndarray, class_id: np.ndarray) -> Float32Array:
+        """The model's mode probabilities (A, K) of agents of ``class_id`` (A,), calibrated per
+        class as the manifest says (:mod:`prescient.service.model_io.calibration`)."""
+        return calibrate_probs(probs, class_id, self.prob_temperature)
 
 
 def load_service_predictor(

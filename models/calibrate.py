@@ -1,0 +1,179 @@
+"""Fit per-class temperatures of the mode probabilities (``prescient calibrate``).
+
+What is calibrated is what ``eval-sim`` scores as ECE: the most likely mode's probability should be
+the chance that it is the mode ending closest to the truth at 8 s. One temperature per class group
+(vehicle, pedestrian, cyclist, other; :data:`prescient.models.eval_sim.CLASS_GROUPS`) is fitted by
+minimising the negative log-likelihood of the closest mode's index under the tempered
+probabilities (temperature scaling, Guo et al. 2017), on the **validation runs the manifest
+records** (``training.val_runs``), never on the held-out evaluation seeds. The result goes into the
+model's manifest (:mod:`prescient.service.model_io.calibration`), written atomically; the ``.onnx``
+and its sha256 are untouched, and every best-of-K or most-likely figure is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prescient.bus.messages import NUM_CLASSES
+from prescient.models.eval_sim import CLASS_GROUPS, load_eval_predictor
+from prescient.models.planner_metrics import ece
+from prescient.models.shards import targets_in_agent_frame
+from prescient.models.sim_data import SimDataError, list_shards, load_shard
+from prescient.service.model_io.calibration import MANIFEST_KEY, MAX_T, MIN_T, temper
+from prescient.service.model_io.config import OUTPUT_NAMES
+from prescient.service.model_io.features import AgentInputs
+from prescient.service.model_io.manifest import manifest_path_for
+
+HORIZON_S = 8.0
+
+
+def collect(predictor: Any, paths: list[Path], max_scenes: int | None = None) -> dict[str, np.ndarray]:
+    """Raw probabilities, closest mode at :data:`HORIZON_S` and class of every agent with a full future.
+
+    Args:
+        predictor: an :class:`~prescient.service.predictor.OnnxPredictor`.
+        paths: shards (one per run). max_scenes: cap, spread evenly over all scenes (None: all).
+
+    Returns:
+        ``{"probs": (A, K), "closest": (A,), "class_id": (A,)}``.
+    """
+    cfg = predictor.cfg
+    step = int(round(HORIZON_S / cfg.dt_s)) - 1
+    shards = [load_shard(p) for p in paths]
+    total = sum(s.num_samples for s in shards)
+    stride = 1.0 if max_scenes is None or max_scenes >= total else total / max_scenes
+    chosen = set(np.floor(np.arange(0, total, stride)).astype(int).tolist())
+    out: dict[str, list[np.ndarray]] = {"probs": [], "closest": [], "class_id": []}
+    g = 0
+    n = cfg.n_max
+    for shard in shards:
+        a = shard.arrays
+        fut = targets_in_agent_frame(a["target_xy_m"], a["target_valid"], a["agent_pose_world"])
+        for i in range(shard.num_samples):
+            g += 1
+            valid = a["agent_valid"][i, :n] > 0
+            keep = np.flatnonzero(valid & a["target_valid"][i, :n].all(-1))
+            if g - 1 not in chosen or keep.size == 0:
+                continue
+            inputs = AgentInputs(
+                agent_hist=a["agent_hist"][i, :n],
+                agent_state=a["agent_state"][i, :n],
+                agent_valid=a["agent_valid"][i, :n],
+                ego_state=a["ego_state_route"][i],
+                ego_plan=a["ego_plan_route"][i],
+                agent_index=np.where(valid, np.arange(n), -1),
+                agent_pose_world=a["agent_pose_world"][i, :n],
+                num_dropped=0,
+            )
+            feed = inputs.as_feed()
+            feed["raster"] = predictor.check_raster(shard.raster(i, route_plan=True))[None]
+            traj, probs, _ = predictor.session.run(list(OUTPUT_NAMES), feed)
+            end = traj[0, keep, :, step]  # (A, K, 2) agent frame
+            err = np.linalg.norm(end - fut[i, keep, None, step], axis=-1)
+            out["probs"].append(probs[0, keep])
+            out["closest"].append(err.argmin(-1))
+            out["class_id"].append(a["class_id"][i, keep])
+    if not out["probs"]:
+        raise SimDataError(f"no agent with a full {HORIZON_S:g} s future in {len(paths)} runs")
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def nll(probs: np.ndarray, closest: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of the closest mode under the tempered probabilities."""
+    p = temper(probs, temperature)
+    return float(-np.mean(np.log(np.maximum(p[np.arange(len(closest)), closest], 1e-30))))
+
+
+def fit_temperature(probs: np.ndarray, closest: np.ndarray) -> float:
+    """The temperature in [MIN_T, MAX_T] minimising :func:`nll` (bounded search on log T)."""
+    from scipy.optimize import minimize_scalar
+
+    res = minimize_scalar(
+        lambda log_t: nll(probs, closest, math.exp(log_t)),
+        bounds=(math.log(MIN_T), math.log(MAX_T)),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    return float(math.exp(res.x))
+
+
+def _group_report(probs: np.ndarray, closest: np.ndarray, t: float) -> dict[str, Any]:
+    rows = np.arange(len(closest))
+
+    def ece_at(temp: float) -> float:
+        p = temper(probs, temp)
+        top = p.argmax(-1)
+        return ece(p[rows, top], (top == closest).astype(np.float64))
+
+    return {
+        "temperature": round(t, 4),
+        "agents": int(len(closest)),
+        "nll_before": round(nll(probs, closest, 1.0), 4),
+        "nll_after": round(nll(probs, closest, t), 4),
+        "ece_before": round(ece_at(1.0), 4),
+        "ece_after": round(ece_at(t), 4),
+    }
+
+
+def calibrate_model(
+    model_path: Path, data_dir: Path, max_scenes: int | None = None, threads: int = 2
+) -> dict[str, Any]:
+    """Fit the temperatures on the model's validation runs in ``data_dir``; write them into its manifest.
+
+    Returns:
+        The ``prob_calibration`` entry written.
+
+    Raises:
+        SimDataError: the manifest names no validation runs, or none of them is in ``data_dir``.
+    """
+    paths_all = list_shards(data_dir)
+    first = load_shard(paths_all[0])
+    predictor = load_eval_predictor(
+        model_path, str(first.meta["raster_spec"]), int(first.meta["raster_shape"][0]), threads
+    )
+    val_runs = set(predictor.manifest.get("training", {}).get("val_runs", []))
+    if not val_runs:
+        raise SimDataError(f"{model_path}: the manifest records no validation runs (training.val_runs)")
+    paths = [p for p in paths_all if p.stem in val_runs]
+    if not paths:
+        raise SimDataError(f"none of the model's {len(val_runs)} validation runs is in {data_dir}")
+    data = collect(predictor, paths, max_scenes)
+    temps = np.ones(NUM_CLASSES)
+    groups = {}
+    for name, ids in CLASS_GROUPS.items():
+        sel = np.isin(data["class_id"], ids)
+        t = fit_temperature(data["probs"][sel], data["closest"][sel]) if sel.sum() >= 20 else 1.0
+        temps[list(ids)] = t
+        groups[name] = _group_report(data["probs"][sel], data["closest"][sel], t) if sel.any() else {}
+    entry = {
+        "method": "temperature",
+        "by_class_id": [round(float(t), 4) for t in temps],
+        "horizon_s": HORIZON_S,
+        "target": "most likely mode is the one closest to the truth at the horizon",
+        "data": str(data_dir),
+        "runs": sorted(p.stem for p in paths),
+        "groups": groups,
+    }
+    _write_manifest_key(manifest_path_for(Path(model_path)), entry)
+    return entry
+
+
+def _write_manifest_key(path: Path, entry: dict[str, Any]) -> None:
+    """Set ``MANIFEST_KEY`` in the manifest at ``path`` (temporary file, then rename)."""
+    manifest = json.loads(path.read_text())
+    manifest[MANIFEST_KEY] = entry
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
