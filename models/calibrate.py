@@ -24,11 +24,11 @@ import numpy as np
 from prescient.bus.messages import NUM_CLASSES
 from prescient.models.eval_sim import CLASS_GROUPS, load_eval_predictor
 from prescient.models.planner_metrics import ece
+from prescient.models.quantize import sample_feed
 from prescient.models.shards import targets_in_agent_frame
 from prescient.models.sim_data import SimDataError, list_shards, load_shard
 from prescient.service.model_io.calibration import MANIFEST_KEY, MAX_T, MIN_T, temper
 from prescient.service.model_io.config import OUTPUT_NAMES
-from prescient.service.model_io.features import AgentInputs
 from prescient.service.model_io.manifest import manifest_path_for
 
 HORIZON_S = 8.0
@@ -62,18 +62,7 @@ def collect(predictor: Any, paths: list[Path], max_scenes: int | None = None) ->
             keep = np.flatnonzero(valid & a["target_valid"][i, :n].all(-1))
             if g - 1 not in chosen or keep.size == 0:
                 continue
-            inputs = AgentInputs(
-                agent_hist=a["agent_hist"][i, :n],
-                agent_state=a["agent_state"][i, :n],
-                agent_valid=a["agent_valid"][i, :n],
-                ego_state=a["ego_state_route"][i],
-                ego_plan=a["ego_plan_route"][i],
-                agent_index=np.where(valid, np.arange(n), -1),
-                agent_pose_world=a["agent_pose_world"][i, :n],
-                num_dropped=0,
-            )
-            feed = inputs.as_feed()
-            feed["raster"] = predictor.check_raster(shard.raster(i, route_plan=True))[None]
+            feed = sample_feed(cfg, shard, i)  # the route as ego plan: what a plain tick passes
             traj, probs, _ = predictor.session.run(list(OUTPUT_NAMES), feed)
             end = traj[0, keep, :, step]  # (A, K, 2) agent frame
             err = np.linalg.norm(end - fut[i, keep, None, step], axis=-1)

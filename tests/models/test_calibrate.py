@@ -24,3 +24,18 @@ def test_fit_recovers_the_temperature_that_made_probabilities_miscalibrated(true
     t = fit_temperature(reported, closest)
     assert t == pytest.approx(true_t, rel=0.05)
     assert nll(reported, closest, t) < nll(reported, closest, 1.0)
+
+
+def test_calibrate_cli_without_data_is_one_line(tmp_path, capsys) -> None:
+    """No shards (or no validation runs): exit 1, one line, the manifest untouched."""
+    pytest.importorskip("torch")
+    from prescient.models.export_tiny import write_tiny_onnx
+    from prescient.service.app.cli import main
+
+    onnx, manifest = write_tiny_onnx(tmp_path)
+    before = manifest.read_text()
+    (tmp_path / "empty").mkdir()
+    assert main(["calibrate", "--model", str(onnx), "--data", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "calibrate" in err
+    assert manifest.read_text() == before
