@@ -107,12 +107,18 @@ def fetch_map(cfg: BusConfig, timeout_s: float, stop: threading.Event | None = N
 
 
 def warm_up_stages() -> None:
-    """Compile the tracker and raster kernels (numba) before the map arrives."""
+    """Compile the tracker, raster and output-transform kernels (numba) before the map arrives."""
+    import numpy as np
+
+    from prescient.service.model_io.features import world_from_agent_predictions
     from prescient.service.raster.kernels import warm_up_kernels
     from prescient.service.tracker import Tracker
 
     Tracker().warm_up()
     warm_up_kernels()
+    world_from_agent_predictions(
+        np.zeros((1, 1, 1, 2), np.float32), np.ones((1, 1, 1, 2), np.float32), np.zeros((1, 3))
+    )
 
 
 @dataclass

@@ -451,13 +451,10 @@ class OnnxPredictor:
         """
         cfg = self.cfg
         n = tracks.position_m.shape[0]
-        traj, probs, scale = constant_velocity_predictions(
-            tracks.position_m.astype(np.float64),
-            tracks.velocity_mps.astype(np.float64),
-            num_modes=cfg.num_modes,
-            future_steps=cfg.future_steps,
-            dt_s=cfg.dt_s,
-        )
+        k, t = cfg.num_modes, cfg.future_steps
+        traj = np.empty((n, k, t, 2), np.float32)
+        probs = np.empty((n, k), np.float32)
+        scale = np.empty((n, k, t, 2), np.float32)
         # The snapshot's rows were checked where it was made and the raster comes from the
         # rasterizer: only shapes are looked at here (the pipeline checks the model's output).
         raster = self.check_raster(raster, finite=False)
@@ -477,6 +474,14 @@ class OnnxPredictor:
             if rest.size == 0:
                 break
         probs[from_model] = self.calibrate(probs[from_model], tracks.class_id[from_model])
+        if rest.size:  # beyond the passes' slots: constant velocity
+            traj[rest], probs[rest], scale[rest] = constant_velocity_predictions(
+                tracks.position_m[rest].astype(np.float64),
+                tracks.velocity_mps[rest].astype(np.float64),
+                num_modes=k,
+                future_steps=t,
+                dt_s=cfg.dt_s,
+            )
         return PredictorOutput(traj, probs, scale, from_model, infer_ns)
 
     def calibrate(self, probs: np.ndarray, class_id: np.ndarray) -> Float32Array:

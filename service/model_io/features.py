@@ -1,4 +1,5 @@
-"""Net inputs from world-frame agent states, and net outputs back to the world frame (numpy only).
+"""Net inputs from world-frame agent states, and net outputs back to the world frame (numpy; one
+numba kernel for the per-tick output transform).
 
 Used by both training (``models.train``) and the onboard predictor (``prescient.service.predictor``), so the
 same code builds the features in both places. No torch here.
@@ -9,10 +10,12 @@ agent's current position, x along its current heading). ``*_from_*`` names say t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from prescient.bus.messages import NUM_CLASSES
 from prescient.service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
@@ -305,16 +308,38 @@ def world_from_agent_predictions(
         mapped with ``|R| b`` (absolute rotation), a conservative axis-aligned bound: a per-axis
         scale is not closed under rotation.
     """
-    # Written out per component: numpy's einsum took ~2.5 ms per tick for these (N, K, T) shapes.
-    yaw = np.asarray(agent_pose_world[:, 2], np.float64)[:, None, None]
-    c, s = np.cos(yaw), np.sin(yaw)  # world_from_agent = [[c, -s], [s, c]]
-    x, y = traj_agent_m[..., 0], traj_agent_m[..., 1]
+    # One pass in a kernel: per-component numpy took ~1.1 ms per tick for 128 x 6 x 80 points
+    # (einsum ~2.5 ms); the same float64 arithmetic, rounded to float32 once.
     traj = np.empty(traj_agent_m.shape, np.float32)
-    traj[..., 0] = c * x - s * y + agent_pose_world[:, None, None, 0]
-    traj[..., 1] = s * x + c * y + agent_pose_world[:, None, None, 1]
-    ac, as_ = np.abs(c), np.abs(s)
-    sx, sy = scale_agent_m[..., 0], scale_agent_m[..., 1]
     scale = np.empty(scale_agent_m.shape, np.float32)
-    scale[..., 0] = ac * sx + as_ * sy
-    scale[..., 1] = as_ * sx + ac * sy
+    _world_from_agent_kernel(
+        np.ascontiguousarray(traj_agent_m, np.float32),
+        np.ascontiguousarray(scale_agent_m, np.float32),
+        np.ascontiguousarray(agent_pose_world, np.float64),
+        traj,
+        scale,
+    )
     return traj, scale
+
+
+@njit(cache=True, nogil=True)
+def _world_from_agent_kernel(traj, scale, pose, traj_out, scale_out):  # noqa: ANN001, ANN202
+    """``traj_out = R(yaw) traj + p`` and ``scale_out = |R(yaw)| scale`` per agent (see above)."""
+    n, k, t, _ = traj.shape
+    for i in range(n):
+        c = math.cos(pose[i, 2])
+        s = math.sin(pose[i, 2])
+        ac = abs(c)
+        as_ = abs(s)
+        px = pose[i, 0]
+        py = pose[i, 1]
+        for a in range(k):
+            for b in range(t):
+                x = np.float64(traj[i, a, b, 0])
+                y = np.float64(traj[i, a, b, 1])
+                traj_out[i, a, b, 0] = c * x - s * y + px
+                traj_out[i, a, b, 1] = s * x + c * y + py
+                sx = np.float64(scale[i, a, b, 0])
+                sy = np.float64(scale[i, a, b, 1])
+                scale_out[i, a, b, 0] = ac * sx + as_ * sy
+                scale_out[i, a, b, 1] = as_ * sx + ac * sy
