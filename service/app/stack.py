@@ -201,7 +201,10 @@ def build_children(opts: StackOptions, log_path: Path) -> list[Child]:
         Child("sim", sim, essential_end=True),
     ]
     if opts.foxglove_port is not None:  # before the simulator, so it sees the scene from the start
-        children.insert(-1, Child("foxglove", ["view", "--live", "--port", str(opts.foxglove_port)]))
+        view = ["view", "--live", "--port", str(opts.foxglove_port)]
+        if opts.record:  # the run directory keeps what the viewer streamed, beside the log
+            view += ["--record", str(opts.out_dir / "foxglove.mcap")]
+        children.insert(-1, Child("foxglove", view))
     if opts.curve_dir is not None:
         # Absolute: children run with the launcher's working directory, but say it anyway.
         for c in children:

@@ -61,10 +61,10 @@ def cmd_export_foxglove(args: argparse.Namespace) -> int:
 def cmd_export_scene(args: argparse.Namespace) -> int:
     status, _ = _export(args, raw_messages=False)
     if args.picture is not None:
-        from prescient.service.app.foxglove.picture import render_scene
+        from prescient.service.app.foxglove.picture import render_layout
 
         try:
-            print(f"picture: {render_scene(args.out, args.at, args.picture)}")
+            print(f"picture: {render_layout(args.out, args.at, args.picture)}")
         except ValueError as e:
             raise StartupError(str(e)) from e
     return status
@@ -89,6 +89,11 @@ def cmd_view(args: argparse.Namespace) -> int:
     srv, channels = server.start(args.port, args.host)
     print(f"Foxglove: open ws://{args.host}:{srv.port} (Open connection -> Foxglove WebSocket); Ctrl-C stops")
     stop = threading.Event()
+    writer = None
+    if args.record is not None:  # the same context: the file gets exactly what the server streams
+        import foxglove
+
+        writer = foxglove.open_mcap(args.record, allow_overwrite=args.force, context=channels.context)
     try:
         if args.live:
             from prescient.bus.cli import bus_config_from_args
@@ -101,7 +106,21 @@ def cmd_view(args: argparse.Namespace) -> int:
         raise StartupError(str(e)) from e
     finally:
         srv.stop()
-    print(f"sent {sent} foxglove messages")
+        if writer is not None:
+            writer.close()
+    print(f"sent {sent} foxglove messages" + (f", recorded in {args.record}" if writer is not None else ""))
+    return 0
+
+
+def cmd_picture(args: argparse.Namespace) -> int:
+    _need_foxglove()
+    from prescient.service.app.foxglove.picture import render_layout
+
+    require_file(args.mcap, "Foxglove MCAP")
+    try:
+        print(f"picture: {render_layout(args.mcap, args.at, args.out)}")
+    except ValueError as e:
+        raise StartupError(str(e)) from e
     return 0
 
 
@@ -119,7 +138,21 @@ def register(sub: Any) -> None:
         "--rate", type=float, default=1.0, help="playback speed x real time (0: as fast as possible)"
     )
     p.add_argument("--loop", action="store_true", help="start again at the end (Ctrl-C stops)")
+    p.add_argument(
+        "--record", type=output_file, default=None, help="also write what is streamed to this MCAP"
+    )
+    p.add_argument("--force", action="store_true", help="replace the --record file if it exists")
     p.set_defaults(func=cmd_view)
+    p = sub.add_parser(
+        "foxglove-picture",
+        help="draw the shipped layout's panels (scene, raster, latency, tick rate) from a Foxglove MCAP",
+    )
+    p.add_argument(
+        "mcap", type=Path, help="export-scene / log export-foxglove output, or a view --record file"
+    )
+    p.add_argument("--at", type=float, default=5.0, help="seconds into the stream")
+    p.add_argument("--out", type=output_file, required=True, help="PNG to write")
+    p.set_defaults(func=cmd_picture)
     p = sub.add_parser("export-scene", help="write a log's scene as foxglove.* MCAP (SceneUpdate on /scene)")
     p.add_argument("log", type=Path)
     p.add_argument("out", type=output_file)
