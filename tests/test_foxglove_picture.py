@@ -10,7 +10,7 @@ pytest.importorskip("foxglove")
 pytest.importorskip("matplotlib")
 
 from prescient.service.app.foxglove.export import export_scene  # noqa: E402
-from prescient.service.app.foxglove.picture import entities_at, render_scene  # noqa: E402
+from prescient.service.app.foxglove.picture import entities_at, render_layout  # noqa: E402
 from tests.bus._log_helpers import write_sample_log  # noqa: E402
 
 
@@ -24,10 +24,10 @@ def test_picture_keeps_the_newest_entity_of_each_id_and_refuses_a_plain_log(tmp_
     assert set(late) == {"map", "tracks", "predictions", "ego"} and t_late > t_early
     assert set(early) <= set(late)
     assert sum(len(e.cubes) for e in late.values()) >= 2  # tracked boxes and the ego box
-    png = render_scene(scene, 1e6, tmp_path / "scene.png")
+    png = render_layout(scene, 1e6, tmp_path / "scene.png")
     assert png.stat().st_size > 5_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no /scene message"):
-        render_scene(log, 0.0, tmp_path / "x.png")  # the prescient log itself has no /scene topic
+        render_layout(log, 0.0, tmp_path / "x.png")  # the prescient log itself has no /scene topic
 
 
 def test_view_record_keeps_what_is_streamed_and_the_layout_picture_draws_it(tmp_path: Path) -> None:

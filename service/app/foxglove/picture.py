@@ -183,30 +183,3 @@ def render_layout(mcap: Path, t_s: float, out_png: Path) -> Path:
     fig.savefig(out_png, bbox_inches="tight")
     plt.close(fig)
     return out_png
-
-
-def render_scene(scene_mcap: Path, t_s: float, out_png: Path) -> Path:
-    """Draw the scene of ``scene_mcap`` (an ``export-scene`` MCAP) at ``t_s`` to ``out_png``.
-
-    Raises:
-        ValueError: the file holds no scene message.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    entities, shown_s = entities_at(scene_mcap, t_s)
-    if not entities:
-        raise ValueError(f"{scene_mcap}: no {TOPIC_SCENE} message (not an export-scene MCAP?)")
-    fig, ax = plt.subplots(figsize=(8, 8), dpi=100)
-    _draw_scene(ax, entities)
-    ax.set_title(
-        f"{scene_mcap.name}: {TOPIC_SCENE} at {shown_s:.1f} s, drawn from its foxglove.SceneUpdate messages\n"
-        "boxes by class, predicted paths (alpha ~ probability) with 8 s scale ellipses, ego and plan",
-        fontsize=9,
-    )
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, bbox_inches="tight")
-    plt.close(fig)
-    return out_png
