@@ -85,7 +85,7 @@ print(f"onnxruntime {ort.__version__} ({built}); device {ort.get_device()}")
 available = ort.get_available_providers()
 print(f"available providers: {available}")
 try:
-    from prescient.service.predictor import select_providers, tensorrt_loadable
+    from prescient.service.model_io.providers import select_providers, tensorrt_loadable
 
     print(f"TensorRT library loads: {tensorrt_loadable()}")
 except ImportError:

@@ -125,7 +125,7 @@ def warm_up_stages() -> None:
 class ServiceOptions:
     model: Path | None
     threads: int = 2
-    # TensorRT, CUDA, CPU: each only when present (prescient.service.predictor.select_providers).
+    # TensorRT, CUDA, CPU: each only when present (prescient.service.model_io.providers.select_providers).
     providers: tuple[str, ...] = (
         "TensorrtExecutionProvider",
         "CUDAExecutionProvider",

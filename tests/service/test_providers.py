@@ -12,7 +12,7 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from prescient.service import predictor as p
+from prescient.service.model_io import providers as p
 from prescient.service.predictor import (
     CPU_PROVIDER,
     CUDA_PROVIDER,
