@@ -143,3 +143,34 @@ def test_gate_kernel_returns_only_pairs_inside_gate() -> None:
     )
     assert n == 2
     assert sorted(zip(a[:n].tolist(), j[:n].tolist())) == [(0, 0), (1, 1)]
+
+
+def test_close_pairs_sweep_equals_the_double_loop_and_a_kd_tree() -> None:
+    """The sorted sweep returns exactly the double loop's pairs, in its order (ties in x, NaN
+    positions, empty and single inputs included), and the pairs cKDTree finds."""
+    from scipy.spatial import cKDTree
+
+    from prescient.service.tracker.association_kernels import close_pairs_kernel
+
+    def double_loop(x: np.ndarray, idx: np.ndarray, r: float) -> np.ndarray:
+        out = [
+            (a, b)
+            for a in range(len(idx))
+            for b in range(a + 1, len(idx))
+            if (x[idx[a], 0] - x[idx[b], 0]) ** 2 + (x[idx[a], 1] - x[idx[b], 1]) ** 2 <= r * r
+        ]
+        return np.array(out, np.int64).reshape(-1, 2)
+
+    rng = np.random.default_rng(7)
+    for trial in range(60):
+        n = int(rng.integers(0, 120))
+        x = rng.normal(0.0, float(rng.choice([1.0, 5.0, 40.0])), (n + 10, 6))
+        x[:, 0] = np.round(x[:, 0], int(rng.integers(0, 3)))  # ties in x
+        if trial % 5 == 0 and n:
+            x[rng.integers(0, n + 10, 3), 0] = np.nan
+        idx = np.sort(rng.choice(n + 10, n, replace=False)).astype(np.int64)
+        got = close_pairs_kernel(x, idx, 1.2)
+        np.testing.assert_array_equal(got, double_loop(x, idx, 1.2))
+        if n and np.isfinite(x[idx, :2]).all():
+            want = {tuple(p) for p in cKDTree(x[idx, :2]).query_pairs(1.2)}
+            assert {tuple(p) for p in got} == want
