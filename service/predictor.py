@@ -41,19 +41,7 @@ from prescient.service.model_io.features import (
     world_from_agent_predictions,
 )
 from prescient.service.model_io.manifest import manifest_path_for, sha256_file
-from prescient.service.model_io.providers import (  # noqa: F401  (re-exported: the predictor's API)
-    CPU_PROVIDER,
-    CUDA_PROVIDER,
-    DEFAULT_PROVIDERS,
-    ENV_TRT_CACHE_DIR,
-    TENSORRT_LIBRARY,
-    TENSORRT_PROVIDER,
-    ProviderSpec,
-    select_providers,
-    tensorrt_cache_dir,
-    tensorrt_loadable,
-    tensorrt_options,
-)
+from prescient.service.model_io.providers import DEFAULT_PROVIDERS, TENSORRT_PROVIDER, select_providers
 from prescient.service.tracks import TrackSnapshot
 
 log = logging.getLogger(__name__)

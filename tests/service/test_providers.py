@@ -13,14 +13,14 @@ import onnxruntime as ort
 import pytest
 
 from prescient.service.model_io import providers as p
-from prescient.service.predictor import (
+from prescient.service.model_io.providers import (
     CPU_PROVIDER,
     CUDA_PROVIDER,
     DEFAULT_PROVIDERS,
     TENSORRT_PROVIDER,
-    OnnxPredictor,
     select_providers,
 )
+from prescient.service.predictor import OnnxPredictor
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "models" / "shipped" / "prescient.onnx"
