@@ -290,3 +290,37 @@ def test_cli_export_prints_counts_and_refuses_existing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "exists" in err
     assert main(["log", "export-ros2", str(small_log), str(out), "--force"]) == 0
+
+
+def test_export_decodes_with_foxglove_reader_from_embedded_schemas(small_log: Path, tmp_path: Path) -> None:
+    """A second, independent reader: Foxglove's mcap-ros2-support parses the ros2msg schema text
+    written into the bag (as Foxglove does when it opens a ROS 2 MCAP) and decodes every message to
+    the same values rosbags decodes from its own registered types."""
+    mcap_reader = pytest.importorskip("mcap.reader")
+    mcap_ros2 = pytest.importorskip("mcap_ros2.decoder")
+    export_ros2(small_log, tmp_path / "bag")
+    rosbags_decoded, meta = _decoded(tmp_path / "bag")
+    ours: dict[str, list] = {}
+    encodings = set()
+    with (tmp_path / "bag" / "bag.mcap").open("rb") as f:
+        reader = mcap_reader.make_reader(f, decoder_factories=[mcap_ros2.DecoderFactory()])
+        for schema, channel, _msg, decoded in reader.iter_decoded_messages():
+            encodings.add((schema.encoding, channel.message_encoding))
+            ours.setdefault(channel.topic, []).append(decoded)
+    assert encodings == {("ros2msg", "cdr")}
+    assert {t: len(v) for t, v in ours.items()} == meta
+    for a, b in zip(ours[rt.TOPIC_PREDICTED], rosbags_decoded[rt.TOPIC_PREDICTED], strict=True):
+        assert (a.header.stamp.sec, a.header.stamp.nanosec) == (b.header.stamp.sec, b.header.stamp.nanosec)
+        for oa, ob in zip(a.objects, b.objects, strict=True):
+            assert bytes(oa.object_id.uuid) == bytes(ob.object_id.uuid)
+            pa, pb = oa.kinematics.predicted_paths, ob.kinematics.predicted_paths
+            assert [p.confidence for p in pa] == [p.confidence for p in pb]
+            for qa, qb in zip(pa, pb, strict=True):
+                assert [(s.position.x, s.position.y) for s in qa.path] == [
+                    (s.position.x, s.position.y) for s in qb.path
+                ]
+    odom_a, odom_b = ours[rt.TOPIC_ODOMETRY][5], rosbags_decoded[rt.TOPIC_ODOMETRY][5]
+    assert odom_a.twist.twist.linear.x == odom_b.twist.twist.linear.x
+    assert list(odom_a.pose.covariance) == list(odom_b.pose.covariance)
+    markers = ours[rt.TOPIC_PREDICTION_MARKERS][0].markers
+    assert len(markers) == len(rosbags_decoded[rt.TOPIC_PREDICTION_MARKERS][0].markers) > 0
