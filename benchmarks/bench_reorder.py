@@ -8,11 +8,11 @@ every delivery, as the node does between ticks):
 
   * ``committed-50ms``: publish the committed tracks (frames applied in capture order once 50 ms
     older than the newest capture);
-  * ``lookahead-50ms`` (the default): the committed tracks plus every buffered frame, applied in
-    capture order at the tick, re-filtered from the committed state when a frame arrives out of
-    sequence (:mod:`prescient.service.tracker.lookahead`);
+  * ``lookahead-50ms`` (the default): frames applied at once, in capture order; a frame that
+    arrives out of sequence re-filters the events after it from a state history
+    (:mod:`prescient.service.tracker.timeline`);
   * ``no-window``: apply frames at once, drop every frame older than the tracks (``late``);
-  * ``lookahead-100ms``: the look-ahead with a 100 ms window (more tolerance, no latency).
+  * ``lookahead-100ms``: the same with a 100 ms window (more tolerance, no latency).
 
 Scenarios: day, night, and day with every sensor frame delayed by a further seeded U(0,
 ``--jitter-ms``) (default 40 ms: a loaded host or network), which makes frames of different capture

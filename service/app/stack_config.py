@@ -123,7 +123,7 @@ class TrackerSection(BaseModel):
     reorder_window_s: float = Field(
         default_factory=lambda: _tracker_default("reorder_window_s"), ge=0.0, le=1.0
     )
-    lookahead: bool = Field(default_factory=lambda: _tracker_default("lookahead"))  # see tracker/lookahead.py
+    lookahead: bool = Field(default_factory=lambda: _tracker_default("lookahead"))  # see tracker/timeline.py
     max_range_m: float = Field(default_factory=lambda: _tracker_default("max_range_m"), gt=0.0, le=1000.0)
     use_radar: bool = Field(default_factory=lambda: _tracker_default("use_radar"))
     use_bearings: bool = Field(default_factory=lambda: _tracker_default("use_bearings"))  # camera/LWIR

@@ -21,14 +21,14 @@ Track management (all times are sensor time, from message headers):
     ``duplicate_width_frac`` (0.7) of the narrower box width, clipped to
     [``duplicate_min_distance_m``, ``duplicate_distance_m``] = [0.3, 1.2] m.
 
-Reorder window: frames are buffered and applied in capture-time order once they are older than
-the newest capture time seen minus ``reorder_window_s`` (50 ms), or than the time asked of
-:meth:`Tracker.tracks` minus that window (the output is then extrapolated to the asked time). A
-frame older than the newest applied frame (it arrived after its window had closed) is dropped and
-counted as ``late`` (no retrodiction). The simulator's latencies (40-60 ms) differ by at most
-20 ms between modalities, well inside the window. The window costs no latency: with ``lookahead``
-(default) a tick publishes the committed tracks plus every frame still in the window, applied in
-capture order at once (:mod:`~prescient.service.tracker.lookahead`).
+Reorder window: the tracks follow every frame in capture-time order whatever the order of arrival,
+for frames up to ``reorder_window_s`` (50 ms) older than the newest capture time seen. With
+``lookahead`` (default) frames apply at once and a state history re-filters when one arrives out
+of sequence (:mod:`~prescient.service.tracker.timeline`), so the window costs no latency; without
+it, frames wait in the window and apply in order once older than the newest capture (or the time
+asked of :meth:`Tracker.tracks`) minus the window. A frame older than that horizon (it arrived
+after its window had closed) is dropped and counted as ``late`` (no retrodiction). The
+simulator's latencies (40-60 ms) differ by at most 20 ms between modalities, well inside the window.
 
 Admission (``admission``, :class:`~prescient.service.tracker.admission.AdmissionConfig`): every plausibility
 and clock limit on the input in one place: objects per frame, ranges, speeds, births, and the

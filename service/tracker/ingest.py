@@ -52,8 +52,8 @@ def batches_of(entries: list[HeapEntry]) -> list[list[Any]]:
     """Heap entries, sorted, as the batches that apply them: one modality and one capture time
     per batch (the corners), batches in :func:`batch_key` order, frames by topic within one.
 
-    Both the committed table and the look-ahead apply frames through this grouping, so the two
-    see the same sequence of batches (:mod:`~prescient.service.tracker.lookahead`).
+    Both modes (frames applied after the window, or at once on the timeline of
+    :mod:`~prescient.service.tracker.timeline`) apply frames through this grouping.
     """
     out: list[list[Any]] = []
     k = 0

@@ -103,6 +103,20 @@ class TrackTable:
             np.copyto(getattr(self, name), getattr(other, name))
         self.hist_k, self.filter_ns, self.next_id = other.hist_k, other.filter_ns, other.next_id
 
+    def copy_live_from(self, other: TrackTable) -> None:
+        """Make the live slots of this table those of ``other``, copying only the slots up to
+        ``other``'s highest live one (slots are allocated lowest first, so a checkpoint of a
+        table with 100 tracks copies about a fifth of it). The slots beyond are not live here
+        afterwards; their contents stay stale, which no stage reads (a birth sets every field)."""
+        if other.capacity != self.capacity:
+            raise ValueError(f"TrackTable.copy_live_from: capacity {other.capacity} != {self.capacity}")
+        live = np.flatnonzero(other.valid)
+        hi = int(live[-1]) + 1 if live.size else 0
+        np.copyto(self.valid, other.valid)
+        for name in ARRAY_NAMES[1:]:  # ARRAY_NAMES[0] is "valid"
+            getattr(self, name)[:hi] = getattr(other, name)[:hi]
+        self.hist_k, self.filter_ns, self.next_id = other.hist_k, other.filter_ns, other.next_id
+
     def live(self) -> np.ndarray:
         """(n,) int64 live slots, ascending."""
         return np.flatnonzero(self.valid)
@@ -125,6 +139,11 @@ class TrackTable:
         if k:
             self.track_id[slots] = np.arange(self.next_id, self.next_id + k)
             self.next_id += k
+            # History is cleared whole, not only marked invalid: the output publishes the
+            # columns, and a slot's contents must follow from its own life alone (see copy_live_from).
+            self.hist_xy_m[slots] = 0.0
+            self.hist_yaw_rad[slots] = 0.0
+            self.hist_vel_mps[slots] = 0.0
             self.hist_valid[slots] = False
             self.valid[slots] = True
         return slots

@@ -22,9 +22,9 @@ mask, allocated once):
     coasting, deletion, merging of duplicates.
   * :mod:`~prescient.service.tracker.output`: the snapshot of the published tracks (the node builds the
     wire message from it).
-  * :mod:`~prescient.service.tracker.lookahead`: the committed tracks plus the frames still in the
-    reorder window, applied at once (``TrackerConfig.lookahead``): what a tick publishes, so the
-    window costs no latency.
+  * :mod:`~prescient.service.tracker.timeline`: with ``TrackerConfig.lookahead`` (default), frames
+    apply at once and a short state history re-filters when one arrives out of sequence, so the
+    reorder window costs no latency; without it, frames wait in the window and apply in order.
 
 Measurement models: LiDAR ``[x, y, yaw]`` (size by EMA), radar ``[range, bearing, range rate]``,
 camera/LWIR bearing of the box centre (plus class, attributes).
@@ -46,11 +46,11 @@ from prescient.service.tracker.fusion import Fusion
 from prescient.service.tracker.ingest import Ingest
 from prescient.service.tracker.layout import MEAS_BEARING, MEAS_POSE, MEAS_RADAR
 from prescient.service.tracker.lifecycle import Lifecycle
-from prescient.service.tracker.lookahead import LookAhead, newest_header
 from prescient.service.tracker.measurements import Meas, measurements
 from prescient.service.tracker.motion import Motion
 from prescient.service.tracker.output import snapshot_from_table
 from prescient.service.tracker.table import TrackTable
+from prescient.service.tracker.timeline import Timeline, newest_header
 from prescient.service.tracks import TrackSnapshot
 
 
@@ -70,23 +70,30 @@ class Tracker:
         self.config.validate()
         c = self.config
         self._stats = TrackerStats()
-        self.table = TrackTable(c.capacity)
         self._motion = Motion(c)
         self._association = Association(c, self._stats)
         self._fusion = Fusion(c, self._motion, self._stats)
         self._lifecycle = Lifecycle(c, self._motion, self._stats)
-        self._ingest = Ingest(c, self._stats, self._apply, lambda: self.table.filter_ns)
         self._newest_applied: m.Header | None = None
         self._output_newest: m.Header | None = None
-        self._ahead: LookAhead | None = None
+        self._timeline: Timeline | None = None
         if c.lookahead:
-            # The look-ahead's own stages count into scratch counters: every frame is counted
-            # once, when the committed table applies it.
+            # Frames apply at once; the reorder heap only says when they are final (horizon).
+            self._horizon_ns: int | None = None
+            self._ingest = Ingest(c, self._stats, self._retire, lambda: self._horizon_ns)
+            # The timeline's stages count into each event's own counters, added to ``stats`` when
+            # the event is final (an event applied again is counted once, as last applied).
             scratch = TrackerStats()
-            self._ahead_association = Association(c, scratch)
-            self._ahead_fusion = Fusion(c, self._motion, scratch)
-            self._ahead_lifecycle = Lifecycle(c, self._motion, scratch)
-            self._ahead = LookAhead(c.capacity, self._apply_ahead)
+            self._tl_association = Association(c, scratch)
+            self._tl_fusion = Fusion(c, self._motion, scratch)
+            self._tl_lifecycle = Lifecycle(c, self._motion, scratch)
+            self._timeline = Timeline(
+                c.capacity, self._apply_event, self._replay_tick, self._ingest.ego, self._add_counts
+            )
+            self.table = self._timeline.table
+        else:
+            self.table = TrackTable(c.capacity)
+            self._ingest = Ingest(c, self._stats, self._apply, lambda: self.table.filter_ns)
 
     @property
     def stats(self) -> TrackerStats:
@@ -122,20 +129,21 @@ class Tracker:
         return self.tracks(now_ns)
 
     def sync(self) -> None:
-        """Apply what arrived since the last call to the look-ahead (no-op without one).
+        """Apply what arrived since the last call (no-op without ``lookahead``).
 
         Call it between ticks (the node does when a loop turn runs no tick), so that at the tick
         only the newest frames are left to apply. Results do not depend on when or whether it is
-        called (:mod:`~prescient.service.tracker.lookahead`).
+        called (:mod:`~prescient.service.tracker.timeline`).
         """
-        if self._ahead is not None:
-            self._ahead.sync(self.table, self._newest_applied, self._ingest)
+        if self._timeline is not None:
+            self._timeline.sync(self._ingest)
 
     @property
     def lookahead_stats(self) -> dict[str, int]:
-        """Look-ahead work so far: ``rebuilds`` (started over) and ``appends`` (syncs that only added frames in order)."""
-        a = self._ahead
-        return {"rebuilds": a.rebuilds, "appends": a.appended} if a is not None else {}
+        """Timeline work so far: ``rebuilds`` (re-filters from a checkpoint: a frame out of
+        sequence, or a newer ego state) and ``appends`` (syncs that only added events in order)."""
+        t = self._timeline
+        return {"rebuilds": t.rollbacks, "appends": t.appends} if t is not None else {}
 
     @property
     def newest_applied(self) -> m.Header | None:
@@ -145,7 +153,9 @@ class Tracker:
         Of the frames sharing the newest applied capture time (the corners of one sweep), the
         one published last: the data in the tracks is as old as that frame. None before any.
         """
-        return self._output_newest if self._output_newest is not None else self._newest_applied
+        if self._output_newest is not None:
+            return self._output_newest
+        return self._timeline.newest_applied if self._timeline is not None else self._newest_applied
 
     def _note_applied(self, frames: list[Any]) -> None:
         self._newest_applied = newest_header(self._newest_applied, frames)
@@ -181,10 +191,39 @@ class Tracker:
             self._stats.count("frames_applied", len(frames))
             self._note_applied(frames)
 
-    def _apply_ahead(self, table: TrackTable, frames: list[Any]) -> bool:
-        return self._apply_to(
-            table, self._ahead_association, self._ahead_fusion, self._ahead_lifecycle, frames
-        )
+    def _timeline_stages(self, counts: TrackerStats) -> tuple[Association, Fusion, Lifecycle]:
+        for stage in (self._tl_association, self._tl_fusion, self._tl_lifecycle):
+            stage.stats = counts
+        return self._tl_association, self._tl_fusion, self._tl_lifecycle
+
+    def _apply_event(self, table: TrackTable, frames: list[Any], counts: TrackerStats) -> bool:
+        """Apply one batch of the timeline, counting into ``counts``."""
+        ok = self._apply_to(table, *self._timeline_stages(counts), frames)
+        if ok:
+            counts.count("frames_applied", len(frames))
+        return ok
+
+    def _replay_tick(self, table: TrackTable, now_ns: int, counts: TrackerStats) -> None:
+        """A tick's steps applied again after a re-filter (no output)."""
+        self._tick(table, self._timeline_stages(counts)[2], now_ns, self._ingest.ego.at(now_ns))
+
+    def _add_counts(self, counts: TrackerStats) -> None:
+        """An event is final: add what it counted."""
+        for name, n in counts.counters.items():
+            self._stats.count(name, n)
+        for key, n in counts.rejected.items():
+            self._stats.rejected[key] = self._stats.rejected.get(key, 0) + n
+
+    def _retire(self, frames: list[Any]) -> None:
+        """Frames leaving the reorder window (the ingest stage's callback, timeline mode): apply
+        any of that age still waiting, then drop the events no frame can come before any more."""
+        t = self._timeline
+        if t is None:
+            return
+        stamp = frames[0].header.stamp_ns
+        t.sync(self._ingest, until_ns=stamp)
+        t.prune(stamp)
+        self._horizon_ns = stamp
 
     def _apply_to(
         self,
@@ -253,13 +292,12 @@ class Tracker:
     def snapshot(self, now_ns: int) -> TrackSnapshot:
         """The tracks at ``now_ns``, with every frame captured by then that has arrived.
 
-        The committed table applies buffered frames older than the reorder window, then gets the
-        tick's status changes, deletions and history. With ``lookahead`` (default) the output
-        comes from the look-ahead: the committed table before this tick plus every buffered frame
-        captured up to ``now_ns``, then the same tick steps. Without it the output is the
-        committed table's (its newest measurement is then at least the window old). Either way
-        the states are extrapolated (on copies) to ``now_ns``. Frames captured before the
-        committed table's time that arrive later are dropped as ``late``.
+        With ``lookahead`` (default) every such frame is in, applied in capture order
+        (:mod:`~prescient.service.tracker.timeline`), then the tick's status changes, deletions and
+        history. Without it, only frames older than the reorder window are applied (the newest
+        measurement is then at least the window old). Either way the states are extrapolated (on
+        copies) to ``now_ns``. Frames captured before the reorder horizon that arrive later are
+        dropped as ``late``.
 
         Args:
             now_ns: output time (sensor clock), normally a multiple of 100 ms.
@@ -268,20 +306,34 @@ class Tracker:
             Confirmed and coasting tracks (plus tentative ones if ``publish_tentative``) in the world
             frame at ``now_ns``, with history sampled on the 100 ms grid ending at ``now_ns``.
         """
-        ahead = None
-        if self._ahead is not None:
-            # First: the look-ahead is the committed table *before* this tick plus the frames.
-            ahead = self._ahead.sync(self.table, self._newest_applied, self._ingest, until_ns=now_ns)
-        else:
+        timeline = self._timeline
+        if timeline is None:
             self._ingest.fresh.clear()
+            self._ingest.flush(now_ns - self._ingest.window_ns)
+            ego = self._ingest.ego.at(now_ns)
+            self._output_newest = self._newest_applied
+            return self._publish(
+                self.table, self._tick(self.table, self._lifecycle, now_ns, ego), now_ns, ego
+            )
+        timeline.sync(self._ingest, until_ns=now_ns)
         self._ingest.flush(now_ns - self._ingest.window_ns)
         ego = self._ingest.ego.at(now_ns)
-        out = self._tick(self.table, self._lifecycle, now_ns, ego)
-        table, self._output_newest = self.table, self._newest_applied
-        if ahead is not None and self._ahead is not None:
-            out = self._tick(ahead, self._ahead_lifecycle, now_ns, ego)
-            table, self._output_newest = ahead, self._ahead.newest_applied
-            self._ahead.invalidate()  # it has this tick's steps at another point than the committed one
+
+        def on_tick(table: TrackTable, counts: TrackerStats) -> TrackSnapshot:
+            self._output_newest = timeline.newest_applied
+            out = self._tick(table, self._timeline_stages(counts)[2], now_ns, ego)
+            return self._publish(table, out, now_ns, ego)
+
+        return timeline.tick(now_ns, on_tick)
+
+    def _publish(
+        self,
+        table: TrackTable,
+        out: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        now_ns: int,
+        ego: np.ndarray | None,
+    ) -> TrackSnapshot:
+        """The snapshot of a tick's ``out`` (see :meth:`_tick`), tentative tracks left out unless published."""
         idx, pos, vel, yaw, cov = out
         if not self.config.publish_tentative:
             pub = table.status[idx] != m.TrackStatus.TENTATIVE

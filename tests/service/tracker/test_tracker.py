@@ -277,8 +277,9 @@ def test_tracker_nan_ego_rejected_and_no_nan_emitted() -> None:
 
 
 def test_tracker_two_corners_seeing_one_object_make_one_track() -> None:
-    """Overlapping LiDARs (same capture time) update one track instead of spawning a duplicate."""
-    tracker = Tracker(TrackerConfig(reorder_window_s=0.0))
+    """Overlapping LiDARs (same capture time, applied one after the other: no window, no
+    timeline) update one track instead of spawning a duplicate."""
+    tracker = Tracker(TrackerConfig(reorder_window_s=0.0, lookahead=False))
     fr = m.sensor_topic(m.Modality.LIDAR, m.Corner.FRONT_RIGHT)
     for i in range(6):
         t = T0 + i * DT

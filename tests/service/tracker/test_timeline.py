@@ -1,8 +1,8 @@
-"""The look-ahead (service/tracker/lookahead.py): exact, arrival-order free, and fresher.
+"""The timeline (service/tracker/timeline.py): exact, arrival-order free, and fresher.
 
 A simulator run delivers frames with each modality's own latency (LWIR 40 ms, camera and radar
 50 ms, LiDAR 60 ms), so the frames of one capture time arrive out of order at every tick: the
-look-ahead both appends and starts over many times in these runs.
+timeline both appends and re-filters from its checkpoints many times in these runs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 
 from prescient.bus import messages as m
 from prescient.service.tracker import Tracker, TrackerConfig
+from prescient.service.tracker.admission import TrackerStats
 from prescient.service.tracker.table import ARRAY_NAMES, TrackTable
 
 sim_sensors = pytest.importorskip("prescient.sim_sensors")
@@ -93,36 +94,71 @@ def test_output_does_not_depend_on_arrival_order_within_a_delivery(steps) -> Non
             _same(a, b)
 
 
-def test_lookahead_table_equals_committed_plus_buffered_frames(steps) -> None:
-    """After a sync the look-ahead is exactly: copy of the committed table, buffered frames
-    applied in order (built here from scratch with a second tracker's update)."""
+def _from_scratch(tracker: Tracker) -> TrackTable:
+    """The retained events applied in key order to a copy of the oldest checkpoint."""
+    timeline = tracker._timeline
+    assert timeline is not None
+    ref = TrackTable(tracker.table.capacity)
+    if not timeline.events:
+        ref.copy_from(timeline.table)
+        return ref
+    ref.copy_from(timeline.events[0].before)
+    for e in sorted(timeline.events, key=lambda e: e.key):
+        if e.frames is None:
+            tracker._replay_tick(ref, e.key[0], TrackerStats())
+        else:
+            tracker._apply_event(ref, e.frames, TrackerStats())
+    return ref
+
+
+def _assert_tables_equal(a: TrackTable, b: TrackTable) -> None:
+    np.testing.assert_array_equal(a.valid, b.valid)
+    live = a.valid
+    for name in ARRAY_NAMES:
+        np.testing.assert_array_equal(getattr(a, name)[live], getattr(b, name)[live], err_msg=name)
+    assert (a.filter_ns, a.next_id, a.hist_k) == (b.filter_ns, b.next_id, b.hist_k)
+
+
+def test_table_equals_its_events_applied_in_order_from_the_oldest_checkpoint(steps) -> None:
+    """After every sync the table is exactly the retained events (batches and ticks) applied in
+    key order from the oldest checkpoint, however the frames arrived."""
     tracker = Tracker(TrackerConfig())
-    checked = 0
+    checked, next_tick = 0, None
     for k, step in enumerate(steps):
         for msg in step:
             tracker.process(msg)
             tracker.sync()
+        stamps = [x.header.stamp_ns for x in step if not isinstance(x, m.EgoState)]
+        if stamps and tracker.newest_ego_ns is not None:
+            due = max(stamps) // TICK_NS * TICK_NS
+            if next_tick is None or due >= next_tick:
+                tracker.snapshot(due)
+                next_tick = due + TICK_NS
         if k % 7 or tracker.newest_ego_ns is None:
             continue
-        ahead = tracker._ahead
-        assert ahead is not None
-        ref = TrackTable(tracker.table.capacity)
-        ref.copy_from(tracker.table)
-        from prescient.service.tracker.ingest import batches_of
-
-        for batch in batches_of(tracker._ingest.pending()):
-            tracker._apply_ahead(ref, batch)
-        for name in ARRAY_NAMES:
-            live = ref.valid
-            np.testing.assert_array_equal(
-                getattr(ahead.table, name)[live], getattr(ref, name)[live], err_msg=name
-            )
-        assert ahead.table.filter_ns == ref.filter_ns and ahead.table.next_id == ref.next_id
+        _assert_tables_equal(tracker.table, _from_scratch(tracker))
         checked += 1
     assert checked > 5
+    assert tracker.lookahead_stats["rebuilds"] > 40  # out-of-sequence frames really arrived
 
 
-def test_lookahead_publishes_newer_data_than_the_committed_tracks(steps) -> None:
+def test_final_tracks_do_not_depend_on_sensor_latencies(steps) -> None:
+    """The same frames delivered in capture order, or with each sensor's latency (out of
+    sequence): once every frame is in, the same tracks, bit for bit, and no frame was late."""
+    delivered, _ = _run(steps, TrackerConfig(), sync_every_msg=True)
+    msgs = sorted(
+        (x for step in steps for x in step),
+        key=lambda x: (x.header.stamp_ns, not isinstance(x, m.EgoState), x.header.topic),
+    )
+    in_order, _ = _run([[x] for x in msgs], TrackerConfig(), sync_every_msg=True)
+    for tracker in (delivered, in_order):
+        assert not any(k.endswith(":late") for k in tracker.stats.rejected)
+    assert delivered.table.num_live > 5
+    _assert_tables_equal(delivered.table, in_order.table)
+    assert delivered.lookahead_stats["rebuilds"] > in_order.lookahead_stats["rebuilds"]
+
+
+def test_timeline_publishes_newer_data_than_the_committed_tracks(steps) -> None:
     """Without the look-ahead the newest frame in the tracks is at least the window old at the
     tick; with it, it is the tick's own capture time on almost every tick."""
     window_ns = int(TrackerConfig().reorder_window_s * 1e9)
@@ -138,12 +174,3 @@ def test_lookahead_publishes_newer_data_than_the_committed_tracks(steps) -> None
         for (a, _), (b, _) in zip(on, off)
     ]
     assert np.mean(same_ids[5:]) > 0.9
-
-
-def test_committed_tracks_unchanged_by_the_lookahead(steps) -> None:
-    """The committed table evolves exactly as without a look-ahead."""
-    t_on, _ = _run(steps, TrackerConfig(), sync_every_msg=True)
-    t_off, _ = _run(steps, TrackerConfig(lookahead=False), sync_every_msg=False)
-    for name in ARRAY_NAMES:
-        np.testing.assert_array_equal(getattr(t_on.table, name), getattr(t_off.table, name), err_msg=name)
-    assert t_on.stats.counters == t_off.stats.counters
