@@ -78,6 +78,8 @@ def run_point(
     to_publish = np.asarray([x[0] for x in segs], np.int64)
     last_hop = np.asarray([x[1] for x in segs], np.int64)
     degraded = mon.degraded_all[skip : skip + ticks]
+    sources = np.asarray(mon.sources_all[skip : skip + ticks], np.int64).reshape(-1, 2)
+    agents_total = int(sources[:, 0].sum())
     return {
         "scenario": scenario,
         "agents": agents,
@@ -92,6 +94,10 @@ def run_point(
         "deadline_miss_rate": float((e2e > DEADLINE_NS).mean()) if len(e2e) else float("nan"),
         "deadline_misses": int((e2e > DEADLINE_NS).sum()),
         "degraded_ticks": int(sum(degraded)),
+        # Provenance (agent_source): predicted agents per tick, and the share the model predicted
+        # (the rest: constant velocity beyond the model's slots, or a degraded tick).
+        "agents_predicted_p50": float(np.median(sources[:, 0])) if len(sources) else float("nan"),
+        "from_model_share": float(sources[:, 1].sum() / agents_total) if agents_total else float("nan"),
     }
 
 
@@ -165,6 +171,8 @@ def table(points: list[dict]) -> str:
                 s.get("raster", {}).get("p50", float("nan")),
                 s.get("infer", {}).get("p50", float("nan")),
                 p["prediction_to_planner"]["p50"],
+                p.get("agents_predicted_p50", float("nan")),
+                f"{100 * p.get('from_model_share', float('nan')):.1f}%",
             ]
         )
     headers = [
@@ -183,6 +191,8 @@ def table(points: list[dict]) -> str:
         "raster p50",
         "infer p50",
         "pred->planner p50",
+        "agents predicted p50",
+        "from model",
     ]
     return markdown_table(headers, rows)
 

@@ -4,7 +4,8 @@ Each reads one or two result files under ``benchmarks/measured/`` (see
 :mod:`prescient.benchmarks.tables` for the file format and the generator that calls these).
 ``e2e.json`` / ``e2e_before.json`` (``prescient bench e2e``): per point ``processing_ms`` and
 ``data_age_ms`` (p50, p95, p99, max), ``stages_p50_ms`` / ``stages_p99_ms``, ticks, ticks over
-100 ms and degraded ticks.
+100 ms and degraded ticks; optionally ``agents_predicted_p50`` and ``from_model_share`` (the share
+of predicted agents the model predicted, from each prediction's ``agent_source``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def e2e_rows(r: dict[str, Any]) -> list[list[str]]:
                 *(f"{a[k]:.1f}" for k in ("p50", "p99")),
                 p["deadline_misses"], p["degraded_ticks"],
                 *(f"{s[k]:.1f}" if k in s else "-" for k in ("ingest", "track", "raster", "infer")),
+                f"{p['agents_predicted_p50']:.0f}" if "agents_predicted_p50" in p else "-",
+                f"{100 * p['from_model_share']:.1f} %" if "from_model_share" in p else "-",
             ]
         )  # fmt: skip
     return rows
@@ -39,6 +42,7 @@ def e2e_rows(r: dict[str, Any]) -> list[list[str]]:
 E2E_HEAD = [
     "scenario", "agents", "ticks", "processing p50", "p95", "p99", "max", "data age p50", "p99",
     ">100 ms", "degraded", "ingest p50", "track p50", "raster p50", "infer p50",
+    "agents predicted p50", "from the model",
 ]  # fmt: skip
 
 

@@ -40,6 +40,8 @@ class Monitor:
     data_age_ns: deque = field(default_factory=lambda: deque(maxlen=600))
     data_age_all: list = field(default_factory=list)
     degraded_all: list = field(default_factory=list)  # per prediction, in arrival order
+    # Per prediction, in arrival order: (agents predicted, of them by the model) from agent_source.
+    sources_all: list = field(default_factory=list)
     service_segment: dict = field(
         default_factory=dict
     )  # prediction seq -> sensor publish to prediction publish
@@ -105,6 +107,8 @@ class Monitor:
             self.predictions += 1
             self.degraded += int(msg.degraded)
             self.degraded_all.append(bool(msg.degraded))
+            src = msg.agent_source
+            self.sources_all.append((int(src.size), int((src == m.AgentSource.MODEL).sum())))
             for k, v in msg.timings_ns.items():
                 if k not in self.stage_ns and len(self.stage_ns) >= MAX_TOPICS // 8:
                     continue
