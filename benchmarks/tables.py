@@ -114,7 +114,11 @@ def measured_table() -> str:
     sp = tracker["figures"]["speed"]["sim_200_agents"]
     p99s = [x["p99"] for x in sp["wall"]]
     syn = tracker["figures"]["speed"].get("synthetic_200_in_range")
-    syn_text = f"; all {syn['agents']} in range: p99 {_lo_hi([x['p99'] for x in syn['wall']], '.1f')} ms" if syn else ""
+    syn_text = (
+        f"; all {syn['agents']} in range: p99 {_lo_hi([x['p99'] for x in syn['wall']], '.1f')} ms"
+        if syn
+        else ""
+    )
     rows.append(
         [
             f"tracker (`prescient bench tracker --speed-only`), simulator with {sp['agents']} agents, 16 sensors",

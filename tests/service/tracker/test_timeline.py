@@ -174,3 +174,41 @@ def test_timeline_publishes_newer_data_than_the_committed_tracks(steps) -> None:
         for (a, _), (b, _) in zip(on, off)
     ]
     assert np.mean(same_ids[5:]) > 0.9
+
+
+def test_frames_held_before_the_first_ego_state_are_not_lost() -> None:
+    """Sensor frames for 26 s before any ego state, never synced (more than the pre-ego buffer
+    holds, and more than the list of fresh frames keeps: both start over), then the ego stream
+    starts: every frame still queued is applied or waiting, none is silently forgotten."""
+    from prescient.service.app.tracking.synthetic import SyntheticScene
+    from prescient.service.tracker.ingest import FRESH_MAX, PRE_EGO_FRAMES
+
+    scene = SyntheticScene(n_agents=10, seed=2)
+    tracker = Tracker(TrackerConfig())
+    pushed = 0
+    while pushed <= FRESH_MAX:
+        for x in scene.step()[:-1]:
+            if not isinstance(x, m.EgoState):
+                pushed += int(tracker.process(x))
+    assert len(tracker._ingest.pending()) == PRE_EGO_FRAMES
+    timeline = tracker._timeline
+    assert timeline is not None and not timeline.events
+
+    def nothing_lost() -> None:
+        queued = {id(e[3]) for e in tracker._ingest.pending()}
+        applied = {id(f) for e in timeline.events if e.frames is not None for f in e.frames}
+        waiting = {id(e[3]) for e in timeline._held} | {id(e[3]) for e in tracker._ingest.fresh}
+        assert queued - applied - waiting == set()
+
+    first = scene.step()[:-1]
+    ego = next(x for x in first if isinstance(x, m.EgoState))
+    tracker.process(ego)  # the first ego state: frames in its window stay queued
+    assert tracker._ingest.pending()
+    tracker.sync()
+    nothing_lost()
+    out = tracker.update([x for x in first if x is not ego], scene.time_ns)
+    for _ in range(10):
+        out = tracker.update(scene.step()[:-1], scene.time_ns)
+        nothing_lost()
+    assert tracker.stats.rejected  # the oldest pre-ego frames were dropped, and counted
+    assert out.header.stamp_ns == scene.time_ns
