@@ -126,7 +126,9 @@ def test_predictor_dynamic_agent_axis_feeds_only_valid_agents(tiny, tmp_path, rn
     slot) and predicts what the fixed-axis export of the same weights predicts, also over
     several passes and with no tracks."""
     fixed = OnnxPredictor(*tiny, intra_op_threads=1)
-    dyn = OnnxPredictor(*write_tiny_onnx(tmp_path, dynamic_agents=True), intra_op_threads=1)
+    dyn = OnnxPredictor(
+        *write_tiny_onnx(tmp_path, dynamic_agents=True), intra_op_threads=1, agents_per_pass=fixed.cfg.n_max
+    )
     assert dyn.agents_symbolic and not fixed.agents_symbolic
     fed: list[int] = []
     run = dyn._run
@@ -221,3 +223,25 @@ def test_predictor_module_does_not_import_torch():
     code = "import sys, prescient.service.predictor; print('torch' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
+
+
+def test_predictor_symbolic_axis_takes_more_agents_per_pass(tiny, tmp_path, rng):
+    """A symbolic agent axis is not bound to the manifest's slots: one pass takes up to
+    SYMBOLIC_AGENTS_PER_PASS agents (or ``agents_per_pass``); a fixed axis keeps its n_max."""
+    from prescient.service.predictor import SYMBOLIC_AGENTS_PER_PASS, ModelLoadError
+
+    fixed = OnnxPredictor(*tiny, intra_op_threads=1)
+    paths = write_tiny_onnx(tmp_path, dynamic_agents=True)
+    dyn = OnnxPredictor(*paths, intra_op_threads=1)
+    n_max = fixed.cfg.n_max
+    assert (fixed.agents_per_pass, dyn.agents_per_pass) == (n_max, SYMBOLIC_AGENTS_PER_PASS)
+    fed: list[int] = []
+    run = dyn._run
+    dyn._run = lambda feed: fed.append(feed["agent_valid"].shape[1]) or run(feed)  # type: ignore[method-assign]
+    tracks = make_tracks(n_max + 3, rng)
+    args = (np.float32([2.0, 0.5]), np.float32([4.5, 2, 1.5]))
+    out = dyn.predict(_raster(fixed, rng), tracks, *args)
+    assert out.from_model.all() and fed == [n_max + 3]
+    assert OnnxPredictor(*paths, intra_op_threads=1, agents_per_pass=n_max + 1).agents_per_pass == n_max + 1
+    with pytest.raises(ModelLoadError):
+        OnnxPredictor(*paths, intra_op_threads=1, agents_per_pass=0)
