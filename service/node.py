@@ -142,6 +142,7 @@ class ServiceOptions:
     # 2-core host they then take the cores the tracker and the bus need (prescient bench infer).
     ort_spinning: bool = False
     model_passes: int = 1  # PipelineConfig.model_passes
+    agents_per_pass: int | None = None  # OnnxPredictor agents_per_pass (None: its default)
     # Prometheus endpoint (prescient.service.metrics): None: none; 0: a free port (logged).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"  # loopback unless asked otherwise
@@ -375,8 +376,9 @@ def _run_service(
     from prescient.service.predictor import load_service_predictor  # loads onnxruntime
 
     predictor, no_model_reason = load_service_predictor(
-        opts.model, opts.threads, opts.providers, allow_spinning=opts.ort_spinning
-    )
+        opts.model, opts.threads, opts.providers, allow_spinning=opts.ort_spinning,
+        agents_per_pass=opts.agents_per_pass,
+    )  # fmt: skip
     provider = getattr(predictor, "provider", "none")
     precision = str(getattr(predictor, "precision", ""))
     log.info("onnxruntime provider in use: %s (%s)", provider, precision or "no model")

@@ -63,7 +63,7 @@ DEFAULT_PRECISION = "fp32"  # a manifest without "precision" describes a float m
 # predicted at 128 per pass keep their 8 s minFDE (2.066 -> 2.065 m), the ~15 % it then left on
 # constant velocity go from 5.29 to 2.44 m, for ~1 ms more per tick at ~160 agents. 192 keeps
 # one pass's inference inside the 20 ms stage budget on 2 cores.
-SYMBOLIC_AGENTS_PER_PASS = 192
+SYMBOLIC_AGENTS_PER_PASS = 144
 OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -409,12 +409,18 @@ class OnnxPredictor:
 
 
 def load_service_predictor(
-    model: Path | None, threads: int, providers: tuple[str, ...], *, allow_spinning: bool = True
+    model: Path | None,
+    threads: int,
+    providers: tuple[str, ...],
+    *,
+    allow_spinning: bool = True,
+    agents_per_pass: int | None = None,
 ) -> tuple[Predictor | None, str]:
     """Load the ONNX model, or return (None, reason) when the file is absent.
 
     ``allow_spinning``: onnxruntime's intra-op threads busy-wait between parallel sections (see
-    ``prescient bench infer`` for its cost on a loaded 2-core machine).
+    ``prescient bench infer`` for its cost on a loaded 2-core machine). ``agents_per_pass``: see
+    :class:`OnnxPredictor` (None: :data:`SYMBOLIC_AGENTS_PER_PASS`).
 
     A model that exists but disagrees with its manifest or the raster spec is a startup error
     (raised by the predictor as :class:`~prescient.bus.errors.StartupError`): running a wrong model is
@@ -435,5 +441,6 @@ def load_service_predictor(
         expected_spec_version=spec.fingerprint(),
         expected_num_channels=spec.num_channels,
         allow_spinning=allow_spinning,
+        agents_per_pass=agents_per_pass,
     )
     return predictor, ""

@@ -86,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         tracks_input=args.tracks_input,
         max_input_rate_hz=args.max_input_rate_hz,
         model_passes=args.model_passes,
+        agents_per_pass=args.agents_per_pass,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         tracker=tracker_config_from_args(args),
@@ -435,7 +436,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model-passes",
         type=positive_int,
         default=1,
-        help="model passes per tick: pass k predicts the next n_max agents nearest the ego (1: the rest get constant velocity)",
+        help="model passes per tick: pass k predicts the next agents nearest the ego (1: the rest get constant velocity)",
+    )
+    p.add_argument(
+        "--agents-per-pass",
+        type=positive_int,
+        default=None,
+        help="agents one model pass takes, for a model with a symbolic agent axis "
+        "(default: SYMBOLIC_AGENTS_PER_PASS; a fixed axis keeps its slots)",
     )
     _add_metrics_args(p, default_host="127.0.0.1")
     add_tracker_args(p)

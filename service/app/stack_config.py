@@ -88,6 +88,7 @@ class ServiceSection(BaseModel):
     lidar: bool = True
     max_input_rate_hz: float = Field(200.0, ge=0.0)
     model_passes: int = Field(1, ge=1, le=64)
+    agents_per_pass: int | None = Field(None, ge=1, le=4096)  # None: the predictor's default
     metrics_port: int | None = Field(None, ge=0, le=65535)  # None: no endpoint; 0: a free port
     metrics_host: str = "127.0.0.1"
 
@@ -103,6 +104,8 @@ class ServiceSection(BaseModel):
         ]
         args += ["--cpu"] if self.cpu else []
         args += [] if self.lidar else ["--no-lidar"]
+        if self.agents_per_pass is not None:
+            args += ["--agents-per-pass", str(self.agents_per_pass)]
         if self.metrics_port is not None:
             args += ["--metrics-port", str(self.metrics_port), "--metrics-host", self.metrics_host]
         return args
