@@ -60,8 +60,8 @@ __all__ = [
 DEFAULT_PRECISION = "fp32"  # a manifest without "precision" describes a float model
 # Agents one pass of a model with a symbolic agent axis takes (a fixed axis: its ``n_max`` slots).
 # Measured on a 400-agent simulator log (README, "Service and planner stub"): the agents the model
-# predicted at 128 per pass keep their 8 s minFDE (2.066 -> 2.065 m), the ~15 % it then left on
-# constant velocity go from 5.29 to 2.44 m. 144 keeps 400 simulated agents (154-160 tracked) inside
+# predicted at 128 per pass keep their 8 s minFDE (2.066 -> 2.065 m, taking 192), the 7 % of samples
+# it then left on constant velocity go from 5.29 to 2.44 m. 144 keeps 400 simulated agents (154-160 tracked) inside
 # the 40 ms processing p99 budget on 2 cores (192 measured 40.3 ms) with 89-91 % of them from the model.
 SYMBOLIC_AGENTS_PER_PASS = 144
 OPTIMIZATION_LEVELS = {

@@ -98,6 +98,13 @@ class TrackerStats:
     def total_rejected(self) -> int:
         return sum(self.rejected.values())
 
+    def add(self, other: TrackerStats) -> None:
+        """Add every count of ``other`` (rejections keep their bounded keys)."""
+        for name, n in other.counters.items():
+            self.count(name, n)
+        for key, n in other.rejected.items():
+            self.rejected[key] = self.rejected.get(key, 0) + n
+
 
 def per_class(default: float, **by_name: float) -> tuple[float, ...]:
     """A per-class tuple indexed by AgentClass: ``default`` except the classes named."""

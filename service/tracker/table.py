@@ -95,14 +95,6 @@ class TrackTable:
         self.filter_ns: int | None = None  # time every live slot's x and P are predicted to
         self.next_id = 0
 
-    def copy_from(self, other: TrackTable) -> None:
-        """Make this table an exact copy of ``other`` (same capacity), reusing this one's arrays."""
-        if other.capacity != self.capacity:
-            raise ValueError(f"TrackTable.copy_from: capacity {other.capacity} != {self.capacity}")
-        for name in ARRAY_NAMES:
-            np.copyto(getattr(self, name), getattr(other, name))
-        self.hist_k, self.filter_ns, self.next_id = other.hist_k, other.filter_ns, other.next_id
-
     def copy_live_from(self, other: TrackTable) -> None:
         """Make the live slots of this table those of ``other``, copying only the slots up to
         ``other``'s highest live one (slots are allocated lowest first, so a checkpoint of a

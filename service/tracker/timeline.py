@@ -180,7 +180,7 @@ class Timeline:
         if tail:
             del self.events[i:]
             base = tail[0].before
-            if base is None:  # not reached: see above
+            if base is None:  # the loop above stops at a checkpoint; the first event always has one
                 raise RuntimeError("timeline: no checkpoint to roll back to")
             self.table.copy_live_from(base)
             self.newest_applied = tail[0].newest_before

@@ -87,8 +87,13 @@ class Tracker:
             self._tl_association = Association(c, scratch)
             self._tl_fusion = Fusion(c, self._motion, scratch)
             self._tl_lifecycle = Lifecycle(c, self._motion, scratch)
+            # An event is final: add what it counted (through ``_stats``, which may be replaced).
             self._timeline = Timeline(
-                c.capacity, self._apply_event, self._replay_tick, self._ingest.ego, self._add_counts
+                c.capacity,
+                self._apply_event,
+                self._replay_tick,
+                self._ingest.ego,
+                lambda n: self._stats.add(n),
             )
             self.table = self._timeline.table
         else:
@@ -206,13 +211,6 @@ class Tracker:
     def _replay_tick(self, table: TrackTable, now_ns: int, counts: TrackerStats) -> None:
         """A tick's steps applied again after a re-filter (no output)."""
         self._tick(table, self._timeline_stages(counts)[2], now_ns, self._ingest.ego.at(now_ns))
-
-    def _add_counts(self, counts: TrackerStats) -> None:
-        """An event is final: add what it counted."""
-        for name, n in counts.counters.items():
-            self._stats.count(name, n)
-        for key, n in counts.rejected.items():
-            self._stats.rejected[key] = self._stats.rejected.get(key, 0) + n
 
     def _retire(self, frames: list[Any]) -> None:
         """Frames leaving the reorder window (the ingest stage's callback, timeline mode): apply

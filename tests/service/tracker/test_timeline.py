@@ -100,9 +100,9 @@ def _from_scratch(tracker: Tracker) -> TrackTable:
     assert timeline is not None
     ref = TrackTable(tracker.table.capacity)
     if not timeline.events:
-        ref.copy_from(timeline.table)
+        ref.copy_live_from(timeline.table)
         return ref
-    ref.copy_from(timeline.events[0].before)
+    ref.copy_live_from(timeline.events[0].before)
     for e in sorted(timeline.events, key=lambda e: e.key):
         if e.frames is None:
             tracker._replay_tick(ref, e.key[0], TrackerStats())
