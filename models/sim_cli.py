@@ -94,6 +94,8 @@ def _run_train(args: argparse.Namespace) -> int:
         mixture_weight=args.mixture_weight,
         pair_fraction=args.pair_fraction,
         shift_weight=args.shift_weight,
+        moved_weight=args.moved_weight,
+        init_from=None if args.init_from is None else str(args.init_from),
         device=args.device,
         val_every=args.val_every,
         val_max_samples=args.val_max_samples,
@@ -280,6 +282,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     t.add_argument(
         "--shift-weight", type=non_negative_float, default=1.0, help="weight of the pair shift loss"
+    )
+    t.add_argument(
+        "--moved-weight", type=positive_float, default=1.0,
+        help="weight in the shift loss of agents the plan moves (> 0.5 m), against unmoved ones",
+    )  # fmt: skip
+    t.add_argument(
+        "--init-from", type=Path, default=None, help="start from this checkpoint's weights (fine-tune)"
     )
     t.add_argument(
         "--shards-in-memory", type=non_negative_int, default=0,

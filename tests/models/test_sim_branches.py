@@ -312,3 +312,54 @@ def test_eval_counterfactual_runs_a_model_on_both_plans_of_each_pair(data_dir: P
     assert stop["agents"] > 0 and stop["reacting"] >= 1
     assert stop["capture_ratio_median"] is not None and np.isfinite(stop["capture_ratio_median"])
     assert "keep-stop" in format_report(rep)
+
+
+def test_fine_tune_starts_from_a_checkpoint_and_weights_moved_agents(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """``init_from`` starts from a checkpoint's weights (refused when the model differs);
+    ``moved_weight`` reaches the shift loss of pair steps."""
+    import shutil
+
+    import torch
+
+    from prescient.models import train_sim
+    from prescient.models.export import load_checkpoint
+    from prescient.models.train_sim import TrainConfig, train
+
+    two = tmp_path / "data"
+    two.mkdir()
+    src = sorted(data_dir.glob("*.npz"))[0]
+    for name in ("arterial_s0003.npz", "arterial_s0004.npz"):
+        shutil.copy(src, two / name)
+    base = dict(batch_size=2, n_max=8, val_every=2, model_size="tiny", num_modes=3, decoder="basis",
+                plan_attention=True, checkpoint_every=25)  # fmt: skip
+    first = train(two, tmp_path / "first", TrainConfig(max_steps=2, **base))
+    start, _ = load_checkpoint(Path(first["best_checkpoint"]))
+
+    kwargs: list[dict] = []
+    real = train_sim.counterfactual_pair_loss
+
+    def spy(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        kwargs.append(kw)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(train_sim, "counterfactual_pair_loss", spy)
+    cfg = TrainConfig(max_steps=2, pair_fraction=1.0, moved_weight=30.0,
+                      init_from=first["best_checkpoint"], **base)  # fmt: skip
+    train(two, tmp_path / "at0", cfg, stop_at=0)  # saves the state before any step
+    at0 = torch.load(tmp_path / "at0" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(at0[k], v) for k, v in start.state_dict().items())
+    fresh = train(two, tmp_path / "fresh", TrainConfig(max_steps=2, **base), stop_at=0)
+    assert fresh["steps"] == 0
+    other = torch.load(tmp_path / "fresh" / "last.pt", weights_only=True)["model"]
+    assert not all(torch.equal(other[k], v) for k, v in start.state_dict().items())
+
+    res = train(two, tmp_path / "ft", cfg)
+    assert res["complete"] and len(kwargs) == 2
+    assert all(kw["shift_kwargs"] == {"moved_weight": 30.0} for kw in kwargs)
+
+    with pytest.raises(train_sim.SimDataError, match="differs in num_modes"):
+        train(two, tmp_path / "bad", TrainConfig(**{**cfg.__dict__, "num_modes": 4}))
+    with pytest.raises(train_sim.SimDataError, match="no such checkpoint"):
+        train(two, tmp_path / "bad2", TrainConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "x.pt")}))
