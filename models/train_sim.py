@@ -47,6 +47,7 @@ from prescient.models.sim_data import (
 from prescient.models.sim_samples import SimSamples
 from prescient.models.train_state import TrainState, trim_metrics
 from prescient.service.model_io.config import ModelConfig
+from prescient.service.model_io.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,8 @@ def train(
     run = _Run(cfg, model, opt, train_set, val_set, state, out_dir)
     run.meta = {**identity, "data": str(data_dir), "val_runs": [p.stem for p in val_paths],
                 "train_samples": len(train_set)}  # fmt: skip
+    if cfg.init_from is not None:
+        run.meta["init_from_sha256"] = sha256_file(Path(cfg.init_from))
     run.loop(stop_at)
     state.save(last_path, model, opt, identity)
     summary = {

@@ -326,6 +326,7 @@ def test_fine_tune_starts_from_a_checkpoint_and_weights_moved_agents(
     from prescient.models import train_sim
     from prescient.models.export import load_checkpoint
     from prescient.models.train_sim import TrainConfig, train
+    from prescient.service.model_io.manifest import sha256_file
 
     two = tmp_path / "data"
     two.mkdir()
@@ -358,6 +359,8 @@ def test_fine_tune_starts_from_a_checkpoint_and_weights_moved_agents(
     res = train(two, tmp_path / "ft", cfg)
     assert res["complete"] and len(kwargs) == 2
     assert all(kw["shift_kwargs"] == {"moved_weight": 30.0} for kw in kwargs)
+    _, meta = load_checkpoint(Path(res["best_checkpoint"]))
+    assert meta["init_from_sha256"] == sha256_file(Path(first["best_checkpoint"]))
 
     with pytest.raises(train_sim.SimDataError, match="differs in num_modes"):
         train(two, tmp_path / "bad", TrainConfig(**{**cfg.__dict__, "num_modes": 4}))
