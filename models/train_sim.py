@@ -220,6 +220,8 @@ def train(
         SimDataError: no or malformed data. TrainStateError: ``last.pt`` of another config or data.
     """
     cfg = cfg or TrainConfig()
+    if cfg.init_from is not None and not Path(cfg.init_from).is_file():
+        raise SimDataError(f"--init-from {cfg.init_from}: no such checkpoint")  # before loading data
     torch.manual_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = list_shards(data_dir)
@@ -274,17 +276,14 @@ def _init_weights(model: TrajectoryNet, checkpoint: Path) -> None:
     """Load a checkpoint's weights into ``model`` (same options; agent slots may differ).
 
     Raises:
-        SimDataError: the checkpoint is missing or its model differs in anything but ``n_max``.
+        SimDataError: its model differs in anything but ``n_max``.
     """
-    if not checkpoint.is_file():
-        raise SimDataError(f"--init-from {checkpoint}: no such checkpoint")
     trained, _ = load_checkpoint(checkpoint)
-    theirs = dataclasses.replace(trained.cfg, n_max=model.cfg.n_max)
-    if theirs != model.cfg:
-        diff = sorted(
-            k for k, v in dataclasses.asdict(model.cfg).items() if dataclasses.asdict(theirs)[k] != v
-        )
-        raise SimDataError(f"--init-from {checkpoint}: model differs in {', '.join(diff)}")
+    ours, theirs = (dataclasses.asdict(c) for c in (model.cfg, trained.cfg))
+    theirs["n_max"] = ours["n_max"]
+    if theirs != ours:
+        diff = ", ".join(sorted(k for k in ours if theirs[k] != ours[k]))
+        raise SimDataError(f"--init-from {checkpoint}: model differs in {diff}")
     model.load_state_dict(trained.state_dict())
 
 
