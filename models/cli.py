@@ -32,6 +32,21 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--decoder", choices=["direct", "basis"], default="direct")
+    p.add_argument("--mixture-weight", type=float, default=0.0, help="mixture NLL weight beside WTA")
+    p.add_argument(
+        "--soft-target",
+        type=float,
+        default=0.0,
+        help="soft mode-classification target temperature, m (0: winner)",
+    )
+    p.add_argument("--cv-residual", action="store_true", help="paths are offsets from constant velocity")
+    p.add_argument("--central-weight", type=float, default=0.0, help="weight of mode 0's every-agent loss")
+    p.add_argument("--cosine", action="store_true", help="warm-up then cosine decay of the learning rate")
+    p.add_argument(
+        "--select", choices=["min_ade", "min_ml_ade"], default="min_ade", help="epoch kept, by val"
+    )
     p.add_argument(
         "--max-windows", type=positive_int, default=None, help="cap windows per split (quick runs)"
     )
@@ -45,7 +60,9 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
 def _run_eth_ucy(args: argparse.Namespace) -> int:
     import torch
 
-    from prescient.models.eth_ucy import EthUcyError, format_table, list_scenes, train_scene
+    from prescient.models.eth_ucy import EthUcyError, list_scenes
+    from prescient.models.eth_ucy_table import format_table
+    from prescient.models.eth_ucy_train import EthTrainConfig, train_scene
 
     torch.set_num_threads(args.threads)
     try:
@@ -58,17 +75,27 @@ def _run_eth_ucy(args: argparse.Namespace) -> int:
         if missing:
             raise StartupError(f"scenes {missing} not found under {args.data}")
         scenes = [s for s in scenes if s.name in wanted]
+    try:
+        tc = EthTrainConfig(
+            epochs=args.epochs,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            decoder=args.decoder,
+            mixture_weight=args.mixture_weight,
+            soft_target_m=args.soft_target,
+            cv_residual=args.cv_residual,
+            central_weight=args.central_weight,
+            cosine=args.cosine,
+            select=args.select,
+            max_windows=args.max_windows,
+        )
+    except EthUcyError as e:
+        raise StartupError(str(e)) from e
     results = []
     for scene in scenes:
         try:
-            res = train_scene(
-                scene,
-                epochs=args.epochs,
-                seed=args.seed,
-                batch_size=args.batch_size,
-                out_dir=args.checkpoints,
-                max_windows=args.max_windows,
-            )
+            res = train_scene(scene, tc, out_dir=args.checkpoints)
         except EthUcyError as e:
             raise StartupError(str(e)) from e
         results.append(res)

@@ -1,4 +1,4 @@
-"""ETH/UCY pedestrian benchmark: standard protocol, training and evaluation of the same net family.
+"""ETH/UCY pedestrian benchmark: standard protocol, windows, net inputs and metrics of one net family.
 
 Protocol (Social GAN loader): 0.4 s steps, observe 8, predict 12; slide a window of 20 consecutive
 annotated frames with stride 1; a pedestrian counts when present in all 20 frames; a window is kept
@@ -11,13 +11,11 @@ the agents' observed positions (one occupancy channel per observed step), centre
 current position of the pedestrians, with no ego (``plan_valid`` 0, ego state zeros). Metrics:
 best-of-20 and most-likely ADE/FDE in metres, and KDE NLL in nats, always beside constant velocity
 (CV) and a fixed, untrained fan of 20 CV paths (CV-fan) on the same samples; the fan and KDE NLL
-are defined in :mod:`prescient.models.eth_ucy_metrics`.
+are defined in :mod:`prescient.models.eth_ucy_metrics`, training in :mod:`prescient.models.eth_ucy_train`.
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +26,6 @@ from prescient.models.eth_ucy_metrics import KdeNll, cv_fan_predictions
 from prescient.service.model_io.baselines import constant_velocity_predictions
 from prescient.service.model_io.config import ModelConfig
 from prescient.service.model_io.features import build_agent_inputs, world_from_agent_predictions
-
-log = logging.getLogger(__name__)
 
 OBS_STEPS = 8
 PRED_STEPS = 12
@@ -53,9 +49,10 @@ class Window:
 DEFAULT_EPOCHS = 12  # passes over the train split per left-out scene
 
 
-def eth_config(n_max: int = 64) -> ModelConfig:
-    """The small, map-free :class:`ModelConfig` used on ETH/UCY."""
+def eth_config(n_max: int = 64, decoder: str = "direct") -> ModelConfig:
+    """The small, map-free :class:`ModelConfig` used on ETH/UCY (``decoder`` as in ModelConfig)."""
     return ModelConfig(
+        decoder=decoder,
         in_channels=OBS_STEPS,
         raster_hw=(64, 64),
         resolution_m_per_px=0.5,
@@ -317,161 +314,3 @@ def model_metrics(
     out = m.summary()
     out["skipped_agents"] = skipped
     return out
-
-
-def train_scene(
-    scene_dir: Path,
-    *,
-    epochs: int = DEFAULT_EPOCHS,
-    seed: int = 0,
-    batch_size: int = 16,
-    lr: float = 1e-3,
-    out_dir: Path | None = None,
-    max_windows: int | None = None,
-) -> dict:
-    """Train on ``scene_dir/train``, keep the best epoch on ``val`` (min ADE), score ``test``.
-
-    Args:
-        scene_dir: a ``SCENE`` folder with train/val/test.
-        epochs: passes over ``train`` (the schedule: the same seed gives the same weights,
-            however busy the machine).
-        seed: seeds numpy and torch (augmentation, init, batch order).
-        batch_size: windows per step.
-        lr: Adam learning rate.
-        out_dir: if given, the best checkpoint is saved there as ``<scene>.pt``.
-        max_windows: cap on windows per split (quick runs / tests).
-
-    Returns:
-        dict with scene, windows per split, epochs, train seconds, ``model``, ``cv`` and ``cv_fan``
-        metrics on ``test``.
-    """
-    import torch
-
-    from prescient.models.export import save_checkpoint
-    from prescient.models.net import TrajectoryNet, wta_laplace_loss
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    splits = {s: load_split(scene_dir, s) for s in ("train", "val", "test")}
-    if max_windows is not None:
-        splits = {s: w[:max_windows] for s, w in splits.items()}
-    n_max_seen = max(w.obs_m.shape[0] for ws in splits.values() for w in ws)
-    cfg = eth_config(n_max=int(min(96, max(16, 8 * int(np.ceil(n_max_seen / 8))))))
-    model = TrajectoryNet(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    names = ("raster", "agent_hist", "agent_state", "agent_valid", "ego_state", "ego_plan")
-
-    def run_batch(feed: dict[str, np.ndarray]):
-        with torch.no_grad():
-            out = model(*(torch.from_numpy(feed[n]) for n in names))
-        return tuple(o.numpy() for o in out)
-
-    train = splits["train"]
-    t_start = time.monotonic()
-    best = (np.inf, None, -1)
-    for epoch in range(epochs):
-        model.train()
-        order = rng.permutation(len(train))
-        losses = []
-        for i in range(0, len(order), batch_size):
-            items = [
-                window_inputs(cfg, train[j], rotation_rad=float(rng.uniform(-np.pi, np.pi)))
-                for j in order[i : i + batch_size]
-            ]
-            feed = {k: torch.from_numpy(v) for k, v in stack_batch(items).items()}
-            traj, logits, scale = model.forward_logits(*(feed[n] for n in names))
-            loss, _ = wta_laplace_loss(traj, logits, scale, feed["future_m"], feed["future_valid"])
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            losses.append(loss.item())
-        model.eval()
-        val = model_metrics(run_batch, cfg, splits["val"])
-        log.info(
-            "%s epoch %d loss %.3f val minADE %.3f minFDE %.3f (%.0f s)",
-            scene_dir.name,
-            epoch,
-            float(np.mean(losses)) if losses else float("nan"),
-            val["min_ade_m"],
-            val["min_fde_m"],
-            time.monotonic() - t_start,
-        )
-        if val["min_ade_m"] < best[0]:
-            best = (val["min_ade_m"], {k: v.clone() for k, v in model.state_dict().items()}, epoch)
-    if best[1] is not None:
-        model.load_state_dict(best[1])
-    model.eval()
-    if out_dir is not None:
-        save_checkpoint(
-            Path(out_dir) / f"{scene_dir.name}.pt",
-            model,
-            {"scene": scene_dir.name, "seed": seed, "best_epoch": best[2]},
-        )
-    return {
-        "scene": scene_dir.name,
-        "windows": {s: len(w) for s, w in splits.items()},
-        "epochs": epochs,
-        "best_epoch": best[2],
-        "train_s": time.monotonic() - t_start,
-        "model": model_metrics(run_batch, cfg, splits["test"], kde=True),
-        "cv": cv_metrics(splits["test"]),
-        "cv_fan": cv_fan_metrics(splits["test"]),
-    }
-
-
-_METHODS = ("model", "cv", "cv_fan")
-_MEAN_KEYS = ("min_ade_m", "min_fde_m", "ml_ade_m", "ml_fde_m", "kde_nll")
-
-
-def _pair(d: dict, prefix: str) -> str:
-    """``ADE/FDE`` cell from ``{prefix}_ade_m`` and ``{prefix}_fde_m``; "-" when absent."""
-    if f"{prefix}_ade_m" not in d:
-        return "-"
-    return f"{d[f'{prefix}_ade_m']:.2f}/{d[f'{prefix}_fde_m']:.2f}"
-
-
-def _nll(d: dict) -> str:
-    """KDE NLL cell; "-" when absent (single-path CV, results from before the metric)."""
-    return f"{d['kde_nll']:.2f}" if "kde_nll" in d else "-"
-
-
-def _row(name: str, n: object, r: dict) -> str:
-    """One table row from a result dict (``model``, ``cv``, optional ``cv_fan``)."""
-    m, c, f = r["model"], r["cv"], r.get("cv_fan", {})
-    cells = [name, str(n), _pair(m, "min"), _pair(m, "ml"), _nll(m), _pair(c, "min"), "-"]
-    return "| " + " | ".join([*cells, _pair(f, "min"), _nll(f)]) + " |"
-
-
-def _mean_result(results: list[dict]) -> dict:
-    """Per method, the mean over scenes of each metric that every scene reports."""
-    out = {}
-    for method in _METHODS:
-        ds = [r.get(method, {}) for r in results]
-        keys = [k for k in _MEAN_KEYS if all(k in d for d in ds)]
-        out[method] = {k: float(np.mean([d[k] for d in ds])) for k in keys}
-    return out
-
-
-def format_table(results: list[dict]) -> str:
-    """Markdown table: per scene, the model's best-of-20, most-likely ADE/FDE and KDE NLL, next to
-    CV and the CV fan (best-of-20 and KDE NLL), plus the mean over scenes.
-
-    Results without ``cv_fan`` or ``kde_nll`` (older JSON) show "-" in those cells.
-    """
-    lines = [
-        "| scene | agent-windows | model minADE20/minFDE20 | model most-likely ADE/FDE | model KDE NLL "
-        "| CV ADE/FDE | CV KDE NLL | CV-fan minADE20/minFDE20 | CV-fan KDE NLL |",
-        "| --- | ---: | --- | --- | ---: | --- | ---: | --- | ---: |",
-    ]
-    lines += [_row(r["scene"], r["model"]["n"], r) for r in results]
-    if results:
-        lines.append(_row("mean", "", _mean_result(results)))
-    lines.append(
-        "Anchors (4-scene mean, best-of-20): CV 0.52/1.13, Social-GAN 0.46/0.91, AgentFormer 0.23/0.38."
-    )
-    lines.append(
-        "KDE NLL: nats per step, Gaussian KDE on the 20 positions (log-density floored at -20); "
-        "lower is better; papers fit it on more samples, so compare rows, not with them."
-    )
-    return "\n".join(lines)

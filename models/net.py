@@ -413,6 +413,7 @@ def wta_laplace_loss(
     future_valid: torch.Tensor,
     cls_weight: float = 1.0,
     mixture_weight: float = 0.0,
+    soft_target_m: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Winner-takes-all Laplace NLL plus mode classification cross-entropy (+ mixture NLL).
 
@@ -430,6 +431,10 @@ def wta_laplace_loss(
         future_valid: (B, N, T) 1 where the ground truth exists (0 for padded agents).
         cls_weight: weight of the cross-entropy term.
         mixture_weight: weight of the mixture NLL term; 0 (default) is the plain WTA loss.
+        soft_target_m: 0 (default): the classification target is the winning mode. > 0: the
+            target is ``softmax(-ADE_k / soft_target_m)`` over modes (metres), so a mode that
+            is often near the truth without being the closest (a central one) earns probability;
+            this trades calibration of "the top mode is the closest" for a better top mode.
 
     Returns:
         (loss, stats) where stats holds float ``nll``, ``ce``, ``min_ade_m`` over scored agents,
@@ -446,9 +451,13 @@ def wta_laplace_loss(
     b = scale.gather(2, idx)[:, :, 0]
     nll_t = (torch.log(2 * b) + (future_m - mu).abs() / b).sum(-1)  # (B, N, T)
     nll = (nll_t * fv).sum(-1) / denom_t
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), best.reshape(-1), reduction="none").reshape(
-        best.shape
-    )
+    if soft_target_m > 0:
+        target = torch.softmax(-ade.detach() / soft_target_m, dim=-1)
+        ce = -(target * F.log_softmax(logits, dim=-1)).sum(-1)
+    else:
+        ce = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), best.reshape(-1), reduction="none"
+        ).reshape(best.shape)
     n_agents = agent_w.sum().clamp(min=1.0)
     nll_m = (nll * agent_w).sum() / n_agents
     ce_m = (ce * agent_w).sum() / n_agents

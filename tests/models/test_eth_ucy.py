@@ -11,7 +11,6 @@ from prescient.models.eth_ucy import (
     cv_fan_metrics,
     cv_metrics,
     eth_config,
-    format_table,
     list_scenes,
     load_split,
     model_metrics,
@@ -25,6 +24,8 @@ from prescient.models.eth_ucy_metrics import (
     kde_logpdf,
     kde_nll,
 )
+from prescient.models.eth_ucy_table import format_table
+from prescient.models.eth_ucy_train import EthTrainConfig, central_loss, cv_path_agent, lr_factor
 
 
 def _write(path, rows):
@@ -196,6 +197,92 @@ def test_format_table_has_fan_and_kde_columns_and_reads_old_results(tmp_path):
     assert old_cells[0] == "old" and old_cells[4] == old_cells[7] == old_cells[8] == "-"
     mean = [c.strip() for c in out.splitlines()[4].strip("|").split("|")]
     assert mean[0] == "mean" and mean[8] == "-" and len(mean) == len(cells)
+
+
+def test_lr_factor_warms_up_then_decays_to_one_percent():
+    """Cosine: rises linearly over 5 % of the steps to the peak, then falls to 0.01; else flat."""
+    f = [lr_factor(s, 200, cosine=True) for s in range(200)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[9:], f[10:])) and f[-1] == pytest.approx(0.01, abs=1e-3)
+    assert {lr_factor(s, 200, cosine=False) for s in (0, 100, 199)} == {1.0}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"select": "val_loss"}, {"mixture_weight": float("nan")}, {"lr": 0.0}, {"epochs": 0}],
+)
+def test_train_config_rejects_bad_values(kwargs):
+    """A bad schedule is refused with a reason before any data is read."""
+    with pytest.raises(EthUcyError, match="must be"):
+        EthTrainConfig(**kwargs)
+
+
+def test_cli_eval_eth_ucy_bad_lr_is_one_line_error(tmp_path):
+    """--lr -1 ends with the config's reason, not a traceback from inside training."""
+    import argparse
+
+    from prescient.bus.errors import StartupError
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["eval", "eth-ucy", "--data", str(_scene_dir(tmp_path)), "--lr", "-1"])
+    with pytest.raises(StartupError, match="lr > 0"):
+        args.func(args)
+
+
+def test_cv_path_is_straight_ahead_in_the_agent_frame(tmp_path):
+    """A pedestrian walking along +x at 0.2*(p+1) m per 0.4 s step: CV path (0.5 (p+1) t, 0) m."""
+    import torch
+
+    w = load_split(_scene_dir(tmp_path) / "toy", "train")[0]
+    it = window_inputs(eth_config(16), w, rotation_rad=0.7)
+    path = cv_path_agent(torch.from_numpy(it["agent_state"][None]), 12, 0.4)[0, :3, 0].numpy()
+    t_s = 0.4 * np.arange(1, 13)
+    for slot, ped in enumerate(it["agent_index"][:3]):  # slots are ordered by distance
+        np.testing.assert_allclose(path[slot, :, 0], 0.5 * (ped + 1) * t_s, atol=1e-5)
+        np.testing.assert_allclose(path[slot, :, 1], 0.0, atol=1e-5)
+    # On the toy lines the CV path is the truth, so a residual of zero scores zero error.
+    np.testing.assert_allclose(path, it["future_m"][:3], atol=1e-4)
+
+
+def test_central_loss_scores_mode_0_on_every_agent_and_skips_padding():
+    """Mode 0 on the truth gives 0 whatever the other modes do; padded agents do not count."""
+    import torch
+
+    fut = torch.randn(2, 3, 12, 2)
+    traj = fut[:, :, None].repeat(1, 1, 20, 1, 1) + 7.0
+    traj[:, :, 0] = fut
+    valid = torch.ones(2, 3, 12)
+    assert float(central_loss(traj, fut, valid)) == pytest.approx(0.0, abs=1e-6)
+    traj[:, :, 0, :, 0] += 0.5
+    traj[1, 2, 0] += 100.0
+    valid[1, 2] = 0.0
+    assert float(central_loss(traj, fut, valid)) == pytest.approx(0.5, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_recipe_flags_reach_training_and_checkpoint(tmp_path):
+    """--decoder/--mixture-weight/--cosine/--select are the config recorded in results and checkpoint."""
+    import argparse
+    import json
+
+    from prescient.models.export import load_checkpoint
+
+    root = _scene_dir(tmp_path / "data")
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    flags = ["--decoder", "basis", "--mixture-weight", "0.5", "--cosine", "--select", "min_ml_ade"]
+    args = parser.parse_args(
+        ["train", "eth-ucy", "--data", str(root), "--epochs", "2", *flags]
+        + ["--out", str(tmp_path / "r.json"), "--checkpoints", str(tmp_path / "ck")]
+    )
+    assert args.func(args) == 0
+    res = json.loads((tmp_path / "r.json").read_text())["results"][0]
+    want = {"decoder": "basis", "mixture_weight": 0.5, "cosine": True, "select": "min_ml_ade", "epochs": 2}
+    assert {k: res["train_config"][k] for k in want} == want and res["best_epoch"] in (0, 1)
+    model, meta = load_checkpoint(tmp_path / "ck" / "toy.pt")
+    assert model.cfg.decoder == "basis" and meta["train_config"]["cosine"] is True
+    assert np.isfinite(res["model"]["ml_ade_m"])
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from prescient.models.export import random_inputs
@@ -80,6 +81,26 @@ def test_wta_loss_exact_mode_gives_zero_min_ade():
     _, stats = wta_laplace_loss(traj, logits, scale, fut, valid)
     assert stats["min_ade_m"] < 1e-6
     np.testing.assert_allclose(stats["ce"], np.log(3), rtol=1e-5)
+
+
+def test_wta_loss_soft_target_rewards_a_mode_that_is_near_but_not_closest():
+    """With soft_target_m, logits favouring a mode 0.1 m off beat logits favouring a mode 5 m off.
+
+    The hard target sees only the closest mode, so both logit choices cost the same there.
+    """
+    b, n, k, t = 1, 1, 3, 4
+    fut = torch.zeros(b, n, t, 2)
+    traj = torch.zeros(b, n, k, t, 2)
+    traj[..., 1, :, 0] = 0.1
+    traj[..., 2, :, 0] = 5.0
+    scale, valid = torch.ones(b, n, k, t, 2), torch.ones(b, n, t)
+    near, far = torch.tensor([[[0.0, 4.0, 0.0]]]), torch.tensor([[[0.0, 0.0, 4.0]]])
+
+    def ce(logits, **kw):
+        return wta_laplace_loss(traj, logits, scale, fut, valid, **kw)[1]["ce"]
+
+    assert ce(near) == pytest.approx(ce(far))
+    assert ce(near, soft_target_m=0.3) < ce(far, soft_target_m=0.3) - 1.0
 
 
 def test_wta_loss_ignores_padded_agents():
