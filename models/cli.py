@@ -43,6 +43,9 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--cv-residual", action="store_true", help="paths are offsets from constant velocity")
     p.add_argument("--central-weight", type=float, default=0.0, help="weight of mode 0's every-agent loss")
+    p.add_argument(
+        "--scale-aug", type=float, default=1.0, help="random scale of training windows, max factor"
+    )
     p.add_argument("--cosine", action="store_true", help="warm-up then cosine decay of the learning rate")
     p.add_argument(
         "--select", choices=["min_ade", "min_ml_ade"], default="min_ade", help="epoch kept, by val"
@@ -86,6 +89,7 @@ def _run_eth_ucy(args: argparse.Namespace) -> int:
             soft_target_m=args.soft_target,
             cv_residual=args.cv_residual,
             central_weight=args.central_weight,
+            scale_aug=args.scale_aug,
             cosine=args.cosine,
             select=args.select,
             max_windows=args.max_windows,

@@ -18,6 +18,7 @@ import numpy as np
 from prescient.models.eth_ucy import (
     DEFAULT_EPOCHS,
     EthUcyError,
+    Window,
     cv_fan_metrics,
     cv_metrics,
     eth_config,
@@ -50,6 +51,9 @@ class EthTrainConfig:
         central_weight: weight of a loss that trains mode 0 on every agent (its mean distance to
             the truth, whichever mode wins), so mode 0 is a best single guess; with a soft
             classification target the probabilities rank it first where it is nearest on average.
+        scale_aug: each training window is scaled by a factor drawn log-uniformly from
+            ``[1/scale_aug, scale_aug]`` (speeds and spacing together; scenes differ in both);
+            1 = off.
         cosine: linear warm-up over the first 5 % of steps, then cosine decay to 1 % of ``lr``;
             False keeps ``lr`` constant.
         select: the epoch kept, by validation ``"min_ade"`` (best-of-20 ADE) or ``"min_ml_ade"``
@@ -66,6 +70,7 @@ class EthTrainConfig:
     soft_target_m: float = 0.0
     cv_residual: bool = False
     central_weight: float = 0.0
+    scale_aug: float = 1.0
     cosine: bool = False
     select: str = "min_ade"
     max_windows: int | None = None
@@ -80,9 +85,10 @@ class EthTrainConfig:
             or not self.mixture_weight >= 0
             or not self.soft_target_m >= 0
             or not self.central_weight >= 0
+            or not self.scale_aug >= 1
         ):
             raise EthUcyError(
-                "epochs and batch_size must be >= 1, lr > 0, mixture_weight, soft_target_m and central_weight >= 0"
+                "epochs and batch_size must be >= 1, lr > 0, mixture_weight, soft_target_m and central_weight >= 0, scale_aug >= 1"
             )
 
 
@@ -121,6 +127,18 @@ def central_loss(traj, future_m, future_valid):
     per_agent = (err * fv).sum(-1) / fv.sum(-1).clamp(min=1.0)
     has = (fv.sum(-1) > 0).float()
     return (per_agent * has).sum() / has.sum().clamp(min=1.0)
+
+
+def _augmented_inputs(cfg, w: Window, rng: np.random.Generator, scale_aug: float) -> dict[str, np.ndarray]:
+    """Net inputs of ``w`` under a random yaw and, when ``scale_aug > 1``, a random scale.
+
+    The scale is drawn after the yaw and only when on, so runs without it keep their random stream.
+    """
+    rotation_rad = float(rng.uniform(-np.pi, np.pi))
+    if scale_aug > 1.0:
+        f = float(np.exp(rng.uniform(-np.log(scale_aug), np.log(scale_aug))))
+        w = Window(w.obs_m * f, w.fut_m * f)
+    return window_inputs(cfg, w, rotation_rad=rotation_rad)
 
 
 def _val_score(val: dict[str, float], select: str) -> float:
@@ -181,8 +199,7 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
         losses = []
         for i in range(0, len(order), tc.batch_size):
             items = [
-                window_inputs(cfg, train[j], rotation_rad=float(rng.uniform(-np.pi, np.pi)))
-                for j in order[i : i + tc.batch_size]
+                _augmented_inputs(cfg, train[j], rng, tc.scale_aug) for j in order[i : i + tc.batch_size]
             ]
             feed = {k: torch.from_numpy(v) for k, v in stack_batch(items).items()}
             traj, logits, scale = forward(feed)

@@ -25,7 +25,13 @@ from prescient.models.eth_ucy_metrics import (
     kde_nll,
 )
 from prescient.models.eth_ucy_table import format_table
-from prescient.models.eth_ucy_train import EthTrainConfig, central_loss, cv_path_agent, lr_factor
+from prescient.models.eth_ucy_train import (
+    EthTrainConfig,
+    _augmented_inputs,
+    central_loss,
+    cv_path_agent,
+    lr_factor,
+)
 
 
 def _write(path, rows):
@@ -209,7 +215,13 @@ def test_lr_factor_warms_up_then_decays_to_one_percent():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"select": "val_loss"}, {"mixture_weight": float("nan")}, {"lr": 0.0}, {"epochs": 0}],
+    [
+        {"select": "val_loss"},
+        {"mixture_weight": float("nan")},
+        {"lr": 0.0},
+        {"epochs": 0},
+        {"scale_aug": 0.5},
+    ],
 )
 def test_train_config_rejects_bad_values(kwargs):
     """A bad schedule is refused with a reason before any data is read."""
@@ -243,6 +255,25 @@ def test_cv_path_is_straight_ahead_in_the_agent_frame(tmp_path):
         np.testing.assert_allclose(path[slot, :, 1], 0.0, atol=1e-5)
     # On the toy lines the CV path is the truth, so a residual of zero scores zero error.
     np.testing.assert_allclose(path, it["future_m"][:3], atol=1e-4)
+
+
+def test_scale_augmentation_scales_speeds_and_keeps_the_stream_when_off(tmp_path):
+    """Off: the same inputs as a plain yaw draw. On: the future is the truth times f in [1/2, 2]."""
+    w = load_split(_scene_dir(tmp_path) / "toy", "train")[0]
+    cfg = eth_config(16)
+    plain = window_inputs(cfg, w, rotation_rad=float(np.random.default_rng(3).uniform(-np.pi, np.pi)))
+    off = _augmented_inputs(cfg, w, np.random.default_rng(3), 1.0)
+    np.testing.assert_array_equal(off["future_m"], plain["future_m"])
+    np.testing.assert_array_equal(off["raster"], plain["raster"])
+    factors = set()
+    for seed in range(20):
+        on = _augmented_inputs(cfg, w, np.random.default_rng(seed), 2.0)
+        # Per pedestrian (slots are ordered by distance, and p0/p2 tie): same pedestrian, scaled.
+        a, b = np.argsort(on["agent_index"][:3]), np.argsort(plain["agent_index"][:3])
+        f = on["future_m"][a, -1, 0] / plain["future_m"][b, -1, 0]
+        np.testing.assert_allclose(f, f[0], rtol=1e-4)  # one factor per window
+        factors.add(round(float(f[0]), 3))
+    assert min(factors) >= 0.5 - 1e-3 and max(factors) <= 2.0 + 1e-3 and len(factors) == 20
 
 
 def test_central_loss_scores_mode_0_on_every_agent_and_skips_padding():
