@@ -15,6 +15,7 @@ from pathlib import Path
 from prescient.bus.cli import non_negative_int, output_dir, output_path, positive_int
 from prescient.bus.errors import StartupError
 from prescient.models.eth_ucy import DEFAULT_EPOCHS
+from prescient.models.eth_ucy_train import SELECT_CRITERIA, EthTrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +33,30 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--batch-size", type=positive_int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    p.add_argument("--decoder", choices=["direct", "basis"], default="direct")
-    p.add_argument("--mixture-weight", type=float, default=0.0, help="mixture NLL weight beside WTA")
+    d = EthTrainConfig()  # the measured recipe (models/README.md); flags override one part of it
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument(
+        "--mixture-weight", type=float, default=d.mixture_weight, help="mixture NLL weight beside WTA"
+    )
     p.add_argument(
         "--soft-target",
         type=float,
-        default=0.0,
-        help="soft mode-classification target temperature, m (0: winner)",
+        default=d.soft_target_m,
+        help="soft mode-classification target temperature, m (0: the winning mode)",
     )
-    p.add_argument("--cv-residual", action="store_true", help="paths are offsets from constant velocity")
-    p.add_argument("--central-weight", type=float, default=0.0, help="weight of mode 0's every-agent loss")
     p.add_argument(
-        "--scale-aug", type=float, default=1.0, help="random scale of training windows, max factor"
+        "--scale-aug",
+        type=float,
+        default=d.scale_aug,
+        help="random scale of training windows, max factor (1: off)",
     )
-    p.add_argument("--cosine", action="store_true", help="warm-up then cosine decay of the learning rate")
     p.add_argument(
-        "--select", choices=["min_ade", "min_ml_ade"], default="min_ade", help="epoch kept, by val"
+        "--cosine",
+        action=argparse.BooleanOptionalAction,
+        default=d.cosine,
+        help="warm-up then cosine decay of the learning rate",
     )
+    p.add_argument("--select", choices=list(SELECT_CRITERIA), default=d.select, help="epoch kept, by val")
     p.add_argument(
         "--max-windows", type=positive_int, default=None, help="cap windows per split (quick runs)"
     )
@@ -65,7 +72,7 @@ def _run_eth_ucy(args: argparse.Namespace) -> int:
 
     from prescient.models.eth_ucy import EthUcyError, list_scenes
     from prescient.models.eth_ucy_table import format_table
-    from prescient.models.eth_ucy_train import EthTrainConfig, train_scene
+    from prescient.models.eth_ucy_train import train_scene
 
     torch.set_num_threads(args.threads)
     try:
@@ -84,11 +91,8 @@ def _run_eth_ucy(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             lr=args.lr,
-            decoder=args.decoder,
             mixture_weight=args.mixture_weight,
             soft_target_m=args.soft_target,
-            cv_residual=args.cv_residual,
-            central_weight=args.central_weight,
             scale_aug=args.scale_aug,
             cosine=args.cosine,
             select=args.select,

@@ -46,13 +46,12 @@ class Window:
     fut_m: np.ndarray
 
 
-DEFAULT_EPOCHS = 12  # passes over the train split per left-out scene
+DEFAULT_EPOCHS = 20  # passes over the train split per left-out scene
 
 
-def eth_config(n_max: int = 64, decoder: str = "direct") -> ModelConfig:
-    """The small, map-free :class:`ModelConfig` used on ETH/UCY (``decoder`` as in ModelConfig)."""
+def eth_config(n_max: int = 64) -> ModelConfig:
+    """The small, map-free :class:`ModelConfig` used on ETH/UCY."""
     return ModelConfig(
-        decoder=decoder,
         in_channels=OBS_STEPS,
         raster_hw=(64, 64),
         resolution_m_per_px=0.5,

@@ -41,16 +41,9 @@ class EthTrainConfig:
             same weights on the same machine, however busy it is.
         batch_size: windows per step.
         lr: peak AdamW learning rate.
-        decoder: ``"direct"`` or ``"basis"`` (see :class:`ModelConfig`).
         mixture_weight: weight of the mixture NLL beside the winner-takes-all loss (0 = WTA only).
         soft_target_m: temperature (metres of ADE) of the soft mode-classification target; 0 =
             the winning mode (see :func:`prescient.models.net.wta_laplace_loss`).
-        cv_residual: the net's paths are offsets from the agent's constant-velocity path (added
-            back in training and scoring), so a mode's slot means "this deviation from CV" for
-            every agent rather than "this absolute path", and a central slot can exist.
-        central_weight: weight of a loss that trains mode 0 on every agent (its mean distance to
-            the truth, whichever mode wins), so mode 0 is a best single guess; with a soft
-            classification target the probabilities rank it first where it is nearest on average.
         scale_aug: each training window is scaled by a factor drawn log-uniformly from
             ``[1/scale_aug, scale_aug]`` (speeds and spacing together; scenes differ in both);
             1 = off.
@@ -65,13 +58,10 @@ class EthTrainConfig:
     seed: int = 0
     batch_size: int = 16
     lr: float = 1e-3
-    decoder: str = "direct"
-    mixture_weight: float = 0.0
-    soft_target_m: float = 0.0
-    cv_residual: bool = False
-    central_weight: float = 0.0
-    scale_aug: float = 1.0
-    cosine: bool = False
+    mixture_weight: float = 0.5
+    soft_target_m: float = 0.3
+    scale_aug: float = 2.0
+    cosine: bool = True
     select: str = "min_ade"
     max_windows: int | None = None
 
@@ -84,11 +74,10 @@ class EthTrainConfig:
             or not self.lr > 0
             or not self.mixture_weight >= 0
             or not self.soft_target_m >= 0
-            or not self.central_weight >= 0
             or not self.scale_aug >= 1
         ):
             raise EthUcyError(
-                "epochs and batch_size must be >= 1, lr > 0, mixture_weight, soft_target_m and central_weight >= 0, scale_aug >= 1"
+                "epochs and batch_size must be >= 1, lr > 0, mixture_weight and soft_target_m >= 0, scale_aug >= 1"
             )
 
 
@@ -104,29 +93,6 @@ def lr_factor(step: int, total_steps: int, cosine: bool) -> float:
         return (step + 1) / warm
     frac = (step - warm) / max(1, total_steps - warm)
     return 0.01 + 0.99 * 0.5 * (1.0 + float(np.cos(np.pi * min(frac, 1.0))))
-
-
-def cv_path_agent(agent_state, future_steps: int, dt_s: float):
-    """(B, N, 1, T, 2) constant-velocity positions in each agent's frame from ``agent_state`` (B, N, 15)."""
-    import torch
-
-    from prescient.models.net import to_frame
-
-    v0 = to_frame(agent_state[..., 4:6], agent_state[..., 2:3], agent_state[..., 3:4])  # (B, N, 2)
-    t_s = torch.arange(1, future_steps + 1, dtype=agent_state.dtype) * dt_s
-    return v0[:, :, None, None, :] * t_s[:, None]
-
-
-def central_loss(traj, future_m, future_valid):
-    """Mean over agents with a future of mode 0's mean distance (m) to the truth over valid steps.
-
-    traj (B, N, K, T, 2), future_m (B, N, T, 2), future_valid (B, N, T); agent frame.
-    """
-    fv = future_valid.float()
-    err = (traj[:, :, 0] - future_m).norm(dim=-1)  # (B, N, T)
-    per_agent = (err * fv).sum(-1) / fv.sum(-1).clamp(min=1.0)
-    has = (fv.sum(-1) > 0).float()
-    return (per_agent * has).sum() / has.sum().clamp(min=1.0)
 
 
 def _augmented_inputs(cfg, w: Window, rng: np.random.Generator, scale_aug: float) -> dict[str, np.ndarray]:
@@ -172,7 +138,9 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
     if tc.max_windows is not None:
         splits = {s: w[: tc.max_windows] for s, w in splits.items()}
     n_max_seen = max(w.obs_m.shape[0] for ws in splits.values() for w in ws)
-    cfg = eth_config(n_max=int(min(96, max(16, 8 * int(np.ceil(n_max_seen / 8))))), decoder=tc.decoder)
+    cfg = eth_config(
+        n_max=int(min(96, max(16, 8 * int(np.ceil(n_max_seen / 8))))),
+    )
     model = TrajectoryNet(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-4)
     train = splits["train"]
@@ -180,15 +148,9 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, total_steps, tc.cosine))
     names = ("raster", "agent_hist", "agent_state", "agent_valid", "ego_state", "ego_plan")
 
-    def forward(feed: dict[str, torch.Tensor]):
-        traj, logits, scale = model.forward_logits(*(feed[n] for n in names))
-        if tc.cv_residual:
-            traj = traj + cv_path_agent(feed["agent_state"], cfg.future_steps, cfg.dt_s)
-        return traj, logits, scale
-
     def run_batch(feed: dict[str, np.ndarray]):
         with torch.no_grad():
-            traj, logits, scale = forward({n: torch.from_numpy(feed[n]) for n in names})
+            traj, logits, scale = model.forward_logits(*(torch.from_numpy(feed[n]) for n in names))
         return traj.numpy(), torch.softmax(logits, dim=-1).numpy(), scale.numpy()
 
     t_start = time.monotonic()
@@ -202,7 +164,7 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
                 _augmented_inputs(cfg, train[j], rng, tc.scale_aug) for j in order[i : i + tc.batch_size]
             ]
             feed = {k: torch.from_numpy(v) for k, v in stack_batch(items).items()}
-            traj, logits, scale = forward(feed)
+            traj, logits, scale = model.forward_logits(*(feed[n] for n in names))
             loss, _ = wta_laplace_loss(
                 traj,
                 logits,
@@ -212,8 +174,6 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
                 mixture_weight=tc.mixture_weight,
                 soft_target_m=tc.soft_target_m,
             )
-            if tc.central_weight > 0:
-                loss = loss + tc.central_weight * central_loss(traj, feed["future_m"], feed["future_valid"])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
