@@ -14,7 +14,6 @@ from pathlib import Path
 
 from prescient.bus.cli import non_negative_int, output_dir, output_path, positive_int
 from prescient.bus.errors import StartupError
-from prescient.models.eth_ucy import DEFAULT_EPOCHS
 from prescient.models.eth_ucy_train import SELECT_CRITERIA, EthTrainConfig
 
 log = logging.getLogger(__name__)
@@ -28,12 +27,10 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
         "--data", type=Path, default=DEFAULT_ETH_UCY, help="root with SCENE/{train,val,test}/*.txt"
     )
     p.add_argument("--scenes", default="", help="comma-separated scene names (default: all found)")
-    p.add_argument(
-        "--epochs", type=positive_int, default=DEFAULT_EPOCHS, help="training passes per left-out scene"
-    )
-    p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--batch-size", type=positive_int, default=16)
     d = EthTrainConfig()  # the measured recipe (models/README.md); flags override one part of it
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help="training passes per left-out scene")
+    p.add_argument("--seed", type=non_negative_int, default=d.seed)
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument(
         "--mixture-weight", type=float, default=d.mixture_weight, help="mixture NLL weight beside WTA"

@@ -31,6 +31,9 @@ from prescient.models.eth_ucy import (
 log = logging.getLogger(__name__)
 
 
+SELECT_CRITERIA = ("min_ade", "min_ml_ade")  # see EthTrainConfig.select
+
+
 @dataclass(frozen=True)
 class EthTrainConfig:
     """How each left-out scene is trained: a schedule in epochs and steps, never wall time.
@@ -79,9 +82,6 @@ class EthTrainConfig:
             raise EthUcyError(
                 "epochs and batch_size must be >= 1, lr > 0, mixture_weight and soft_target_m >= 0, scale_aug >= 1"
             )
-
-
-SELECT_CRITERIA = ("min_ade", "min_ml_ade")
 
 
 def lr_factor(step: int, total_steps: int, cosine: bool) -> float:
@@ -138,9 +138,7 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
     if tc.max_windows is not None:
         splits = {s: w[: tc.max_windows] for s, w in splits.items()}
     n_max_seen = max(w.obs_m.shape[0] for ws in splits.values() for w in ws)
-    cfg = eth_config(
-        n_max=int(min(96, max(16, 8 * int(np.ceil(n_max_seen / 8))))),
-    )
+    cfg = eth_config(n_max=int(min(96, max(16, 8 * int(np.ceil(n_max_seen / 8))))))
     model = TrajectoryNet(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-4)
     train = splits["train"]
@@ -150,8 +148,8 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
 
     def run_batch(feed: dict[str, np.ndarray]):
         with torch.no_grad():
-            traj, logits, scale = model.forward_logits(*(torch.from_numpy(feed[n]) for n in names))
-        return traj.numpy(), torch.softmax(logits, dim=-1).numpy(), scale.numpy()
+            out = model(*(torch.from_numpy(feed[n]) for n in names))
+        return tuple(o.numpy() for o in out)
 
     t_start = time.monotonic()
     best: tuple[float, dict | None, int] = (np.inf, None, -1)
