@@ -95,6 +95,7 @@ def _run_train(args: argparse.Namespace) -> int:
         pair_fraction=args.pair_fraction,
         shift_weight=args.shift_weight,
         moved_weight=args.moved_weight,
+        accel_weight=args.accel_weight,
         init_from=None if args.init_from is None else str(args.init_from),
         device=args.device,
         val_every=args.val_every,
@@ -138,6 +139,22 @@ def _run_export_sim(args: argparse.Namespace) -> int:
     print(
         f"exported {args.out} ({manifest['size_bytes'] / 1e6:.2f} MB, n_max {manifest['n_max']}, "
         f"spec {manifest['raster_spec_version']}, parity {manifest['parity_max_abs']:.1e})"
+    )
+    return 0
+
+
+def _run_recover(args: argparse.Namespace) -> int:
+    from prescient.models.recover import RecoverError, recover_checkpoint
+    from prescient.models.sim_data import SimDataError
+
+    require_file(args.model, "model")
+    try:
+        meta = recover_checkpoint(args.model, args.out, args.data, samples=args.samples)
+    except (RecoverError, SimDataError) as e:
+        raise StartupError(str(e)) from e
+    print(
+        f"wrote {args.out} (+ .json) from {meta['recovered_from']['model_id']}: parity "
+        f"{meta['parity_max_abs']:.1e}, BatchNorm statistics from {meta['batchnorm_rasters']} rasters"
     )
     return 0
 
@@ -234,7 +251,8 @@ def _run_conditional(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``data``, ``train-sim``, ``eval-sim`` and ``eval-av2`` to the ``prescient`` CLI."""
+    """Add ``data``, ``train-sim``, ``export-sim``, ``recover-checkpoint``, ``eval-sim`` and
+    ``eval-av2`` to the ``prescient`` CLI."""
     data = subparsers.add_parser("data", help="training data")
     dsub = data.add_subparsers(dest="data_cmd", metavar="CMD")
     g = dsub.add_parser("generate", help="simulate runs through the onboard pipeline and write shards")
@@ -288,6 +306,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="weight in the shift loss of agents the plan moves (> 0.5 m), against unmoved ones",
     )  # fmt: skip
     t.add_argument(
+        "--accel-weight", type=non_negative_float, default=0.0,
+        help="weight of the closest mode's acceleration error against the truth's (m/s^2; smoothness)",
+    )  # fmt: skip
+    t.add_argument(
         "--init-from", type=Path, default=None, help="start from this checkpoint's weights (fine-tune)"
     )
     t.add_argument(
@@ -318,6 +340,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     x.add_argument("--out", type=output_path, default=DEFAULT_EXPORT)
     x.add_argument("--n-max", type=positive_int, default=None, help="agent slots of the export (default 128)")
     x.set_defaults(func=_run_export_sim)
+
+    r = subparsers.add_parser(
+        "recover-checkpoint",
+        help="a train-sim checkpoint (for --init-from) from a float ONNX export (+ parity check)",
+    )
+    r.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="float .onnx with its manifest")
+    r.add_argument("--out", type=output_path, required=True, help="checkpoint to write (.pt; + .pt.json)")
+    r.add_argument(
+        "--data", type=Path, default=None,
+        help="training shards: BatchNorm statistics from their rasters (needed to fine-tune)",
+    )  # fmt: skip
+    r.add_argument("--samples", type=positive_int, default=64, help="rasters for the BatchNorm statistics")
+    r.set_defaults(func=_run_recover)
 
     for name, fn, helptext in (
         ("eval-sim", _run_eval_sim, "minADE/minFDE/miss/NLL on held-out sim shards vs CV and CTRV"),
