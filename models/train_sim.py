@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from prescient.models.export import export_onnx, load_checkpoint, onnx_parity, save_checkpoint
-from prescient.models.losses import counterfactual_pair_loss
+from prescient.models.losses import accel_match_loss, counterfactual_pair_loss
 from prescient.models.net import TrajectoryNet, wta_laplace_loss
 from prescient.models.shard_stream import LazyShard, ShardCache, block_permutation
 from prescient.models.sim_data import (
@@ -95,6 +95,8 @@ class TrainConfig:
         moved_weight: weight, in the shift loss, of agents the plan moves (true shift > 0.5 m at
             8 s) against those it does not; they are about 2 % of agents, so at 1 the term mostly
             teaches "do not move" (:func:`prescient.models.losses.counterfactual_shift_loss`).
+        accel_weight: weight of :func:`prescient.models.losses.accel_match_loss` (the closest
+            mode's accelerations against the truth's, m/s^2); 0: off.
         init_from: a training checkpoint (``best.pt``) whose weights the run starts from (a
             fine-tune; its model options must match), None: seeded random weights.
     """
@@ -120,6 +122,7 @@ class TrainConfig:
     pair_fraction: float = 0.0
     shift_weight: float = 1.0
     moved_weight: float = 1.0
+    accel_weight: float = 0.0
     init_from: str | None = None
     device: str = "cpu"
 
@@ -317,6 +320,8 @@ def _schedule_config(cfg: TrainConfig) -> dict[str, Any]:
     # saved states still resume.
     if d["moved_weight"] == 1.0:
         d.pop("moved_weight")
+    if d["accel_weight"] == 0.0:
+        d.pop("accel_weight")
     if d["init_from"] is None:
         d.pop("init_from")
     return d
@@ -389,6 +394,10 @@ class _Run:
             loss, stats = wta_laplace_loss(
                 traj, logits, scale, bt["fut"], bt["fv"], mixture_weight=cfg.mixture_weight
             )
+            if cfg.accel_weight > 0:
+                accel = accel_match_loss(traj, bt["fut"], bt["fv"], self.model.cfg.dt_s)
+                loss = loss + cfg.accel_weight * accel
+                stats["accel_err_mps2"] = float(accel.detach())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -419,12 +428,19 @@ class _Run:
         both = {k: torch.cat([bt[k], bt[k + "_b"] if k + "_b" in bt else bt[k]]) for k in _INPUTS}
         traj, logits, scale = _forward(self.model, both)
         n = len(items)
-        return counterfactual_pair_loss(
+        loss, stats = counterfactual_pair_loss(
             (traj[:n], logits[:n], scale[:n]), (traj[n:], logits[n:], scale[n:]),
             bt["fut"], bt["fv"], bt["fut_b"], bt["fv_b"],
             shift_weight=cfg.shift_weight, mixture_weight=cfg.mixture_weight,
             shift_kwargs={"moved_weight": cfg.moved_weight},
         )  # fmt: skip
+        if cfg.accel_weight > 0:
+            fut = torch.cat([bt["fut"], bt["fut_b"]])
+            fv = torch.cat([bt["fv"], bt["fv_b"]])
+            accel = accel_match_loss(traj, fut, fv, self.model.cfg.dt_s)
+            loss = loss + cfg.accel_weight * accel
+            stats["accel_err_mps2"] = float(accel.detach())
+        return loss, stats
 
     def _validate(self, metrics: Any, t_s: float) -> None:
         st = self.state

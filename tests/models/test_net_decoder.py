@@ -10,7 +10,12 @@ import torch
 
 from prescient.models.export import export_onnx, onnx_parity, random_inputs
 from prescient.models.export_tiny import build_tiny_model, tiny_config
-from prescient.models.losses import counterfactual_pair_loss, counterfactual_shift_loss, mean_path
+from prescient.models.losses import (
+    accel_match_loss,
+    counterfactual_pair_loss,
+    counterfactual_shift_loss,
+    mean_path,
+)
 from prescient.models.net import (
     MAX_DV_MPS,
     MIN_SCALE_M,
@@ -351,3 +356,30 @@ def test_pair_training_smoke_learns_plan_dependent_shift():
         opt.step()
         shift_losses.append(stats["shift_loss"])
     assert np.mean(shift_losses[-5:]) < 0.5 * np.mean(shift_losses[:3])
+
+
+def test_accel_match_loss_scores_only_the_closest_modes_accelerations():
+    """Zero for a path with the truth's accelerations (even offset by a constant velocity); the
+    gradient reaches only the mode closest to the truth; invalid steps do not count."""
+    t = torch.arange(1, 21, dtype=torch.float32) * 0.1
+    truth = torch.stack([t**2, torch.zeros_like(t)], -1)[None, None]  # (1, 1, T, 2), a = 2 m/s^2
+    fv = torch.ones(1, 1, 20)
+    near = truth + torch.stack([0.05 * t, torch.zeros_like(t)], -1)  # same acceleration, drift
+    wiggle = truth + 0.5 * torch.stack([torch.sin(7 * t), torch.zeros_like(t)], -1)
+    far = wiggle + torch.tensor([5.0, 0.0])
+    traj = torch.stack([far[0, 0], near[0, 0]])[None, None].requires_grad_(True)  # (1, 1, 2, T, 2)
+    assert float(accel_match_loss(traj, truth, fv, 0.1)) < 1e-3
+    traj2 = torch.stack([far[0, 0], wiggle[0, 0]])[None, None].requires_grad_(True)
+    loss = accel_match_loss(traj2, truth, fv, 0.1)
+    assert float(loss) > 1.0
+    loss.backward()
+    assert traj2.grad is not None
+    assert float(traj2.grad[0, 0, 0].abs().sum()) == 0.0 and float(traj2.grad[0, 0, 1].abs().sum()) > 0
+    # Only the first 5 steps valid: the wiggle there is smaller than over the whole path.
+    fv5 = torch.zeros(1, 1, 20)
+    fv5[..., :5] = 1.0
+    part = accel_match_loss(traj2.detach(), truth, fv5, 0.1)
+    d2 = wiggle[0, 0, 2:5, 0] - 2 * wiggle[0, 0, 1:4, 0] + wiggle[0, 0, :3, 0]
+    d2_true = truth[0, 0, 2:5, 0] - 2 * truth[0, 0, 1:4, 0] + truth[0, 0, :3, 0]
+    assert float(part) == pytest.approx(float((d2 - d2_true).abs().mean()) / 0.01, rel=1e-4)
+    assert float(accel_match_loss(traj2.detach(), truth, torch.zeros(1, 1, 20), 0.1)) == 0.0

@@ -242,7 +242,8 @@ def test_pair_training_with_the_smooth_decoder_and_plan_tokens(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """train-sim on branched shards: about half the steps on counterfactual pairs (two different
-    plans of one scene), basis decoder, plan attention; the checkpoint keeps its options."""
+    plans of one scene), basis decoder, plan attention, the acceleration term on every step;
+    the checkpoint keeps its options."""
     import shutil
 
     from prescient.models import train_sim
@@ -257,6 +258,15 @@ def test_pair_training_with_the_smooth_decoder_and_plan_tokens(
         return loss, stats
 
     monkeypatch.setattr(train_sim, "counterfactual_pair_loss", spy)
+    accels: list[float] = []
+    real_accel = train_sim.accel_match_loss
+
+    def spy_accel(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        out = real_accel(*args, **kwargs)
+        accels.append(float(out))
+        return out
+
+    monkeypatch.setattr(train_sim, "accel_match_loss", spy_accel)
 
     two = tmp_path / "data"
     two.mkdir()
@@ -266,10 +276,12 @@ def test_pair_training_with_the_smooth_decoder_and_plan_tokens(
     cfg = TrainConfig(
         max_steps=6, batch_size=2, n_max=8, val_every=3, model_size="tiny", num_modes=3,
         decoder="basis", plan_attention=True, mixture_weight=0.1, pair_fraction=0.5, checkpoint_every=25,
+        accel_weight=0.5,
     )  # fmt: skip
     res = train(two, tmp_path / "run", cfg)
     assert res["complete"] and np.isfinite(res["best_val"]["min_ade_m"])
     assert 1 <= len(shifts) <= 5  # some steps were pairs, some plain
+    assert len(accels) == 6 and all(np.isfinite(a) and a > 0 for a in accels)
     assert all(0.0 <= x <= 1.0 for x in shifts)
     from prescient.models.export import load_checkpoint
 
@@ -366,3 +378,41 @@ def test_fine_tune_starts_from_a_checkpoint_and_weights_moved_agents(
         train(two, tmp_path / "bad", TrainConfig(**{**cfg.__dict__, "num_modes": 4}))
     with pytest.raises(train_sim.SimDataError, match="no such checkpoint"):
         train(two, tmp_path / "bad2", TrainConfig(**{**cfg.__dict__, "init_from": str(tmp_path / "x.pt")}))
+
+
+def test_fine_tune_of_the_shipped_model_from_its_recovered_checkpoint(data_dir: Path, tmp_path: Path):
+    """`recover-checkpoint` on the shipped model with BatchNorm statistics from training runs
+    (validation runs left out) gives a checkpoint train-sim starts a fine-tune from."""
+    import shutil
+
+    import torch
+
+    from prescient.models.export import load_checkpoint
+    from prescient.models.recover import RecoverError, recover_checkpoint, training_rasters
+    from prescient.models.train_sim import TrainConfig, train
+
+    shipped = Path(__file__).resolve().parents[2] / "models" / "shipped" / "prescient.onnx"
+    if not shipped.is_file():
+        pytest.skip("no shipped model")
+    two = tmp_path / "data"
+    two.mkdir()
+    src = sorted(data_dir.glob("*.npz"))[0]
+    for name in ("arterial_s0003.npz", "arterial_s0004.npz"):
+        shutil.copy(src, two / name)
+    assert sum(len(b) for b in training_rasters(two, 5, exclude={"arterial_s0003"})) == 5
+    with pytest.raises(RecoverError, match="no training runs"):
+        next(training_rasters(two, 5, exclude={"arterial_s0003", "arterial_s0004"}))
+    ck = tmp_path / "shipped" / "best.pt"
+    meta = recover_checkpoint(shipped, ck, two, samples=4)
+    assert meta["batchnorm_rasters"] == 4 and meta["parity_max_abs"] <= 1e-4
+    start, _ = load_checkpoint(ck)
+    bn = start.stem[1]
+    assert float(bn.running_var.mean()) != pytest.approx(1.0, abs=1e-3)  # real statistics
+    cfg = TrainConfig(
+        max_steps=2, batch_size=2, n_max=8, val_every=2, decoder="basis", plan_attention=True,
+        pair_fraction=0.5, mixture_weight=0.1, accel_weight=1.0, init_from=str(ck), checkpoint_every=25,
+    )  # fmt: skip
+    res = train(two, tmp_path / "ft", cfg)
+    assert res["complete"] and np.isfinite(res["best_val"]["min_ade_m"])
+    tuned, _ = load_checkpoint(Path(res["best_checkpoint"]))
+    assert not torch.equal(tuned.head[0].weight, start.head[0].weight)
