@@ -148,6 +148,8 @@ def _run_recover(args: argparse.Namespace) -> int:
     from prescient.models.sim_data import SimDataError
 
     require_file(args.model, "model")
+    if args.out.exists() and not args.force:
+        raise StartupError(f"{args.out} exists (--force replaces it)")
     try:
         meta = recover_checkpoint(args.model, args.out, args.data, samples=args.samples)
     except (RecoverError, SimDataError) as e:
@@ -352,6 +354,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="training shards: BatchNorm statistics from their rasters (needed to fine-tune)",
     )  # fmt: skip
     r.add_argument("--samples", type=positive_int, default=64, help="rasters for the BatchNorm statistics")
+    r.add_argument("--force", action="store_true", help="replace an existing --out")
     r.set_defaults(func=_run_recover)
 
     for name, fn, helptext in (

@@ -112,6 +112,8 @@ def test_cli_writes_a_checkpoint_train_sim_can_start_from(tmp_path, capsys):
     loaded, meta = load_checkpoint(out)
     assert meta["recovered_from"]["sha256"] and meta["batchnorm_rasters"] == 0
     assert onnx_parity(loaded, path) <= 1e-4
+    assert main(["recover-checkpoint", "--model", str(path), "--out", str(out)]) == 1
+    assert "exists" in capsys.readouterr().err
     missing = str(tmp_path / "none.onnx")
     assert main(["recover-checkpoint", "--model", missing, "--out", str(tmp_path / "x.pt")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
