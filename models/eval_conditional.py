@@ -115,6 +115,28 @@ def plan_effect_m(reply: m.ConditionalReply) -> np.ndarray:
 MOVED_M = 1.0  # an agent whose 8 s mean moves more than this between plans is drawn per plan
 
 
+def _view_box(
+    ego_xy_m: np.ndarray,
+    plans_m: np.ndarray,
+    moved_paths_m: np.ndarray,
+    radius_m: float,
+    margin_m: float = 8.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """World-frame corners (lo, hi) of the view: the ego, both plans and every path of an agent
+    the plan moves (their 8 s ends are the point of the picture), at least 40 m across, at most
+    ``2 radius_m`` beyond the ego in any direction (agents are those within ``radius_m``; at
+    15 m/s they go 120 m in 8 s).
+
+    Args: ego_xy_m (2,); plans_m (B, T, 2); moved_paths_m (B, M, T, 2).
+    """
+    pts = np.concatenate([ego_xy_m[None], plans_m.reshape(-1, 2), moved_paths_m.reshape(-1, 2)])
+    lo, hi = pts.min(0) - margin_m, pts.max(0) + margin_m
+    mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 20.0)
+    lo = np.maximum(mid - half, ego_xy_m - 2 * radius_m)
+    hi = np.minimum(mid + half, ego_xy_m + 2 * radius_m)
+    return lo, hi
+
+
 def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.0) -> Path:
     """Picture: map, ego plans and the affected agents' predictions under each plan."""
     import matplotlib
@@ -131,17 +153,20 @@ def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.
     )
     vmap = pipe.rasterizer.vector_map if hasattr(pipe.rasterizer, "vector_map") else None
     ex, ey = float(ego.pose[0]), float(ego.pose[1])
-    fig, ax = plt.subplots(figsize=(8, 8), dpi=100)
+    effect = plan_effect_m(reply)
+    mean = np.einsum("bnk,bnktc->bntc", reply.mode_probs, reply.trajectories_m)
+    near = np.linalg.norm(tracks.position_m - np.array([ex, ey]), axis=1) < radius_m
+    moved = near & (effect > MOVED_M)
+    lo, hi = _view_box(np.array([ex, ey]), plans, mean[:, moved], radius_m)
+    w_in = 10.0
+    h_in = float(np.clip(w_in * (hi[1] - lo[1]) / (hi[0] - lo[0]), 4.0, 10.0))
+    fig, ax = plt.subplots(figsize=(w_in, h_in), dpi=100)
     if vmap is not None:
         off = vmap.centerline_offsets
         for i in range(len(off) - 1):
             pts = vmap.centerline_xy_m[off[i] : off[i + 1]]
             ax.plot(pts[:, 0], pts[:, 1], color="0.85", lw=0.8, zorder=0)
     colors = ("tab:green", "tab:red")
-    effect = plan_effect_m(reply)
-    mean = np.einsum("bnk,bnktc->bntc", reply.mode_probs, reply.trajectories_m)
-    near = np.linalg.norm(tracks.position_m - np.array([ex, ey]), axis=1) < radius_m
-    moved = near & (effect > MOVED_M)
     for n in np.flatnonzero(near & ~moved):  # the same under both plans: one neutral line
         ax.plot(mean[0, n, :, 0], mean[0, n, :, 1], color="0.55", lw=0.9, zorder=1)
     for b, name in enumerate(scene["names"]):
@@ -158,8 +183,8 @@ def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.
     for n in top:
         if near[n]:
             ax.annotate(f"{effect[n]:.1f} m", tracks.position_m[n], fontsize=8, color="purple")
-    ax.set_xlim(ex - radius_m, ex + radius_m)
-    ax.set_ylim(ey - radius_m, ey + radius_m)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(

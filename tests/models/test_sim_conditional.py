@@ -46,7 +46,8 @@ def test_shipped_model_predictions_depend_on_the_ego_plan():
     dist = np.linalg.norm(tracks.position_m - np.asarray(scene["ego"].pose[:2]), axis=1)
     near = dist < 40.0
     assert near.any() and (~near).any()
-    # Measured with prescient-3a91bcac84cb: max 6.9 m near the ego, 1.2 m farther away; before the
-    # fine-tune, prescient-f2783c52771e: 1.2 and 0.19 m (the model before it: 0.57 and 0.02 m).
+    # Measured with prescient-cf2400fdb7f3: max 5.5 m near the ego, 0.93 m farther away; with
+    # prescient-3a91bcac84cb 6.9 and 1.2 m; before the reaction fine-tune, prescient-f2783c52771e:
+    # 1.2 and 0.19 m (the model before it: 0.57 and 0.02 m).
     assert effect[near].max() > 3.0  # fails on the model before the fine-tune (1.2 m)
     assert effect[near].max() > 2.0 * effect[~near].max()
