@@ -110,13 +110,14 @@ def _copy_params(
     for key, arr in probe.items():
         if key in skip or arr.dtype != np.float32:
             continue
-        hits = [where.get(int(b)) for b in arr.reshape(-1).view(np.uint32)]
-        if all(h is None for h in hits):
-            if not np.array_equal(arr, real[key]):  # a constant (basis, bounds): must be the same
-                raise RecoverError(f"initializer {key!r} is not a copy of any parameter and differs")
+        if np.array_equal(arr, real[key]):
+            # The same in both files: a constant of the graph (basis, bounds), not a weight (a
+            # weight of the real file never equals the probe's). Its values may by chance equal
+            # some probe weights, so it is not looked up.
             continue
+        hits = [where.get(int(b)) for b in arr.reshape(-1).view(np.uint32)]
         if any(h is None for h in hits):
-            raise RecoverError(f"initializer {key!r} mixes parameter values with others")
+            raise RecoverError(f"initializer {key!r} differs from the probe's and is not a copy of weights")
         src = real[key].reshape(-1)
         for j, (n, i) in enumerate(h for h in hits if h is not None):
             out[n][i] = src[j]
