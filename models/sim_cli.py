@@ -96,6 +96,7 @@ def _run_train(args: argparse.Namespace) -> int:
         shift_weight=args.shift_weight,
         moved_weight=args.moved_weight,
         accel_weight=args.accel_weight,
+        route_pair_fraction=args.route_pair_fraction,
         init_from=None if args.init_from is None else str(args.init_from),
         device=args.device,
         val_every=args.val_every,
@@ -310,6 +311,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--accel-weight", type=non_negative_float, default=0.0,
         help="weight of the closest mode's acceleration error against the truth's (m/s^2; smoothness)",
+    )  # fmt: skip
+    t.add_argument(
+        "--route-pair-fraction", type=fraction, default=0.0,
+        help="pair steps: share of scenes with a route branch paired as (actual future, route)",
     )  # fmt: skip
     t.add_argument(
         "--init-from", type=Path, default=None, help="start from this checkpoint's weights (fine-tune)"

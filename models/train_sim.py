@@ -95,6 +95,9 @@ class TrainConfig:
         moved_weight: weight, in the shift loss, of agents the plan moves (true shift > 0.5 m at
             8 s) against those it does not; they are about 2 % of agents, so at 1 the term mostly
             teaches "do not move" (:func:`prescient.models.losses.counterfactual_shift_loss`).
+        route_pair_fraction: on pair steps, the share of scenes that have an alternative-route
+            branch trained on exactly (actual future, route): that plan moves few agents (a
+            junction's), so uniform pairs teach its reaction little. 0: pairs drawn uniformly.
         accel_weight: weight of :func:`prescient.models.losses.accel_match_loss` (the closest
             mode's accelerations against the truth's, m/s^2); 0: off.
         init_from: a training checkpoint (``best.pt``) whose weights the run starts from (a
@@ -123,6 +126,7 @@ class TrainConfig:
     shift_weight: float = 1.0
     moved_weight: float = 1.0
     accel_weight: float = 0.0
+    route_pair_fraction: float = 0.0
     init_from: str | None = None
     device: str = "cpu"
 
@@ -320,8 +324,9 @@ def _schedule_config(cfg: TrainConfig) -> dict[str, Any]:
     # saved states still resume.
     if d["moved_weight"] == 1.0:
         d.pop("moved_weight")
-    if d["accel_weight"] == 0.0:
-        d.pop("accel_weight")
+    for key in ("accel_weight", "route_pair_fraction"):
+        if d[key] == 0.0:
+            d.pop(key)
     if d["init_from"] is None:
         d.pop("init_from")
     return d
@@ -332,6 +337,32 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     frac = min(step / max(cfg.max_steps, 1), 1.0)
     lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
     return lr * (step + 1) / 50 if step < 50 else lr
+
+
+def choose_pairs(
+    avail: np.ndarray, rng: np.random.Generator, route: int = -1, route_fraction: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two plans (branch indices, -1: the actual future) each scene of a pair step trains on.
+
+    Args:
+        avail: (B, NB) bool, the branches each scene has.
+        route: index of the alternative-route branch (-1: none asked for).
+        route_fraction: a scene with that branch is paired (actual future, route) with this
+            probability; otherwise, and for every other scene, two distinct plans are drawn
+            uniformly (the same plan twice when the scene has no branch).
+
+    Returns:
+        (a, b), each (B,) int64.
+    """
+    a, b = np.full(len(avail), -1, np.int64), np.full(len(avail), -1, np.int64)
+    for j, row in enumerate(avail):
+        have = np.concatenate([[-1], np.flatnonzero(row)])
+        # The extra draw only when asked for: other runs keep their random stream.
+        if route >= 0 and row[route] and rng.random() < route_fraction:
+            b[j] = route
+        elif have.size >= 2:
+            a[j], b[j] = rng.choice(have, 2, replace=False)
+    return a, b
 
 
 class _Run:
@@ -418,12 +449,8 @@ class _Run:
         """One step on counterfactual pairs: per scene two of its plans (seeded; the actual
         future and one branch when it has a single one, the same plan twice when it has none)."""
         cfg, rng = self.cfg, self.state.rng
-        avail = self.train_set.available(items)
-        a, b = np.full(len(items), -1, np.int64), np.full(len(items), -1, np.int64)
-        for j, row in enumerate(avail):
-            have = np.concatenate([[-1], np.flatnonzero(row)])
-            if have.size >= 2:
-                a[j], b[j] = rng.choice(have, 2, replace=False)
+        route = self.train_set.branch_index("route") if cfg.route_pair_fraction > 0 else -1
+        a, b = choose_pairs(self.train_set.available(items), rng, route, cfg.route_pair_fraction)
         bt = self.train_set.batch(items, branch=a, pair_branch=b)
         both = {k: torch.cat([bt[k], bt[k + "_b"] if k + "_b" in bt else bt[k]]) for k in _INPUTS}
         traj, logits, scale = _forward(self.model, both)

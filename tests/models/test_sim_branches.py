@@ -416,3 +416,23 @@ def test_fine_tune_of_the_shipped_model_from_its_recovered_checkpoint(data_dir: 
     assert res["complete"] and np.isfinite(res["best_val"]["min_ade_m"])
     tuned, _ = load_checkpoint(Path(res["best_checkpoint"]))
     assert not torch.equal(tuned.head[0].weight, start.head[0].weight)
+
+
+def test_route_pair_fraction_pairs_the_actual_future_with_the_route():
+    """With ``route_fraction=1`` every scene that has a route branch is paired (actual future,
+    route); scenes without one keep uniform pairs of distinct plans; at 0 the draws (and so the
+    random stream of older runs) are those of uniform pairs alone."""
+    from prescient.models.train_sim import choose_pairs
+
+    route = KINDS.index("route")
+    avail = np.array([[True, True, True, False]] * 20 + [[True, True, True, True]] * 20)
+    a, b = choose_pairs(avail, np.random.default_rng(0), route, 1.0)
+    assert np.all(a[20:] == -1) and np.all(b[20:] == route)
+    assert np.all(a[:20] != b[:20]) and np.all(b[:20] != route) and np.all(a[:20] != route)
+    half_a, half_b = choose_pairs(avail, np.random.default_rng(0), route, 0.5)
+    paired = (half_a[20:] == -1) & (half_b[20:] == route)
+    assert 0 < paired.sum() < 20
+    u1 = choose_pairs(avail, np.random.default_rng(1))
+    u2 = choose_pairs(avail, np.random.default_rng(1), -1, 0.7)  # no route index: ignored
+    assert all(np.array_equal(x, y) for x, y in zip(u1, u2))
+    assert choose_pairs(np.zeros((2, 4), bool), np.random.default_rng(0))[1].tolist() == [-1, -1]
