@@ -263,7 +263,7 @@ def test_pair_training_with_the_smooth_decoder_and_plan_tokens(
 
     def spy_accel(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         out = real_accel(*args, **kwargs)
-        accels.append(float(out))
+        accels.append(float(out.detach()))
         return out
 
     monkeypatch.setattr(train_sim, "accel_match_loss", spy_accel)
