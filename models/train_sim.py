@@ -425,10 +425,7 @@ class _Run:
             loss, stats = wta_laplace_loss(
                 traj, logits, scale, bt["fut"], bt["fv"], mixture_weight=cfg.mixture_weight
             )
-            if cfg.accel_weight > 0:
-                accel = accel_match_loss(traj, bt["fut"], bt["fv"], self.model.cfg.dt_s)
-                loss = loss + cfg.accel_weight * accel
-                stats["accel_err_mps2"] = float(accel.detach())
+            loss = self._add_accel(loss, stats, traj, bt["fut"], bt["fv"])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -461,13 +458,25 @@ class _Run:
             shift_weight=cfg.shift_weight, mixture_weight=cfg.mixture_weight,
             shift_kwargs={"moved_weight": cfg.moved_weight},
         )  # fmt: skip
-        if cfg.accel_weight > 0:
-            fut = torch.cat([bt["fut"], bt["fut_b"]])
-            fv = torch.cat([bt["fv"], bt["fv_b"]])
-            accel = accel_match_loss(traj, fut, fv, self.model.cfg.dt_s)
-            loss = loss + cfg.accel_weight * accel
-            stats["accel_err_mps2"] = float(accel.detach())
+        loss = self._add_accel(
+            loss, stats, traj, torch.cat([bt["fut"], bt["fut_b"]]), torch.cat([bt["fv"], bt["fv_b"]])
+        )
         return loss, stats
+
+    def _add_accel(
+        self,
+        loss: torch.Tensor,
+        stats: dict[str, Any],
+        traj: torch.Tensor,
+        fut: torch.Tensor,
+        fv: torch.Tensor,
+    ) -> torch.Tensor:
+        """``loss`` plus the acceleration term when ``accel_weight`` asks for it (logged in ``stats``)."""
+        if self.cfg.accel_weight <= 0:
+            return loss
+        accel = accel_match_loss(traj, fut, fv, self.model.cfg.dt_s)
+        stats["accel_err_mps2"] = float(accel.detach())
+        return loss + self.cfg.accel_weight * accel
 
     def _validate(self, metrics: Any, t_s: float) -> None:
         st = self.state
