@@ -181,3 +181,29 @@ class SimSamples:
             fut[slots] = targets_in_agent_frame(xy[keep], valid[keep], pose)
             tvalid[slots] = valid[keep]
         return fut, tvalid
+
+
+def choose_pairs(
+    avail: np.ndarray, rng: np.random.Generator, route: int = -1, route_fraction: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two plans (branch indices, -1: the actual future) each scene of a pair step trains on.
+
+    Args:
+        avail: (B, NB) bool, the branches each scene has.
+        route: index of the alternative-route branch (-1: none asked for).
+        route_fraction: a scene with that branch is paired (actual future, route) with this
+            probability; otherwise, and for every other scene, two distinct plans are drawn
+            uniformly (the same plan twice when the scene has no branch).
+
+    Returns:
+        (a, b), each (B,) int64.
+    """
+    a, b = np.full(len(avail), -1, np.int64), np.full(len(avail), -1, np.int64)
+    for j, row in enumerate(avail):
+        have = np.concatenate([[-1], np.flatnonzero(row)])
+        # The extra draw only when asked for: other runs keep their random stream.
+        if route >= 0 and row[route] and rng.random() < route_fraction:
+            b[j] = route
+        elif have.size >= 2:
+            a[j], b[j] = rng.choice(have, 2, replace=False)
+    return a, b

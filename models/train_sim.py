@@ -44,7 +44,7 @@ from prescient.models.sim_data import (
     list_shards,
     load_shard,
 )
-from prescient.models.sim_samples import SimSamples
+from prescient.models.sim_samples import SimSamples, choose_pairs
 from prescient.models.train_state import TrainState, trim_metrics
 from prescient.service.model_io.config import ModelConfig
 from prescient.service.model_io.manifest import sha256_file
@@ -337,32 +337,6 @@ def lr_at(cfg: TrainConfig, step: int) -> float:
     frac = min(step / max(cfg.max_steps, 1), 1.0)
     lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * frac)))
     return lr * (step + 1) / 50 if step < 50 else lr
-
-
-def choose_pairs(
-    avail: np.ndarray, rng: np.random.Generator, route: int = -1, route_fraction: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """The two plans (branch indices, -1: the actual future) each scene of a pair step trains on.
-
-    Args:
-        avail: (B, NB) bool, the branches each scene has.
-        route: index of the alternative-route branch (-1: none asked for).
-        route_fraction: a scene with that branch is paired (actual future, route) with this
-            probability; otherwise, and for every other scene, two distinct plans are drawn
-            uniformly (the same plan twice when the scene has no branch).
-
-    Returns:
-        (a, b), each (B,) int64.
-    """
-    a, b = np.full(len(avail), -1, np.int64), np.full(len(avail), -1, np.int64)
-    for j, row in enumerate(avail):
-        have = np.concatenate([[-1], np.flatnonzero(row)])
-        # The extra draw only when asked for: other runs keep their random stream.
-        if route >= 0 and row[route] and rng.random() < route_fraction:
-            b[j] = route
-        elif have.size >= 2:
-            a[j], b[j] = rng.choice(have, 2, replace=False)
-    return a, b
 
 
 class _Run:

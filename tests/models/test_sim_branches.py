@@ -422,7 +422,7 @@ def test_route_pair_fraction_pairs_the_actual_future_with_the_route():
     """With ``route_fraction=1`` every scene that has a route branch is paired (actual future,
     route); scenes without one keep uniform pairs of distinct plans; at 0 the draws (and so the
     random stream of older runs) are those of uniform pairs alone."""
-    from prescient.models.train_sim import choose_pairs
+    from prescient.models.sim_samples import choose_pairs
 
     route = KINDS.index("route")
     avail = np.array([[True, True, True, False]] * 20 + [[True, True, True, True]] * 20)
