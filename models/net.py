@@ -234,7 +234,9 @@ class TrajectoryNet(nn.Module):
             self.register_buffer("scale_basis", torch.cat([ones, rate], 1), persistent=False)  # (T, J+1)
             j = pos.shape[1]
             bound = torch.full((j + 1, 1), float(cfg.max_accel_mps2))
-            bound[j] = MAX_DV_MPS
+            # Without the velocity step its two head outputs per mode stay (bound 0) so that
+            # checkpoints of both settings share one shape.
+            bound[j] = MAX_DV_MPS if cfg.basis_velocity_step else 0.0
             self.register_buffer("coef_bound", bound, persistent=False)  # (J+1, 1)
             self.register_buffer("vel_row", (torch.arange(j + 1) == j).float()[:, None], persistent=False)
             self.per_mode = 4 * pos.shape[1] + 5  # accel 2J, dv 2, scale base 2, scale growth 2J, logit
@@ -316,8 +318,9 @@ class TrajectoryNet(nn.Module):
         """Head output (B, N, K, per_mode) -> traj, scale (B, N, K, T, 2), agent frame metres."""
         j = self.basis_pos.shape[1]
         b, n, k, _ = out.shape
-        # Coefficient rows 0..J-1: acceleration at the knots; row J: the velocity change. Both
-        # soft-clamped at once (per-row bounds), then the agent's velocity joins row J.
+        # Coefficient rows 0..J-1: acceleration at the knots; row J: the velocity change at t=0
+        # (bound 0 without cfg.basis_velocity_step). Both soft-clamped at once (per-row bounds),
+        # then the agent's velocity joins row J.
         raw = out[..., : 2 * j + 2].reshape(b, n, k, j + 1, 2)
         coef = self.coef_bound * raw / torch.sqrt(1.0 + (raw * raw).sum(-1, keepdim=True))
         v0 = to_frame(agent_state[..., 4:6], agent_state[..., 2:3], agent_state[..., 3:4])  # (B, N, 2)

@@ -91,6 +91,7 @@ def _run_train(args: argparse.Namespace) -> int:
         shards_in_memory=args.shards_in_memory,
         decoder=args.decoder,
         plan_attention=args.plan_attention,
+        velocity_step=args.velocity_step,
         mixture_weight=args.mixture_weight,
         pair_fraction=args.pair_fraction,
         shift_weight=args.shift_weight,
@@ -296,6 +297,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--decoder", choices=["direct", "basis"], default="direct", help="basis: smooth by construction"
     )
     t.add_argument("--plan-attention", action="store_true", help="agents attend to the ego plan's points")
+    t.add_argument(
+        "--no-velocity-step", dest="velocity_step", action="store_false",
+        help="basis decoder: every mode starts at the agent's current velocity (no jump at t=0)",
+    )  # fmt: skip
     t.add_argument("--mixture-weight", type=non_negative_float, default=0.0, help="full-mixture NLL weight")
     t.add_argument(
         "--pair-fraction", type=fraction, default=0.0,

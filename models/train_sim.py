@@ -83,8 +83,9 @@ class TrainConfig:
         route_plan_fraction: probability a sample uses the route plan instead of the actual future.
         model_size: key of :data:`MODEL_SIZES`.
         num_modes: K.
-        decoder / plan_attention: :class:`~prescient.service.model_io.config.ModelConfig` options
-            (``"basis"``: smooth acceleration decoder; plan tokens each agent attends to).
+        decoder / plan_attention / velocity_step: :class:`~prescient.service.model_io.config.ModelConfig`
+            options (``"basis"``: smooth acceleration decoder; plan tokens each agent attends to;
+            ``basis_velocity_step``: whether a mode may jump off the agent's velocity at t=0).
         mixture_weight: weight of the full-mixture NLL beside the WTA loss (0: WTA only).
         device: ``"cpu"`` or ``"cuda"``: where the model trains and batches are made. Not part of
             the schedule: a state saved on one device resumes on the other (weights then match
@@ -121,6 +122,7 @@ class TrainConfig:
     num_modes: int = 6
     decoder: str = "direct"
     plan_attention: bool = False
+    velocity_step: bool = True
     mixture_weight: float = 0.0
     pair_fraction: float = 0.0
     shift_weight: float = 1.0
@@ -239,7 +241,9 @@ def train(
              len(val_set), len(val_paths))  # fmt: skip
     if len(train_set) == 0 or len(val_set) == 0:
         raise SimDataError(f"empty split: {len(train_set)} train, {len(val_set)} val samples")
-    options = {"decoder": cfg.decoder, "plan_attention": cfg.plan_attention}
+    options = {
+        "decoder": cfg.decoder, "plan_attention": cfg.plan_attention, "basis_velocity_step": cfg.velocity_step,
+    }  # fmt: skip
     model = TrajectoryNet(
         model_config_for(train_set.meta, cfg.model_size, cfg.n_max, cfg.num_modes, **options)
     )
@@ -280,14 +284,16 @@ def train(
 
 
 def _init_weights(model: TrajectoryNet, checkpoint: Path) -> None:
-    """Load a checkpoint's weights into ``model`` (same options; agent slots may differ).
+    """Load a checkpoint's weights into ``model`` (same options; agent slots and the basis
+    decoder's velocity step may differ: the weights have the same shapes).
 
     Raises:
-        SimDataError: its model differs in anything but ``n_max``.
+        SimDataError: its model differs in anything else.
     """
     trained, _ = load_checkpoint(checkpoint)
     ours, theirs = (dataclasses.asdict(c) for c in (model.cfg, trained.cfg))
-    theirs["n_max"] = ours["n_max"]
+    for key in ("n_max", "basis_velocity_step"):
+        theirs[key] = ours[key]
     if theirs != ours:
         diff = ", ".join(sorted(k for k in ours if theirs[k] != ours[k]))
         raise SimDataError(f"--init-from {checkpoint}: model differs in {diff}")
@@ -327,6 +333,8 @@ def _schedule_config(cfg: TrainConfig) -> dict[str, Any]:
     for key in ("accel_weight", "route_pair_fraction"):
         if d[key] == 0.0:
             d.pop(key)
+    if d["velocity_step"]:
+        d.pop("velocity_step")
     if d["init_from"] is None:
         d.pop("init_from")
     return d

@@ -69,10 +69,10 @@ def _basis_d2_bound(cfg: ModelConfig) -> float:
 def test_default_config_keeps_todays_parameter_names_and_old_manifests_load():
     """Defaults are today's net (old checkpoints load); an old manifest dict still parses."""
     old = tiny_config().to_dict()
-    for key in ("decoder", "basis_knot_s", "max_accel_mps2", "plan_attention"):
+    for key in ("decoder", "basis_knot_s", "max_accel_mps2", "plan_attention", "basis_velocity_step"):
         old.pop(key)
     cfg = ModelConfig.from_dict(old)
-    assert (cfg.decoder, cfg.plan_attention) == ("direct", False)
+    assert (cfg.decoder, cfg.plan_attention, cfg.basis_velocity_step) == ("direct", False, True)
     sd = TrajectoryNet(cfg).state_dict()
     assert len(sd) == 118 and {"head.2.weight", "ego_enc.0.weight", "layers.0.qkv.weight"} <= set(sd)
     fingerprint = " ".join(f"{k}:{tuple(v.shape)}" for k, v in sorted(sd.items()))
@@ -163,6 +163,33 @@ def test_basis_decoder_starts_at_current_velocity_and_scales_grow():
     reach = (speed + 3.0) * cfg.dt_s + cfg.max_accel_mps2 * cfg.dt_s**2 / 2
     assert bool((torch.linalg.norm(traj[..., 0, :], dim=-1) <= reach[..., None] + 1e-5).all())
     assert float((scale[..., 1:, :] - scale[..., :-1, :]).min()) >= -1e-5
+
+
+def test_without_velocity_step_every_mode_starts_at_the_agents_velocity():
+    """``basis_velocity_step=False``: the decode is the definition without the jump, so step 1 is
+    within a_max dt^2 / 2 of the straight line at the agent's velocity whatever the head says;
+    with the step (default) the same head output starts up to MAX_DV * dt off it. Same weights."""
+    torch.manual_seed(5)
+    jump = build_tiny_model(decoder="basis")
+    smooth = build_tiny_model(decoder="basis", basis_velocity_step=False)
+    assert {k: v.shape for k, v in jump.state_dict().items()} == {
+        k: v.shape for k, v in smooth.state_dict().items()
+    }
+    cfg, j = smooth.cfg, smooth.basis_pos.shape[1]
+    out = torch.randn(2, 5, cfg.num_modes, smooth.per_mode) * 3
+    state = torch.randn(2, 5, 15)
+    state[..., 2:4] = torch.nn.functional.normalize(state[..., 2:4], dim=-1)
+    traj, scale = smooth._decode_basis(out, state)
+    no_dv = out.clone()
+    no_dv[..., 2 * j : 2 * j + 2] = 0.0  # the velocity row's raw outputs
+    want_traj, want_scale = jump._decode_basis(no_dv, state)
+    torch.testing.assert_close(traj, want_traj, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(scale, want_scale, atol=1e-6, rtol=1e-6)
+    v0 = to_frame(state[..., 4:6], state[..., 2:3], state[..., 3:4])[:, :, None]  # (B, N, 1, 2)
+    off = torch.linalg.norm(traj[..., 0, :] - v0 * cfg.dt_s, dim=-1)
+    assert float(off.max()) <= cfg.max_accel_mps2 * cfg.dt_s**2 / 2 + 1e-5
+    off_jump = torch.linalg.norm(jump._decode_basis(out, state)[0][..., 0, :] - v0 * cfg.dt_s, dim=-1)
+    assert float(off_jump.max()) > 0.5 * MAX_DV_MPS * cfg.dt_s
 
 
 # --- plan tokens ----------------------------------------------------------------------------------

@@ -374,6 +374,15 @@ def test_fine_tune_starts_from_a_checkpoint_and_weights_moved_agents(
     _, meta = load_checkpoint(Path(res["best_checkpoint"]))
     assert meta["init_from_sha256"] == sha256_file(Path(first["best_checkpoint"]))
 
+    # The basis decoder's velocity step may change in a fine-tune (same weight shapes); it is
+    # part of the run's identity only when off, so runs that keep it resume as before.
+    no_step = train(two, tmp_path / "no_step", TrainConfig(**{**cfg.__dict__, "velocity_step": False}))
+    assert no_step["complete"]
+    smooth, smooth_meta = load_checkpoint(Path(no_step["best_checkpoint"]))
+    assert smooth.cfg.basis_velocity_step is False and start.cfg.basis_velocity_step is True
+    assert smooth_meta["train_config"]["velocity_step"] is False
+    assert "velocity_step" not in meta["train_config"]
+
     with pytest.raises(train_sim.SimDataError, match="differs in num_modes"):
         train(two, tmp_path / "bad", TrainConfig(**{**cfg.__dict__, "num_modes": 4}))
     with pytest.raises(train_sim.SimDataError, match="no such checkpoint"):
