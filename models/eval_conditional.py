@@ -1,9 +1,11 @@
-"""Conditional prediction on a simulated scene: does the ego's plan change the predictions?
+"""Conditional prediction on a simulated scene, against the simulator's own answer.
 
 ``prescient eval-conditional`` runs a held-out simulator scene through the onboard pipeline with
-the model, then asks for predictions under two ego plans along the ego's route, "go" (constant
-speed) and "yield" (braking to a stop), and reports how far each agent's probability-weighted 8 s
-position moves between the two, with a picture.
+the model, branches the simulated world at that moment into two ego plans (``keep``: the ego's
+driver as it is; ``stop``: brake to a standstill; :mod:`prescient.sim_sensors.counterfactual`),
+asks the service for predictions under the two ego paths the simulator produced, and compares,
+per tracked agent, how far its probability-weighted 8 s position moves between the plans with
+how far its simulated future really moves. The picture shows both.
 """
 
 from __future__ import annotations
@@ -15,65 +17,42 @@ import numpy as np
 
 from prescient.bus import messages as m
 from prescient.models.eval_sim import load_eval_predictor
-from prescient.models.sim_data import SimDataError
+from prescient.models.sim_data import SimDataError, match_tracks_to_truth
 
-
-def plan_along_route(
-    route_xy_m: np.ndarray, speed_mps: float, stop_after_m: float | None, steps: int, dt_s: float
-) -> np.ndarray:
-    """A timed ego plan along ``route_xy_m``: constant speed ("go"), or braking to stop ("yield").
-
-    Args:
-        route_xy_m: (S, 2) world-frame path starting at the ego.
-        speed_mps: current speed.
-        stop_after_m: None for constant speed; else brake uniformly to stop after this distance.
-        steps: T. dt_s: step.
-
-    Returns:
-        (T, 2) float32 world positions at ``dt_s, 2 dt_s, ...``.
-    """
-    seg = np.linalg.norm(np.diff(route_xy_m, axis=0), axis=1)
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    t_s = dt_s * np.arange(1, steps + 1)
-    if stop_after_m is None:
-        s = speed_mps * t_s
-    else:
-        decel = speed_mps**2 / (2.0 * max(stop_after_m, 0.1))
-        t_stop = speed_mps / max(decel, 1e-6)
-        tt = np.minimum(t_s, t_stop)
-        s = speed_mps * tt - 0.5 * decel * tt**2
-    if cum[-1] > 0 and s.max() > cum[-1]:
-        # Extend the route straight along its last segment.
-        d = (route_xy_m[-1] - route_xy_m[-2]) / max(seg[-1], 1e-6)
-        extra = s.max() - cum[-1] + 1.0
-        route_xy_m = np.vstack([route_xy_m, route_xy_m[-1] + d * extra])
-        cum = np.append(cum, cum[-1] + extra)
-    x = np.interp(s, cum, route_xy_m[:, 0])
-    y = np.interp(s, cum, route_xy_m[:, 1])
-    return np.stack([x, y], -1).astype(np.float32)
+PLANS = ("keep", "stop")
+MATCH_RADIUS_M = 2.0  # a track is the simulated agent within this distance (one-to-one)
 
 
 def conditional_scene(
     model_path: Path, scenario: str = "intersection", seed: int = 100, t_s: float = 12.0, n_agents: int = 40
 ) -> dict[str, Any]:
-    """Run the onboard pipeline with the model on a held-out sim run up to ``t_s``, then ask
-    :meth:`prescient.service.pipeline.Pipeline.conditional` for a "go" and a "yield" ego plan.
+    """Run the onboard pipeline with the model on a held-out sim run up to ``t_s``, branch the
+    world into :data:`PLANS` and ask :meth:`prescient.service.pipeline.Pipeline.conditional` for
+    predictions under the two simulated ego paths.
+
+    The branch starts at the simulator's time after ``t_s``; the request is stamped with the last
+    tick's tracks, at most one 100 ms tick earlier.
 
     Returns:
-        ``{"pipe", "tracks", "ego", "plans" (2, T, 2), "reply" (ConditionalReply), "names"}``.
+        ``{"pipe", "tracks", "ego", "plans" (2, T, 2) world, "reply" (ConditionalReply), "names",
+        "true_paths_m" (2, N, T, 2) world, NaN for tracks without a simulated agent, "true_effect_m"
+        (N,) distance between the two true 8 s positions, NaN likewise}``; N = tracks.
     """
     from prescient.service.pipeline import Pipeline, PipelineConfig
     from prescient.service.raster import RasterConfig, build_spec
     from prescient.sim_sensors import SimConfig, Simulation
+    from prescient.sim_sensors.counterfactual import branch
 
     spec = build_spec(RasterConfig())
     predictor = load_eval_predictor(model_path, spec.fingerprint(), spec.num_channels, threads=2)
     sim = Simulation(SimConfig(scenario=scenario, seed=seed, n_agents=n_agents))
     pipe = Pipeline(sim.map, predictor, PipelineConfig(deadline_guard=False))
     last = None
+    truth: list[m.GroundTruth] = []
     for msgs in sim.run(t_s):
         for msg in msgs:
             if isinstance(msg, m.GroundTruth):
+                truth.append(msg)
                 continue
             pipe.feed(msg)
             tick = pipe.due_tick()
@@ -81,35 +60,69 @@ def conditional_scene(
                 res = pipe.tick(tick)
                 if res is not None:
                     last = res
-    if last is None or pipe.ego is None:
+    if last is None or pipe.ego is None or not truth:
         raise SimDataError(f"{scenario} seed {seed}: no tick within {t_s} s")
-    ego = pipe.ego
-    route = np.vstack([np.asarray(ego.pose[:2])[None], np.asarray(ego.plan_xy_m, np.float64)])
-    speed = max(float(np.linalg.norm(ego.velocity_mps)), 8.0)
     cfg = predictor.cfg
-    go = plan_along_route(route, speed, None, cfg.future_steps, cfg.dt_s)
-    yld = plan_along_route(route, speed, 12.0, cfg.future_steps, cfg.dt_s)
-    plans = np.stack([go, yld])
+    branches = branch(sim, PLANS, horizon_s=cfg.future_steps * cfg.dt_s)
+    plans = np.stack([b.ego_xy[: cfg.future_steps] for b in branches]).astype(np.float32)
     req = m.ConditionalRequest(
         header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST, stamp_ns=int(last.tracks.stamp_ns)),
         request_id=1,
         plans_xy_m=plans,
     )
     reply = pipe.conditional(req)
+    true_paths = _true_paths(last.tracks, truth, branches, cfg.future_steps)
+    true_effect = np.linalg.norm(true_paths[0, :, -1] - true_paths[1, :, -1], axis=-1)
     return {
         "pipe": pipe,
         "tracks": last.tracks,
-        "ego": ego,
+        "ego": pipe.ego,
         "plans": plans,
         "reply": reply,
-        "names": ("go", "yield"),
+        "names": PLANS,
+        "true_paths_m": true_paths,
+        "true_effect_m": true_effect,
     }
+
+
+def _true_paths(tracks: m.Tracks, truth: list[m.GroundTruth], branches: list[Any], steps: int) -> np.ndarray:
+    """(B, N, T, 2) each track's simulated future in each branch (world; NaN: no matched agent, or
+    it leaves the world within the horizon). Tracks are matched to the ground truth nearest in time."""
+    gt = min(truth, key=lambda g: abs(int(g.header.stamp_ns) - int(tracks.stamp_ns)))
+    idx = match_tracks_to_truth(tracks.position_m, gt.position_m, MATCH_RADIUS_M)
+    out = np.full((len(branches), len(tracks.track_id), steps, 2), np.nan)
+    rows = {int(a): r for r, a in enumerate(branches[0].agent_ids)}
+    for n, g in enumerate(idx):
+        r = rows.get(int(gt.agent_id[g])) if g >= 0 else None
+        if r is None or not all(b.valid[r, :steps].all() for b in branches):
+            continue
+        for k, b in enumerate(branches):
+            out[k, n] = b.xy[r, :steps]
+    return out
 
 
 def plan_effect_m(reply: m.ConditionalReply) -> np.ndarray:
     """Per track: distance (m) at 8 s between the probability-weighted mean predictions of plan 0 and 1."""
     mean = np.einsum("bnk,bnktc->bntc", reply.mode_probs, reply.trajectories_m)  # (B, N, T, 2)
     return np.linalg.norm(mean[0, :, -1] - mean[1, :, -1], axis=-1)
+
+
+def scene_report(scene: dict[str, Any], react_m: float = 1.0, still_m: float = 0.1) -> str:
+    """One line per track the plan moves (predicted or true 8 s shift > ``react_m``), then the
+    phantom reactions: tracks whose true shift is under ``still_m`` but predicted over ``react_m``
+    (the definitions of :mod:`prescient.models.eval_counterfactual`)."""
+    pred, true = plan_effect_m(scene["reply"]), scene["true_effect_m"]
+    ids = scene["tracks"].track_id
+    lines = [
+        f"{len(pred)} tracks, {int(np.isfinite(true).sum())} matched to a simulated agent present "
+        f"throughout; 8 s shift {scene['names'][0]} vs {scene['names'][1]}, predicted / true (m):"
+    ]
+    for n in np.argsort(-np.maximum(pred, np.nan_to_num(true))):
+        if pred[n] > react_m or np.nan_to_num(true[n]) > react_m:
+            lines.append(f"  track {int(ids[n])}: {pred[n]:.1f} / {true[n]:.1f}")
+    phantom = int(((np.nan_to_num(true, nan=np.inf) < still_m) & (pred > react_m)).sum())
+    lines.append(f"phantom reactions (true < {still_m:g} m, predicted > {react_m:g} m): {phantom}")
+    return "\n".join(lines)
 
 
 MOVED_M = 1.0  # an agent whose 8 s mean moves more than this between plans is drawn per plan
@@ -130,6 +143,7 @@ def _view_box(
     Args: ego_xy_m (2,); plans_m (B, T, 2); moved_paths_m (B, M, T, 2).
     """
     pts = np.concatenate([ego_xy_m[None], plans_m.reshape(-1, 2), moved_paths_m.reshape(-1, 2)])
+    pts = pts[np.isfinite(pts).all(axis=1)]  # true paths are NaN for tracks without an agent
     lo, hi = pts.min(0) - margin_m, pts.max(0) + margin_m
     mid, half = (lo + hi) / 2, np.maximum((hi - lo) / 2, 20.0)
     lo = np.maximum(mid - half, ego_xy_m - 2 * radius_m)
@@ -138,7 +152,9 @@ def _view_box(
 
 
 def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.0) -> Path:
-    """Picture: map, ego plans and the affected agents' predictions under each plan."""
+    """Picture: map, both simulated ego plans, and for every agent whose predicted or true 8 s
+    position moves more than :data:`MOVED_M` between them, its prediction (thick) and its
+    simulated future (thin, dotted) under each plan."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,11 +169,12 @@ def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.
     )
     vmap = pipe.rasterizer.vector_map if hasattr(pipe.rasterizer, "vector_map") else None
     ex, ey = float(ego.pose[0]), float(ego.pose[1])
-    effect = plan_effect_m(reply)
+    effect, true_effect, true_paths = plan_effect_m(reply), scene["true_effect_m"], scene["true_paths_m"]
     mean = np.einsum("bnk,bnktc->bntc", reply.mode_probs, reply.trajectories_m)
     near = np.linalg.norm(tracks.position_m - np.array([ex, ey]), axis=1) < radius_m
-    moved = near & (effect > MOVED_M)
-    lo, hi = _view_box(np.array([ex, ey]), plans, mean[:, moved], radius_m)
+    moved = near & ((effect > MOVED_M) | (np.nan_to_num(true_effect) > MOVED_M))
+    paths = np.concatenate([mean[:, moved], true_paths[:, moved]], axis=1)
+    lo, hi = _view_box(np.array([ex, ey]), plans, paths, radius_m)
     w_in = 10.0
     h_in = float(np.clip(w_in * (hi[1] - lo[1]) / (hi[0] - lo[0]), 4.0, 10.0))
     fig, ax = plt.subplots(figsize=(w_in, h_in), dpi=100)
@@ -175,22 +192,24 @@ def plot_conditional(scene: dict[str, Any], out_png: Path, radius_m: float = 60.
             ax.plot(mean[b, n, :, 0], mean[b, n, :, 1], color=colors[b], lw=2.2, zorder=2,
                     ls="-" if b == 0 else "--")  # fmt: skip
             ax.scatter(mean[b, n, -1:, 0], mean[b, n, -1:, 1], s=30, color=colors[b], zorder=3)
+            ax.plot(true_paths[b, n, :, 0], true_paths[b, n, :, 1], color=colors[b], lw=1.4, ls=":", zorder=2)
+            ax.scatter(true_paths[b, n, -1:, 0], true_paths[b, n, -1:, 1], s=18, marker="x", color=colors[b])
     ax.scatter(
         tracks.position_m[near, 0], tracks.position_m[near, 1], s=12, color="k", zorder=3, label="agents"
     )
     ax.scatter([ex], [ey], s=60, marker="s", color="tab:blue", zorder=4, label="ego")
-    top = np.argsort(-effect)[:3]
-    for n in top:
-        if near[n]:
-            ax.annotate(f"{effect[n]:.1f} m", tracks.position_m[n], fontsize=8, color="purple")
+    for n in np.flatnonzero(moved):
+        true_txt = "?" if np.isnan(true_effect[n]) else f"{true_effect[n]:.1f}"
+        ax.annotate(f"{effect[n]:.1f} / {true_txt}", tracks.position_m[n], fontsize=8, color="purple")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(
-        f"{reply.model_id}: predictions (prob-weighted mean, 8 s) under two ego plans\n"
-        f"coloured: agents whose 8 s prediction moves > {MOVED_M:.0f} m between plans "
-        f"(solid: {scene['names'][0]}, dashed: {scene['names'][1]}); largest shift {effect.max():.1f} m",
+        f"{reply.model_id}: predictions (prob-weighted mean, 8 s) under two simulated ego plans\n"
+        f"coloured: agents whose predicted or true 8 s position moves > {MOVED_M:.0f} m between plans\n"
+        f"solid: {scene['names'][0]}, dashed: {scene['names'][1]}, dotted and x: simulated truth; "
+        f"labels: predicted / true shift (m)",
         fontsize=9,
     )
     out_png.parent.mkdir(parents=True, exist_ok=True)

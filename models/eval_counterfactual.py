@@ -7,7 +7,11 @@ the probability-weighted mean path's 8 s point is compared (agent frame):
 
 * reacting agents (true 8 s points more than ``react_m`` apart): **reaction capture**, the ratio of
   the predicted shift's length to the true shift's, and the cosine between the two shifts;
-* unaffected agents (true points within ``still_m``): the predicted shift, which should be ~0;
+* unaffected agents (true points within ``still_m``): the predicted shift, which should be ~0,
+  and the share of them whose predicted shift exceeds ``react_m`` (**phantom reactions**: a planner
+  would read the agent as reacting to its plan, e.g. the car in the next lane instead of the one
+  behind the ego); the median alone hides them;
+* the share of reacting agents whose predicted shift is under half the true one (**missed**);
 * minADE_6 at 8 s under the plan that happened, and under the *other* plan of the pair (a model
   that ignores the plan scores the same on both).
 """
@@ -103,6 +107,9 @@ def _summary(r: dict[str, np.ndarray], react_m: float, still_m: float) -> dict[s
         "cosine_median": med(cos),
         "true_shift_median_m": med(true_len[react]),
         "unaffected_pred_shift_median_m": med(pred_len[still]),
+        "unaffected_pred_shift_p95_m": float(np.percentile(pred_len[still], 95)) if still.any() else None,
+        "phantom_share": float((pred_len[still] > react_m).mean()) if still.any() else None,
+        "missed_share": float((pred_len[react] < 0.5 * true_len[react]).mean()) if react.any() else None,
         "min_ade_own_plan_m": med(r["ade_own"][react]),
         "min_ade_other_plan_m": med(r["ade_other"][react]),
     }
@@ -114,8 +121,9 @@ def format_report(rep: dict[str, Any]) -> str:
         f"unaffected: < {rep['still_m']:g} m)",
         "",
         "| plans | agents | reacting | capture ratio (median) | cosine (median) | true shift m | "
-        "unaffected: predicted shift m | reacting minADE_6 own plan / other plan m |",
-        "|---|---|---|---|---|---|---|---|",
+        "unaffected: predicted shift m (median / p95) | phantom share | missed share | "
+        "reacting minADE_6 own plan / other plan m |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def f(v: float | None) -> str:
@@ -124,7 +132,8 @@ def format_report(rep: dict[str, Any]) -> str:
     for pair, s in rep["pairs"].items():
         lines.append(
             f"| {pair} | {s['agents']} | {s['reacting']} | {f(s['capture_ratio_median'])} | {f(s['cosine_median'])} | "
-            f"{f(s['true_shift_median_m'])} | {f(s['unaffected_pred_shift_median_m'])} | "
+            f"{f(s['true_shift_median_m'])} | {f(s['unaffected_pred_shift_median_m'])} / "
+            f"{f(s.get('unaffected_pred_shift_p95_m'))} | {f(s.get('phantom_share'))} | {f(s.get('missed_share'))} | "
             f"{f(s['min_ade_own_plan_m'])} / {f(s['min_ade_other_plan_m'])} |"
         )
     return "\n".join(lines)

@@ -293,16 +293,20 @@ def test_reaction_capture_summary_on_hand_made_shifts():
     from prescient.models.eval_counterfactual import _summary
 
     r = {
-        "true": np.array([[10.0, 0.0], [0.0, 4.0], [0.05, 0.0]]),
-        "pred": np.array([[5.0, 0.0], [0.0, -4.0], [0.3, 0.0]]),
-        "ade_own": np.array([1.0, 2.0, 3.0]),
-        "ade_other": np.array([3.0, 4.0, 5.0]),
+        "true": np.array([[10.0, 0.0], [0.0, 4.0], [0.05, 0.0], [0.0, 0.0]]),
+        "pred": np.array([[4.0, 0.0], [0.0, -4.0], [0.3, 0.0], [0.0, 6.0]]),
+        "ade_own": np.array([1.0, 2.0, 3.0, 3.0]),
+        "ade_other": np.array([3.0, 4.0, 5.0, 5.0]),
     }
     s = _summary(r, react_m=1.0, still_m=0.1)
-    assert (s["reacting"], s["unaffected"]) == (2, 1)
-    assert s["capture_ratio_median"] == pytest.approx(0.75)  # 0.5 and 1.0
+    assert (s["reacting"], s["unaffected"]) == (2, 2)
+    assert s["capture_ratio_median"] == pytest.approx(0.7)  # 0.4 and 1.0
     assert s["cosine_median"] == pytest.approx(0.0)  # +1 and -1
-    assert s["unaffected_pred_shift_median_m"] == pytest.approx(0.3)
+    assert s["unaffected_pred_shift_median_m"] == pytest.approx(3.15)  # 0.3 and 6
+    assert s["unaffected_pred_shift_p95_m"] == pytest.approx(0.3 + 0.95 * 5.7)
+    # the agent that should not move but is predicted to move 6 m is a phantom reaction; the one
+    # predicted to move 4 of its true 10 m is missed (under half)
+    assert (s["phantom_share"], s["missed_share"]) == (0.5, 0.5)
     assert (s["min_ade_own_plan_m"], s["min_ade_other_plan_m"]) == (1.5, 3.5)
 
 
