@@ -33,7 +33,11 @@ import onnxruntime as ort
 
 from prescient.bus.errors import StartupError
 from prescient.service.model_io.baselines import constant_velocity_predictions
-from prescient.service.model_io.calibration import calibrate_probs, temperatures_from_manifest
+from prescient.service.model_io.calibration import (
+    calibrate_probs,
+    temperatures_from_manifest,
+    top_maps_from_manifest,
+)
 from prescient.service.model_io.config import INPUT_NAMES, OUTPUT_NAMES, ModelConfig
 from prescient.service.model_io.features import (
     AgentInputs,
@@ -220,8 +224,9 @@ class OnnxPredictor:
         self.intra_op_threads = int(intra_op_threads)
         self.precision: str = str(manifest.get("precision", DEFAULT_PRECISION))
         self.optimization_level = optimization_level
-        try:  # per-class temperatures of the mode probabilities (None: uncalibrated)
+        try:  # per-class temperatures of the mode probabilities (None: uncalibrated), top-label maps
             self.prob_temperature = temperatures_from_manifest(manifest)
+            self.prob_top_maps = top_maps_from_manifest(manifest)
         except ValueError as e:
             raise ModelLoadError(f"manifest {manifest_path.name}: {e}") from e
         self._batch_symbolic = not isinstance(manifest["inputs"][0]["shape"][0], int)
@@ -405,7 +410,7 @@ class OnnxPredictor:
     def calibrate(self, probs: np.ndarray, class_id: np.ndarray) -> Float32Array:
         """The model's mode probabilities (A, K) of agents of ``class_id`` (A,), calibrated per
         class as the manifest says (:mod:`prescient.service.model_io.calibration`)."""
-        return calibrate_probs(probs, class_id, self.prob_temperature)
+        return calibrate_probs(probs, class_id, self.prob_temperature, self.prob_top_maps)
 
 
 def load_service_predictor(
