@@ -14,9 +14,9 @@ Classes with many validation agents may also carry a **top-label map** (Gupta & 
 after tempering, the most likely mode's probability ``p`` becomes ``f(p)``, a nondecreasing
 piecewise-linear map fitted to how often "the top mode ended closest" at each ``p``
 (:func:`prescient.models.calibrate.fit_top_map`), and the other modes share ``1 - f(p)`` in
-their tempered proportions. A temperature cannot straighten
-a reliability curve that is under-confident in one range and over-confident in another; the map
-can, given enough data to fit it. The top mode stays the top mode::
+their tempered proportions. A temperature cannot straighten a reliability curve that is
+under-confident in one range and over-confident in another; the map can, given enough data to
+fit it. The top mode stays the top mode::
 
     "top_isotonic": {"<class id>": {"knots": [0.0, ..., 1.0], "values": [...]}, ...}
 """
