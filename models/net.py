@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from prescient.models.net_scorer import ModeScorer
 from prescient.service.model_io.config import EGO_FEATURES, HIST_FEATURES, STATE_FEATURES, ModelConfig
 
 MASK_LOGIT = -1.0e4  # finite, so fully masked rows stay NaN-free in every runtime
@@ -243,6 +244,8 @@ class TrajectoryNet(nn.Module):
         else:
             self.per_mode = 4 * t + 1  # positions 2T, scales 2T, logit
         self.head = mlp([d + d, 2 * d, k * self.per_mode])
+        if cfg.mode_scorer:  # new names only when on: checkpoints without it keep theirs
+            self.scorer = ModeScorer(d, cfg.stage_channels[-2 if len(cfg.stage_channels) > 1 else -1], t)
         (a, b_, c0), (d0, e0, f0) = cfg.raster_from_ego
         h_px, w_px = cfg.raster_hw
         # grid_sample (align_corners=False) wants x = 2*col/W - 1, y = 2*row/H - 1.
@@ -368,15 +371,19 @@ class TrajectoryNet(nn.Module):
             if plan_kv is not None:
                 tokens = torch.cat([tokens[:, :1], self.plan_layers[i](tokens[:, 1:], *plan_kv)], dim=1)
 
-        out = self.head(torch.cat([self.head_norm(tokens[:, 1:]), agent_tok], dim=-1))
+        token = self.head_norm(tokens[:, 1:])
+        out = self.head(torch.cat([token, agent_tok], dim=-1))
         k, t = cfg.num_modes, cfg.future_steps
         out = out.reshape(b, n, k, self.per_mode)
         logits = out[..., -1]
         if cfg.decoder == "basis":
             traj, scale = self._decode_basis(out, agent_state)
-            return traj, logits, scale
-        traj = out[..., : 2 * t].reshape(b, n, k, t, 2)
-        scale = F.softplus(out[..., 2 * t : 4 * t].reshape(b, n, k, t, 2)) + MIN_SCALE_M
+        else:
+            traj = out[..., : 2 * t].reshape(b, n, k, t, 2)
+            scale = F.softplus(out[..., 2 * t : 4 * t].reshape(b, n, k, t, 2)) + MIN_SCALE_M
+        if cfg.mode_scorer:
+            fmap = feats[-2 if len(feats) > 1 else -1]
+            logits = self.scorer(token, traj, logits, agent_state, fmap, self.grid_from_ego, cfg.dt_s)
         return traj, logits, scale
 
     def forward(

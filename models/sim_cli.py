@@ -97,6 +97,8 @@ def _run_train(args: argparse.Namespace) -> int:
         accel_weight=args.accel_weight,
         route_pair_fraction=args.route_pair_fraction,
         init_from=None if args.init_from is None else str(args.init_from),
+        mode_scorer=args.mode_scorer,
+        train_only=args.train_only,
         device=args.device,
         val_every=args.val_every,
         val_max_samples=args.val_max_samples,
@@ -196,6 +198,23 @@ def _run_eval_counterfactual(args: argparse.Namespace) -> int:
         raise StartupError(str(e)) from e
     report["model"] = str(args.model)
     _report(format_report(report), report, args.out)
+    return 0
+
+
+def _run_eval_floor(args: argparse.Namespace) -> int:
+    from prescient.models.eval_floor import evaluate_floor, format_floor, summarize
+    from prescient.models.sim_data import SimDataError
+
+    if args.model is not None:
+        require_file(args.model, "model")
+    try:
+        scores = evaluate_floor(args.data, args.model, rollouts=args.rollouts, every=args.every)
+    except SimDataError as e:
+        raise StartupError(str(e)) from e
+    summary = summarize(scores)
+    report = {"data": str(args.data), "model": None if args.model is None else str(args.model),
+              "rollouts": args.rollouts, "every": args.every, "summary": summary}  # fmt: skip
+    _report(format_floor(summary, args.rollouts), report, args.out)
     return 0
 
 
@@ -319,6 +338,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--init-from", type=Path, default=None, help="start from this checkpoint's weights (fine-tune)"
     )
     t.add_argument(
+        "--mode-scorer", action="store_true",
+        help="each mode's probability also sees its own path and the raster features under it",
+    )  # fmt: skip
+    t.add_argument(
+        "--train-only", choices=["scorer"], default=None,
+        help="train the mode scorer alone (with --init-from); the rest stays as loaded",
+    )  # fmt: skip
+    t.add_argument(
         "--shards-in-memory", type=non_negative_int, default=0,
         help="0: load every shard; N: read shards on demand, at most N in memory (large datasets)",
     )  # fmt: skip
@@ -381,6 +408,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             e.add_argument("--data", type=Path, default=DEFAULT_AV2)
             e.add_argument("--work-dir", type=output_dir, default=None, help="keep imported MCAP logs here")
         e.set_defaults(func=fn)
+
+    f = subparsers.add_parser(
+        "eval-floor",
+        help="how predictable the held-out sim futures are: the simulator's own resampled futures vs the model and CV",
+    )
+    f.add_argument("--data", type=Path, required=True, help="held-out shards (prescient data generate)")
+    f.add_argument("--model", type=Path, default=None, help="also score this model on the same agents")
+    f.add_argument("--rollouts", type=positive_int, default=32, help="resampled futures per sample")
+    f.add_argument("--every", type=positive_int, default=4, help="use every N-th sample of each run")
+    f.add_argument("--out", type=output_path, default=None, help="write the report JSON here")
+    f.set_defaults(func=_run_eval_floor)
 
     c = subparsers.add_parser(
         "eval-conditional",

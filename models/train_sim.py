@@ -46,6 +46,7 @@ from prescient.models.sim_data import (
 )
 from prescient.models.sim_samples import SimSamples, choose_pairs
 from prescient.models.train_state import TrainState, trim_metrics
+from prescient.models.train_validate import _INPUTS, _forward, freeze_for, is_better, set_train_mode, validate
 from prescient.service.model_io.config import ModelConfig
 from prescient.service.model_io.manifest import sha256_file
 
@@ -102,7 +103,12 @@ class TrainConfig:
         accel_weight: weight of :func:`prescient.models.losses.accel_match_loss` (the closest
             mode's accelerations against the truth's, m/s^2); 0: off.
         init_from: a training checkpoint (``best.pt``) whose weights the run starts from (a
-            fine-tune; its model options must match), None: seeded random weights.
+            fine-tune; its model options must match, except that a model with ``mode_scorer``
+            may start from one without), None: seeded random weights.
+        mode_scorer: :class:`~prescient.service.model_io.config.ModelConfig` ``mode_scorer``.
+        train_only: ``"scorer"``: train the mode scorer alone (needs ``init_from``); every
+            other weight and BatchNorm statistic stays as loaded, and the checkpoint kept is the
+            one with the lowest validation mode cross-entropy. None: train everything.
     """
 
     seed: int = 0
@@ -130,6 +136,8 @@ class TrainConfig:
     accel_weight: float = 0.0
     route_pair_fraction: float = 0.0
     init_from: str | None = None
+    mode_scorer: bool = False
+    train_only: str | None = None
     device: str = "cpu"
 
 
@@ -165,45 +173,6 @@ def split_runs(shards: list[Path], val_fraction: float, seed: int) -> tuple[list
     return train, val
 
 
-_INPUTS = ("raster", "agent_hist", "agent_state", "agent_valid", "ego_state", "ego_plan")
-
-
-def _forward(model: TrajectoryNet, bt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    return model.forward_logits(
-        bt["raster"], bt["agent_hist"], bt["agent_state"], bt["agent_valid"], bt["ego_state"], bt["ego_plan"]
-    )
-
-
-@torch.no_grad()
-def validate(model: TrajectoryNet, data: SimSamples, items: list[int], batch_size: int) -> dict[str, float]:
-    """Mean loss terms and minADE_K / minFDE_K (metres, over agents with a full 8 s future)."""
-    model.eval()
-    tot: dict[str, float] = {"loss": 0.0, "nll": 0.0, "ce": 0.0}
-    ade_sum = fde_sum = 0.0
-    n_full = 0
-    n_batches = 0
-    for k in range(0, len(items), batch_size):
-        bt = data.batch(items[k : k + batch_size])
-        traj, logits, scale = _forward(model, bt)
-        loss, stats = wta_laplace_loss(traj, logits, scale, bt["fut"], bt["fv"])
-        tot["loss"] += float(loss)
-        tot["nll"] += stats["nll"]
-        tot["ce"] += stats["ce"]
-        n_batches += 1
-        full = bt["fv"].min(-1).values > 0  # (B, N)
-        err = torch.linalg.norm(traj - bt["fut"][:, :, None], dim=-1)  # (B, N, K, T)
-        ade = err.mean(-1).min(-1).values
-        fde = err[..., -1].min(-1).values
-        ade_sum += float(ade[full].sum())
-        fde_sum += float(fde[full].sum())
-        n_full += int(full.sum())
-    out = {k: v / max(n_batches, 1) for k, v in tot.items()}
-    out["min_ade_m"] = ade_sum / max(n_full, 1)
-    out["min_fde_m"] = fde_sum / max(n_full, 1)
-    out["agents"] = float(n_full)
-    return out
-
-
 def train(
     data_dir: Path,
     out_dir: Path,
@@ -231,6 +200,8 @@ def train(
     cfg = cfg or TrainConfig()
     if cfg.init_from is not None and not Path(cfg.init_from).is_file():
         raise SimDataError(f"--init-from {cfg.init_from}: no such checkpoint")  # before loading data
+    if cfg.train_only is not None and cfg.init_from is None:
+        raise SimDataError(f"--train-only {cfg.train_only} needs --init-from: the rest of the model stays as loaded")
     torch.manual_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = list_shards(data_dir)
@@ -243,6 +214,7 @@ def train(
         raise SimDataError(f"empty split: {len(train_set)} train, {len(val_set)} val samples")
     options = {
         "decoder": cfg.decoder, "plan_attention": cfg.plan_attention, "basis_velocity_step": cfg.velocity_step,
+        "mode_scorer": cfg.mode_scorer,
     }  # fmt: skip
     model = TrajectoryNet(
         model_config_for(train_set.meta, cfg.model_size, cfg.n_max, cfg.num_modes, **options)
@@ -250,7 +222,11 @@ def train(
     if cfg.init_from is not None:
         _init_weights(model, Path(cfg.init_from))
     model = model.to(cfg.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    try:
+        params = freeze_for(model, cfg.train_only)
+    except ValueError as e:
+        raise SimDataError(str(e)) from e
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     identity = {"train_config": _schedule_config(cfg), "train_runs": [p.stem for p in train_paths]}
     state = TrainState.start(cfg.seed, _sample_order(train_set, cfg.shards_in_memory))
     last_path = out_dir / "last.pt"
@@ -285,19 +261,24 @@ def train(
 
 def _init_weights(model: TrajectoryNet, checkpoint: Path) -> None:
     """Load a checkpoint's weights into ``model`` (same options; agent slots and the basis
-    decoder's velocity step may differ: the weights have the same shapes).
+    decoder's velocity step may differ: the weights have the same shapes; a model with the mode
+    scorer may start from one without, its scorer then starts at zero output).
 
     Raises:
         SimDataError: its model differs in anything else.
     """
     trained, _ = load_checkpoint(checkpoint)
     ours, theirs = (dataclasses.asdict(c) for c in (model.cfg, trained.cfg))
-    for key in ("n_max", "basis_velocity_step"):
+    keys = ["n_max", "basis_velocity_step"] + (["mode_scorer"] if ours["mode_scorer"] else [])
+    for key in keys:
         theirs[key] = ours[key]
     if theirs != ours:
         diff = ", ".join(sorted(k for k in ours if theirs[k] != ours[k]))
         raise SimDataError(f"--init-from {checkpoint}: model differs in {diff}")
-    model.load_state_dict(trained.state_dict())
+    missing, unexpected = model.load_state_dict(trained.state_dict(), strict=False)
+    new = [k for k in missing if not (trained.cfg.mode_scorer is False and k.startswith("scorer."))]
+    if new or unexpected:
+        raise SimDataError(f"--init-from {checkpoint}: weights missing {new[:3]}, unexpected {unexpected[:3]}")
 
 
 def _open_shards(paths: list[Path], shards_in_memory: int) -> list[Any]:
@@ -335,6 +316,9 @@ def _schedule_config(cfg: TrainConfig) -> dict[str, Any]:
             d.pop(key)
     if d["velocity_step"]:
         d.pop("velocity_step")
+    for key in ("mode_scorer", "train_only"):
+        if not d[key]:
+            d.pop(key)
     if d["init_from"] is None:
         d.pop("init_from")
     return d
@@ -395,7 +379,7 @@ class _Run:
         lr = lr_at(cfg, st.step)
         for g in self.opt.param_groups:
             g["lr"] = lr
-        self.model.train()
+        set_train_mode(self.model, cfg.train_only)
         # The draw happens only when pairs are asked for: the default run's random stream (and
         # so its weights) stays what it was.
         if cfg.pair_fraction > 0 and st.rng.random() < cfg.pair_fraction:
@@ -466,7 +450,7 @@ class _Run:
         metrics.write(json.dumps({"step": st.step, "t_s": round(t_s, 1), "val": val}) + "\n")
         metrics.flush()
         log.info("step %d val %s", st.step, json.dumps({k: round(v, 3) for k, v in val.items()}))
-        if st.best is None or val["min_ade_m"] < st.best["min_ade_m"]:
+        if is_better(val, st.best, self.cfg.train_only):
             st.best, st.best_step = val, st.step
             save_checkpoint(self.out_dir / "best.pt", self.model, {**self.meta, "step": st.step, "val": val})
 

@@ -155,8 +155,11 @@ def _plan_array(sim: Simulation, plan: Plan, route: tuple[int, int] | None) -> n
     return out
 
 
-def _rollout(sim: Simulation, plan: Plan, rows: np.ndarray, ids: np.ndarray, n_samples: int, route) -> Branch:
-    """Run ``sim`` (at the branch state) under ``plan`` until ``n_samples`` 0.1 s samples are taken."""
+def rollout(
+    sim: Simulation, plan: Plan, rows: np.ndarray, ids: np.ndarray, n_samples: int, route: tuple[int, int] | None = None
+) -> Branch:
+    """Run ``sim`` on (from its state now; not restored) under ``plan`` until ``n_samples`` 0.1 s
+    samples are taken, recording agents ``rows`` (with ``ids``; see :func:`branch` for the order)."""
     t0_ns = sim.time_ns
     sim.ego_plan[:] = _plan_array(sim, plan, route)
     N = len(rows)
@@ -251,7 +254,7 @@ def branch(sim: Simulation, plans: Sequence[Plan | str], horizon_s: float = 8.0)
         for k, p in enumerate(plans_):  # keep first: route plans need its lanes
             if p.kind == "keep":
                 sim.restore_state(state)
-                out[k] = keep = _rollout(sim, p, rows, ids, n_samples, None)
+                out[k] = keep = rollout(sim, p, rows, ids, n_samples, None)
         for k, p in enumerate(plans_):
             if p.kind == "keep":
                 continue
@@ -259,10 +262,10 @@ def branch(sim: Simulation, plans: Sequence[Plan | str], horizon_s: float = 8.0)
             if p.kind == "route":
                 if keep is None:
                     sim.restore_state(state)
-                    keep = _rollout(sim, Plan("keep"), rows, ids, n_samples, None)
+                    keep = rollout(sim, Plan("keep"), rows, ids, n_samples, None)
                 route = alternative_route(sim, keep.lanes_visited)
             sim.restore_state(state)
-            b = _rollout(sim, p, rows, ids, n_samples, route)
+            b = rollout(sim, p, rows, ids, n_samples, route)
             b.applied = p.kind != "route" or route is not None
             out[k] = b
     finally:

@@ -54,6 +54,26 @@ class SignalClock:
             start = md.ped_start_s[lane]
             cross[lane] = phase - start if start <= phase < md.ped_end_s[lane] else -1.0
 
+    @property
+    def offsets_s(self) -> tuple[float, ...]:
+        """Each signal group's plan offset (s): its cycle starts green at ``offset + k * cycle``."""
+        return tuple(self._offsets)
+
+    def set_offsets(self, offsets_s: tuple[float, ...]) -> None:
+        """Replace every group's offset (s) (see :attr:`offsets_s`)."""
+        if len(offsets_s) != len(self._offsets):
+            raise ValueError(f"{len(offsets_s)} offsets for {len(self._offsets)} signal groups")
+        self._offsets = [float(o) for o in offsets_s]
+
+    def redraw_phase(self, t_s: float, rng: np.random.Generator) -> None:
+        """Each group keeps its colour at ``t_s``; how long it has shown that colour is drawn anew
+        (uniform over the colour's window): what a road user who just arrived knows of the light."""
+        for g, (green, yellow, red) in enumerate(self._plans):
+            cycle = green + yellow + red
+            phase = (t_s - self._offsets[g]) % cycle
+            lo, hi = (0.0, green) if phase < green else ((green, green + yellow) if phase < green + yellow else (green + yellow, cycle))
+            self._offsets[g] += phase - float(rng.uniform(lo, hi))
+
     def _group_state(self, g: int, t_s: float) -> int:
         """LightState of group ``g`` at ``t_s``: GREEN, YELLOW, then RED."""
         green, yellow, red = self._plans[g]

@@ -38,7 +38,7 @@ from prescient.sim_sensors.config import (
     SensorSuite,
     SimConfig,
 )
-from prescient.sim_sensors.lanes import lane_graph
+from prescient.sim_sensors.lanes import LaneGraph, lane_graph
 from prescient.sim_sensors.layout import (
     A_ATTR,
     A_CLS,
@@ -86,6 +86,7 @@ from prescient.sim_sensors.layout import (
     agent_records,
 )
 from prescient.sim_sensors.maps import MapData, build_map_data
+from prescient.sim_sensors.rng import agent_state
 from prescient.sim_sensors.scenario_file import Placement, Scene
 from prescient.sim_sensors.sensors import SensorRig
 from prescient.sim_sensors.signals import SignalClock
@@ -100,7 +101,8 @@ class SimState:
     """Everything the world's physics depends on at one instant (not the sensors' frame queue).
 
     Made by :meth:`Simulation.save_state`, put back by :meth:`Simulation.restore_state`; copies, so
-    the simulation may run on after saving. Signals are a function of ``time_ns`` and are not kept.
+    the simulation may run on after saving. Signals are a function of ``time_ns`` and of their
+    plans' offsets, which are kept (:func:`prescient.sim_sensors.resample.resample` may move them).
 
     Attributes:
         time_ns: sim time.
@@ -110,6 +112,7 @@ class SimState:
         ego_plan: (NE,) float64 ego plan override.
         spawn_rng: the spawner's numpy bit generator state.
         spawned, next_id: the spawner's counters.
+        signal_offsets_s: each signal group's plan offset (s).
     """
 
     time_ns: int
@@ -121,6 +124,7 @@ class SimState:
     spawn_rng: dict[str, Any]
     spawned: int
     next_id: int
+    signal_offsets_s: tuple[float, ...] = ()
 
 
 def capture_time_ns(k_frame: int, rate_hz: float) -> int:
@@ -310,6 +314,7 @@ class Simulation:
             spawn_rng=copy.deepcopy(dict(sp.rng.bit_generator.state)),
             spawned=sp.spawned,
             next_id=sp._next_id,
+            signal_offsets_s=self._signals.offsets_s,
         )
 
     def restore_state(self, state: SimState) -> None:
@@ -330,6 +335,8 @@ class Simulation:
         sp.rng.bit_generator.state = copy.deepcopy(state.spawn_rng)
         sp.spawned = state.spawned
         sp._next_id = state.next_id
+        if state.signal_offsets_s:
+            self._signals.set_offsets(state.signal_offsets_s)
 
     @property
     def ego_plan(self) -> np.ndarray:
@@ -339,6 +346,28 @@ class Simulation:
         does so inside branches and puts it back.
         """
         return self._ego_override
+
+    def reseed(self, seed: int, rows: np.ndarray) -> None:
+        """New random streams from now on for agent ``rows`` (each its own, from ``seed`` and its
+        id) and for the spawner; the state is otherwise unchanged (see
+        :func:`prescient.sim_sensors.resample.resample`)."""
+        for r in np.asarray(rows, np.int64).tolist():
+            self._krng[r] = agent_state(seed, int(self.I[r, I_ID]))
+        self._spawner.rng.bit_generator.state = np.random.default_rng(seed).bit_generator.state
+
+    def agent_stream(self, row: int) -> np.ndarray:
+        """(1,) uint64 view of agent ``row``'s RNG stream (drawing from it advances the agent's)."""
+        return self._krng[row : row + 1]
+
+    @property
+    def signals(self) -> SignalClock:
+        """The map's fixed-time signal plans (read by the step kernel each step)."""
+        return self._signals
+
+    @property
+    def graph(self) -> LaneGraph:
+        """The lane graph the kernels move agents on."""
+        return self._graph
 
     def run(self, duration_s: float) -> Iterator[list[Message]]:
         """Step for ``duration_s`` of sim time, yielding each step's messages."""

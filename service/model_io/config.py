@@ -77,6 +77,11 @@ class ModelConfig:
             head's size is the same either way, so a checkpoint of one fine-tunes into the other.
         plan_attention: each agent also cross-attends to the P plan points as tokens with
             features relative to that agent (in its frame); the ego node is kept either way.
+        mode_scorer: each mode's logit also gets a correction from a small network that sees
+            that mode's decoded path: points of it, and the raster features under it at 2, 4, 6
+            and 8 s (:class:`prescient.models.net_scorer.ModeScorer`). The base head's logit
+            comes from the agent's token alone, blind to where its own modes go. Its last layer
+            starts at zero, so a checkpoint without it loads into one with it unchanged.
     """
 
     in_channels: int = 60
@@ -102,6 +107,7 @@ class ModelConfig:
     max_accel_mps2: float = 8.0
     basis_velocity_step: bool = True
     plan_attention: bool = False
+    mode_scorer: bool = False
 
     def __post_init__(self) -> None:
         errors = []
@@ -135,6 +141,7 @@ class ModelConfig:
         object.__setattr__(self, "channel_names", tuple(str(v) for v in self.channel_names))
         object.__setattr__(self, "plan_attention", bool(self.plan_attention))
         object.__setattr__(self, "basis_velocity_step", bool(self.basis_velocity_step))
+        object.__setattr__(self, "mode_scorer", bool(self.mode_scorer))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (tuples become lists)."""

@@ -13,6 +13,8 @@ from prescient.sim_sensors.behaviour.lane_change import blocked_kernel
 from prescient.sim_sensors.lanes import choose_next_kernel
 from prescient.sim_sensors.layout import ATTR_BRAKE, ATTR_LEFT, ATTR_RIGHT
 
+# How far before the end of its lane a vehicle shows the turn it will take (m).
+INDICATOR_RANGE_M = 40.0
 
 @njit(cache=True, nogil=True, inline="always")
 def vehicle_intent_kernel(a, b, ln, acc_i, dt):
@@ -70,14 +72,14 @@ def lights_kernel(a, b, ln, nx, attr):
     """``attr`` plus the brake light and indicator bits of vehicle ``a, b`` on lane ``ln``.
 
     Indicators show the turn of the junction connector we are on or will enter (``nx``, the next
-    lane's record) within 40 m, and the side of a lane change in progress.
+    lane's record) within ``INDICATOR_RANGE_M``, and the side of a lane change in progress.
     """
     if a.a < -0.5 or a.v < 0.3:
         attr |= ATTR_BRAKE
     sig = 0
     if ln.is_intersection:
         sig = ln.turn
-    elif b.next >= 0 and ln.length - a.s < 40.0:
+    elif b.next >= 0 and ln.length - a.s < INDICATOR_RANGE_M:
         sig = nx.turn
     if a.lc_time > 0.0:
         sig = -1 if a.d < 0.0 else 1
