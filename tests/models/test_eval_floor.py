@@ -17,8 +17,7 @@ from prescient.models.eval_floor import (
     summarize,
 )
 from prescient.models.shards import SimDataError, list_shards, write_shard
-from prescient.models.sim_data import generate
-from prescient.models.sim_runs import GenConfig, plan_runs
+from tests.models.test_sim_data import generate_small_run
 
 
 def _line(end_xy: tuple[float, float], t: int = 10) -> np.ndarray:
@@ -52,10 +51,7 @@ def test_hold_last_keeps_where_an_agent_left():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("floor_data")
-    runs = plan_runs(["intersection"], [3], duration_s=11.0, n_agents=15, night_fraction=0.0)
-    generate(out, runs, GenConfig(stride_ticks=5), workers=1)
-    return out
+    return generate_small_run(tmp_path_factory.mktemp("floor_data"))
 
 
 def test_floor_on_generated_runs_and_refusal_of_foreign_futures(data_dir: Path, tmp_path: Path):

@@ -17,11 +17,10 @@ from prescient.models.export_tiny import build_tiny_model
 from prescient.models.net import TrajectoryNet
 from prescient.models.net_scorer import ModeScorer
 from prescient.models.shards import SimDataError, list_shards
-from prescient.models.sim_data import generate
-from prescient.models.sim_runs import GenConfig, plan_runs
 from prescient.models.train_sim import TrainConfig, train
 from prescient.models.train_validate import freeze_for
 from prescient.service.model_io.config import INPUT_NAMES
+from tests.models.test_sim_data import generate_small_run
 
 OPTIONS = dict(decoder="basis", plan_attention=True)
 
@@ -117,9 +116,7 @@ def test_freeze_for_refuses_a_part_the_model_lacks():
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("scorer_data")
-    runs = plan_runs(["intersection"], [3], duration_s=11.0, n_agents=15, night_fraction=0.0)
-    generate(out, runs, GenConfig(stride_ticks=5), workers=1)
+    out = generate_small_run(tmp_path_factory.mktemp("scorer_data"))
     two = out / "two"
     two.mkdir()
     src = list_shards(out)[0]

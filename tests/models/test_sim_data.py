@@ -36,12 +36,16 @@ from prescient.models.train_sim import (
 from prescient.service.raster import RasterConfig, build_spec
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("simdata")
+def generate_small_run(out: Path) -> Path:
+    """One short generated run (intersection, seed 3, 15 agents, 11 s, a sample every 0.5 s) in ``out``."""
     runs = plan_runs(["intersection"], [3], duration_s=11.0, n_agents=15, night_fraction=0.0)
     generate(out, runs, GenConfig(stride_ticks=5), workers=1)
     return out
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_small_run(tmp_path_factory.mktemp("simdata"))
 
 
 def _two_runs(data_dir: Path, tmp_path: Path) -> Path:

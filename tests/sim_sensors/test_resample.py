@@ -5,21 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from prescient.bus.messages import Modality
-from prescient.sim_sensors.config import SimConfig
 from prescient.sim_sensors.counterfactual import Plan, rollout
 from prescient.sim_sensors.layout import I_LANE, I_NEXT
 from prescient.sim_sensors.resample import Hidden, agent_rows, hidden_successors, resample
 from prescient.sim_sensors.simulation import NS_PER_S, Simulation
-
-
-def _sim_at(scenario: str, seed: int, at_s: float, n_agents: int = 40) -> Simulation:
-    sim = Simulation(
-        SimConfig(scenario=scenario, seed=seed, n_agents=n_agents, disabled_modalities=tuple(Modality))
-    )
-    while sim.time_ns < round(at_s * NS_PER_S):
-        sim.step_physics()
-    return sim
+from tests.sim_sensors.test_counterfactual import _sim_at
 
 
 def _future(sim: Simulation, seed: int | None, hidden: Hidden | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -34,7 +24,7 @@ def _future(sim: Simulation, seed: int | None, hidden: Hidden | None = None) -> 
 
 
 def test_resample_is_deterministic_changes_some_futures_and_restores():
-    sim = _sim_at("intersection", 1, 6.0)
+    sim = _sim_at("intersection", 1, 6.0, n_agents=40)
     own, own_ego = _future(sim, None)
     a, ego_a = _future(sim, 5)
     b, _ = _future(sim, 5)
@@ -72,7 +62,7 @@ def test_only_unshown_successors_are_redrawn_and_stay_legal():
 
 
 def test_signal_phase_keeps_every_lights_colour_now():
-    sim = _sim_at("intersection", 3, 7.0)
+    sim = _sim_at("intersection", 3, 7.0, n_agents=40)
     clock = sim.signals
     t_s = sim.time_ns / NS_PER_S
     offsets = clock.offsets_s
