@@ -30,6 +30,7 @@ from prescient.service.model_io.config import OUTPUT_NAMES
 from prescient.service.model_io.features import AgentInputs
 from prescient.sim_sensors import SimConfig, Simulation
 from prescient.sim_sensors.counterfactual import Plan, rollout
+from prescient.sim_sensors.layout import I_ID
 from prescient.sim_sensors.resample import Hidden, agent_rows, resample
 
 VARIANTS: dict[str, Hidden] = {
@@ -87,9 +88,9 @@ def _sample_rollouts(sim: Simulation, rows: np.ndarray, ids: np.ndarray, where: 
     """(R, n, T, 2) world futures of the agents at ``where`` (indices into rows) under R redraws;
     ``hidden`` None: one rollout with the world's own draws (the recorded future)."""
     state = sim.save_state()
-    out = np.zeros((max(rollouts, 1), len(where), steps, 2))
+    out = np.zeros((rollouts, len(where), steps, 2))
     try:
-        for k in range(len(out)):
+        for k in range(rollouts):
             sim.restore_state(state)
             if hidden is not None:
                 resample(sim, 1_000_003 * (k + 1), hidden)
@@ -139,18 +140,14 @@ def evaluate_floor(
                 (a["agent_valid"][i, :n_max] > 0) & a["target_valid"][i, :n_max].all(-1) & (gid >= 0)
             )
             rows = agent_rows(sim)
-            ids = sim.I[rows, 1]
+            ids = sim.I[rows, I_ID]
             where = np.minimum(np.searchsorted(ids, gid[keep]), max(len(ids) - 1, 0))
-            ok = len(ids) > 0
-            keep, where = (
-                (keep[ids[where] == gid[keep]], where[ids[where] == gid[keep]])
-                if ok
-                else (keep[:0], where[:0])
-            )
+            match = ids[where] == gid[keep] if len(ids) else np.zeros(len(keep), bool)
+            keep, where = keep[match], where[match]
             if keep.size == 0:
                 continue
             truth = a["target_xy_m"][i, keep].astype(np.float64)
-            if np.abs(_sample_rollouts(sim, rows, ids, where, steps, 0, None)[0] - truth).max() > 1e-3:
+            if np.abs(_sample_rollouts(sim, rows, ids, where, steps, 1, None)[0] - truth).max() > 1e-3:
                 raise SimDataError(
                     f"{p.name} sample {i}: the simulator does not reproduce the recorded future"
                 )
