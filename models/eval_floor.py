@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from prescient.models.eval_sim import load_eval_predictor
+from prescient.models.quantize import sample_feed
 from prescient.models.shards import SimDataError, list_shards, load_shard, targets_in_agent_frame
 from prescient.service.model_io.config import OUTPUT_NAMES
-from prescient.service.model_io.features import AgentInputs
 from prescient.sim_sensors import SimConfig, Simulation
 from prescient.sim_sensors.counterfactual import Plan, rollout
 from prescient.sim_sensors.layout import I_ID
@@ -169,24 +169,15 @@ def evaluate_floor(
             add("cv:miss", cv_err[:, -1] > MISS_M)
             add("class_id", a["class_id"][i, keep])
             if pred is not None:
-                for key, val in _model_scores(pred, sh, i, n_max, keep, fut[i, keep]).items():
+                for key, val in _model_scores(pred, sh, i, keep, fut[i, keep]).items():
                     add(f"model:{key}", val)
     return {k: np.concatenate(v) for k, v in rows_out.items()}
 
 
-def _model_scores(
-    pred: Any, sh: Any, i: int, n: int, keep: np.ndarray, truth: np.ndarray
-) -> dict[str, np.ndarray]:
+def _model_scores(pred: Any, sh: Any, i: int, keep: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
     """The model's most likely ADE / FDE and miss@2m of its 6 modes (route plan) on ``keep``."""
     a = sh.arrays
-    valid = a["agent_valid"][i, :n] > 0
-    inputs = AgentInputs(
-        agent_hist=a["agent_hist"][i, :n], agent_state=a["agent_state"][i, :n], agent_valid=a["agent_valid"][i, :n],
-        ego_state=a["ego_state_route"][i], ego_plan=a["ego_plan_route"][i],
-        agent_index=np.where(valid, np.arange(n), -1), agent_pose_world=a["agent_pose_world"][i, :n], num_dropped=0,
-    )  # fmt: skip
-    feed = inputs.as_feed()
-    feed["raster"] = pred.check_raster(sh.raster(i, route_plan=True))[None]
+    feed = sample_feed(pred.cfg, sh, i)
     traj, probs, _ = pred.session.run(list(OUTPUT_NAMES), feed)
     probs = pred.calibrate(probs[0, keep], a["class_id"][i, keep])
     err = np.linalg.norm(traj[0, keep] - truth[:, None], axis=-1)  # (n, K, T)
