@@ -190,6 +190,20 @@ def test_cli_mistake_is_one_line_and_nonzero(
     assert {p.name for p in paths["dir"].iterdir()} == listed  # no output appeared in the folder
 
 
+def test_ctrl_c_while_starting_is_one_line_and_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C during the imports of a cold start (a second or more) is not a traceback."""
+    from prescient.service.app import cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert main(["record", "--out", "x.mcap"]) == 130
+    assert capsys.readouterr().err == "prescient: interrupted while starting\n"
+
+
 def test_cli_errors_table_is_large_enough() -> None:
     """The table covers every command family named in the issue, with at least 20 rows."""
     assert len(CASES) >= 20 and len({c[0] for c in CASES}) == len(CASES)

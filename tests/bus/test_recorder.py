@@ -118,12 +118,16 @@ def _feed_process(
 ) -> list[tuple[str, bytes]]:
     pub = Publisher(cfg, ctx=ctx)
     try:
-        if not pub.wait_for_subscribers([m.TOPIC_EGO], 20.0):
-            proc.kill()
-            pytest.fail(f"recorder process never subscribed: {proc.communicate()[0].decode()}")
-        return _publish_all(pub, sample_stream(n_rounds), spacing_s)
+        return _feed_with(pub, proc, n_rounds, spacing_s)
     finally:
         pub.close()
+
+
+def _feed_with(pub: Publisher, proc: subprocess.Popen, n_rounds: int, spacing_s: float) -> list[tuple[str, bytes]]:
+    if not pub.wait_for_subscribers([m.TOPIC_EGO], 20.0):
+        proc.kill()
+        pytest.fail(f"recorder process never subscribed: {proc.communicate()[0].decode()}")
+    return _publish_all(pub, sample_stream(n_rounds), spacing_s)
 
 
 @pytest.mark.slow
@@ -251,14 +255,24 @@ def test_recorder_killed_then_restarted_on_same_out_loses_nothing(ctx, cfg, tmp_
     byte-identical, the restart writes part 1, and the parts together hold every message sent."""
     out = tmp_path / "rec.mcap"
     with Proxy(cfg, ctx):
-        first = _start_recorder_process(cfg, out, "--chunk-interval", "0.05")
-        sent = _feed_process(ctx, cfg, first, 3, 0.005)
-        time.sleep(0.4)  # > chunk interval: everything received is on disk
-        first.send_signal(signal.SIGKILL)
-        first.communicate(timeout=20)
-        killed = out.read_bytes()
-        second = _start_recorder_process(cfg, out, "--chunk-interval", "0.05")
-        sent += _feed_process(ctx, cfg, second, 2, 0.005)
+        # One publisher for both recorders: it sees the first one's subscription go away, so the
+        # second feed cannot start on that stale subscription while the restart is still importing.
+        pub = Publisher(cfg, ctx=ctx)
+        try:
+            first = _start_recorder_process(cfg, out, "--chunk-interval", "0.05")
+            sent = _feed_with(pub, first, 3, 0.005)
+            time.sleep(0.4)  # > chunk interval: everything received is on disk
+            first.send_signal(signal.SIGKILL)
+            first.communicate(timeout=20)
+            killed = out.read_bytes()
+            deadline = time.monotonic() + 20
+            while pub.has_subscriber(m.TOPIC_EGO) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not pub.has_subscriber(m.TOPIC_EGO), "the killed recorder's subscription stayed"
+            second = _start_recorder_process(cfg, out, "--chunk-interval", "0.05")
+            sent += _feed_with(pub, second, 2, 0.005)
+        finally:
+            pub.close()
         time.sleep(0.4)
         second.send_signal(signal.SIGINT)
         output = second.communicate(timeout=20)[0].decode()
