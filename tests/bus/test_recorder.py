@@ -123,7 +123,9 @@ def _feed_process(
         pub.close()
 
 
-def _feed_with(pub: Publisher, proc: subprocess.Popen, n_rounds: int, spacing_s: float) -> list[tuple[str, bytes]]:
+def _feed_with(
+    pub: Publisher, proc: subprocess.Popen, n_rounds: int, spacing_s: float
+) -> list[tuple[str, bytes]]:
     if not pub.wait_for_subscribers([m.TOPIC_EGO], 20.0):
         proc.kill()
         pytest.fail(f"recorder process never subscribed: {proc.communicate()[0].decode()}")
