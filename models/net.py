@@ -245,7 +245,8 @@ class TrajectoryNet(nn.Module):
             self.per_mode = 4 * t + 1  # positions 2T, scales 2T, logit
         self.head = mlp([d + d, 2 * d, k * self.per_mode])
         if cfg.mode_scorer:  # new names only when on: checkpoints without it keep theirs
-            self.scorer = ModeScorer(d, cfg.stage_channels[-2 if len(cfg.stage_channels) > 1 else -1], t)
+            fmap_channels = cfg.stage_channels[-2 if len(cfg.stage_channels) > 1 else -1]
+            self.scorer = ModeScorer(d, fmap_channels, t, cfg.plan_points)
         (a, b_, c0), (d0, e0, f0) = cfg.raster_from_ego
         h_px, w_px = cfg.raster_hw
         # grid_sample (align_corners=False) wants x = 2*col/W - 1, y = 2*row/H - 1.
@@ -383,7 +384,9 @@ class TrajectoryNet(nn.Module):
             scale = F.softplus(out[..., 2 * t : 4 * t].reshape(b, n, k, t, 2)) + MIN_SCALE_M
         if cfg.mode_scorer:
             fmap = feats[-2 if len(feats) > 1 else -1]
-            logits = self.scorer(token, traj, logits, agent_state, fmap, self.grid_from_ego, cfg.dt_s)
+            logits = self.scorer(
+                token, traj, logits, agent_state, fmap, self.grid_from_ego, cfg.dt_s, ego_plan, ego_state[:, 4]
+            )
         return traj, logits, scale
 
     def forward(

@@ -8,6 +8,11 @@ trajectory scoring of TNT / MultiPath++, and adds the result to the base logit.
 
 Paths enter detached: the scorer learns to rank the modes the decoder gives, and its gradient
 never bends the paths towards what is easy to score.
+
+The scorer also sees where the ego's plan is at each path point's time, relative to that point
+(the agent's frame): a path that stops short of where the plan stops is likely under a "stop"
+plan and unlikely under "keep speed". Without it the scorer ranks paths as if every plan were
+the usual one and damps the reactions the plan pathway learned.
 """
 
 from __future__ import annotations
@@ -34,17 +39,21 @@ class ModeScorer(nn.Module):
         d_model: width of the agent token the head reads.
         feat_channels: channels of the feature map sampled along the paths.
         future_steps: T of the paths (>= 2).
+        plan_points: P of the ego plan (>= 2), resampled evenly in index from the T-step plan.
     """
 
-    def __init__(self, d_model: int, feat_channels: int, future_steps: int) -> None:
+    def __init__(self, d_model: int, feat_channels: int, future_steps: int, plan_points: int) -> None:
         super().__init__()
-        if future_steps < 2:
-            raise ValueError(f"mode scorer needs >= 2 future steps, got {future_steps}")
+        if future_steps < 2 or plan_points < 2:
+            raise ValueError(f"mode scorer needs >= 2 future steps and plan points, got {future_steps}, {plan_points}")
         points = horizon_steps(POINT_FRACTIONS, future_steps)
         samples = horizon_steps(SAMPLE_FRACTIONS, future_steps)
+        # The plan point nearest in time to each path point (features.resample_plan's spacing).
+        plan = [int(round(i * (plan_points - 1) / (future_steps - 1))) for i in points]
         self.register_buffer("point_idx", torch.tensor(points), persistent=False)
         self.register_buffer("sample_idx", torch.tensor(samples), persistent=False)
-        n_in = d_model + 2 * len(points) + 2 + feat_channels * len(samples) + 1
+        self.register_buffer("plan_idx", torch.tensor(plan), persistent=False)
+        n_in = d_model + 2 * len(points) + 2 + feat_channels * len(samples) + 1 + 3 * len(points) + 1
         self.net = nn.Sequential(nn.Linear(n_in, 2 * d_model), nn.ReLU(), nn.Linear(2 * d_model, 1))
         # Zero output at first: a model that gains the scorer keeps its function until trained.
         nn.init.zeros_(self.net[-1].weight)
@@ -59,6 +68,8 @@ class ModeScorer(nn.Module):
         fmap: torch.Tensor,
         grid_from_ego: torch.Tensor,
         dt_s: float,
+        ego_plan: torch.Tensor,
+        plan_valid: torch.Tensor,
     ) -> torch.Tensor:
         """Corrected logits.
 
@@ -70,6 +81,8 @@ class ModeScorer(nn.Module):
             fmap: (B, C, h, w) raster features (the map the paths are drawn on).
             grid_from_ego: (2, 3) ego metres -> grid_sample coordinates.
             dt_s: path step, seconds.
+            ego_plan: (B, P, 2) plan points, ego frame, metres.
+            plan_valid: (B,) 1 where the plan is real, 0 where it is a placeholder.
 
         Returns:
             (B, N, K) logits.
@@ -79,6 +92,8 @@ class ModeScorer(nn.Module):
         pts = path.index_select(3, self.point_idx)  # (B, N, K, P, 2)
         end_v = (path[:, :, :, -1] - path[:, :, :, -2]) / dt_s  # (B, N, K, 2) m/s
         feats = self.sample_under(path, agent_state, fmap, grid_from_ego).reshape(b, n, k, -1)
+        gap = self.plan_gap(pts, agent_state, ego_plan, plan_valid)  # (B, N, K, P, 3)
+        valid = plan_valid[:, None, None, None].expand(-1, n, k, 1)
         x = torch.cat(
             [
                 token[:, :, None, :].expand(-1, -1, k, -1),
@@ -86,10 +101,30 @@ class ModeScorer(nn.Module):
                 end_v / 10.0,
                 feats,
                 base_logits[..., None].detach(),
+                gap.reshape(b, n, k, -1),
+                valid,
             ],
             dim=-1,
         )
         return base_logits + self.net(x)[..., 0]
+
+    def plan_gap(
+        self, pts: torch.Tensor, agent_state: torch.Tensor, ego_plan: torch.Tensor, plan_valid: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, N, K, P, 3): where the plan is at each path point's time, relative to the point, in
+        the agent's frame (/10 m), and that distance (/10 m, soft-clipped at 50 m); zeros where the
+        plan is not valid. ``pts`` (B, N, K, P, 2) are path points in the agent frame."""
+        c = agent_state[..., 2][:, :, None, None]
+        s = agent_state[..., 3][:, :, None, None]
+        plan = ego_plan.index_select(1, self.plan_idx)[:, None, None]  # (B, 1, 1, P, 2) ego frame
+        # Plan point -> agent frame: shift by the agent's position, rotate by minus its heading.
+        rx = plan[..., 0] - agent_state[..., 0][:, :, None, None]
+        ry = plan[..., 1] - agent_state[..., 1][:, :, None, None]
+        gx = c * rx + s * ry - pts[..., 0]
+        gy = -s * rx + c * ry - pts[..., 1]
+        dist = torch.sqrt(gx * gx + gy * gy + 1e-6)
+        out = torch.stack([gx / 10.0, gy / 10.0, 5.0 * torch.tanh(dist / 50.0)], dim=-1)
+        return out * plan_valid[:, None, None, None, None]
 
     def sample_under(
         self, traj: torch.Tensor, agent_state: torch.Tensor, fmap: torch.Tensor, grid_from_ego: torch.Tensor

@@ -83,6 +83,39 @@ def test_scorer_samples_the_features_under_each_path_in_the_ego_frame():
     assert got.shape == (1, 1, 2, len(scorer.sample_idx), 2)
 
 
+def test_scorer_sees_the_plan_relative_to_each_path_point_in_the_agent_frame():
+    """The plan point at each path point's time, minus the point, rotated into the agent's frame
+    by hand; an invalid plan gives zeros, and a plan moved away changes the probabilities."""
+    model = build_tiny_model(**OPTIONS, mode_scorer=True).eval()
+    scorer: ModeScorer = model.scorer
+    cfg = model.cfg
+    yaw, pos = 0.7, (3.0, -2.0)
+    agent_state = torch.tensor([[[pos[0], pos[1], math.cos(yaw), math.sin(yaw)]]])
+    t = torch.arange(1, cfg.future_steps + 1, dtype=torch.float32)[:, None] * cfg.dt_s
+    traj = torch.cat([2.0 * t, 0.5 * t], -1)[None, None, None]  # (1, 1, 1, T, 2) agent frame
+    pts = traj.index_select(3, scorer.point_idx)
+    tp = (1 + torch.arange(cfg.plan_points) * (cfg.future_steps - 1) / (cfg.plan_points - 1)) * cfg.dt_s
+    plan = torch.stack([5.0 * tp, -1.0 * tp], -1)[None]  # (1, P, 2) ego frame, straight at 5 m/s
+    got = scorer.plan_gap(pts, agent_state, plan, torch.ones(1))
+    spacing_s = float(tp[1] - tp[0])
+    for j, (step, i) in enumerate(zip(scorer.point_idx.tolist(), scorer.plan_idx.tolist(), strict=True)):
+        time_s, plan_s = (step + 1) * cfg.dt_s, float(tp[i])
+        assert abs(plan_s - time_s) <= spacing_s / 2 + 1e-6  # the plan point nearest in time
+        px, py = 5.0 * plan_s - pos[0], -1.0 * plan_s - pos[1]  # that plan point, from the agent
+        ax = math.cos(yaw) * px + math.sin(yaw) * py - 2.0 * time_s
+        ay = -math.sin(yaw) * px + math.cos(yaw) * py - 0.5 * time_s
+        torch.testing.assert_close(got[0, 0, 0, j, :2], torch.tensor([ax, ay]) / 10.0, atol=1e-5, rtol=0)
+    assert float(scorer.plan_gap(pts, agent_state, plan, torch.zeros(1)).abs().max()) == 0.0
+
+    torch.nn.init.normal_(scorer.net[-1].weight, std=0.5)
+    feed = _feed(model)
+    with torch.no_grad():
+        probs = model(*feed)[1]
+        feed[5] = feed[5] + 20.0  # the same scene under a plan 20 m away
+        moved = model(*feed)[1]
+    assert float((probs - moved).abs().max()) > 1e-3
+
+
 def test_paths_reach_the_scorer_detached():
     model = build_tiny_model(**OPTIONS, mode_scorer=True)
     torch.nn.init.normal_(model.scorer.net[-1].weight, std=0.5)
