@@ -385,7 +385,15 @@ class TrajectoryNet(nn.Module):
         if cfg.mode_scorer:
             fmap = feats[-2 if len(feats) > 1 else -1]
             logits = self.scorer(
-                token, traj, logits, agent_state, fmap, self.grid_from_ego, cfg.dt_s, ego_plan, ego_state[:, 4]
+                token,
+                traj,
+                logits,
+                agent_state,
+                fmap,
+                self.grid_from_ego,
+                cfg.dt_s,
+                ego_plan,
+                ego_state[:, 4],
             )
         return traj, logits, scale
 

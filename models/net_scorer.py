@@ -33,7 +33,8 @@ def horizon_steps(fractions: tuple[float, ...], future_steps: int) -> list[int]:
 
 
 class ModeScorer(nn.Module):
-    """Logit correction (B, N, K) from each mode's path and the features under it.
+    """Logit correction (B, N, K) from each mode's path relative to the other modes, the features
+    under it and the plan around it.
 
     Args:
         d_model: width of the agent token the head reads.
@@ -45,7 +46,9 @@ class ModeScorer(nn.Module):
     def __init__(self, d_model: int, feat_channels: int, future_steps: int, plan_points: int) -> None:
         super().__init__()
         if future_steps < 2 or plan_points < 2:
-            raise ValueError(f"mode scorer needs >= 2 future steps and plan points, got {future_steps}, {plan_points}")
+            raise ValueError(
+                f"mode scorer needs >= 2 future steps and plan points, got {future_steps}, {plan_points}"
+            )
         points = horizon_steps(POINT_FRACTIONS, future_steps)
         samples = horizon_steps(SAMPLE_FRACTIONS, future_steps)
         # The plan point nearest in time to each path point (features.resample_plan's spacing).
@@ -91,14 +94,19 @@ class ModeScorer(nn.Module):
         path = traj.detach()
         pts = path.index_select(3, self.point_idx)  # (B, N, K, P, 2)
         end_v = (path[:, :, :, -1] - path[:, :, :, -2]) / dt_s  # (B, N, K, 2) m/s
+        # Each mode's shape relative to the mean of the K modes: when the plan moves the whole fan
+        # (a car that can go on because the ego stops), the scorer must not pull it back towards
+        # how far agents usually go. How far the fan goes is the paths' business.
+        pts_rel = pts - pts.mean(dim=2, keepdim=True)
+        end_v_rel = end_v - end_v.mean(dim=2, keepdim=True)
         feats = self.sample_under(path, agent_state, fmap, grid_from_ego).reshape(b, n, k, -1)
         gap = self.plan_gap(pts, agent_state, ego_plan, plan_valid)  # (B, N, K, P, 3)
         valid = plan_valid[:, None, None, None].expand(-1, n, k, 1)
         x = torch.cat(
             [
                 token[:, :, None, :].expand(-1, -1, k, -1),
-                pts.reshape(b, n, k, -1) / 10.0,
-                end_v / 10.0,
+                pts_rel.reshape(b, n, k, -1) / 10.0,
+                end_v_rel / 10.0,
                 feats,
                 base_logits[..., None].detach(),
                 gap.reshape(b, n, k, -1),

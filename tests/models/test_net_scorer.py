@@ -116,6 +116,35 @@ def test_scorer_sees_the_plan_relative_to_each_path_point_in_the_agent_frame():
     assert float((probs - moved).abs().max()) > 1e-3
 
 
+def test_scorer_ranks_modes_against_each_other_not_how_far_the_fan_goes():
+    """Moving every mode by the same offset (the plan letting a car go further) leaves the
+    correction alone when the features under the paths and the plan say nothing new: the scorer
+    cannot pull a reaction back towards how far agents usually go."""
+    model = build_tiny_model(**OPTIONS, mode_scorer=True).eval()
+    scorer: ModeScorer = model.scorer
+    torch.nn.init.normal_(scorer.net[-1].weight, std=0.5)
+    cfg, d = model.cfg, model.cfg.d_model
+    gen = torch.Generator().manual_seed(0)
+    k, t = cfg.num_modes, cfg.future_steps
+    traj = torch.randn(1, 2, k, t, 2, generator=gen).cumsum(3)
+    token, base = torch.randn(1, 2, d, generator=gen), torch.randn(1, 2, k, generator=gen)
+    agent_state = torch.tensor([[[0.0, 0.0, 1.0, 0.0], [5.0, 1.0, 0.0, 1.0]]])
+    channels = cfg.stage_channels[-2 if len(cfg.stage_channels) > 1 else -1]
+    fmap = torch.ones(1, channels, 64, 64)  # the same features everywhere on the map
+    plan, no_plan = torch.zeros(1, cfg.plan_points, 2), torch.zeros(1)
+    ramp = torch.linspace(0.0, 1.0, t)[:, None] * torch.tensor([4.0, 0.5])  # each mode 4 m further by 8 s
+    with torch.no_grad():
+        before = scorer(token, traj, base, agent_state, fmap, model.grid_from_ego, cfg.dt_s, plan, no_plan)
+        after = scorer(
+            token, traj + ramp, base, agent_state, fmap, model.grid_from_ego, cfg.dt_s, plan, no_plan
+        )
+        other = scorer(
+            token, traj * 1.5, base, agent_state, fmap, model.grid_from_ego, cfg.dt_s, plan, no_plan
+        )
+    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+    assert float((other - before).abs().max()) > 1e-3  # the fan's shape still matters
+
+
 def test_paths_reach_the_scorer_detached():
     model = build_tiny_model(**OPTIONS, mode_scorer=True)
     torch.nn.init.normal_(model.scorer.net[-1].weight, std=0.5)
