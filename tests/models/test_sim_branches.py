@@ -424,6 +424,7 @@ def test_fine_tune_of_the_shipped_model_from_its_recovered_checkpoint(data_dir: 
     cfg = TrainConfig(
         max_steps=2, batch_size=2, n_max=8, val_every=2, decoder="basis", plan_attention=True,
         pair_fraction=0.5, mixture_weight=0.1, accel_weight=1.0, init_from=str(ck), checkpoint_every=25,
+        mode_scorer=start.cfg.mode_scorer,
     )  # fmt: skip
     res = train(two, tmp_path / "ft", cfg)
     assert res["complete"] and np.isfinite(res["best_val"]["min_ade_m"])
