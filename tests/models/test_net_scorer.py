@@ -133,16 +133,14 @@ def test_scorer_ranks_modes_against_each_other_not_how_far_the_fan_goes():
     fmap = torch.ones(1, channels, 64, 64)  # the same features everywhere on the map
     plan, no_plan = torch.zeros(1, cfg.plan_points, 2), torch.zeros(1)
     ramp = torch.linspace(0.0, 1.0, t)[:, None] * torch.tensor([4.0, 0.5])  # each mode 4 m further by 8 s
-    with torch.no_grad():
-        before = scorer(token, traj, base, agent_state, fmap, model.grid_from_ego, cfg.dt_s, plan, no_plan)
-        after = scorer(
-            token, traj + ramp, base, agent_state, fmap, model.grid_from_ego, cfg.dt_s, plan, no_plan
-        )
-        other = scorer(
-            token, traj * 1.5, base, agent_state, fmap, model.grid_from_ego, cfg.dt_s, plan, no_plan
-        )
-    torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
-    assert float((other - before).abs().max()) > 1e-3  # the fan's shape still matters
+
+    def score(paths: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return scorer(token, paths, base, agent_state, fmap, model.grid_from_ego, cfg.dt_s, plan, no_plan)
+
+    before = score(traj)
+    torch.testing.assert_close(score(traj + ramp), before, atol=1e-5, rtol=0)
+    assert float((score(traj * 1.5) - before).abs().max()) > 1e-3  # the fan's shape still matters
 
 
 def test_paths_reach_the_scorer_detached():
