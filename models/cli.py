@@ -204,7 +204,11 @@ def _run_calibrate(args: argparse.Namespace) -> int:
             print(
                 f"  {name:10s} T {g['temperature']:.3f}  agents {g['agents']:6d}  NLL {g['nll_before']:.3f} -> "
                 f"{g['nll_after']:.3f}  ECE {g['ece_before']:.3f} -> {g['ece_after']:.3f}"
-                + (f" -> {g['ece_after_top_map']:.3f} (top-label map)" if "ece_after_top_map" in g else "")
+                + (
+                    f" -> {g['ece_after_top_map']:.3f} ({g['top_map']} top-label map)"
+                    if "ece_after_top_map" in g
+                    else ""
+                )
             )
     return 0
 

@@ -91,6 +91,7 @@ def _run_train(args: argparse.Namespace) -> int:
         plan_attention=args.plan_attention,
         velocity_step=args.velocity_step,
         mixture_weight=args.mixture_weight,
+        soft_target_m=args.soft_target_m,
         pair_fraction=args.pair_fraction,
         shift_weight=args.shift_weight,
         moved_weight=args.moved_weight,
@@ -315,6 +316,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="basis decoder: every mode starts at the agent's current velocity (no jump at t=0)",
     )  # fmt: skip
     t.add_argument("--mixture-weight", type=non_negative_float, default=0.0, help="full-mixture NLL weight")
+    t.add_argument(
+        "--soft-target-m", type=non_negative_float, default=0.0,
+        help="mode-classification target softmax(-ADE_k / this, metres) instead of the winner (0: winner)",
+    )  # fmt: skip
     t.add_argument(
         "--pair-fraction", type=fraction, default=0.0,
         help="share of steps on counterfactual pairs (shards generated with --branches)",

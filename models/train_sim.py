@@ -88,6 +88,8 @@ class TrainConfig:
             options (``"basis"``: smooth acceleration decoder; plan tokens each agent attends to;
             ``basis_velocity_step``: whether a mode may jump off the agent's velocity at t=0).
         mixture_weight: weight of the full-mixture NLL beside the WTA loss (0: WTA only).
+        soft_target_m: mode-classification target ``softmax(-ADE_k / soft_target_m)`` instead of
+            the winning mode (0: the winner; :func:`prescient.models.net.wta_laplace_loss`).
         device: ``"cpu"`` or ``"cuda"``: where the model trains and batches are made. Not part of
             the schedule: a state saved on one device resumes on the other (weights then match
             to float tolerance, not bit for bit).
@@ -130,6 +132,7 @@ class TrainConfig:
     plan_attention: bool = False
     velocity_step: bool = True
     mixture_weight: float = 0.0
+    soft_target_m: float = 0.0
     pair_fraction: float = 0.0
     shift_weight: float = 1.0
     moved_weight: float = 1.0
@@ -389,8 +392,9 @@ class _Run:
             bt = self.train_set.batch(items, route)
             traj, logits, scale = _forward(self.model, bt)
             loss, stats = wta_laplace_loss(
-                traj, logits, scale, bt["fut"], bt["fv"], mixture_weight=cfg.mixture_weight
-            )
+                traj, logits, scale, bt["fut"], bt["fv"], mixture_weight=cfg.mixture_weight,
+                soft_target_m=cfg.soft_target_m,
+            )  # fmt: skip
             loss = self._add_accel(loss, stats, traj, bt["fut"], bt["fv"])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -422,7 +426,7 @@ class _Run:
             (traj[:n], logits[:n], scale[:n]), (traj[n:], logits[n:], scale[n:]),
             bt["fut"], bt["fv"], bt["fut_b"], bt["fv_b"],
             shift_weight=cfg.shift_weight, mixture_weight=cfg.mixture_weight,
-            shift_kwargs={"moved_weight": cfg.moved_weight},
+            soft_target_m=cfg.soft_target_m, shift_kwargs={"moved_weight": cfg.moved_weight},
         )  # fmt: skip
         loss = self._add_accel(
             loss, stats, traj, torch.cat([bt["fut"], bt["fut_b"]]), torch.cat([bt["fv"], bt["fv_b"]])

@@ -10,13 +10,14 @@ The temperatures are fitted on validation data by ``prescient calibrate``
 
 A manifest without the key means no calibration (every ``T`` = 1).
 
-Classes with many validation agents may also carry a **top-label map** (Gupta & Ramdas 2021):
-after tempering, the most likely mode's probability ``p`` becomes ``f(p)``, a nondecreasing
-piecewise-linear map fitted to how often "the top mode ended closest" at each ``p``
-(:func:`prescient.models.calibrate.fit_top_map`), and the other modes share ``1 - f(p)`` in
-their tempered proportions. A temperature cannot straighten a reliability curve that is
-under-confident in one range and over-confident in another; the map can, given enough data to
-fit it. The top mode stays the top mode::
+A class may also carry a **top-label map** (Gupta & Ramdas 2021): after tempering, the most
+likely mode's probability ``p`` becomes ``f(p)``, a nondecreasing piecewise-linear map fitted to
+how often "the top mode ended closest" at each ``p`` (an isotonic or a logistic fit, chosen per
+class group on split validation runs: :func:`prescient.models.calibrate.choose_top_map`), and
+the other modes share ``1 - f(p)`` in their tempered proportions. A temperature cannot
+straighten a reliability curve that is under-confident in one range and over-confident in
+another; the map can. The key keeps its name whichever fit made the values. The top mode stays
+the top mode::
 
     "top_isotonic": {"<class id>": {"knots": [0.0, ..., 1.0], "values": [...]}, ...}
 """

@@ -242,22 +242,30 @@ def test_pair_training_with_the_smooth_decoder_and_plan_tokens(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """train-sim on branched shards: about half the steps on counterfactual pairs (two different
-    plans of one scene), basis decoder, plan attention, the acceleration term on every step;
-    the checkpoint keeps its options."""
+    plans of one scene), basis decoder, plan attention, the acceleration term on every step,
+    the soft mode target on plain and pair steps alike; the checkpoint keeps its options."""
     import shutil
 
     from prescient.models import train_sim
     from prescient.models.train_sim import TrainConfig, train
 
     shifts: list[float] = []
+    soft: list[float] = []
     real = train_sim.counterfactual_pair_loss
+    real_wta = train_sim.wta_laplace_loss
 
     def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         loss, stats = real(*args, **kwargs)
         shifts.append(stats["moved_fraction"])
+        soft.append(kwargs["soft_target_m"])
         return loss, stats
 
+    def spy_wta(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        soft.append(kwargs["soft_target_m"])
+        return real_wta(*args, **kwargs)
+
     monkeypatch.setattr(train_sim, "counterfactual_pair_loss", spy)
+    monkeypatch.setattr(train_sim, "wta_laplace_loss", spy_wta)
     accels: list[float] = []
     real_accel = train_sim.accel_match_loss
 
@@ -276,13 +284,14 @@ def test_pair_training_with_the_smooth_decoder_and_plan_tokens(
     cfg = TrainConfig(
         max_steps=6, batch_size=2, n_max=8, val_every=3, model_size="tiny", num_modes=3,
         decoder="basis", plan_attention=True, mixture_weight=0.1, pair_fraction=0.5, checkpoint_every=25,
-        accel_weight=0.5,
+        accel_weight=0.5, soft_target_m=1.5,
     )  # fmt: skip
     res = train(two, tmp_path / "run", cfg)
     assert res["complete"] and np.isfinite(res["best_val"]["min_ade_m"])
     assert 1 <= len(shifts) <= 5  # some steps were pairs, some plain
     assert len(accels) == 6 and all(np.isfinite(a) and a > 0 for a in accels)
     assert all(0.0 <= x <= 1.0 for x in shifts)
+    assert soft == [1.5] * 6  # one call per step (validation does not go through these names)
     from prescient.models.export import load_checkpoint
 
     model, _ = load_checkpoint(Path(res["best_checkpoint"]))
