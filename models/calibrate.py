@@ -109,6 +109,12 @@ def fit_temperature(probs: np.ndarray, closest: np.ndarray) -> float:
     return float(math.exp(res.x))
 
 
+def _top(probs: np.ndarray, closest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top probability, 1.0 where the top mode was the closest) per agent."""
+    top = probs.argmax(-1)
+    return probs[np.arange(len(top)), top].astype(np.float64), (top == closest).astype(np.float64)
+
+
 def fit_top_map(probs: np.ndarray, closest: np.ndarray) -> np.ndarray:
     """Values at :data:`TOP_MAP_KNOTS` of the top-label map of ``probs`` (A, K), already tempered.
 
@@ -120,9 +126,7 @@ def fit_top_map(probs: np.ndarray, closest: np.ndarray) -> np.ndarray:
     """
     from scipy.optimize import isotonic_regression
 
-    top = probs.argmax(-1)
-    p = probs[np.arange(len(top)), top].astype(np.float64)
-    hit = (top == closest).astype(np.float64)
+    p, hit = _top(probs, closest)
     step = TOP_MAP_KNOTS[1] - TOP_MAP_KNOTS[0]
     bins = np.clip(np.rint(p / step).astype(np.int64), 0, len(TOP_MAP_KNOTS) - 1)
     n = np.bincount(bins, minlength=len(TOP_MAP_KNOTS)).astype(np.float64)
@@ -130,12 +134,6 @@ def fit_top_map(probs: np.ndarray, closest: np.ndarray) -> np.ndarray:
     target = (hits + TOP_MAP_PRIOR * TOP_MAP_KNOTS) / (n + TOP_MAP_PRIOR)
     values = isotonic_regression(target, weights=n + TOP_MAP_PRIOR).x
     return np.clip(values, 0.0, 1.0)
-
-
-def _top(probs: np.ndarray, closest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(top probability, 1.0 where the top mode was the closest) per agent."""
-    top = probs.argmax(-1)
-    return probs[np.arange(len(top)), top].astype(np.float64), (top == closest).astype(np.float64)
 
 
 def fit_logistic_map(probs: np.ndarray, closest: np.ndarray) -> np.ndarray:
@@ -149,7 +147,8 @@ def fit_logistic_map(probs: np.ndarray, closest: np.ndarray) -> np.ndarray:
 
     p, hit = _top(probs, closest)
     eps = 1e-4
-    x = np.log(np.clip(p, eps, 1 - eps) / (1 - np.clip(p, eps, 1 - eps)))
+    q = np.clip(p, eps, 1 - eps)
+    x = np.log(q / (1 - q))
 
     def loss(ab: np.ndarray) -> float:
         z = max(ab[0], 0.0) * x + ab[1]
@@ -185,16 +184,14 @@ def choose_top_map(
     rng = np.random.default_rng(seed)
     scores: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(SPLIT_REPEATS):
-        fit = np.isin(runs, rng.permutation(unique)[: len(unique) // 2])
-        if not fit.any() or fit.all():
-            continue
+        fit = np.isin(runs, rng.permutation(unique)[: len(unique) // 2])  # 2+ runs each side
         t = fit_temperature(probs[fit], closest[fit])
         fit_p, score_p = temper(probs[fit], t), temper(probs[~fit], t)
         for name in names:
             values = None if name == "none" else TOP_MAP_FITS[name](fit_p, closest[fit])
             scores[name].append(_ece_mapped(score_p, closest[~fit], values))
-    means = {n: round(float(np.mean(v)), 4) for n, v in scores.items() if v}
-    return (min(means, key=lambda n: means[n]) if means else "none"), means
+    means = {n: round(float(np.mean(v)), 4) for n, v in scores.items()}
+    return min(means, key=lambda n: means[n]), means
 
 
 def _group_report(
