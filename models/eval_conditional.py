@@ -60,7 +60,7 @@ def conditional_scene(
                 res = pipe.tick(tick)
                 if res is not None:
                     last = res
-    if last is None or pipe.ego is None or not truth:
+    if last is None or pipe.scene is None or not truth:
         raise SimDataError(f"{scenario} seed {seed}: no tick within {t_s} s")
     cfg = predictor.cfg
     branches = branch(sim, PLANS, horizon_s=cfg.future_steps * cfg.dt_s)
@@ -76,7 +76,7 @@ def conditional_scene(
     return {
         "pipe": pipe,
         "tracks": last.tracks,
-        "ego": pipe.ego,
+        "ego": pipe.scene.ego,  # the tick's (the conditional answers for the tick's scene)
         "plans": plans,
         "reply": reply,
         "names": PLANS,

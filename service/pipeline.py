@@ -26,10 +26,10 @@ import numpy as np
 from prescient.bus import messages as m
 from prescient.bus.config import RequestLimits
 from prescient.bus.maps import map_is_empty
-from prescient.service import pipeline_types
+from prescient.service import conditional, pipeline_types
 from prescient.service.liveness import Verdict, health_message
 from prescient.service.model_io.baselines import constant_velocity_predictions
-from prescient.service.pipeline_types import NS_PER_MS, PipelineConfig, PipelineStats, TickResult
+from prescient.service.pipeline_types import NS_PER_MS, PipelineConfig, PipelineStats, TickResult, TickScene
 from prescient.service.raster import MapTooLargeError, RasterConfig, Rasterizer
 from prescient.service.source_times import SourceTimes
 from prescient.service.tracker import Tracker, TrackerConfig
@@ -43,8 +43,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["NS_PER_MS", "Pipeline", "PipelineConfig", "PipelineStats", "TickResult"]
 
-GUARD_PROBE_EVERY = 5
-SENT_FIX_MAX = 1024  # receive times kept for replayed inputs (a few ticks of all 16 sensors)  # with the deadline guard skipping the model, still run it every 5th time
+GUARD_PROBE_EVERY = 5  # with the deadline guard skipping the model, still run it every 5th time
 
 
 class Pipeline:
@@ -101,7 +100,8 @@ class Pipeline:
         self._from_model: np.ndarray | None = None  # of the last model pass: (N,) bool
         self._skipped_in_row = 0
         self._feed_ns = 0
-        self._last: tuple[TrackSnapshot, m.EgoState, int] | None = None
+        self._scene: TickScene | None = None  # the last tick's (what conditional requests answer for)
+        self._plan_ns: deque[int] = deque(maxlen=conditional.PLAN_TIMES_KEPT)
         self._clock_vote = ClockVote(
             (*m.SENSOR_TOPICS, m.TOPIC_TRACKS) if tracks_from_log else m.SENSOR_TOPICS,
             m.TOPIC_EGO,
@@ -231,7 +231,7 @@ class Pipeline:
         stats = self.tracker.stats
         self.tracker = Tracker(self._tracker_cfg)
         self.tracker.stats = stats
-        self._ego, self._lights, self._given_tracks, self._last = None, None, None, None
+        self._ego, self._lights, self._given_tracks, self._scene = None, None, None, None
         self._given_header = None
         self._source_times.clear()
         self._lidar.clear()
@@ -273,7 +273,8 @@ class Pipeline:
         if ego is None:
             self.stats.no_ego_ticks += 1
             return None
-        raster = self._render(tracks, ego, ego.plan_xy_m)
+        scene = self._scene_now(tracks, ego, int(now_ns))
+        raster = self.render_scene(scene, ego.plan_xy_m)
         t_raster = time.perf_counter_ns()
         traj, probs, scale, degraded, reason, infer_ns = self._predict(
             raster, tracks, ego, ego.plan_xy_m, t_start + self.cfg.budget_ns
@@ -318,7 +319,7 @@ class Pipeline:
             scale_m=scale,
             agent_source=source,
         )
-        self._last = (tracks, ego, int(now_ns))
+        self._scene = scene
         return TickResult(tracks, pred, raster, timings["total"])
 
     def conditional(
@@ -329,66 +330,16 @@ class Pipeline:
     ) -> m.ConditionalReply:
         """Predictions for the last tick's scene, once per candidate ego plan in ``request``.
 
-        ``budget_ns`` (live: the slack before the next tick) bounds the time spent: with the
-        deadline guard on, plans whose model pass would not fit get the constant-velocity
-        fallback, and once the budget is spent the remaining plans get it without even a raster;
-        the reply is then flagged degraded, so a planner's question never delays the 10 Hz loop.
-        None: no bound (offline, benchmarks).
+        ``budget_ns`` (live: the slack before the next tick) bounds the time spent: plans that
+        do not fit get the constant-velocity fallback and the reply is flagged degraded, so a
+        planner's question never delays the 10 Hz loop (:mod:`prescient.service.conditional`).
+        None: no bound (offline, benchmarks). Every plan is drawn on the last tick's scene.
 
         Raises:
             RequestLimitExceeded: more plans or longer plans than ``limits`` allow (default
                 :class:`~prescient.bus.config.RequestLimits`), checked before any work.
         """
-        t0 = time.perf_counter_ns()
-        deadline_ns = None if budget_ns is None else t0 + int(budget_ns)
-        plans = np.asarray(request.plans_xy_m, np.float32)
-        (limits or RequestLimits()).check_plans(plans.shape)
-        if self._last is None:
-            n = 0
-            tracks, now_ns = None, 0
-        else:
-            tracks, ego, now_ns = self._last
-            n = len(tracks.track_id)
-        b, k, t = plans.shape[0], self.num_modes, self.future_steps
-        traj = np.zeros((b, n, k, t, 2), np.float32)
-        probs = np.zeros((b, n, k), np.float32)
-        scale = np.ones((b, n, k, t, 2), np.float32)
-        reasons: list[str] = []
-        infer_total = 0
-        for i in range(b):
-            if tracks is None:
-                break  # no tick yet: nothing to predict
-            if deadline_ns is not None and time.perf_counter_ns() >= deadline_ns:
-                # Out of time: the rest share one fallback (it does not depend on the plan).
-                cv = constant_velocity_predictions(
-                    np.asarray(tracks.position_m, np.float64),
-                    np.asarray(tracks.velocity_mps, np.float64),
-                    num_modes=k,
-                    future_steps=t,
-                    dt_s=m.PRED_DT_S,
-                )
-                traj[i:], probs[i:], scale[i:] = cv
-                reasons.append(f"over budget: {b - i} of {b} plans answered by constant velocity")
-                break
-            raster = self._render(tracks, ego, plans[i])
-            tr, pr, sc, degraded, reason, infer_ns = self._predict(raster, tracks, ego, plans[i], deadline_ns)
-            traj[i], probs[i], scale[i] = tr, pr, sc
-            infer_total += infer_ns
-            if degraded:
-                reasons.append(reason)
-        return m.ConditionalReply(
-            header=m.Header(topic=m.TOPIC_CONDITIONAL_REPLY, stamp_ns=int(now_ns)),
-            request_id=request.request_id,
-            model_id=self.model_id,
-            source_stamp_ns=int(now_ns),
-            degraded=bool(reasons) or tracks is None,
-            reason=reasons[0] if reasons else ("no tick yet" if tracks is None else ""),
-            timings_ns={"infer": int(infer_total), "total": time.perf_counter_ns() - t0},
-            track_id=np.asarray(tracks.track_id if tracks is not None else np.zeros(0), np.int64),
-            mode_probs=probs,
-            trajectories_m=traj,
-            scale_m=scale,
-        )
+        return conditional.answer(self, request, budget_ns, limits, self._plan_ns)
 
     @property
     def ego(self) -> m.EgoState | None:
@@ -396,22 +347,43 @@ class Pipeline:
         return self._ego
 
     @property
+    def scene(self) -> TickScene | None:
+        """The last tick's scene (what conditional requests are answered for), None before one."""
+        return self._scene
+
+    @property
     def last_tracks(self) -> TrackSnapshot | None:
         """The tracks of the last tick (what conditional requests are answered for)."""
-        return self._last[0] if self._last is not None else None
+        return self._scene.tracks if self._scene is not None else None
 
     def render(self, tracks: TrackSnapshot, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
-        """The raster of ``tracks`` around ``ego`` with ``plan_xy_m`` in the plan channel.
+        """The raster of ``tracks`` around ``ego`` with ``plan_xy_m`` in the plan channel, with
+        the lights, LiDAR and ego history fed so far.
 
         Returns the rasterizer's buffer (overwritten by the next render).
         """
-        return self._render(tracks, ego, plan_xy_m)
+        return self.render_scene(self._scene_now(tracks, ego, 0), plan_xy_m)
+
+    def render_scene(self, scene: TickScene, plan_xy_m: np.ndarray) -> np.ndarray:
+        """The raster of ``scene`` with ``plan_xy_m`` (world frame) in the plan channel (the
+        rasterizer's buffer, overwritten by the next render)."""
+        return self.rasterizer.render(
+            scene.tracks, scene.ego.pose, scene.lights, plan_xy_m, scene.lidar, scene.ego_history_xy_m
+        )
+
+    def predict_scene(
+        self, raster: np.ndarray, scene: TickScene, plan_xy_m: np.ndarray, deadline_ns: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool, str, int]:
+        """The model (or the flagged fallback) on ``raster`` of ``scene`` under ``plan_xy_m``:
+        traj, probs, scale, degraded, reason, infer_ns (see :meth:`_predict`)."""
+        return self._predict(raster, scene.tracks, scene.ego, plan_xy_m, deadline_ns)
 
     # ------------------------------------------------------------------------------------------
-    def _render(self, tracks: TrackSnapshot, ego: m.EgoState, plan_xy_m: np.ndarray) -> np.ndarray:
+    def _scene_now(self, tracks: TrackSnapshot, ego: m.EgoState, stamp_ns: int) -> TickScene:
+        """``tracks`` and ``ego`` with the lights, LiDAR and ego history fed so far."""
         hist = self.tracker.ego_history_xy(m.TRACK_HISTORY_STEPS, self.cfg.tick_period_ns)
         lidar = list(self._lidar.values()) if self.cfg.use_lidar else None
-        return self.rasterizer.render(tracks, ego.pose, self._lights, plan_xy_m, lidar, hist)
+        return TickScene(tracks, ego, stamp_ns, self._lights, lidar, hist)
 
     def _predict(
         self,

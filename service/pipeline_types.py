@@ -58,6 +58,27 @@ class PipelineStats:
 
 
 @dataclass(frozen=True, eq=False)
+class TickScene:
+    """What one tick rendered from, kept so conditional requests answer for that same scene.
+
+    Attributes:
+        tracks: the tick's tracks (world frame).
+        ego: the ego state the tick rendered with.
+        stamp_ns: the tick time, sensor clock.
+        lights: the traffic-light states then (None: none received).
+        lidar: the newest LiDAR frames then (None: LiDAR not drawn).
+        ego_history_xy_m: (H, 2) float64 past ego positions, world frame.
+    """
+
+    tracks: TrackSnapshot
+    ego: m.EgoState
+    stamp_ns: int
+    lights: m.TrafficLights | None
+    lidar: list[m.LidarFrame] | None
+    ego_history_xy_m: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
 class TickResult:
     """What one tick produced. ``raster`` is the rasterizer's buffer (overwritten next tick).
 

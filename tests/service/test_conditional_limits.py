@@ -184,3 +184,49 @@ def test_pipeline_conditional_stops_running_the_model_when_the_budget_is_spent()
     assert 1 <= pred.calls < 8
     assert rep.degraded and "over budget" in rep.reason
     assert np.isfinite(rep.trajectories_m).all()
+
+
+def test_pipeline_conditional_skips_a_plan_whose_usual_time_does_not_fit() -> None:
+    """Plans of ~30 ms each: with 20 ms left no model pass is started (the raster counts too)."""
+    pipe, pred = _pipe(sleep_s=0.03)
+    pipe.conditional(_request(2))  # two timed plans
+    pred.calls = 0
+    rep = pipe.conditional(_request(2), budget_ns=20 * MS)
+    assert pred.calls == 0
+    assert rep.reason == "over budget: 2 of 2 plans answered by constant velocity"
+
+
+class RasterKeeper(CountingPredictor):
+    """Keeps a copy of every raster it is given."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__(in_channels)
+        self.rasters: list[np.ndarray] = []
+
+    def predict(self, raster, tracks, ego_velocity_mps, ego_size_lwh_m, plan_xy_m) -> PredictorOutput:
+        self.rasters.append(raster.copy())
+        return super().predict(raster, tracks, ego_velocity_mps, ego_size_lwh_m, plan_xy_m)
+
+
+def test_pipeline_conditional_answers_for_the_ticks_scene_after_newer_frames() -> None:
+    """Frames fed after the tick (a newer ego state here) do not leak into the answer: under
+    the tick's own plan the raster is the tick's, while a render of the newest state differs."""
+    pipe, _ = _pipe()
+    keeper = RasterKeeper(pipe.rasterizer.num_channels)
+    pipe.predictor = keeper
+    scene = pipe.scene
+    assert scene is not None
+    tick_raster = pipe.render_scene(scene, scene.ego.plan_xy_m).copy()
+    newer = dataclasses.replace(
+        scene.ego,
+        header=dataclasses.replace(scene.ego.header, stamp_ns=200 * MS),
+        pose=np.array([82.0, 80.0, 0.0]),
+    )
+    assert pipe.feed(newer)
+    assert not np.array_equal(pipe.render(scene.tracks, newer, scene.ego.plan_xy_m), tick_raster)
+    req = m.ConditionalRequest(
+        header=m.Header(topic=m.TOPIC_CONDITIONAL_REQUEST), request_id=1, plans_xy_m=scene.ego.plan_xy_m[None]
+    )
+    rep = pipe.conditional(req)
+    assert not rep.degraded and len(keeper.rasters) == 1
+    np.testing.assert_array_equal(keeper.rasters[0], tick_raster)
