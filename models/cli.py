@@ -15,6 +15,7 @@ from pathlib import Path
 from prescient.bus.cli import non_negative_int, output_dir, output_path, positive_int
 from prescient.bus.errors import StartupError
 from prescient.models.eth_ucy_train import SELECT_CRITERIA, EthTrainConfig
+from prescient.service.model_io.config import DECODERS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ def _eth_args(p: argparse.ArgumentParser) -> None:
         default=d.scale_aug,
         help="random scale of training windows, max factor (1: off)",
     )
+    p.add_argument(
+        "--flip-aug",
+        action=argparse.BooleanOptionalAction,
+        default=d.flip_aug,
+        help="mirror half the training windows",
+    )
+    p.add_argument("--decoder", choices=list(DECODERS), default=d.decoder, help="trajectory head")
     p.add_argument(
         "--cosine",
         action=argparse.BooleanOptionalAction,
@@ -91,6 +99,8 @@ def _run_eth_ucy(args: argparse.Namespace) -> int:
             mixture_weight=args.mixture_weight,
             soft_target_m=args.soft_target,
             scale_aug=args.scale_aug,
+            flip_aug=args.flip_aug,
+            decoder=args.decoder,
             cosine=args.cosine,
             select=args.select,
             max_windows=args.max_windows,

@@ -49,8 +49,8 @@ class Window:
 DEFAULT_EPOCHS = 40  # passes over the train split per left-out scene
 
 
-def eth_config(n_max: int = 64) -> ModelConfig:
-    """The small, map-free :class:`ModelConfig` used on ETH/UCY."""
+def eth_config(n_max: int = 64, decoder: str = "direct") -> ModelConfig:
+    """The small, map-free :class:`ModelConfig` used on ETH/UCY (``decoder``: see ModelConfig)."""
     return ModelConfig(
         in_channels=OBS_STEPS,
         raster_hw=(64, 64),
@@ -68,6 +68,7 @@ def eth_config(n_max: int = 64) -> ModelConfig:
         num_layers=2,
         raster_spec_version="eth-ucy-occupancy-v1",
         channel_names=tuple(f"occupancy_t-{OBS_STEPS - 1 - i}" for i in range(OBS_STEPS)),
+        decoder=decoder,
     )
 
 

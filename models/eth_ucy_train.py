@@ -27,6 +27,7 @@ from prescient.models.eth_ucy import (
     stack_batch,
     window_inputs,
 )
+from prescient.service.model_io.config import DECODERS
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class EthTrainConfig:
         scale_aug: each training window is scaled by a factor drawn log-uniformly from
             ``[1/scale_aug, scale_aug]`` (speeds and spacing together; scenes differ in both);
             1 = off.
+        flip_aug: each training window is mirrored (x -> -x) with probability 1/2 (pedestrians
+            pass on either side).
+        decoder: the net's trajectory head, ``"direct"`` or ``"basis"`` (see
+            :class:`prescient.service.model_io.config.ModelConfig`).
         cosine: linear warm-up over the first 5 % of steps, then cosine decay to 1 % of ``lr``;
             False keeps ``lr`` constant.
         select: the epoch kept, by validation ``"min_ade"`` (best-of-20 ADE) or ``"min_ml_ade"``
@@ -64,6 +69,8 @@ class EthTrainConfig:
     mixture_weight: float = 0.5
     soft_target_m: float = 0.3
     scale_aug: float = 2.0
+    flip_aug: bool = True
+    decoder: str = "direct"
     cosine: bool = True
     select: str = "min_ade"
     max_windows: int | None = None
@@ -71,6 +78,8 @@ class EthTrainConfig:
     def __post_init__(self) -> None:
         if self.select not in SELECT_CRITERIA:
             raise EthUcyError(f"select must be one of {SELECT_CRITERIA}, got {self.select!r}")
+        if self.decoder not in DECODERS:
+            raise EthUcyError(f"decoder must be one of {DECODERS}, got {self.decoder!r}")
         if (
             self.epochs < 1
             or self.batch_size < 1
@@ -95,15 +104,19 @@ def lr_factor(step: int, total_steps: int, cosine: bool) -> float:
     return 0.01 + 0.99 * 0.5 * (1.0 + float(np.cos(np.pi * min(frac, 1.0))))
 
 
-def _augmented_inputs(cfg, w: Window, rng: np.random.Generator, scale_aug: float) -> dict[str, np.ndarray]:
-    """Net inputs of ``w`` under a random yaw and, when ``scale_aug > 1``, a random scale.
+def _augmented_inputs(cfg, w: Window, rng: np.random.Generator, tc: EthTrainConfig) -> dict[str, np.ndarray]:
+    """Net inputs of ``w`` under a random yaw and, when on, a random scale and mirror.
 
-    The scale is drawn after the yaw and only when on, so runs without it keep their random stream.
+    Each draw happens only when its option is on, after the previous ones, so runs without it
+    keep their random stream.
     """
     rotation_rad = float(rng.uniform(-np.pi, np.pi))
-    if scale_aug > 1.0:
-        f = float(np.exp(rng.uniform(-np.log(scale_aug), np.log(scale_aug))))
+    if tc.scale_aug > 1.0:
+        f = float(np.exp(rng.uniform(-np.log(tc.scale_aug), np.log(tc.scale_aug))))
         w = Window(w.obs_m * f, w.fut_m * f)
+    if tc.flip_aug and rng.random() < 0.5:
+        mirror = np.array([-1.0, 1.0])
+        w = Window(w.obs_m * mirror, w.fut_m * mirror)
     return window_inputs(cfg, w, rotation_rad=rotation_rad)
 
 
@@ -138,7 +151,7 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
     if tc.max_windows is not None:
         splits = {s: w[: tc.max_windows] for s, w in splits.items()}
     n_max_seen = max(w.obs_m.shape[0] for ws in splits.values() for w in ws)
-    cfg = eth_config(n_max=int(min(96, max(16, 8 * int(np.ceil(n_max_seen / 8))))))
+    cfg = eth_config(n_max=int(min(96, max(16, 8 * int(np.ceil(n_max_seen / 8))))), decoder=tc.decoder)
     model = TrajectoryNet(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=1e-4)
     train = splits["train"]
@@ -158,9 +171,7 @@ def train_scene(scene_dir: Path, tc: EthTrainConfig | None = None, out_dir: Path
         order = rng.permutation(len(train))
         losses = []
         for i in range(0, len(order), tc.batch_size):
-            items = [
-                _augmented_inputs(cfg, train[j], rng, tc.scale_aug) for j in order[i : i + tc.batch_size]
-            ]
+            items = [_augmented_inputs(cfg, train[j], rng, tc) for j in order[i : i + tc.batch_size]]
             feed = {k: torch.from_numpy(v) for k, v in stack_batch(items).items()}
             traj, logits, scale = model.forward_logits(*(feed[n] for n in names))
             loss, _ = wta_laplace_loss(

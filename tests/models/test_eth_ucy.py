@@ -8,6 +8,7 @@ import pytest
 from prescient.models.cli import register
 from prescient.models.eth_ucy import (
     EthUcyError,
+    Window,
     cv_fan_metrics,
     cv_metrics,
     eth_config,
@@ -219,6 +220,7 @@ def test_lr_factor_warms_up_then_decays_to_one_percent():
         {"lr": 0.0},
         {"epochs": 0},
         {"scale_aug": 0.5},
+        {"decoder": "spline"},
     ],
 )
 def test_train_config_rejects_bad_values(kwargs):
@@ -245,18 +247,38 @@ def test_scale_augmentation_scales_speeds_and_keeps_the_stream_when_off(tmp_path
     w = load_split(_scene_dir(tmp_path) / "toy", "train")[0]
     cfg = eth_config(16)
     plain = window_inputs(cfg, w, rotation_rad=float(np.random.default_rng(3).uniform(-np.pi, np.pi)))
-    off = _augmented_inputs(cfg, w, np.random.default_rng(3), 1.0)
+    off = _augmented_inputs(cfg, w, np.random.default_rng(3), EthTrainConfig(scale_aug=1.0, flip_aug=False))
     np.testing.assert_array_equal(off["future_m"], plain["future_m"])
     np.testing.assert_array_equal(off["raster"], plain["raster"])
     factors = set()
     for seed in range(20):
-        on = _augmented_inputs(cfg, w, np.random.default_rng(seed), 2.0)
+        on = _augmented_inputs(
+            cfg, w, np.random.default_rng(seed), EthTrainConfig(scale_aug=2.0, flip_aug=False)
+        )
         # Per pedestrian (slots are ordered by distance, and p0/p2 tie): same pedestrian, scaled.
         a, b = np.argsort(on["agent_index"][:3]), np.argsort(plain["agent_index"][:3])
         f = on["future_m"][a, -1, 0] / plain["future_m"][b, -1, 0]
         np.testing.assert_allclose(f, f[0], rtol=1e-4)  # one factor per window
         factors.add(round(float(f[0]), 3))
     assert min(factors) >= 0.5 - 1e-3 and max(factors) <= 2.0 + 1e-3 and len(factors) == 20
+
+
+def test_flip_augmentation_mirrors_about_half_the_windows_and_keeps_the_stream_when_off():
+    """A pedestrian turning left turns right in a mirrored window (agent frame); off: no mirror."""
+    t = np.arange(20) * 0.4
+    turn = np.stack([np.sin(0.2 * t) / 0.2, (1 - np.cos(0.2 * t)) / 0.2], -1)  # left turn, 1 m/s
+    w = Window(np.stack([turn, turn + [0.0, 5.0]])[:, :8], np.stack([turn, turn + [0.0, 5.0]])[:, 8:])
+    cfg = eth_config(16)
+    tc_off, tc_on = EthTrainConfig(scale_aug=1.0, flip_aug=False), EthTrainConfig(scale_aug=1.0)
+    lateral = []
+    for seed in range(40):
+        off = _augmented_inputs(cfg, w, np.random.default_rng(seed), tc_off)
+        assert off["future_m"][0, -1, 1] > 0.5  # left of the agent's heading
+        on = _augmented_inputs(cfg, w, np.random.default_rng(seed), tc_on)
+        np.testing.assert_allclose(abs(on["future_m"][:2]), abs(off["future_m"][:2]), atol=1e-4)
+        lateral.append(float(on["future_m"][0, -1, 1]))
+    mirrored = np.mean(np.array(lateral) < 0)
+    assert 0.25 < mirrored < 0.75
 
 
 @pytest.mark.slow
@@ -289,6 +311,7 @@ def test_cli_recipe_flags_reach_training_and_checkpoint(tmp_path):
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     flags = ["--mixture-weight", "0", "--soft-target", "0", "--no-cosine", "--scale-aug", "1.5"]
+    flags += ["--no-flip-aug", "--decoder", "basis"]
     args = parser.parse_args(
         ["train", "eth-ucy", "--data", str(root), "--epochs", "2", *flags, "--select", "min_ml_ade"]
         + ["--out", str(tmp_path / "r.json"), "--checkpoints", str(tmp_path / "ck")]
@@ -296,8 +319,10 @@ def test_cli_recipe_flags_reach_training_and_checkpoint(tmp_path):
     assert args.func(args) == 0
     res = json.loads((tmp_path / "r.json").read_text())["results"][0]
     want = {"mixture_weight": 0.0, "soft_target_m": 0.0, "cosine": False, "scale_aug": 1.5, "epochs": 2}
+    want |= {"flip_aug": False, "decoder": "basis"}
     assert {k: res["train_config"][k] for k in want} == want and res["train_config"]["select"] == "min_ml_ade"
-    _, meta = load_checkpoint(tmp_path / "ck" / "toy.pt")
+    net, meta = load_checkpoint(tmp_path / "ck" / "toy.pt")
+    assert net.cfg.decoder == "basis"
     assert meta["train_config"] == res["train_config"] and res["best_epoch"] in (0, 1)
     assert np.isfinite(res["model"]["ml_ade_m"])
 
