@@ -46,7 +46,7 @@ class Window:
     fut_m: np.ndarray
 
 
-DEFAULT_EPOCHS = 80  # passes over the train split per left-out scene (models/README.md: 40 vs 80)
+DEFAULT_EPOCHS = 120  # passes over the train split per left-out scene (models/README.md: 40, 80, 120)
 
 
 def eth_config(n_max: int = 64, decoder: str = "direct") -> ModelConfig:
