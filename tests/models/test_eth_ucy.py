@@ -263,7 +263,7 @@ def test_scale_augmentation_scales_speeds_and_keeps_the_stream_when_off(tmp_path
     assert min(factors) >= 0.5 - 1e-3 and max(factors) <= 2.0 + 1e-3 and len(factors) == 20
 
 
-def test_flip_augmentation_mirrors_about_half_the_windows_and_keeps_the_stream_when_off():
+def test_flip_augmentation_mirrors_about_half_the_windows_and_none_when_off():
     """A pedestrian turning left turns right in a mirrored window (agent frame); off: no mirror."""
     t = np.arange(20) * 0.4
     turn = np.stack([np.sin(0.2 * t) / 0.2, (1 - np.cos(0.2 * t)) / 0.2], -1)  # left turn, 1 m/s
