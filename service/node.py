@@ -24,6 +24,7 @@ from prescient.bus.errors import RequestTimeout, StartupError, TransportError
 from prescient.bus.reqrep import Replier, Requester, ServerError
 from prescient.bus.rxstats import CounterMap
 from prescient.bus.transport import Publisher, Subscriber
+from prescient.service.gc_policy import GcPauses, frozen_startup_heap
 from prescient.service.liveness import Liveness
 from prescient.service.map_watch import MapWatch
 from prescient.service.pipeline import Pipeline, PipelineConfig
@@ -401,19 +402,27 @@ def _run_service(
     except BaseException:
         pub.close()
         raise
-    log.info("service live: map %s, model %s, budget %.0f ms", vmap.map_id, pipe.model_id, opts.budget_ms)
+    pauses = GcPauses()
     try:
-        while not stop.is_set():
-            loop.turn()
+        # Going live: freeze the start-up heap (a full collection would walk all of it: tens of
+        # ms, mid-tick) and time every collection from here on.
+        with frozen_startup_heap() as frozen, pauses.install():
+            log.info(
+                "service live: map %s, model %s, budget %.0f ms; %d start-up objects frozen",
+                vmap.map_id, pipe.model_id, opts.budget_ms, frozen,
+            )  # fmt: skip
+            while not stop.is_set():
+                loop.turn()
     finally:
         loop.close()
         pub.close()
     s = pipe.stats
     log.info(
-        "service stopped: %d ticks, %d deadline misses, %d degraded, %d skipped",
+        "service stopped: %d ticks, %d deadline misses, %d degraded, %d skipped; garbage collections %s",
         s.ticks,
         s.deadline_misses,
         s.degraded_ticks,
         s.skipped_ticks,
+        pauses.summary(),
     )
     return 0

@@ -12,6 +12,7 @@ Per prediction it measures two figures, on this host's monotonic clock:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -24,6 +25,7 @@ from prescient.bus.config import BusConfig
 from prescient.bus.errors import RequestTimeout, TransportError
 from prescient.bus.reqrep import Requester
 from prescient.bus.transport import Publisher, Subscriber
+from prescient.service.gc_policy import GcPauses, frozen_startup_heap
 from prescient.service.planner_stub import (
     MAX_PREDICTION_AGE_S,
     Verdict,
@@ -32,6 +34,8 @@ from prescient.service.planner_stub import (
     score_plans,
     stale_verdict,
 )
+
+log = logging.getLogger(__name__)
 
 PLANNER_NODE = "planner"
 
@@ -204,17 +208,22 @@ def run_planner(
     pub = Publisher(cfg)
     req = Requester(cfg, cfg.conditional_endpoint)
     planner = _Planner(pub, req, conditional_every, conditional_timeout_ms)
+    pauses = GcPauses()
     try:
-        while not stop.is_set():
-            msg = sub.recv(timeout_ms=50)
-            now = time.monotonic_ns()
-            planner.check_silence(now)
-            if isinstance(msg, m.EgoState):
-                planner.on_ego(msg, now)
-            elif isinstance(msg, m.Predictions):
-                planner.on_prediction(msg, now)
+        # Its receive times are the latency figures' end point: a full collection of its start-up
+        # heap would count as processing latency (see prescient.service.gc_policy).
+        with frozen_startup_heap(), pauses.install():
+            while not stop.is_set():
+                msg = sub.recv(timeout_ms=50)
+                now = time.monotonic_ns()
+                planner.check_silence(now)
+                if isinstance(msg, m.EgoState):
+                    planner.on_ego(msg, now)
+                elif isinstance(msg, m.Predictions):
+                    planner.on_prediction(msg, now)
     finally:
         sub.close()
         pub.close()
         req.close()
+    log.info("planner stub stopped; garbage collections %s", pauses.summary())
     return planner.stats
