@@ -65,9 +65,10 @@ DEFAULT_PRECISION = "fp32"  # a manifest without "precision" describes a float m
 # Agents one pass of a model with a symbolic agent axis takes (a fixed axis: its ``n_max`` slots).
 # Measured on a 400-agent simulator log (README, "Service and planner stub"): the agents the model
 # predicted at 128 per pass keep their 8 s minFDE (2.066 -> 2.065 m, taking 192), the 7 % of samples
-# it then left on constant velocity go from 5.29 to 2.44 m. 144 keeps 400 simulated agents (154-160 tracked) inside
-# the 40 ms processing p99 budget on 2 cores (192 measured 40.3 ms) with 89-91 % of them from the model.
-SYMBOLIC_AGENTS_PER_PASS = 144
+# it then left on constant velocity go from 5.29 to 2.44 m. In the live stack, 400 simulated agents
+# (152-160 tracked), 192 against 144 alternated over 3 runs each: processing p99 40.8-43.4 against
+# 37.6-42.9 ms (within the run-to-run noise), every agent from the model instead of 93 %.
+SYMBOLIC_AGENTS_PER_PASS = 192
 OPTIMIZATION_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
