@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 from prescient.bus import messages as m
 from prescient.bus.errors import StartupError
 from prescient.bus.rxstats import RxStats
+from prescient.service.gc_policy import GcPauses
 from prescient.service.pipeline_types import PipelineStats
 from prescient.service.planner_node import SensorClock
 
@@ -68,6 +69,10 @@ class CounterSnapshot:
     deadline_misses: int = 0
     skipped_ticks: int = 0
     state: str = ""
+    # Garbage collections while live, per generation 0-2 (prescient.service.gc_policy.GcPauses).
+    gc_collections: tuple[int, ...] = ()
+    gc_pause_s: tuple[float, ...] = ()
+    gc_pause_max_s: tuple[float, ...] = ()
 
 
 class _SnapshotCollector(Collector):
@@ -109,6 +114,25 @@ class _SnapshotCollector(Collector):
         for name in HEALTH_STATES:
             state.add_metric([name], 1.0 if snap.state == name else 0.0)
         yield state
+        yield from _gc_families(snap)
+
+
+def _gc_families(snap: CounterSnapshot) -> Iterator[Metric]:
+    """Collections, time spent in them and the longest, per generation (empty before going live)."""
+    count = CounterMetricFamily(
+        "prescient_gc_collections", "Garbage collections while live", labels=["generation"]
+    )
+    total = CounterMetricFamily(
+        "prescient_gc_pause_seconds", "Time in garbage collections while live, s", labels=["generation"]
+    )
+    longest = GaugeMetricFamily(
+        "prescient_gc_pause_max_seconds", "Longest garbage collection while live, s", labels=["generation"]
+    )
+    for g, (n, s_total, s_max) in enumerate(zip(snap.gc_collections, snap.gc_pause_s, snap.gc_pause_max_s)):
+        count.add_metric([str(g)], n)
+        total.add_metric([str(g)], s_total)
+        longest.add_metric([str(g)], s_max)
+    yield from (count, total, longest)
 
 
 class _Labels:
@@ -223,6 +247,7 @@ class ServiceMetrics:
         publish_drops: Mapping[str, int],
         pipeline: PipelineStats | None,
         state: str,
+        gc_pauses: GcPauses | None = None,
     ) -> None:
         """Replace the counter snapshot from the node's own cumulative counters.
 
@@ -233,6 +258,7 @@ class ServiceMetrics:
             publish_drops: reason -> messages this node failed to send.
             pipeline: the pipeline's counters, or None before the map arrived.
             state: the liveness state (``ok``, ``degraded``, ``failed``).
+            gc_pauses: the garbage collections timed since going live, or None.
         """
         received: dict[str, int] = {}
         rejected: dict[tuple[str, str], int] = {}
@@ -248,8 +274,15 @@ class ServiceMetrics:
         degraded: dict[str, int] = {}
         for reason, n in p.degraded_reasons.items():
             _add(degraded, self._degraded_labels(reason), n)
+        gc_counts: tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...]] = ((), (), ())
+        if gc_pauses is not None:  # plain ints the collector callback bumps: copy them once
+            gc_counts = (
+                tuple(gc_pauses.count),
+                tuple(t / 1e9 for t in gc_pauses.total_ns),
+                tuple(t / 1e9 for t in gc_pauses.max_ns),
+            )
         self._counts.snapshot = CounterSnapshot(
-            received, rejected, degraded, p.ticks, p.deadline_misses, p.skipped_ticks, state
+            received, rejected, degraded, p.ticks, p.deadline_misses, p.skipped_ticks, state, *gc_counts
         )
 
     def _add_rejected(self, into: dict, stage: str, counts: Mapping[str, int]) -> None:

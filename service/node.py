@@ -233,9 +233,10 @@ class _ServiceLoop:
         provider: str,
         has_model: bool,
         metrics: ServiceMetrics | None = None,
+        gc_pauses: GcPauses | None = None,
     ) -> None:
         self._cfg, self._opts, self._pub, self._pipe = cfg, opts, pub, pipe
-        self._metrics = metrics
+        self._metrics, self._gc_pauses = metrics, gc_pauses
         self._provider, self._has_model = provider, has_model
         rate = opts.max_input_rate_hz or None
         topics = [m.TOPIC_TRACKS] if opts.tracks_input else ["sensor."]
@@ -343,6 +344,7 @@ class _ServiceLoop:
                 {"hwm_drops": pub.hwm_drops, "oversize": pub.oversize},
                 self._pipe.stats,
                 verdict.state,
+                self._gc_pauses,
             )
 
     def close(self) -> None:
@@ -398,11 +400,13 @@ def _run_service(
             tracks_from_log=opts.tracks_input,
             tracker_cfg=opts.tracker,
         )
-        loop = _ServiceLoop(cfg, opts, pub, pipe, provider, has_model=predictor is not None, metrics=metrics)
+        pauses = GcPauses()
+        loop = _ServiceLoop(
+            cfg, opts, pub, pipe, provider, has_model=predictor is not None, metrics=metrics, gc_pauses=pauses
+        )
     except BaseException:
         pub.close()
         raise
-    pauses = GcPauses()
     try:
         # Going live: freeze the start-up heap (a full collection would walk all of it: tens of
         # ms, mid-tick) and time every collection from here on.

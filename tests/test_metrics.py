@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prescient.bus import messages as m
 from prescient.bus.errors import StartupError
 from prescient.bus.rxstats import RxStats
+from prescient.service.gc_policy import GcPauses
 from prescient.service.metrics import MAX_REASONS, OTHER, ServiceMetrics
 from prescient.service.pipeline_types import PipelineStats
 
@@ -95,6 +97,24 @@ def test_metrics_endpoint_serves_every_family_and_counts_move(metrics: ServiceMe
     assert value(second, "prescient_ticks_total") == 2 and value(second, "prescient_tick_seconds_count") == 2
     assert value(second, "prescient_health_state", state="failed") == 1
     assert value(second, "prescient_health_state", state="ok") == 0
+
+
+def test_metrics_garbage_collections_per_generation(metrics: ServiceMetrics) -> None:
+    """The service's timed collections (gc_policy.GcPauses) are exported per generation."""
+    pauses = GcPauses()
+    pauses.count[:] = [40, 3, 1]
+    pauses.total_ns[:] = [4_000_000, 900_000, 80_000_000]
+    pauses.max_ns[:] = [200_000, 400_000, 80_000_000]
+    metrics.update_counts([RxStats()], None, {}, {}, PipelineStats(), "ok", pauses)
+    got = scrape(metrics.port or 0)
+    assert value(got, "prescient_gc_collections_total", generation="0") == 40
+    assert value(got, "prescient_gc_collections_total", generation="2") == 1
+    assert value(got, "prescient_gc_pause_seconds_total", generation="1") == pytest.approx(0.0009)
+    assert value(got, "prescient_gc_pause_max_seconds", generation="2") == pytest.approx(0.08)
+    with pauses.install():  # real collections move the next snapshot
+        gc.collect(2)
+    metrics.update_counts([RxStats()], None, {}, {}, PipelineStats(), "ok", pauses)
+    assert value(scrape(metrics.port or 0), "prescient_gc_collections_total", generation="2") >= 2
 
 
 def test_metrics_unknown_topics_and_reasons_collapse_to_other(metrics: ServiceMetrics) -> None:
