@@ -1,9 +1,9 @@
 """Garbage-collector policy of the live service: freeze the startup heap, time every collection.
 
 A full (generation 2) collection walks every container object the process holds. After start-up
-the service holds ~150,000 of them (numba, onnxruntime bindings, the map, the rasterizer), and on a
-2-core VM one full collection in the middle of a 400-agent run took 64-79 ms: whatever tick it
-landed in missed the 100 ms deadline. :func:`frozen_startup_heap` moves everything allocated
+the service holds ~155,000 of them (numba, onnxruntime bindings, the map, the rasterizer), and on a
+2-core VM one full collection in the middle of a 400-agent run took 67-90 ms: the tick it landed
+in took up to 115 ms (benchmarks/README.md, "Garbage collection"). :func:`frozen_startup_heap` moves everything allocated
 before going live into the permanent generation (``gc.freeze``), so a full collection walks only
 what was allocated since. Automatic collection stays on: reference cycles made while live are
 still freed.
